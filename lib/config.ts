@@ -1,0 +1,212 @@
+import { readFileSync, existsSync } from 'node:fs';
+import path from 'node:path';
+import { ConfigError, SafetyError } from './errors.ts';
+import { Secret } from './secret.ts';
+import { composeDir } from './paths.ts';
+
+export type Environment = 'prod' | 'dev';
+export const environments: readonly Environment[] = ['prod', 'dev'];
+
+/** The value of ENVIRONMENT that each environment's file must declare (the app reads it). */
+export const appEnvironmentName = { prod: 'production', dev: 'development' } as const satisfies Record<Environment, string>;
+
+export function parseEnvironment(value: string | undefined, where = '--env'): Environment {
+  if (value === 'prod' || value === 'dev') return value;
+  throw new ConfigError(`${where} must be "prod" or "dev", got ${JSON.stringify(value ?? '')}.`);
+}
+
+/** One line of an env file, with where it came from so errors can point at it. */
+interface EnvLine {
+  value: string;
+  line: number;
+}
+
+/** Parses the subset of dotenv syntax that Compose's --env-file also understands. */
+export function parseEnvFile(text: string, file: string): { entries: Map<string, EnvLine>; problems: string[] } {
+  const entries = new Map<string, EnvLine>();
+  const problems: string[] = [];
+  text.split(/\r?\n/).forEach((raw, i) => {
+    const line = i + 1;
+    const trimmed = raw.trim();
+    if (trimmed === '' || trimmed.startsWith('#')) return;
+    const m = /^(?:export\s+)?([A-Za-z_][A-Za-z0-9_]*)\s*=\s*(.*)$/.exec(trimmed);
+    if (!m) {
+      problems.push(`${file}:${line}: not a KEY=value line`);
+      return;
+    }
+    const [, key, rest] = m as unknown as [string, string, string];
+    let value = rest;
+    const quote = value[0];
+    if ((quote === '"' || quote === "'") && value.length >= 2 && value.endsWith(quote)) value = value.slice(1, -1);
+    else value = value.replace(/\s+#.*$/, '');
+    if (entries.has(key)) problems.push(`${file}:${line}: ${key} is set again (first at line ${entries.get(key)!.line})`);
+    entries.set(key, { value, line });
+  });
+  return { entries, problems };
+}
+
+/** A field of the schema: how to parse one variable, and its default when it may be left out. */
+interface Field<T> {
+  parse(value: string): T | { error: string };
+  default?: string;
+  /** Only meaningful in one environment (e.g. the production backup folder). */
+  only?: Environment;
+}
+
+const isError = (v: unknown): v is { error: string } => typeof v === 'object' && v !== null && 'error' in v && !(v instanceof Secret);
+
+const text = (def?: string): Field<string> => ({ parse: (v) => v, ...(def !== undefined && { default: def }) });
+const secret = (): Field<Secret> => ({ parse: (v) => new Secret(v) });
+const optionalSecret = (): Field<Secret> => ({ parse: (v) => new Secret(v), default: '' });
+const port = (def?: string): Field<number> => ({
+  parse: (v) => (/^\d+$/.test(v) && +v >= 1 && +v <= 65535 ? +v : { error: `"${v}" is not a port (1-65535)` }),
+  ...(def !== undefined && { default: def }),
+});
+const count = (def: string): Field<number> => ({
+  parse: (v) => (/^\d+$/.test(v) && +v >= 1 ? +v : { error: `"${v}" is not a positive whole number` }),
+  default: def,
+});
+const url = (protocols: string[]): Field<string> => ({
+  parse: (v) => {
+    try {
+      const u = new URL(v);
+      return protocols.includes(u.protocol) ? v : { error: `"${v}" must start with ${protocols.join(' or ')}//` };
+    } catch {
+      return { error: `"${v}" is not a URL` };
+    }
+  },
+});
+const hostname = (): Field<string> => ({
+  parse: (v) => (/^(?=.{1,253}$)[a-z0-9]([a-z0-9-]*[a-z0-9])?(\.[a-z0-9]([a-z0-9-]*[a-z0-9])?)*$/i.test(v) ? v.toLowerCase() : { error: `"${v}" is not a host name` }),
+});
+const absolutePath = (def?: string): Field<string> => ({
+  parse: (v) => (path.isAbsolute(v) ? path.normalize(v) : { error: `"${v}" must be an absolute path` }),
+  ...(def !== undefined && { default: def }),
+});
+const email = (): Field<string> => ({ parse: (v) => (/^[^@\s]+@[^@\s]+\.[^@\s]+$/.test(v) ? v : { error: `"${v}" is not an e-mail address` }) });
+const oneOf = <T extends string>(...values: T[]): Field<T> => ({
+  parse: (v) => ((values as string[]).includes(v) ? (v as T) : { error: `"${v}" must be one of ${values.join(', ')}` }),
+});
+
+/**
+ * Every variable an environment file holds: the app's own (makapix-facts.md) and the toolkit's.
+ * One table, so the example files, the validator and the types cannot drift apart.
+ */
+export const envSchema = {
+  // The app's variables.
+  COMPOSE_PROJECT_NAME: { parse: (v: string) => (/^makapix-(prod|dev)$/.test(v) ? v : { error: `"${v}" must be makapix-prod or makapix-dev` }) } as Field<string>,
+  ENVIRONMENT: oneOf('production', 'development'),
+  ROOT_DOMAIN: hostname(),
+  WEB_DOMAIN: hostname(),
+  BASE_URL: url(['https:', 'http:']),
+  NEXT_PUBLIC_API_BASE_URL: url(['https:', 'http:']),
+  DB_HOST: hostname(),
+  DB_DATABASE: { parse: (v: string) => (/^[a-z_][a-z0-9_]{0,62}$/.test(v) ? v : { error: `"${v}" is not a plain database name` }) } as Field<string>,
+  DB_ADMIN_USER: text(),
+  DB_ADMIN_PASSWORD: secret(),
+  DB_API_WORKER_USER: text(),
+  DB_API_WORKER_PASSWORD: secret(),
+  REDIS_HOST: hostname(),
+  VAULT_HOST_PATH: absolutePath(),
+  VAULT_LOCATION: absolutePath(),
+  VAULT_DOMAIN: hostname(),
+  MQTT_HOST: hostname(),
+  MQTT_PUBLIC_HOST: hostname(),
+  MQTT_PUBLIC_PORT: port(),
+  MQTT_PASSWORD: secret(),
+  JWT_SECRET_KEY: secret(),
+  GITHUB_OAUTH_CLIENT_ID: text(),
+  GITHUB_OAUTH_CLIENT_SECRET: secret(),
+  GITHUB_REDIRECT_URI: url(['https:', 'http:']),
+  RESEND_FROM_EMAIL: email(),
+  MAKAPIX_IP_HASH_SALT: secret(),
+  // The toolkit's variables.
+  APP_DIR: absolutePath(),
+  IMAGE_TAG: text('latest'),
+  POSTGRES_IMAGE: text('postgres:17-alpine'),
+  REDIS_IMAGE: text('redis:7-alpine'),
+  MOSQUITTO_IMAGE: text('eclipse-mosquitto:2'),
+  VAULT_IMAGE: text('caddy:2-alpine'),
+  /** Where the toolkit reaches this environment's database from the host (published on loopback only). */
+  DB_PUBLISHED_HOST: { ...hostname(), default: '127.0.0.1' } as Field<string>,
+  DB_PUBLISHED_PORT: port(),
+  /** The named volume holding the database; in production the existing one, reused. */
+  DB_VOLUME_NAME: text(),
+  /** Where this environment's MQTT CA, server and device certificates live (outside the repo). */
+  MQTT_CERTS_DIR: absolutePath(),
+  BACKUP_DIR: absolutePath('/backups'),
+  BACKUP_KEEP: count('7'),
+  /** EB only: when set, sampled users' password hashes become this password's hash. */
+  DEV_LOGIN_PASSWORD: { ...optionalSecret(), only: 'dev' } as Field<Secret>,
+} satisfies Record<string, Field<unknown>>;
+
+type Schema = typeof envSchema;
+export type EnvVars = { [K in keyof Schema]: Schema[K] extends Field<infer T> ? T : never };
+
+/** A parsed, validated environment file. */
+export interface EnvConfig {
+  readonly env: Environment;
+  /** Absolute path of the file it came from (Compose gets it as --env-file). */
+  readonly file: string;
+  readonly vars: Readonly<EnvVars>;
+}
+
+/** Where an environment's file lives: MAKAPIX_ENV_DIR overrides compose/ (the sandbox uses that). */
+export function envFilePath(env: Environment, dir = process.env.MAKAPIX_ENV_DIR ?? composeDir): string {
+  return path.resolve(dir, `.env.${env}`);
+}
+
+/** Validates parsed entries against the schema; every problem is reported, not just the first. */
+export function validateEnv(file: string, entries: Map<string, EnvLine>): { vars?: EnvVars; problems: string[] } {
+  const problems: string[] = [];
+  const vars: Record<string, unknown> = {};
+  for (const [key, field] of Object.entries(envSchema) as [string, Field<unknown>][]) {
+    const entry = entries.get(key);
+    const where = entry ? `${file}:${entry.line}` : file;
+    let raw = entry?.value;
+    if (raw === undefined) {
+      if (field.default === undefined) {
+        problems.push(`${where}: ${key} is missing`);
+        continue;
+      }
+      raw = field.default;
+    } else if (raw === '' && field.default !== '') {
+      problems.push(`${where}: ${key} is empty`);
+      continue;
+    }
+    const parsed = field.parse(raw);
+    if (isError(parsed)) problems.push(`${where}: ${key} ${parsed.error}`);
+    else vars[key] = parsed;
+  }
+  return problems.length ? { problems } : { vars: vars as EnvVars, problems };
+}
+
+/**
+ * Loads and validates an environment's file. A missing file or any invalid value is a ConfigError
+ * (exit 2) listing every problem; a file that declares the other environment is a SafetyError (exit 3).
+ */
+export function loadEnvConfig(env: Environment, file = envFilePath(env)): EnvConfig {
+  const abs = path.resolve(file);
+  if (!existsSync(abs)) {
+    const example = path.join(composeDir, `.env.${env}.example`);
+    throw new ConfigError(`The ${env} environment file ${abs} does not exist.`, [], `Copy ${example} to ${abs} and fill in its values.`);
+  }
+  const { entries, problems: syntax } = parseEnvFile(readFileSync(abs, 'utf8'), abs);
+  const { vars, problems } = validateEnv(abs, entries);
+  const all = [...syntax, ...problems];
+  if (all.length || !vars) {
+    throw new ConfigError(`${abs} has ${all.length} problem${all.length === 1 ? '' : 's'}: ${all.join('; ')}.`, all, `Fix them (compare with compose/.env.${env}.example) and run again.`);
+  }
+  if (vars.ENVIRONMENT !== appEnvironmentName[env] || vars.COMPOSE_PROJECT_NAME !== `makapix-${env}`) {
+    throw new SafetyError(
+      `${abs} declares ENVIRONMENT=${vars.ENVIRONMENT} and COMPOSE_PROJECT_NAME=${vars.COMPOSE_PROJECT_NAME}, but it was loaded as the ${env} environment.`,
+      `Use the file that belongs to ${env} (ENVIRONMENT=${appEnvironmentName[env]}, COMPOSE_PROJECT_NAME=makapix-${env}).`,
+    );
+  }
+  return { env, file: abs, vars };
+}
+
+/** All secret values of a config, to redact from anything a child process prints. */
+export function secretsOf(cfg: EnvConfig): Secret[] {
+  return Object.values(cfg.vars).filter((v): v is Secret => v instanceof Secret);
+}
