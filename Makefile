@@ -52,3 +52,6 @@ sandbox-down: setup ## stop the sandbox clusters and delete their data
 
 demo: setup ## bring up the sandbox and run the main jobs on it
 	$(TS) $(S)/demo.ts --users $(USERS) --seed $(SEED) $(ARGS)
+
+bench: setup ## benchmarks: ratios against baselines measured side by side in the same run (BENCH=name)
+	$(TS) bench/run.ts $(BENCH)
