@@ -1,0 +1,87 @@
+import { test } from 'uvu';
+import * as assert from 'uvu/assert';
+import { PassThrough } from 'node:stream';
+import { executeCommand, type CommandSpec, type Io } from '../../lib/cli.ts';
+import { JobError, SafetyError } from '../../lib/errors.ts';
+import { Secret } from '../../lib/secret.ts';
+
+function io(): Io & { out: () => string; err: () => string } {
+  const stdout = new PassThrough();
+  const stderr = new PassThrough();
+  let o = '';
+  let e = '';
+  stdout.on('data', (d) => (o += d));
+  stderr.on('data', (d) => (e += d));
+  return { stdout, stderr, tty: false, out: () => o, err: () => e };
+}
+
+const flags = { pct: { type: 'string' as const, value: 'N', description: 'percent', default: '10' } };
+const spec = (run: CommandSpec<typeof flags, unknown>['run']): CommandSpec<typeof flags, unknown> => ({
+  name: 'demo-script',
+  summary: 'Does a demo thing.',
+  common: ['env', 'dry-run', 'yes', 'json'],
+  flags,
+  run,
+});
+
+test('flags are parsed and typed, --env validated', async () => {
+  const t = io();
+  let seen: unknown;
+  const code = await executeCommand(spec(async (ctx) => (seen = { pct: ctx.flags.pct, env: ctx.env, dry: ctx.dryRun })), ['--env', 'dev', '--dry-run'], t);
+  assert.is(code, 0);
+  assert.equal(seen, { pct: '10', env: 'dev', dry: true });
+});
+
+test('unknown flag → exit 2 with a pointer to --help', async () => {
+  const t = io();
+  assert.is(await executeCommand(spec(async () => 1), ['--env', 'dev', '--bogus'], t), 2);
+  assert.match(t.err(), /Unknown option '--bogus'.*Run demo-script --help/);
+});
+
+test('missing or wrong --env → exit 2', async () => {
+  assert.is(await executeCommand(spec(async () => 1), [], io()), 2);
+  assert.is(await executeCommand(spec(async () => 1), ['--env', 'staging'], io()), 2);
+});
+
+test('--help lists every flag, the common ones too, and the exit codes', async () => {
+  const t = io();
+  assert.is(await executeCommand(spec(async () => assert.unreachable('ran on --help')), ['--help'], t), 0);
+  for (const f of ['--pct <N>', '--env <prod|dev>', '--dry-run', '--yes', '--json', '--verbose', '--help', 'Exit codes']) assert.match(t.out(), f);
+});
+
+test('typed errors map to their exit codes, one line with a hint, no stack without --verbose', async () => {
+  const t = io();
+  assert.is(await executeCommand(spec(async () => { throw new SafetyError('Target is production.', 'Use --env dev.'); }), ['--env', 'dev'], t), 3);
+  assert.match(t.err(), /error Target is production\. Use --env dev\.\n$/);
+  const u = io();
+  assert.is(await executeCommand(spec(async () => { throw new JobError('Dump failed.'); }), ['--env', 'dev'], u), 1);
+  assert.not.match(u.err(), /at .*cli\.test/);
+  const v = io();
+  assert.is(await executeCommand(spec(async () => { throw new TypeError('boom'); }), ['--env', 'dev', '--verbose'], v), 1);
+  assert.match(v.err(), /Unexpected error: boom/);
+  assert.match(v.err(), /at /);
+});
+
+test('--json prints the result on stdout, or the error as JSON', async () => {
+  const ok = io();
+  await executeCommand(spec(async () => ({ rows: 3 })), ['--env', 'dev', '--json'], ok);
+  assert.equal(JSON.parse(ok.out()), { rows: 3 });
+  const bad = io();
+  await executeCommand(spec(async () => { throw new JobError('Nope.'); }), ['--env', 'dev', '--json'], bad);
+  assert.equal(JSON.parse(bad.out()), { ok: false, exitCode: 1, error: 'Nope.', hint: null });
+});
+
+test('secret values are scrubbed from error messages', async () => {
+  const t = io();
+  const pw = new Secret('hunter2-very-secret');
+  await executeCommand(spec(async () => { throw new JobError(`psql failed for postgresql://owner:${pw.reveal()}@db/x: bad`); }), ['--env', 'dev'], t);
+  assert.not.match(t.err(), 'hunter2-very-secret');
+});
+
+test('a confirmation without TTY or --yes refuses with exit 3; --yes passes', async () => {
+  const run = spec(async (ctx) => { await ctx.confirm('Replace EB?'); return 'done'; });
+  assert.is(await executeCommand(run, ['--env', 'dev'], io()), 3);
+  assert.is(await executeCommand(run, ['--env', 'dev', '--yes'], io()), 0);
+});
+
+test.run();
