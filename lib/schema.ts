@@ -1,0 +1,92 @@
+import { readFile } from 'node:fs/promises';
+import path from 'node:path';
+import pg from 'pg';
+import { projectRoot } from './paths.ts';
+import { Secret } from './secret.ts';
+
+/** The Makapix-like schema the sandbox and the tests use (see the comment at its top). */
+export const sandboxSchemaFile = path.join(projectRoot, 'lib', 'sandbox-schema.sql');
+/** The alembic_version row the sandbox schema carries, as a migrated app database would. */
+export const sandboxSchemaRevision = 'a7c3e91f0b42';
+
+export interface SchemaOptions {
+  /** The app's DML-only role (DB_API_WORKER_USER); created when missing, granted DML on the schema. */
+  apiWorker?: { user: string; password: Secret };
+}
+
+/**
+ * Creates the Makapix-like schema in the connected (empty) database, in one transaction, and when
+ * asked, the app's api_worker role with DML grants. Needs a superuser (or the database owner plus
+ * CREATEROLE) connection.
+ */
+export async function createMakapixSchema(client: pg.Client, opts: SchemaOptions = {}): Promise<void> {
+  const ddl = await readFile(sandboxSchemaFile, 'utf8');
+  await client.query('BEGIN');
+  try {
+    await client.query(ddl);
+    if (opts.apiWorker) await grantApiWorker(client, opts.apiWorker.user, opts.apiWorker.password);
+    await client.query('COMMIT');
+  } catch (err) {
+    await client.query('ROLLBACK');
+    throw err;
+  }
+}
+
+/** The statements that give the app's role DML (never DDL) on everything in public, now and later. */
+export function apiWorkerGrantStatements(user: string, database: string): string[] {
+  const role = pg.escapeIdentifier(user);
+  return [
+    `GRANT CONNECT ON DATABASE ${pg.escapeIdentifier(database)} TO ${role}`,
+    `GRANT USAGE ON SCHEMA public TO ${role}`,
+    `GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA public TO ${role}`,
+    `GRANT USAGE, SELECT ON ALL SEQUENCES IN SCHEMA public TO ${role}`,
+    `ALTER DEFAULT PRIVILEGES IN SCHEMA public GRANT SELECT, INSERT, UPDATE, DELETE ON TABLES TO ${role}`,
+    `ALTER DEFAULT PRIVILEGES IN SCHEMA public GRANT USAGE, SELECT ON SEQUENCES TO ${role}`,
+  ];
+}
+
+async function grantApiWorker(client: pg.Client, user: string, password: Secret): Promise<void> {
+  const { rowCount } = await client.query('SELECT 1 FROM pg_roles WHERE rolname = $1', [user]);
+  // Roles are cluster-wide: an existing one (another database of this cluster) keeps its password.
+  if (!rowCount) await client.query(`CREATE ROLE ${pg.escapeIdentifier(user)} LOGIN PASSWORD ${client.escapeLiteral(password.reveal())}`);
+  const { rows } = await client.query<{ db: string }>('SELECT current_database() AS db');
+  for (const sql of apiWorkerGrantStatements(user, rows[0]!.db)) await client.query(sql);
+}
+
+/** A foreign key of the connected database, read from the catalog. */
+export interface ForeignKey {
+  name: string;
+  table: string;
+  columns: string[];
+  refTable: string;
+  refColumns: string[];
+}
+
+export async function foreignKeys(client: pg.Client): Promise<ForeignKey[]> {
+  const { rows } = await client.query<ForeignKey>(`
+    SELECT c.conname AS name, c.conrelid::regclass::text AS table, c.confrelid::regclass::text AS "refTable",
+           ARRAY(SELECT a.attname FROM unnest(c.conkey) WITH ORDINALITY k(n, i) JOIN pg_attribute a ON a.attrelid = c.conrelid AND a.attnum = k.n ORDER BY k.i)::text[] AS columns,
+           ARRAY(SELECT a.attname FROM unnest(c.confkey) WITH ORDINALITY k(n, i) JOIN pg_attribute a ON a.attrelid = c.confrelid AND a.attnum = k.n ORDER BY k.i)::text[] AS "refColumns"
+    FROM pg_constraint c JOIN pg_namespace n ON n.oid = c.connamespace
+    WHERE c.contype = 'f' AND n.nspname = 'public'
+    ORDER BY 2, 1`);
+  return rows;
+}
+
+/**
+ * Rows whose foreign key points at nothing, per constraint (only the ones with any). Loads that
+ * bypass the foreign-key triggers (COPY under session_replication_role = replica) prove their
+ * result with this; it is also how a copied database is checked.
+ */
+export async function foreignKeyViolations(client: pg.Client): Promise<{ constraint: string; table: string; rows: number }[]> {
+  const out: { constraint: string; table: string; rows: number }[] = [];
+  for (const fk of await foreignKeys(client)) {
+    const col = (alias: string, c: string) => `${alias}.${pg.escapeIdentifier(c)}`;
+    const notNull = fk.columns.map((c) => `${col('t', c)} IS NOT NULL`).join(' AND ');
+    const join = fk.columns.map((c, i) => `${col('r', fk.refColumns[i]!)} = ${col('t', c)}`).join(' AND ');
+    const { rows } = await client.query<{ n: string }>(`SELECT count(*) AS n FROM ${fk.table} t WHERE ${notNull} AND NOT EXISTS (SELECT 1 FROM ${fk.refTable} r WHERE ${join})`);
+    const n = Number(rows[0]!.n);
+    if (n > 0) out.push({ constraint: fk.name, table: fk.table, rows: n });
+  }
+  return out;
+}
