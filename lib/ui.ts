@@ -1,6 +1,7 @@
 import ora, { type Ora } from 'ora';
 import prompts from 'prompts';
-import { SafetyError } from './errors.ts';
+import { SafetyError, UsageError } from './errors.ts';
+import { Secret } from './secret.ts';
 
 export interface UiOptions {
   /** Interactive terminal: spinners and prompts. Otherwise plain timestamped lines and no prompts. */
@@ -168,4 +169,16 @@ export function makeTypedConfirm(opts: { yes: boolean; tty: boolean }): (questio
     const { answer } = await prompts({ type: 'text', name: 'answer', message: `${question} Type "${expected}" to go on:` });
     if (answer !== expected) throw new SafetyError(`Not confirmed: ${question}`, 'Nothing was changed.');
   };
+}
+
+/** A new secret typed twice without echo; only for a terminal (the caller checks). */
+export async function askNewSecret(label: string): Promise<Secret> {
+  const ask = async (message: string) => {
+    const { value } = await prompts({ type: 'password', name: 'value', message });
+    if (typeof value !== 'string') throw new UsageError(`No ${label} was entered.`, 'Nothing was changed.');
+    return new Secret(value);
+  };
+  const first = await ask(`New ${label}:`);
+  if (!first.equals(await ask(`Repeat the ${label}:`))) throw new UsageError(`The two ${label}s differ.`, 'Nothing was changed; run it again.');
+  return first;
 }
