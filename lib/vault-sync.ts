@@ -1,0 +1,548 @@
+// The runner of sync-vault-to-dev: reads EB's database and both vault folders, asks lib/vault.ts
+// what to do with each file, and does it (copy or hard-link under a temporary name, then rename).
+import { copyFile, link, lstat, mkdir, open, readdir, realpath, rename, rm, rmdir, stat, statfs, chown, chmod } from 'node:fs/promises';
+import { constants, createReadStream, type Stats } from 'node:fs';
+import { createHash } from 'node:crypto';
+import path from 'node:path';
+import type pg from 'pg';
+import { ConfigError, JobError, SafetyError, UsageError } from './errors.ts';
+import { connect, connectionFor, describeConnection } from './database.ts';
+import { loadEnvConfig } from './config.ts';
+import { fsyncDir, isTemporaryName, temporaryName } from './atomic-file.ts';
+import { withLock } from './lock.ts';
+import { projectRoot } from './paths.ts';
+import { formatBytes, type Confirm, type Ui } from './ui.ts';
+import {
+  ReferenceIndex,
+  checkRoots,
+  decide,
+  fileGroup,
+  filesOfGroup,
+  freeSpaceVerdict,
+  isInside,
+  joinRel,
+  needsOwnership,
+  parseOwner,
+  resolveIn,
+  vaultLayout,
+  type DecideOptions,
+  type FileAction,
+  type FileGroup,
+  type FileState,
+  type Owner,
+  type VaultLayout,
+  type VaultRelPath,
+  type VaultRoot,
+} from './vault.ts';
+
+export interface SyncVaultOptions {
+  /** EA's vault (the source), normally VAULT_HOST_PATH of .env.prod. */
+  source: string;
+  /** EB's vault (the target), normally VAULT_HOST_PATH of .env.dev. */
+  target: string;
+  /** Production's vault from .env.prod: never a target, whatever --source says. */
+  production: string;
+  /** EB's database: which posts exist. Only read, in a read-only transaction. */
+  db: pg.ClientConfig;
+  owner: Owner;
+  link: boolean;
+  checksum: boolean;
+  prune: boolean;
+  strict: boolean;
+  dryRun: boolean;
+  /** Copies in flight at once. */
+  jobs: number;
+  ui: Ui;
+  confirm: Confirm;
+  layout?: VaultLayout;
+}
+
+export interface PlannedFile {
+  path: VaultRelPath;
+  bytes: number;
+  action: Exclude<FileAction, 'skip'>;
+}
+
+export interface SyncVaultSummary {
+  ok: true;
+  dryRun: boolean;
+  source: string;
+  target: string;
+  /** Referenced groups (posts) and the files they own in the source vault. */
+  groups: number;
+  files: number;
+  copied: number;
+  /** Of the copied: files that replaced a different one already on the target. */
+  replaced: number;
+  linked: number;
+  skipped: number;
+  ownershipFixed: number;
+  missing: number;
+  /** The first missing source files (relative paths). */
+  missingFirst: string[];
+  pruned: number;
+  prunedBytes: number;
+  staleTempsRemoved: number;
+  plannedBytes: number;
+  bytesCopied: number;
+  durationMs: number;
+  /** --dry-run: what would be copied or linked, and what --prune would remove. */
+  wouldTransfer?: PlannedFile[];
+  wouldPrune?: string[];
+}
+
+const missingShown = 20;
+/** Folders scanned at once: readdir and lstat are cheap, but a few in flight hide the latency. */
+const scanConcurrency = 16;
+const fetchRows = 2000;
+
+/** Runs fn over items with at most `limit` in flight; the first failure stops new starts and is thrown. */
+async function mapLimit<T>(items: Iterable<T>, limit: number, fn: (item: T) => Promise<void>): Promise<void> {
+  const it = items[Symbol.iterator]();
+  let failure: { err: unknown } | undefined;
+  const worker = async () => {
+    for (let next = it.next(); !next.done && !failure; next = it.next()) {
+      try {
+        await fn(next.value);
+      } catch (err) {
+        failure ??= { err };
+      }
+    }
+  };
+  await Promise.all(Array.from({ length: Math.max(1, limit) }, worker));
+  if (failure) throw failure.err;
+}
+
+const isErrno = (err: unknown, ...codes: string[]) => codes.includes((err as NodeJS.ErrnoException)?.code ?? '');
+
+function fileState(s: Stats): FileState {
+  return { type: s.isFile() ? 'file' : s.isSymbolicLink() ? 'symlink' : 'other', size: s.size, uid: s.uid, gid: s.gid, mode: s.mode & 0o7777, dev: s.dev, ino: s.ino };
+}
+
+/** The real path of a vault root that must exist as a folder (exit 2 otherwise: a configuration problem). */
+async function vaultRoot(p: string, role: string, hint: string): Promise<VaultRoot> {
+  try {
+    const real = await realpath(p);
+    if (!(await stat(real)).isDirectory()) throw new ConfigError(`The ${role} vault ${p} is not a folder.`, [], hint);
+    return real as VaultRoot;
+  } catch (err) {
+    if (isErrno(err, 'ENOENT', 'ENOTDIR')) throw new ConfigError(`The ${role} vault ${p} does not exist.`, [], hint);
+    throw err;
+  }
+}
+
+interface Planned {
+  rel: VaultRelPath;
+  /** The source file's real path (a symlink inside the source vault is followed). */
+  src: string;
+  state: FileState;
+  action: FileAction;
+  fixOwnership: boolean;
+}
+
+interface Plan {
+  files: Planned[];
+  groups: number;
+  missing: string[];
+  staleTemps: string[];
+  index: ReferenceIndex;
+}
+
+/**
+ * Builds the plan: EB's groups come through a cursor, ordered by folder, a batch at a time; each
+ * folder of both vaults is listed once and only the names a group owns are lstat'ed. The plan keeps
+ * one small record per referenced file (tens of thousands for a 10 % sample), never the listings.
+ */
+async function buildPlan(o: SyncVaultOptions, source: VaultRoot, target: VaultRoot, layout: VaultLayout): Promise<Plan> {
+  const decideOpts: DecideOptions = { link: o.link, checksum: o.checksum, owner: o.owner, fileMode: layout.fileMode };
+  const plan: Plan = { files: [], groups: 0, missing: [], staleTemps: [], index: new ReferenceIndex() };
+  const seen = new Set<string>();
+
+  const scanFolder = async (dir: VaultRelPath, groups: FileGroup[]) => {
+    const srcDir = resolveIn(source, dir);
+    let names: string[] = [];
+    try {
+      const real = await realpath(srcDir);
+      if (!isInside(source, real)) throw new SafetyError(`The source folder ${srcDir} is a symlink to ${real}, outside the source vault.`, 'Remove that symlink from the source vault or fix the row; nothing was copied.');
+      names = await readdir(srcDir);
+    } catch (err) {
+      if (!isErrno(err, 'ENOENT', 'ENOTDIR')) throw err;
+    }
+    const dstDir = resolveIn(target, dir);
+    let dstNames = new Set<string>();
+    try {
+      const real = await realpath(dstDir);
+      if (!isInside(target, real)) throw new SafetyError(`The target folder ${dstDir} is a symlink to ${real}, outside the target vault.`, 'Remove that symlink from EB\'s vault; nothing was written.');
+      dstNames = new Set(await readdir(dstDir));
+    } catch (err) {
+      if (!isErrno(err, 'ENOENT', 'ENOTDIR')) throw err;
+    }
+    // A lock is held for every run that writes, so a temporary name here is a crashed run's leftover.
+    for (const n of dstNames) if (isTemporaryName(n)) plan.staleTemps.push(path.join(dstDir, n));
+    for (const group of groups) {
+      const { found, missing } = filesOfGroup(group, names);
+      for (const n of missing) plan.missing.push(joinRel(dir, n));
+      for (const name of found) {
+        const rel = joinRel(dir, name);
+        if (seen.has(rel)) continue;
+        seen.add(rel);
+        let src = path.join(srcDir, name);
+        let s = await lstat(src);
+        if (s.isSymbolicLink()) {
+          const real = await realpath(src).catch(() => undefined);
+          if (!real) {
+            plan.missing.push(rel);
+            continue;
+          }
+          if (!isInside(source, real)) throw new SafetyError(`The source file ${src} is a symlink to ${real}, outside the source vault.`, 'Remove that symlink from the source vault; nothing was copied.');
+          src = real;
+          s = await stat(real);
+        }
+        if (!s.isFile()) continue; // a folder or device that happens to share the prefix is not artwork
+        const state = fileState(s);
+        const dst = dstNames.has(name) ? fileState(await lstat(path.join(dstDir, name))) : undefined;
+        const action = decide(state, dst, decideOpts);
+        plan.files.push({ rel, src, state, action, fixOwnership: dst !== undefined && (action === 'skip' || action === 'compare') && needsOwnership(state, dst, decideOpts) });
+      }
+    }
+  };
+
+  const client = await connect(o.db);
+  try {
+    await client.query('BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY');
+    for (const kind of layout.kinds) {
+      const { rows: countRows } = await client.query<{ n: string }>(`SELECT count(*) AS n FROM (${kind.sql}) q`);
+      const progress = o.ui.progress(`Mapping EB's ${kind.name} to files`, 'rows', Number(countRows[0]!.n));
+      await client.query(`DECLARE vault_groups NO SCROLL CURSOR FOR ${kind.sql}`);
+      // Rows come ordered by folder: the last folder of a batch may continue in the next one.
+      let pending: { dir: VaultRelPath; groups: FileGroup[] } | undefined;
+      for (;;) {
+        const { rows } = await client.query(`FETCH ${fetchRows} FROM vault_groups`);
+        const folders: { dir: VaultRelPath; groups: FileGroup[] }[] = pending ? [pending] : [];
+        for (const row of rows) {
+          const group = fileGroup(kind, row);
+          plan.index.add(group);
+          plan.groups++;
+          const last = folders.at(-1);
+          if (last?.dir === group.dir) last.groups.push(group);
+          else folders.push({ dir: group.dir, groups: [group] });
+        }
+        pending = rows.length ? folders.pop() : undefined;
+        await mapLimit(folders, scanConcurrency, (f) => scanFolder(f.dir, f.groups));
+        progress.tick(rows.length);
+        if (!rows.length) break;
+      }
+      await client.query('CLOSE vault_groups');
+      progress.done(`${plan.files.length.toLocaleString('en-US')} files so far`);
+    }
+    await client.query('COMMIT');
+  } finally {
+    await client.end();
+  }
+  return plan;
+}
+
+/** sha256 of a file, streamed. */
+function digest(file: string): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const h = createHash('sha256');
+    createReadStream(file)
+      .on('error', reject)
+      .on('data', (d) => h.update(d))
+      .on('end', () => resolve(h.digest('hex')));
+  });
+}
+
+const permissionHint = (owner: Owner) => `Run it as root (the target must belong to uid ${owner.uid}), or pass --owner with your own uid:gid for a private copy.`;
+
+/**
+ * Removes, under the target root, every file EB's database does not reference (crashed runs'
+ * temporary files included), then the folders that became empty. Never follows a symlink: a link
+ * is removed as the entry it is; nothing outside the root is ever reached.
+ */
+async function pruneCandidates(target: VaultRoot, index: ReferenceIndex): Promise<{ abs: string; rel: string; bytes: number }[]> {
+  const out: { abs: string; rel: string; bytes: number }[] = [];
+  const walk = async (rel: string): Promise<void> => {
+    const abs = rel ? resolveIn(target, rel) : target;
+    for (const e of await readdir(abs, { withFileTypes: true })) {
+      const childRel = rel ? `${rel}/${e.name}` : e.name;
+      if (e.isDirectory()) await walk(childRel);
+      else if (!index.references(childRel)) {
+        const p = resolveIn(target, childRel);
+        out.push({ abs: p, rel: childRel, bytes: (await lstat(p)).size });
+      }
+    }
+  };
+  await walk('');
+  return out;
+}
+
+/** Removes the given folders if empty, and their parents that become empty; never the root itself. */
+async function removeEmptyFolders(target: VaultRoot, folders: Iterable<string>): Promise<void> {
+  for (const start of [...folders].sort((a, b) => b.length - a.length)) {
+    for (let dir = start; dir !== target && isInside(target, dir); dir = path.dirname(dir)) {
+      try {
+        await rmdir(dir);
+      } catch (err) {
+        if (isErrno(err, 'ENOENT')) continue; // already removed through a deeper start
+        if (isErrno(err, 'ENOTEMPTY', 'EEXIST')) break;
+        throw err;
+      }
+    }
+  }
+}
+
+/**
+ * Copies to EB's vault exactly the files EB's database references (see docs/vault-sync.md):
+ * plan, refuse what is unsafe, prune if asked, check free space, then copy with bounded
+ * concurrency, each file under a temporary name, fsync'ed and renamed; folders fsync'ed once.
+ */
+export async function syncVault(o: SyncVaultOptions): Promise<SyncVaultSummary> {
+  const started = Date.now();
+  const layout = o.layout ?? vaultLayout;
+  const source = await vaultRoot(o.source, 'source', 'Set VAULT_HOST_PATH in .env.prod or pass --source.');
+  const target = await vaultRoot(o.target, 'target', `Create it (mkdir -p ${o.target} && chown ${o.owner.uid}:${o.owner.gid} ${o.target}) or fix VAULT_HOST_PATH in .env.dev / --target.`);
+  const production = await realpath(o.production).catch(() => path.resolve(o.production));
+  checkRoots({ source, target, production: [production] });
+  if (o.link && !o.dryRun) {
+    const [a, b] = await Promise.all([stat(source), stat(target)]);
+    if (a.dev !== b.dev) throw new ConfigError(`--link needs both vaults on one filesystem, but ${source} and ${target} are on different devices.`, [], 'Run without --link to copy the files.');
+  }
+  const job = async (): Promise<SyncVaultSummary> => {
+    o.ui.debug(`Reading EB's database ${describeConnection(o.db)}`);
+    const plan = await buildPlan(o, source, target, layout);
+    const transfer = plan.files.filter((f) => f.action !== 'skip');
+    const plannedBytes = transfer.reduce((n, f) => n + (f.action === 'link' ? 0 : f.state.size), 0);
+    const summary: SyncVaultSummary = {
+      ok: true,
+      dryRun: o.dryRun,
+      source,
+      target,
+      groups: plan.groups,
+      files: plan.files.length,
+      copied: 0,
+      replaced: 0,
+      linked: 0,
+      skipped: 0,
+      ownershipFixed: 0,
+      missing: plan.missing.length,
+      missingFirst: plan.missing.slice(0, missingShown),
+      pruned: 0,
+      prunedBytes: 0,
+      staleTempsRemoved: 0,
+      plannedBytes,
+      bytesCopied: 0,
+      durationMs: 0,
+    };
+    if (plan.missing.length) {
+      const message = `${plan.missing.length} file${plan.missing.length === 1 ? '' : 's'} referenced by EB's database ${plan.missing.length === 1 ? 'is' : 'are'} missing from the source vault ${source} (first: ${plan.missing.slice(0, 5).join(', ')}).`;
+      if (o.strict) throw new JobError(message, 'Nothing was copied (--strict). Check the source vault, or run without --strict to copy the rest.');
+      o.ui.warn(message);
+    }
+    if (o.dryRun) {
+      summary.wouldTransfer = transfer.map((f) => ({ path: f.rel, bytes: f.state.size, action: f.action as PlannedFile['action'] }));
+      if (o.prune) summary.wouldPrune = (await pruneCandidates(target, plan.index)).map((p) => p.rel);
+      summary.skipped = plan.files.length - transfer.length;
+      summary.durationMs = Date.now() - started;
+      return summary;
+    }
+
+    // Folders whose entries changed: fsync'ed once each at the end (files are fsync'ed one by one).
+    const touched = new Set<string>();
+    for (const t of plan.staleTemps) {
+      await rm(t, { force: true });
+      touched.add(path.dirname(t));
+    }
+    summary.staleTempsRemoved = plan.staleTemps.length;
+    const prune = o.prune ? await pruneCandidates(target, plan.index) : [];
+    if (prune.length) {
+      const bytes = prune.reduce((n, p) => n + p.bytes, 0);
+      await o.confirm(`Remove ${prune.length} file${prune.length === 1 ? '' : 's'} (${formatBytes(bytes)}) that EB's database no longer references from ${target}?`);
+      const emptied = new Set<string>();
+      for (const p of prune) {
+        await rm(p.abs, { force: true });
+        emptied.add(path.dirname(p.abs));
+      }
+      await removeEmptyFolders(target, emptied);
+      for (const d of emptied) touched.add(d);
+      summary.pruned = prune.length;
+      summary.prunedBytes = bytes;
+    }
+
+    const space = freeSpaceVerdict(plannedBytes, await statfs(target));
+    if (!space.ok) {
+      throw new JobError(`EB's vault ${target} has ${formatBytes(space.available)} free, but copying ${formatBytes(plannedBytes)} needs ${formatBytes(space.required)} with the safety margin.`, 'Free space on that filesystem (or use --link if both vaults share it), then run again; nothing was copied.');
+    }
+
+    // Folders are created once each, component by component, refusing any symlink on the way: a
+    // link inside EB's vault must never lead a write elsewhere (e.g. into EA's vault).
+    const folders = new Map<string, Promise<void>>();
+    const ensureFolder = (rel: string): Promise<void> => {
+      let p = folders.get(rel);
+      if (!p) {
+        p = (async () => {
+          const parent = path.posix.dirname(rel);
+          if (parent !== '.') await ensureFolder(parent);
+          const abs = resolveIn(target, rel);
+          let s = await lstat(abs).catch((err) => (isErrno(err, 'ENOENT') ? undefined : Promise.reject(err)));
+          if (!s) {
+            await mkdir(abs, { mode: layout.dirMode }).catch((err) => (isErrno(err, 'EEXIST') ? undefined : Promise.reject(err)));
+            await chown(abs, o.owner.uid, o.owner.gid).catch((err) => Promise.reject(isErrno(err, 'EPERM') ? new JobError(`Cannot give ${abs} to uid ${o.owner.uid}.`, permissionHint(o.owner)) : err));
+            await chmod(abs, layout.dirMode);
+            touched.add(path.dirname(abs));
+            s = await lstat(abs);
+          }
+          if (!s.isDirectory()) throw new SafetyError(`${abs} in EB's vault is ${s.isSymbolicLink() ? 'a symlink' : 'not a folder'}; the sync writes only into real folders under the vault root.`, 'Remove it from EB\'s vault and run again.');
+        })();
+        folders.set(rel, p);
+      }
+      return p;
+    };
+
+    const progress = o.ui.progress(`Copying ${transfer.length.toLocaleString('en-US')} files`, plannedBytes > 0 ? 'bytes' : 'files', plannedBytes > 0 ? plannedBytes : transfer.length);
+    const owned = async (file: string) => {
+      try {
+        await chown(file, o.owner.uid, o.owner.gid);
+      } catch (err) {
+        if (isErrno(err, 'EPERM')) throw new JobError(`Cannot give ${file} to uid ${o.owner.uid}.`, permissionHint(o.owner));
+        throw err;
+      }
+      await chmod(file, layout.fileMode);
+    };
+    const transferOne = async (f: Planned): Promise<void> => {
+      const final = resolveIn(target, f.rel);
+      let action = f.action;
+      if (action === 'compare') {
+        const [a, b] = await Promise.all([digest(f.src), digest(final)]);
+        action = a === b ? 'skip' : 'replace';
+      }
+      if (action === 'skip') {
+        summary.skipped++;
+        if (f.action === 'compare') progress.tick(plannedBytes > 0 ? f.state.size : 1);
+        if (f.fixOwnership) {
+          await owned(final);
+          summary.ownershipFixed++;
+        }
+        return;
+      }
+      await ensureFolder(path.posix.dirname(f.rel));
+      const tmp = temporaryName(final);
+      try {
+        if (action === 'link') await link(f.src, tmp);
+        else {
+          await copyFile(f.src, tmp, constants.COPYFILE_EXCL);
+          await owned(tmp);
+          const h = await open(tmp, 'r');
+          try {
+            await h.sync();
+          } finally {
+            await h.close();
+          }
+        }
+        await rename(tmp, final);
+      } catch (err) {
+        await rm(tmp, { force: true });
+        // The source vanished since the plan (EA deleted it): report it, keep going.
+        if (isErrno(err, 'ENOENT') && (err as NodeJS.ErrnoException).path === f.src) {
+          summary.missing++;
+          if (summary.missingFirst.length < missingShown) summary.missingFirst.push(f.rel);
+          return;
+        }
+        throw err;
+      }
+      touched.add(path.dirname(final));
+      if (action === 'link') summary.linked++;
+      else {
+        summary.copied++;
+        if (action === 'replace') summary.replaced++;
+        summary.bytesCopied += f.state.size;
+      }
+      progress.tick(plannedBytes > 0 ? (action === 'link' ? 0 : f.state.size) : 1);
+    };
+    try {
+      await mapLimit(
+        plan.files.filter((f) => f.action !== 'skip' || f.fixOwnership),
+        o.jobs,
+        transferOne,
+      );
+    } finally {
+      // Each file was fsync'ed before its rename; the renames become durable here, once per folder.
+      for (const d of touched) await fsyncDir(d).catch((err) => (isErrno(err, 'ENOENT') ? undefined : Promise.reject(err)));
+    }
+    summary.skipped += plan.files.filter((f) => f.action === 'skip' && !f.fixOwnership).length;
+    progress.done(`${summary.copied} copied, ${summary.linked} linked, ${formatBytes(summary.bytesCopied)}`);
+    summary.durationMs = Date.now() - started;
+    return summary;
+  };
+  if (o.dryRun) return job();
+  return withLock(lockPathFor(target), 'sync-vault-to-dev', job);
+}
+
+/** One lock per target vault, outside it (a file in the vault would be served and pruned). */
+export function lockPathFor(target: VaultRoot): string {
+  return path.join(projectRoot, '.state', `sync-vault-${createHash('sha256').update(target).digest('hex').slice(0, 16)}.lock`);
+}
+
+/** The human report of a run (stdout); --json prints the summary itself. */
+export function describeSync(s: SyncVaultSummary): string[] {
+  const lines: string[] = [];
+  if (s.dryRun) {
+    for (const f of s.wouldTransfer ?? []) lines.push(`would ${f.action} ${f.path} (${formatBytes(f.bytes)})`);
+    for (const p of s.wouldPrune ?? []) lines.push(`would prune ${p}`);
+    lines.push(
+      `Dry run: ${s.wouldTransfer?.length ?? 0} of ${s.files} referenced files to transfer (${formatBytes(s.plannedBytes)} to copy), ${s.skipped} already there` +
+        `${s.wouldPrune ? `, ${s.wouldPrune.length} to prune` : ''}, ${s.missing} missing in the source; nothing was changed.`,
+    );
+  } else {
+    lines.push(
+      `${s.groups} posts, ${s.files} files: ${s.copied} copied (${s.replaced} replaced), ${s.linked} linked, ${s.skipped} skipped, ` +
+        `${s.missing} missing, ${s.pruned} pruned; ${formatBytes(s.bytesCopied)} copied in ${(s.durationMs / 1000).toFixed(1)}s.`,
+    );
+    if (s.ownershipFixed) lines.push(`Owner or mode fixed on ${s.ownershipFixed} existing files.`);
+    if (s.staleTempsRemoved) lines.push(`Removed ${s.staleTempsRemoved} temporary files left by an interrupted run.`);
+  }
+  if (s.missing) lines.push(`Missing in ${s.source}: ${s.missingFirst.join(', ')}${s.missing > s.missingFirst.length ? ', ...' : ''}`);
+  return lines;
+}
+
+/** What the entry passes in: its flags as given, before any configuration is read. */
+export interface SyncVaultRequest {
+  source?: string | undefined;
+  target?: string | undefined;
+  owner: string;
+  jobs: string;
+  link: boolean;
+  checksum: boolean;
+  prune: boolean;
+  strict: boolean;
+  dryRun: boolean;
+  ui: Ui;
+  confirm: Confirm;
+}
+
+/**
+ * sync-vault-to-dev: source from .env.prod's VAULT_HOST_PATH, target and database from .env.dev
+ * (--source / --target override the folders; production's vault stays protected either way).
+ */
+export function runSyncVault(r: SyncVaultRequest): Promise<SyncVaultSummary> {
+  const jobs = Number(r.jobs);
+  if (!Number.isInteger(jobs) || jobs < 1 || jobs > 64) throw new UsageError(`--jobs must be a whole number from 1 to 64, got ${JSON.stringify(r.jobs)}.`);
+  const owner = parseOwner(r.owner);
+  const prod = loadEnvConfig('prod');
+  const dev = loadEnvConfig('dev');
+  return syncVault({
+    source: r.source ?? prod.vars.VAULT_HOST_PATH,
+    target: r.target ?? dev.vars.VAULT_HOST_PATH,
+    production: prod.vars.VAULT_HOST_PATH,
+    db: connectionFor(dev),
+    owner,
+    jobs,
+    link: r.link,
+    checksum: r.checksum,
+    prune: r.prune,
+    strict: r.strict,
+    dryRun: r.dryRun,
+    ui: r.ui,
+    confirm: r.confirm,
+  });
+}
