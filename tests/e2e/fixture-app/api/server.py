@@ -1,0 +1,30 @@
+import json, pathlib, signal, sys
+from http.server import ThreadingHTTPServer, BaseHTTPRequestHandler
+
+here = pathlib.Path(__file__).parent
+version = (here / "VERSION").read_text().strip()
+healthy = (here / "HEALTH").read_text().strip() != "fail"
+
+
+class Handler(BaseHTTPRequestHandler):
+    def do_GET(self):
+        if self.path in ("/health", "/api/health"):
+            code, body = (200, {"status": "ok", "version": version}) if healthy else (503, {"status": "failing", "version": version})
+        else:
+            code, body = 404, {"detail": "not found"}
+        data = json.dumps(body).encode()
+        self.send_response(code)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def log_message(self, *args):
+        pass
+
+
+server = ThreadingHTTPServer(("0.0.0.0", 8000), Handler)
+# Like uvicorn: a SIGTERM ends the process promptly (PID 1 ignores it otherwise).
+signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+print(f"api {version} listening on 8000", flush=True)
+server.serve_forever()
