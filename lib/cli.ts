@@ -56,6 +56,13 @@ export interface CommandSpec<F extends Record<string, FlagSpec>, R> {
   render?(result: R, ctx: Context<F>): void;
   /** Exit code for a result that completed but is not a success (e.g. a failed check). */
   exitCode?(result: R): ExitCode;
+  /**
+   * For a command with its own exit convention (monitor is a Nagios plugin): the code for an error
+   * (usage, configuration, unexpected) and an optional status line for stdout. The error line and
+   * hint still go to stderr. The help text's exit-code line comes from `exitCodesHelp`.
+   */
+  onError?(message: string): { exitCode: ExitCode; stdout?: string };
+  exitCodesHelp?: string;
 }
 
 const commonSpecs: Record<CommonFlag | 'verbose' | 'help', FlagSpec> = {
@@ -84,7 +91,7 @@ export function helpText<F extends Record<string, FlagSpec>, R>(spec: CommandSpe
     'Options:',
     ...lines,
     '',
-    'Exit codes: 0 done, 1 failed, 2 usage or configuration error, 3 refused for safety.',
+    spec.exitCodesHelp ?? 'Exit codes: 0 done, 1 failed, 2 usage or configuration error, 3 refused for safety.',
   ].join('\n');
 }
 
@@ -142,12 +149,14 @@ export async function executeCommand<F extends Record<string, FlagSpec>, R>(spec
     return spec.exitCode?.(result) ?? Exit.ok;
   } catch (err) {
     const ops = err instanceof OpsError ? err : undefined;
-    const code = ops?.exitCode ?? Exit.failed;
     const message = redact(ops ? ops.message : `Unexpected error: ${err instanceof Error ? err.message : String(err)}`);
+    const own = spec.onError?.(message);
+    const code = own?.exitCode ?? ops?.exitCode ?? Exit.failed;
     const hint = ops ? ops.hint : 'Run again with --verbose for the stack trace.';
     ui.error(`${message}${hint ? ` ${redact(hint)}` : ''}`);
     if (verbose && err instanceof Error && err.stack) io.stderr.write(`${redact(err.stack)}\n`);
     if (json) io.stdout.write(`${JSON.stringify({ ok: false, exitCode: code, error: message, hint: hint ?? null })}\n`);
+    else if (own?.stdout) io.stdout.write(`${own.stdout}\n`);
     return code;
   }
 }

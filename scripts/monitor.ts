@@ -1,0 +1,48 @@
+#!/usr/bin/env -S sh -c 'exec "$(dirname "$0")/../bin/ts" "$0" "$@"'
+import { runScript } from '../lib/cli.ts';
+import { loadEnvConfig } from '../lib/config.ts';
+import { checkNames, defaultThresholds, nagiosExit, parseOnly, positiveCount, parseThresholds, ping, runMonitor, type MonitorResult } from '../lib/monitor.ts';
+import { parseResolve } from '../lib/probe.ts';
+
+await runScript({
+  name: 'monitor',
+  summary: 'Checks the alert thresholds (latency, DB connections, disk, EB container limits, certificates, backup age) like a Nagios plugin.',
+  details: `Checks: ${checkNames.join(', ')}. Thresholds (--threshold key=value): ${Object.entries(defaultThresholds).map(([k, v]) => `${k}=${v}`).join(', ')}.`,
+  exitCodesHelp: 'Exit codes (Nagios): 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN (also for a usage or configuration error).',
+  common: ['json'],
+  flags: {
+    only: { type: 'string', multiple: true, value: 'check[,check]', description: 'run only these checks' },
+    threshold: { type: 'string', multiple: true, value: 'key=value', description: 'override a threshold (see above)' },
+    probes: { type: 'string', value: 'N', default: '20', description: 'probes of EA /api/health for the latency p99' },
+    'health-url': { type: 'string', value: 'URL', description: "EA's health URL (default: BASE_URL/api/health from .env.prod)" },
+    'https-port': { type: 'string', value: 'N', default: '443', description: 'port of the HTTPS hosts whose certificates are checked' },
+    resolve: { type: 'string', multiple: true, value: 'host:address', description: 'connect to address for host (like curl --resolve)' },
+    docker: { type: 'string', value: 'PATH', default: 'docker', description: 'the docker CLI' },
+    'docker-root': { type: 'string', value: 'PATH', description: "Docker's data root (default: asked from docker info)" },
+    ping: { type: 'string', value: 'URL', description: 'healthchecks-style ping: URL on OK, URL/fail otherwise' },
+  },
+  run: async (ctx): Promise<MonitorResult> => {
+    const f = ctx.flags;
+    const result = await runMonitor({
+      prod: loadEnvConfig('prod'),
+      dev: loadEnvConfig('dev'),
+      only: parseOnly(f.only ?? []),
+      thresholds: parseThresholds(f.threshold ?? []),
+      probes: positiveCount('--probes', f.probes),
+      httpsPort: positiveCount('--https-port', f['https-port']),
+      resolve: parseResolve(f.resolve ?? []),
+      docker: f.docker,
+      ...(f['health-url'] && { healthUrl: f['health-url'] }),
+      ...(f['docker-root'] && { dockerRoot: f['docker-root'] }),
+      onCheck: (c) => ctx.ui.debug(`${c.check}: ${c.status} (${c.ms} ms)`),
+    });
+    return f.ping ? { ...result, ping: await ping(f.ping, result) } : result;
+  },
+  render: (r) => {
+    console.log(r.summary);
+    for (const c of r.checks) for (const i of c.items.length ? c.items : [{ status: c.status, label: c.check, detail: c.summary }]) console.log(`[${i.status}] ${c.check}: ${i.label}: ${i.detail}`);
+    if (r.ping) console.log(`ping ${r.ping.url}: ${r.ping.detail}`);
+  },
+  exitCode: (r) => r.exitCode,
+  onError: (message) => ({ exitCode: nagiosExit.UNKNOWN, stdout: `MONITOR UNKNOWN - ${message}` }),
+});
