@@ -114,6 +114,8 @@ export const envSchema = {
   MQTT_PUBLIC_HOST: hostname(),
   MQTT_PUBLIC_PORT: port(),
   MQTT_PASSWORD: secret(),
+  /** The app's MQTT account on the in-network listener (1883); its password is MQTT_PASSWORD. */
+  MQTT_BACKEND_USER: { ...text('svc_backend'), parse: (v: string) => (/^[A-Za-z0-9_.-]{1,64}$/.test(v) ? v : { error: `"${v}" is not a plain MQTT user name` }) } as Field<string>,
   JWT_SECRET_KEY: secret(),
   GITHUB_OAUTH_CLIENT_ID: text(),
   GITHUB_OAUTH_CLIENT_SECRET: secret(),
