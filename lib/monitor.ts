@@ -319,8 +319,9 @@ async function docker(bin: string, args: readonly string[], timeoutMs: number): 
   const { cmd, argv } = dockerCommand(bin, args);
   const out = await $({ quiet: true, nothrow: true, timeout: timeoutMs })`${cmd} ${argv}`.catch((err: unknown) => ({ exitCode: -1, stdout: '', stderr: message(err) }));
   if (out.exitCode !== 0) {
-    const why = out.stderr.trim().split('\n').pop() || `exit ${out.exitCode}`;
-    throw new Error(`docker not available (${cmd} ${args[0]}: ${/ENOENT|not found/i.test(why) ? 'command not found' : why})`);
+    // 127: the shell found no such command.
+    const why = out.exitCode === 127 ? 'command not found' : out.stderr.trim().split('\n').pop() || `exit ${out.exitCode}`;
+    throw new Error(`docker not available (${cmd} ${args[0]}: ${why})`);
   }
   return out.stdout;
 }

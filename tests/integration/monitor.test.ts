@@ -1,0 +1,209 @@
+import { test } from 'uvu';
+import * as assert from 'uvu/assert';
+import { mkdtempSync, mkdirSync, readFileSync, writeFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import http from 'node:http';
+import tls from 'node:tls';
+import { spawn } from 'node:child_process';
+import { once } from 'node:events';
+import pg from 'pg';
+import { $ } from 'zx';
+import { loadEnvConfig, type EnvConfig } from '../../lib/config.ts';
+import { composeDir, projectRoot } from '../../lib/paths.ts';
+import { freePort } from '../../lib/ports.ts';
+import { backupName } from '../../lib/backup.ts';
+import { defaultThresholds, runMonitor, type CheckName, type MonitorOptions } from '../../lib/monitor.ts';
+import { startTestCluster } from '../harness/postgres.ts';
+import { onExit } from '../harness/cleanup.ts';
+
+const root = mkdtempSync(path.join(tmpdir(), 'monitor-'));
+onExit(() => rmSync(root, { recursive: true, force: true }));
+const servers: { close(): void }[] = [];
+test.after(() => servers.forEach((s) => s.close()));
+
+/** A self-signed certificate valid for `days`, made by the real openssl. */
+async function makeCert(dir: string, name: string, days: number): Promise<{ cert: string; key: string }> {
+  mkdirSync(dir, { recursive: true });
+  const cert = path.join(dir, `${name}.crt`);
+  const key = path.join(dir, `${name}.key`);
+  await $({ quiet: true })`openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days ${days} -subj ${`/CN=${name}`} -keyout ${key} -out ${cert}`;
+  return { cert, key };
+}
+
+/** Both environments' files from the examples, with per-environment edits, in their own folder. */
+function envFiles(edits: Partial<Record<'prod' | 'dev', Record<string, string>>>): { dir: string; prod: EnvConfig; dev: EnvConfig } {
+  const dir = mkdtempSync(path.join(root, 'env-'));
+  for (const env of ['prod', 'dev'] as const) {
+    const vars = {
+      VAULT_HOST_PATH: path.join(dir, `vault-${env}`),
+      BACKUP_DIR: path.join(dir, `backups-${env}`),
+      MQTT_CERTS_DIR: path.join(dir, `mqtt-${env}`),
+      ...edits[env],
+    };
+    for (const p of [vars.VAULT_HOST_PATH, vars.BACKUP_DIR]) mkdirSync(p, { recursive: true });
+    const text = readFileSync(path.join(composeDir, `.env.${env}.example`), 'utf8')
+      .split('\n')
+      .map((l) => {
+        const key = l.split('=')[0]!;
+        return key in vars ? `${key}=${vars[key as keyof typeof vars]}` : l;
+      })
+      .join('\n');
+    writeFileSync(path.join(dir, `.env.${env}`), text);
+  }
+  return { dir, prod: loadEnvConfig('prod', path.join(dir, '.env.prod')), dev: loadEnvConfig('dev', path.join(dir, '.env.dev')) };
+}
+
+const options = (env: { prod: EnvConfig; dev: EnvConfig }, only: CheckName[], extra: Partial<MonitorOptions> = {}): MonitorOptions => ({
+  prod: env.prod,
+  dev: env.dev,
+  only,
+  thresholds: defaultThresholds,
+  probes: 5,
+  httpsPort: 443,
+  resolve: new Map(),
+  docker: 'docker',
+  timeoutMs: 3000,
+  ...extra,
+});
+
+async function listen(server: http.Server | tls.Server): Promise<number> {
+  const port = await freePort();
+  server.listen(port, '127.0.0.1');
+  await once(server, 'listening');
+  servers.push(server);
+  return port;
+}
+
+test('a certificate that expires in 5 days makes certs WARNING, naming it; the others stay OK', async () => {
+  const env = envFiles({});
+  await makeCert(env.prod.vars.MQTT_CERTS_DIR, 'ca', 3650);
+  await makeCert(path.join(env.dev.vars.MQTT_CERTS_DIR, 'devices'), 'player-1', 5);
+  await makeCert(env.dev.vars.MQTT_CERTS_DIR, 'server', 365);
+  // Every HTTPS host, pinned to a local TLS server whose certificate has a year left.
+  const site = await makeCert(path.join(root, 'site'), 'site', 365);
+  const port = await listen(tls.createServer({ cert: readFileSync(site.cert), key: readFileSync(site.key) }, (s) => s.end()));
+  const hosts = ['makapix.club', 'vault.makapix.club', 'development.makapix.club', 'vault-dev.makapix.club'];
+  const r = await runMonitor(options(env, ['certs'], { httpsPort: port, resolve: new Map(hosts.map((h) => [h, '127.0.0.1'])) }));
+  const certs = r.checks[0]!;
+  assert.is(certs.status, 'WARNING', r.summary);
+  assert.is(r.exitCode, 1);
+  assert.is(certs.items.length, 7);
+  const warned = certs.items.filter((i) => i.status === 'WARNING');
+  assert.is(warned.length, 1, JSON.stringify(certs.items));
+  assert.match(warned[0]!.label, /mqtt-dev\/devices\/player-1\.crt$/);
+  assert.match(warned[0]!.detail, /\(player-1\) expires in [45] days/);
+  assert.ok(certs.items.filter((i) => i.label.endsWith(`:${port}`)).every((i) => i.status === 'OK' && /\(site\) expires in 36[45] days/.test(i.detail)));
+  assert.match(r.summary, /^MONITOR WARNING - certs WARNING: .*player-1\.crt \(player-1\) expires in/);
+});
+
+test('a slow health endpoint fails the latency check; a fast one passes', async () => {
+  let delay = 0;
+  const port = await listen(
+    http.createServer((req, res) => {
+      setTimeout(() => res.writeHead(req.url === '/api/health' ? 200 : 404).end('{"status":"ok"}'), delay);
+    }),
+  );
+  const env = envFiles({});
+  const healthUrl = `http://127.0.0.1:${port}/api/health`;
+  const fast = await runMonitor(options(env, ['latency'], { healthUrl }));
+  assert.is(fast.status, 'OK', fast.summary);
+  delay = 600;
+  const slow = await runMonitor(options(env, ['latency'], { healthUrl, probes: 3 }));
+  assert.is(slow.status, 'WARNING', slow.summary);
+  assert.match(slow.summary, /latency WARNING: p99 6\d\d ms over 3 probes .*> 500 ms/);
+  const missing = await runMonitor(options(env, ['latency'], { healthUrl: `http://127.0.0.1:${port}/nope`, probes: 2 }));
+  assert.is(missing.status, 'CRITICAL');
+  assert.match(missing.summary, /2 of 2 probes failed \(HTTP 404\)/);
+});
+
+test('connections held open past 80 % of max_connections → CRITICAL; an unreachable database → UNKNOWN', async () => {
+  const cluster = await startTestCluster({ settings: { max_connections: '10' } });
+  const db = { DB_PUBLISHED_PORT: String(cluster.port), DB_ADMIN_USER: cluster.superuser, DB_ADMIN_PASSWORD: cluster.password.reveal(), DB_DATABASE: 'postgres' };
+  const env = envFiles({ prod: db });
+  const idle = await runMonitor(options(env, ['connections']));
+  assert.is(idle.status, 'OK', idle.summary);
+  const held: pg.Client[] = [];
+  try {
+    for (let i = 0; i < 9; i++) {
+      const c = new pg.Client(cluster.connection());
+      await c.connect();
+      held.push(c);
+    }
+    const busy = await runMonitor(options(env, ['connections']));
+    assert.is(busy.status, 'CRITICAL', busy.summary);
+    assert.is(busy.exitCode, 2);
+    assert.match(busy.summary, /connections CRITICAL: 9 of max_connections 10 in use \(90%; > 80%\)/);
+  } finally {
+    await Promise.all(held.map((c) => c.end()));
+  }
+  await cluster.stop();
+  const down = await runMonitor(options(env, ['connections']));
+  assert.is(down.status, 'UNKNOWN');
+  assert.is(down.exitCode, 3);
+  assert.match(down.summary, new RegExp(`connections UNKNOWN: Cannot connect to PostgreSQL at 127\\.0\\.0\\.1:${cluster.port} \\(database postgres\\): ECONNREFUSED`));
+});
+
+test('disk and backup measure real folders; without docker the containers check alone is UNKNOWN', async () => {
+  const env = envFiles({});
+  writeFileSync(path.join(env.prod.vars.BACKUP_DIR, backupName(new Date(Date.now() - 3_600_000), 'dump')), 'x');
+  const r = await runMonitor(options(env, ['disk', 'containers', 'backup'], { docker: path.join(root, 'no-such-docker'), dockerRoot: root }));
+  const by = Object.fromEntries(r.checks.map((c) => [c.check, c]));
+  assert.is(by.disk!.status, 'OK', by.disk!.summary);
+  assert.equal(by.disk!.items.map((i) => i.label.split(' /')[0]), ['prod vault', 'dev vault', 'prod backups', 'dev backups', 'docker data root']);
+  assert.is(by.backup!.status, 'OK', by.backup!.summary);
+  assert.is(by.containers!.status, 'UNKNOWN');
+  assert.match(by.containers!.summary, /^docker not available \(.*no-such-docker ps: command not found\)/);
+  assert.is(r.status, 'UNKNOWN');
+  const strict = await runMonitor(options(env, ['disk'], { thresholds: { ...defaultThresholds, 'disk-warn-pct': 0, 'disk-crit-pct': 0 }, dockerRoot: root }));
+  assert.is(strict.status, 'CRITICAL', 'a full-enough disk must be able to fail');
+});
+
+/** Runs the real entry script like cron: by absolute path, from /, without a TTY. */
+async function monitorScript(envDir: string, args: string[]): Promise<{ code: number | null; stdout: string; stderr: string }> {
+  const child = spawn(path.join(projectRoot, 'scripts/monitor.ts'), args, { cwd: '/', env: { PATH: '/usr/bin:/bin', MAKAPIX_ENV_DIR: envDir }, stdio: ['ignore', 'pipe', 'pipe'] });
+  let stdout = '';
+  let stderr = '';
+  child.stdout.on('data', (d) => (stdout += d));
+  child.stderr.on('data', (d) => (stderr += d));
+  const [code] = (await once(child, 'close')) as [number | null];
+  return { code, stdout, stderr };
+}
+
+test('the script exits like a Nagios plugin, pings on failure, and calls a usage error UNKNOWN', async () => {
+  const pings: { url: string; body: string }[] = [];
+  const port = await listen(
+    http.createServer((req, res) => {
+      let body = '';
+      req.on('data', (d) => (body += d));
+      req.on('end', () => {
+        pings.push({ url: req.url ?? '', body });
+        res.end('OK');
+      });
+    }),
+  );
+  const env = envFiles({});
+  writeFileSync(path.join(env.prod.vars.BACKUP_DIR, backupName(new Date(Date.now() - 30 * 3_600_000), 'dump')), 'x');
+  const warn = await monitorScript(env.dir, ['--only', 'backup', '--ping', `http://127.0.0.1:${port}/ping/abc`]);
+  assert.is(warn.code, 1, warn.stderr);
+  assert.match(warn.stdout.split('\n')[0]!, /^MONITOR WARNING - backup WARNING: newest makapix-\d{8}-\d{6}\.dump is 30\.0 h old \(> 26 h\)$/);
+  assert.match(warn.stdout, /ping http:\/\/127\.0\.0\.1:\d+: pinged failure \(HTTP 200\)/);
+  assert.equal(pings.map((p) => p.url), ['/ping/abc/fail']);
+  assert.match(pings[0]!.body, /^MONITOR WARNING - backup/);
+  const ok = await monitorScript(env.dir, ['--only', 'backup', '--threshold', 'backup-warn-hours=40', '--json', '--ping', `http://127.0.0.1:${port}/ping/abc`]);
+  assert.is(ok.code, 0, ok.stderr);
+  const json = JSON.parse(ok.stdout) as { status: string; checks: { check: string }[]; ping: { ok: boolean } };
+  assert.is(json.status, 'OK');
+  assert.equal(json.checks.map((c) => c.check), ['backup']);
+  assert.ok(json.ping.ok);
+  assert.is(pings[1]!.url, '/ping/abc');
+  const usage = await monitorScript(env.dir, ['--only', 'everything']);
+  assert.is(usage.code, 3);
+  assert.match(usage.stdout, /^MONITOR UNKNOWN - --only "everything" is not a check\.\n$/);
+  assert.match(usage.stderr, /Checks: latency, connections, disk, containers, certs, backup\./);
+  const noConfig = await monitorScript(path.join(root, 'nowhere'), []);
+  assert.is(noConfig.code, 3);
+  assert.match(noConfig.stdout, /^MONITOR UNKNOWN - The prod environment file .*\/nowhere\/\.env\.prod does not exist\./);
+});
+
+test.run();
