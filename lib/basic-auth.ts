@@ -1,4 +1,5 @@
-import { readFile, stat, chown } from 'node:fs/promises';
+import { readFile, stat, chown, mkdir } from 'node:fs/promises';
+import { existsSync } from 'node:fs';
 import { randomBytes } from 'node:crypto';
 import path from 'node:path';
 import bcrypt from 'bcryptjs';
@@ -20,6 +21,7 @@ import type { Confirm } from './ui.ts';
 export type Scope = 'developers' | 'devices';
 export const scopes: readonly Scope[] = ['developers', 'devices'];
 
+const otherScope = (scope: Scope): Scope => (scope === 'developers' ? 'devices' : 'developers');
 export const snippetName = (scope: Scope) => `eb_${scope}_auth` as const;
 export const credentialsFileName = (scope: Scope) => `${scope}.caddy` as const;
 
@@ -170,28 +172,42 @@ export async function readSecret(stream: NodeJS.ReadableStream): Promise<Secret>
 export interface CaddyTarget {
   /** Admin API address, host:port (CADDY_ADMIN, as the Caddyfile's `admin {$CADDY_ADMIN:localhost:2019}`). */
   admin: string;
-  /** The Caddyfile the running Caddy was started with. */
+  /** The Caddyfile the running Caddy was started with (MAKAPIX_CADDYFILE; default caddy/Caddyfile). */
   caddyfile: string;
   /** The caddy binary (CADDY_BIN). */
   bin: string;
+  /**
+   * CADDY_CONTAINER: Caddy runs in this Docker container; reload inside it, where its own Caddyfile
+   * (/etc/caddy/Caddyfile, the official image's) and environment are, so placeholders adapt the same.
+   */
+  container?: string;
 }
 
 export const caddyTarget = (): CaddyTarget => ({
   admin: process.env.CADDY_ADMIN || 'localhost:2019',
   caddyfile: path.resolve(process.env.MAKAPIX_CADDYFILE ?? path.join(caddyDir, 'Caddyfile')),
   bin: process.env.CADDY_BIN || 'caddy',
+  ...(process.env.CADDY_CONTAINER && { container: process.env.CADDY_CONTAINER }),
 });
 
-/** The one caddy argv builder: `caddy reload` adapts the Caddyfile and loads it through the admin API. */
+/**
+ * The one caddy argv builder. `caddy reload` adapts the Caddyfile where it runs (so the environment
+ * placeholders take that process's values) and loads the result through the admin API.
+ */
 export function caddyCommand(target: CaddyTarget, action: 'reload' | 'validate'): { cmd: string; argv: string[] } {
+  if (target.container) return { cmd: 'docker', argv: ['exec', target.container, 'caddy', action, '--config', '/etc/caddy/Caddyfile', '--adapter', 'caddyfile'] };
   const argv = [action, '--config', target.caddyfile, '--adapter', 'caddyfile'];
   return { cmd: target.bin, argv: action === 'reload' ? [...argv, '--address', target.admin] : argv };
 }
 
-/** True when something answers as a Caddy admin API on the address; a refused connection means Caddy is not running. */
-export async function caddyIsRunning(admin: string): Promise<boolean> {
+/** Whether there is a Caddy to reload: its container runs, or something answers as its admin API. */
+export async function caddyIsRunning(target: CaddyTarget): Promise<boolean> {
+  if (target.container) {
+    const r = await $({ quiet: true, nothrow: true })`docker inspect -f ${'{{.State.Running}}'} ${target.container}`;
+    return r.exitCode === 0 && `${r.stdout}`.trim() === 'true';
+  }
   try {
-    const res = await fetch(`http://${admin}/config/`, { signal: AbortSignal.timeout(3000) });
+    const res = await fetch(`http://${target.admin}/config/`, { signal: AbortSignal.timeout(3000) });
     await res.body?.cancel();
     return res.ok;
   } catch {
@@ -204,7 +220,7 @@ export async function reloadCaddy(target: CaddyTarget): Promise<void> {
   const r = await $({ quiet: true, nothrow: true })`${cmd} ${argv}`;
   if (r.exitCode !== 0) {
     const why = redact(`${r.stderr}`.trim().split('\n').slice(-2).join(' / ')).slice(0, 500);
-    throw new JobError(`Caddy at ${target.admin} refused the new configuration (${why}).`, `The previous credentials file was put back; check ${target.caddyfile} with caddy validate.`);
+    throw new JobError(`Caddy (${target.container ?? target.admin}) refused the new configuration (${why}).`, `The previous credentials file was put back; check ${target.caddyfile} with caddy validate.`);
   }
 }
 
@@ -259,7 +275,7 @@ export async function runCredentialsJob(job: CredentialsJob): Promise<Credential
     return { scope: job.scope, file, users: publicView(users), changed: false, reloaded: false };
   }
   const change = job.change;
-  return withLock(path.join(job.dir, '.gen-basic-auth.lock'), 'gen-basic-auth', async () => {
+  const apply = async (): Promise<CredentialsResult> => {
     const before = await readCurrent(file, job.scope);
     const now = (job.now?.() ?? new Date()).toISOString().replace(/\.\d{3}Z$/, 'Z');
     applyChange(before.users, asChange(change, ''), now, job.scope); // refuses before any prompt
@@ -272,10 +288,13 @@ export async function runCredentialsJob(job: CredentialsJob): Promise<Credential
     const mode = previous ? previous.mode & 0o660 : 0o600;
     await writeFileAtomic(file, renderCredentials(job.scope, users, lockedHash), mode);
     if (previous && process.getuid?.() === 0) await chown(file, previous.uid, previous.gid);
+    // The Caddyfile imports both files: the other scope's must exist too, or Caddy cannot load.
+    const companion = path.join(job.dir, credentialsFileName(otherScope(job.scope)));
+    if (!existsSync(companion)) await writeFileAtomic(companion, renderCredentials(otherScope(job.scope), [], await hashPassword(generatePassword(), 10)), 0o600);
     let reloaded = false;
     let note: string | undefined;
     if (!job.reload) note = 'not reloaded (--no-reload): Caddy reads the change on its next reload';
-    else if (!(await caddyIsRunning(job.target.admin))) note = `Caddy is not running at ${job.target.admin}: it reads the file when it starts`;
+    else if (!(await caddyIsRunning(job.target))) note = `Caddy is not running (${job.target.container ?? job.target.admin}): it reads the file when it starts`;
     else {
       try {
         await reloadCaddy(job.target);
@@ -287,7 +306,10 @@ export async function runCredentialsJob(job: CredentialsJob): Promise<Credential
       }
     }
     return { scope: job.scope, file, users: publicView(users), changed: true, reloaded, ...(note && { note }) };
-  });
+  };
+  if (job.dryRun) return apply();
+  await mkdir(job.dir, { recursive: true, mode: 0o700 });
+  return withLock(path.join(job.dir, '.gen-basic-auth.lock'), 'gen-basic-auth', apply);
 }
 
 export interface PasswordSources {
