@@ -136,6 +136,8 @@ export const envSchema = {
   DB_VOLUME_NAME: text(),
   /** Where this environment's MQTT CA, server and device certificates live (outside the repo). */
   MQTT_CERTS_DIR: absolutePath(),
+  /** The broker's user inside its container (eclipse-mosquitto: 1883); it must be able to read server.key. */
+  MQTT_BROKER_UID: { parse: (v: string) => (/^\d{1,10}$/.test(v) ? +v : { error: `"${v}" is not a numeric user id` }), default: '1883' } as Field<number>,
   BACKUP_DIR: absolutePath('/backups'),
   BACKUP_KEEP: count('7'),
   /** EB only: when set, sampled users' password hashes become this password's hash. */
