@@ -3,7 +3,9 @@ SHELL := /bin/bash
 .DEFAULT_GOAL := help
 TS := ./bin/ts
 S := ./scripts
-APT_PACKAGES := postgresql-15 postgresql-client-15 mosquitto mosquitto-clients caddy openssl rsync
+# docker-compose: Debian's Compose v1 CLI, only to render the stacks' configs (make check, tests); with
+# --no-install-recommends it does not pull in the docker.io engine.
+APT_PACKAGES := postgresql-15 postgresql-client-15 mosquitto mosquitto-clients caddy openssl rsync docker-compose
 E2E_PACKAGES := docker.io docker-compose debootstrap
 # Extra flags for any script: make backup-prod ARGS="--json"
 ARGS ?=
@@ -17,7 +19,7 @@ help: ## list the targets
 setup: node_modules/.installed ## install the Debian and npm packages (idempotent)
 	@missing=$$(for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
 	if [ -n "$$missing" ]; then echo "installing:" $$missing; \
-	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; fi
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing >/dev/null; fi
 
 setup-e2e: setup ## install the e2e tier's packages (docker.io, docker-compose, debootstrap)
 	@missing=$$(for p in $(E2E_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
@@ -55,3 +57,8 @@ demo: setup ## bring up the sandbox and run the main jobs on it
 
 bench: setup ## benchmarks: ratios against baselines measured side by side in the same run (BENCH=name)
 	$(TS) bench/run.ts $(BENCH)
+
+# ---- isolation audit ---------------------------------------------------------------------
+.PHONY: check
+check: setup ## prove EA and EB are isolated (compose configs, Caddyfile, env files); ARGS="--json"
+	$(TS) $(S)/check.ts $(ARGS)

@@ -1,6 +1,16 @@
 import path from 'node:path';
-import type { EnvConfig, Environment } from './config.ts';
-import type { Secret } from './secret.ts';
+import { readFile } from 'node:fs/promises';
+import { createHash } from 'node:crypto';
+import { $ } from 'zx';
+import { parse as parseYaml } from 'yaml';
+import { environments, envFilePath, loadEnvConfig, secretsOf, type EnvConfig, type Environment } from './config.ts';
+import { composeCommand, detectComposeFlavor } from './compose.ts';
+import { caddyTarget } from './basic-auth.ts';
+import { caddyfileArgv, edgeCaddyfile, readableCredentialsDir } from './edge.ts';
+import { certFiles } from './mosquitto.ts';
+import { JobError } from './errors.ts';
+import { redact, type Secret } from './secret.ts';
+import type { Ui } from './ui.ts';
 
 /**
  * The isolation audit behind `make check`: pure functions over what the real tools rendered —
@@ -458,4 +468,59 @@ export function renderCheckTable(rows: readonly CheckRow[]): string {
   const warned = rows.filter((r) => r.status === 'warn').length;
   lines.push('', failed ? `${failed} of ${rows.length} checks failed${warned ? `, ${warned} warning${warned > 1 ? 's' : ''}` : ''}.` : `All ${rows.length} checks passed${warned ? ` (${warned} warning${warned > 1 ? 's' : ''})` : ''}.`);
   return `${lines.join('\n')}\n`;
+}
+
+// ---- the runner --------------------------------------------------------------------------------
+
+export interface AuditOptions {
+  /** Where the compose files are (a copy, in tests); default compose/. */
+  composeDir?: string;
+  caddyfile?: string;
+  /** Folder of .env.prod and .env.dev; default MAKAPIX_ENV_DIR or compose/. */
+  envDir?: string;
+  ui: Ui;
+}
+
+export interface AuditResult {
+  ok: boolean;
+  rows: CheckRow[];
+}
+
+/**
+ * `make check`: loads both env files (a missing or invalid variable stops here, exit 2, before
+ * any tool runs), renders both stacks with the real compose CLI through the one compose builder,
+ * adapts the Caddyfile with the real caddy, then audits. Rendered configs hold secrets: they are
+ * parsed, never printed.
+ */
+export async function runIsolationAudit(opts: AuditOptions): Promise<AuditResult> {
+  const cfgs = environments.map((env) => loadEnvConfig(env, envFilePath(env, opts.envDir)));
+  const [prodCfg, devCfg] = cfgs as [EnvConfig, EnvConfig];
+  const flavor = await detectComposeFlavor();
+  const render = async (cfg: EnvConfig): Promise<StackInput> => {
+    const { cmd, argv } = composeCommand(cfg, ['config'], flavor, opts.composeDir);
+    const r = await opts.ui.run(`render the ${cfg.env} stack (${cmd} config)`, () => $({ quiet: true, nothrow: true })`${cmd} ${argv}`);
+    const stderr = redact(`${r.stderr}`, secretsOf(cfg));
+    if (r.exitCode !== 0) {
+      throw new JobError(`${cmd} config failed for ${cfg.env}: ${stderr.trim().split('\n').slice(-3).join(' / ')}.`, `Fix the compose files or ${cfg.file} (APP_DIR must exist for Compose v1) and run again.`);
+    }
+    const ca = await readFile(path.join(cfg.vars.MQTT_CERTS_DIR, certFiles.ca)).catch(() => undefined);
+    return {
+      cfg,
+      rendered: parseYaml(`${r.stdout}`),
+      warnings: stderr.split('\n').filter((l) => l.trim() !== ''),
+      ...(ca && { caFingerprint: createHash('sha256').update(ca).digest('hex') }),
+    };
+  };
+  const prod = await render(prodCfg);
+  const dev = await render(devCfg);
+  const caddyfile = opts.caddyfile ?? edgeCaddyfile;
+  const bin = caddyTarget().bin;
+  const adapted = await opts.ui.run('adapt the Caddyfile (caddy adapt)', async () =>
+    $({ quiet: true, nothrow: true, env: { ...process.env, MAKAPIX_CREDENTIALS_DIR: await readableCredentialsDir() } })`${bin} ${caddyfileArgv('adapt', caddyfile)}`,
+  );
+  if (adapted.exitCode !== 0) {
+    throw new JobError(`caddy adapt rejected ${caddyfile}: ${redact(`${adapted.stderr}`).trim().split('\n').slice(-2).join(' / ')}.`, `Run caddy validate --config ${caddyfile} --adapter caddyfile for details.`);
+  }
+  const rows = auditIsolation({ prod, dev, caddy: JSON.parse(`${adapted.stdout}`) });
+  return { ok: rows.every((r) => r.status !== 'fail'), rows };
 }
