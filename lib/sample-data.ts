@@ -1,0 +1,433 @@
+// The runner of sample-data-to-dev: reads EA in one read-only snapshot, streams each table's
+// planned COPY straight into EB inside one transaction, and commits only a whole, checked sample.
+import { Transform, Writable, type TransformCallback } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import { randomBytes, randomInt } from 'node:crypto';
+import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { openSync, closeSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import pg from 'pg';
+import bcrypt from 'bcryptjs';
+import { from as copyFrom, to as copyTo } from 'pg-copy-streams';
+import type { EnvConfig } from './config.ts';
+import { connect, connectionFor, databaseIdentity, describeConnection, sameDatabase, type DatabaseIdentity } from './database.ts';
+import { ConfigError, JobError, OpsError, SafetyError, UsageError } from './errors.ts';
+import { Secret } from './secret.ts';
+import { withLock } from './lock.ts';
+import { projectRoot } from './paths.ts';
+import { runPg, stderrTail } from './pgtools.ts';
+import { foreignKeyViolations } from './schema.ts';
+import { formatBytes, type Ui, type Confirm } from './ui.ts';
+import { PlanError, UnruledColumnsError, makapixSampling, planSampling, readCatalog, type Catalog, type SamplingConfig, type SamplingPlan, type TablePlan } from './sampling.ts';
+
+export interface SampleDataOptions {
+  /** EA: where rows are read (read-only snapshot). */
+  source: pg.ClientConfig;
+  /** EB: the database replaced; must be the one .env.dev names. */
+  target: pg.ClientConfig;
+  /** EB's configuration: the database the target must be, and DEV_LOGIN_PASSWORD. */
+  dev: EnvConfig;
+  pct: number;
+  seed: number;
+  users: readonly string[];
+  excludeBanned: boolean;
+  schemaFromProd: boolean;
+  dryRun: boolean;
+  config?: SamplingConfig;
+  ui: Ui;
+  confirm: Confirm;
+  /** Overrides the lock file (default: .state/ beside the checkout, one per EB database). */
+  lockPath?: string;
+}
+
+export interface TableReport {
+  table: string;
+  mode: TablePlan['mode'];
+  /** Rows written to EB (or that would be, with --dry-run). */
+  rows: number;
+  /** Rows in the sample by the rules. */
+  sampled: number;
+  /** Rows copied only because a kept row points at them (policy pull). */
+  referenced: number;
+  /** Per foreign key (`table.column`): references set to NULL. */
+  nulled: Record<string, number>;
+  /** Per foreign key: references moved to a stand-in row. */
+  repointed: Record<string, number>;
+  /** Rows pointing into the sample but left out by a drop policy or a unique-index clash (--dry-run only). */
+  dropped?: number;
+  bytes: number;
+  ms: number;
+}
+
+export interface SampleDataReport {
+  dryRun: boolean;
+  pct: number;
+  seed: number;
+  source: string;
+  target: string;
+  /** Users in EA, users in EB after the run, and EB's share of EA. */
+  users: { source: number; target: number; share: number };
+  tables: TableReport[];
+  totals: { rows: number; bytes: number; ms: number };
+  warnings: string[];
+}
+
+/** Bit-set flags in front of each COPY row (see TablePlan.copy) are counted and cut off here. */
+export class FlagStripper extends Transform {
+  rows = 0;
+  bytes = 0;
+  sampled = 0;
+  /** Count per flag bit (index 1.. as in TablePlan.copy). */
+  readonly bits: number[] = [];
+  #rest: Buffer | undefined;
+  readonly #onRows: ((n: number) => void) | undefined;
+
+  constructor(onRows?: (n: number) => void) {
+    super();
+    this.#onRows = onRows;
+  }
+
+  override _transform(chunk: Buffer, _enc: BufferEncoding, done: TransformCallback): void {
+    const buf = this.#rest ? Buffer.concat([this.#rest, chunk]) : chunk;
+    const out: Buffer[] = [];
+    let start = 0;
+    let rows = 0;
+    for (let nl = buf.indexOf(10, start); nl >= 0; nl = buf.indexOf(10, start)) {
+      // COPY text escapes tabs and newlines inside values, so the first tab ends the flags field.
+      const tab = buf.indexOf(9, start);
+      let flags = 0;
+      for (let i = start; i < tab; i++) flags = flags * 10 + (buf[i]! - 48);
+      if (flags & 1) this.sampled++;
+      for (let f = Math.floor(flags / 2), bit = 1; f > 0; f = Math.floor(f / 2), bit++) if (f % 2) this.bits[bit] = (this.bits[bit] ?? 0) + 1;
+      out.push(buf.subarray(tab + 1, nl + 1));
+      start = nl + 1;
+      rows++;
+    }
+    this.#rest = start < buf.length ? buf.subarray(start) : undefined;
+    const data = out.length === 1 ? out[0]! : Buffer.concat(out);
+    this.rows += rows;
+    this.bytes += data.length;
+    if (rows) this.#onRows?.(rows);
+    done(null, data);
+  }
+
+  override _flush(done: TransformCallback): void {
+    done(this.#rest ? new Error('the COPY stream ended in the middle of a row') : null);
+  }
+}
+
+const q = pg.escapeIdentifier;
+
+/** Differences between EA's and EB's schemas that make a copy wrong: revision and columns. */
+export function schemaDifferences(source: Catalog, target: Catalog, revisions: { source: string[]; target: string[] }): string[] {
+  const diff: string[] = [];
+  if (revisions.source.join(',') !== revisions.target.join(',')) diff.push(`alembic_version: EA ${revisions.source.join(',') || '(none)'}, EB ${revisions.target.join(',') || '(none)'}`);
+  for (const t of source.values()) {
+    const other = target.get(t.name);
+    if (!other) {
+      diff.push(`table ${t.name}: missing in EB`);
+      continue;
+    }
+    for (const c of t.columns) {
+      const o = other.columns.find((x) => x.name === c.name);
+      if (!o) diff.push(`column ${t.name}.${c.name}: missing in EB`);
+      else if (o.type !== c.type || o.nullable !== c.nullable || o.generated !== c.generated)
+        diff.push(`column ${t.name}.${c.name}: EA ${c.type}${c.nullable ? '' : ' NOT NULL'}, EB ${o.type}${o.nullable ? '' : ' NOT NULL'}`);
+    }
+    for (const o of other.columns) if (!t.columns.some((c) => c.name === o.name)) diff.push(`column ${t.name}.${o.name}: only in EB`);
+  }
+  for (const t of target.keys()) if (!source.has(t)) diff.push(`table ${t}: only in EB`);
+  return diff;
+}
+
+async function revisions(client: pg.Client, catalog: Catalog): Promise<string[]> {
+  if (!catalog.has('alembic_version')) return [];
+  const { rows } = await client.query<{ v: string }>('SELECT version_num AS v FROM alembic_version ORDER BY 1');
+  return rows.map((r) => r.v);
+}
+
+/**
+ * Refuses (exit 3) unless the target is exactly the EB database .env.dev names and not the source.
+ * Identity is the cluster's system identifier plus the database name, never host strings.
+ */
+async function checkTarget(source: DatabaseIdentity, target: DatabaseIdentity, opts: SampleDataOptions): Promise<void> {
+  if (sameDatabase(source, target)) {
+    throw new SafetyError(`The target ${describeConnection(opts.target)} is the source database itself (cluster ${target.systemIdentifier}, database ${target.database}).`, 'Point --target-url (or .env.dev) at EB, never at EA.');
+  }
+  const devConn = connectionFor(opts.dev);
+  let expected: DatabaseIdentity;
+  if (devConn.host === opts.target.host && devConn.port === opts.target.port && devConn.database === opts.target.database) expected = target;
+  else {
+    const dev = await connect(devConn).catch((err: unknown) => {
+      throw new SafetyError(`Cannot prove ${describeConnection(opts.target)} is EB: the EB database of ${opts.dev.file} (${describeConnection(devConn)}) is unreachable (${(err as Error).message}).`, 'Start EB, or run without --target-url.');
+    });
+    try {
+      expected = await databaseIdentity(dev);
+    } finally {
+      await dev.end();
+    }
+  }
+  if (!sameDatabase(expected, target)) {
+    throw new SafetyError(`The target ${describeConnection(opts.target)} is not the EB database named in ${opts.dev.file} (${describeConnection(devConn)}).`, 'Only EB can be replaced by a sample; fix --target-url.');
+  }
+}
+
+/** EB's schema recreated from EA's (pg_dump --schema-only), inside the load transaction. */
+async function schemaFromSource(source: pg.ClientConfig, eb: pg.Client): Promise<void> {
+  const dir = await mkdtemp(path.join(tmpdir(), 'makapix-schema-'));
+  const file = path.join(dir, 'schema.sql');
+  const fd = openSync(file, 'w', 0o600);
+  try {
+    const r = await runPg('pg_dump', { kind: 'local', connection: source }, { database: String(source.database), args: ['--schema-only', '--no-owner', '--schema=public'] }, { stdoutFd: fd });
+    if (r.exitCode !== 0) throw new JobError(`pg_dump --schema-only of ${describeConnection(source)} failed: ${stderrTail(r.stderr)}.`, 'Check that pg_dump is as new as EA\'s server.');
+    closeSync(fd);
+    // The schema alone is small (kilobytes): it runs as one script on EB's transaction.
+    const ddl = (await readFile(file, 'utf8')).replace(/^CREATE SCHEMA public;$/m, '');
+    await eb.query('DROP SCHEMA public CASCADE');
+    await eb.query('CREATE SCHEMA public');
+    await eb.query(ddl);
+    await eb.query('RESET search_path');
+  } finally {
+    try {
+      closeSync(fd);
+    } catch {
+      // already closed
+    }
+    await rm(dir, { recursive: true, force: true });
+  }
+}
+
+/** Streams one table from EA into `sink` (EB's COPY FROM, or nothing for --dry-run). */
+async function copyTable(ea: pg.Client, plan: TablePlan, sink: Writable, ui: Ui): Promise<Omit<TableReport, 'dropped'>> {
+  const started = Date.now();
+  const progress = ui.progress(`copying ${plan.table}`, 'rows');
+  const stripper = new FlagStripper((n) => progress.tick(n));
+  await pipeline(ea.query(copyTo(plan.copy!)), stripper, sink);
+  const nulled: Record<string, number> = {};
+  const repointed: Record<string, number> = {};
+  plan.touching.forEach((key, i) => {
+    const n = stripper.bits[1 + 2 * i] ?? 0;
+    const r = stripper.bits[2 + 2 * i] ?? 0;
+    if (n) nulled[key] = n;
+    if (r) repointed[key] = r;
+  });
+  progress.done(`${stripper.rows.toLocaleString('en-US')} rows, ${formatBytes(stripper.bytes)}`);
+  return { table: plan.table, mode: plan.mode, rows: stripper.rows, sampled: stripper.sampled, referenced: stripper.rows - stripper.sampled, nulled, repointed, bytes: stripper.bytes, ms: Date.now() - started };
+}
+
+const discard = () => new Writable({ write: (_chunk, _enc, done) => done() });
+
+/** The default lock: one per EB database, so two runs cannot interleave their loads. */
+const lockFor = (target: DatabaseIdentity) => path.join(projectRoot, '.state', `sample-data-${target.systemIdentifier}-${target.database}.lock`);
+
+/**
+ * Replaces EB's data with an anonymized PCT % sample of EA, or with dryRun reports what it would copy.
+ * Nothing is written before every check passed; EB changes in one transaction or not at all.
+ */
+export async function sampleDataToDev(opts: SampleDataOptions): Promise<SampleDataReport> {
+  const config = opts.config ?? makapixSampling;
+  const { ui } = opts;
+  const started = Date.now();
+  const ea = await connect({ ...opts.source, application_name: 'makapix-ops sample-data (read)' });
+  let eb: pg.Client | undefined;
+  try {
+    eb = await connect({ ...opts.target, application_name: 'makapix-ops sample-data (load)' });
+    const [sourceId, targetId] = await Promise.all([databaseIdentity(ea), databaseIdentity(eb)]);
+    await checkTarget(sourceId, targetId, opts);
+
+    // One consistent snapshot of EA for the catalog and every COPY; only ACCESS SHARE locks.
+    await ea.query('BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY');
+    await ea.query(`SET LOCAL statement_timeout = ${Number(config.statementTimeoutMs)}`);
+    await ea.query(`SET LOCAL lock_timeout = '30s'`);
+    await ea.query(`SET LOCAL idle_in_transaction_session_timeout = '10min'`);
+    // Membership sets are hashed in memory; a bigger work_mem keeps them out of temp files.
+    await ea.query(`SET LOCAL work_mem = '64MB'`);
+    const catalog = await readCatalog(ea);
+    const targetCatalog = await readCatalog(eb);
+    const diff = schemaDifferences(catalog, targetCatalog, { source: await revisions(ea, catalog), target: await revisions(eb, targetCatalog) });
+    if (diff.length && !opts.schemaFromProd) {
+      throw new JobError(`EB's schema differs from EA's (${diff.length} difference${diff.length === 1 ? '' : 's'}): ${diff.slice(0, 12).join('; ')}${diff.length > 12 ? '; …' : ''}.`, 'Migrate EB to EA\'s revision, or pass --schema-from-prod to recreate EB\'s schema from EA\'s.');
+    }
+    const root = catalog.get(config.root);
+    if (opts.users.length && root) {
+      const { rows } = await ea.query<{ id: string }>(`SELECT ${q(root.primaryKey[0]!)}::text AS id FROM ${q(root.name)} WHERE ${q(root.primaryKey[0]!)}::text = ANY($1)`, [opts.users]);
+      const missing = opts.users.filter((u) => !rows.some((r) => r.id === u));
+      if (missing.length) throw new ConfigError(`--users names ${missing.join(', ')}, not in EA's ${root.name}.`, missing, 'Give ids of existing users.');
+    }
+    const dev = opts.dev.vars.DEV_LOGIN_PASSWORD;
+    const passwordHash = bcrypt.hashSync(dev.isEmpty ? randomBytes(24).toString('base64') : dev.reveal(), 10);
+    const runConfig = opts.schemaFromProd ? { ...config, tables: Object.fromEntries(Object.entries(config.tables).map(([t, m]) => [t, m === 'keep' ? ('whole' as const) : m])) } : config;
+    let plan: SamplingPlan;
+    try {
+      plan = planSampling({ catalog, config: runConfig, options: opts, anonymization: { salt: randomBytes(16).toString('hex'), passwordHash } });
+    } catch (err) {
+      if (err instanceof UnruledColumnsError) {
+        throw new ConfigError(`Stopped before writing: ${err.problems.length} column(s) look sensitive and have no anonymization rule: ${err.problems.join(', ')}.`, err.problems, 'Add a rule for each in lib/anonymize.ts (docs/sample-data.md), e.g. keep, hashed or nulled.');
+      }
+      if (err instanceof PlanError) throw new ConfigError(err.message, err.problems, 'Fix the sampling configuration (lib/sampling.ts, lib/anonymize.ts).');
+      throw err;
+    }
+    for (const w of plan.warnings) ui.warn(w);
+    const { rows: eaUsers } = await ea.query<{ n: string }>(`SELECT count(*) AS n FROM ${q(config.root)}`);
+    const sourceUsers = Number(eaUsers[0]!.n);
+    const report = (tables: TableReport[]): SampleDataReport => {
+      const targetUsers = tables.find((t) => t.table === config.root)?.rows ?? 0;
+      return {
+        dryRun: opts.dryRun,
+        pct: opts.pct,
+        seed: opts.seed,
+        source: describeConnection(opts.source),
+        target: describeConnection(opts.target),
+        users: { source: sourceUsers, target: targetUsers, share: sourceUsers ? targetUsers / sourceUsers : 0 },
+        tables,
+        totals: { rows: tables.reduce((s, t) => s + t.rows, 0), bytes: tables.reduce((s, t) => s + t.bytes, 0), ms: Date.now() - started },
+        warnings: plan.warnings,
+      };
+    };
+    const skipped = (p: TablePlan): TableReport => ({ table: p.table, mode: p.mode, rows: 0, sampled: 0, referenced: 0, nulled: {}, repointed: {}, bytes: 0, ms: 0 });
+
+    if (opts.dryRun) {
+      const tables: TableReport[] = [];
+      for (const p of plan.tables) {
+        if (!p.copy) {
+          tables.push(skipped(p));
+          continue;
+        }
+        const t = await copyTable(ea, p, discard(), ui);
+        const dropped = p.droppedCount ? Number((await ea.query<{ n: string }>(p.droppedCount)).rows[0]!.n) : 0;
+        tables.push({ ...t, dropped });
+      }
+      await ea.query('COMMIT');
+      return report(tables);
+    }
+
+    await opts.confirm(`Replace every row of EB (${describeConnection(opts.target)}) with a ${opts.pct}% sample of EA (${describeConnection(opts.source)})?`);
+    const target = eb;
+    const tables = await withLock(opts.lockPath ?? lockFor(targetId), 'sample-data-to-dev', async () => {
+      await target.query('BEGIN');
+      try {
+        // Foreign-key triggers off for this transaction only: the users <-> posts cycle loads in any
+        // order, and the integrity check below proves every key instead.
+        await target.query('SET LOCAL session_replication_role = replica');
+        if (opts.schemaFromProd) await ui.run('recreating EB\'s schema from EA\'s', () => schemaFromSource(opts.source, target));
+        if (plan.truncate.length) await target.query(`TRUNCATE ${plan.truncate.map(q).join(', ')}`);
+        const out: TableReport[] = [];
+        for (const p of plan.tables) {
+          if (!p.copy) {
+            out.push(skipped(p));
+            continue;
+          }
+          const sink = target.query(copyFrom(`COPY ${q(p.table)} (${p.columns.map(q).join(', ')}) FROM STDIN`));
+          out.push(await copyTable(ea, p, sink, ui));
+        }
+        for (const s of plan.sequences) {
+          await target.query(`SELECT setval(${target.escapeLiteral(s.sequence)}::regclass, COALESCE(m, 1), m IS NOT NULL) FROM (SELECT max(${q(s.column)})::bigint AS m FROM ${q(s.table)}) x`);
+        }
+        const bad = await ui.run('checking every foreign key on EB', () => foreignKeyViolations(target));
+        if (bad.length) throw new JobError(`The sample breaks ${bad.length} foreign key(s) on EB: ${bad.map((b) => `${b.constraint} (${b.rows} rows)`).join(', ')}; nothing was committed.`, 'This is a bug in the sampling plan; run with --dry-run --verbose and report it.');
+        await target.query('COMMIT');
+        return out;
+      } catch (err) {
+        await target.query('ROLLBACK').catch(() => undefined);
+        throw err;
+      }
+    });
+    await ea.query('COMMIT');
+    return report(tables);
+  } catch (err) {
+    if (err instanceof OpsError) throw err;
+    throw new JobError(`Sampling EA into EB failed: ${(err as Error).message}; EB was left as it was.`, 'Run again with --verbose for details.', { cause: err });
+  } finally {
+    await ea.end().catch(() => undefined);
+    await eb?.end().catch(() => undefined);
+  }
+}
+
+/** The human report: one line per copied table, then the totals and the user share. */
+export function describeReport(r: SampleDataReport): string[] {
+  const lines = [`${r.dryRun ? 'Would copy' : 'Copied'} a ${r.pct}% sample (seed ${r.seed}) of ${r.source} into ${r.target}:`];
+  for (const t of r.tables) {
+    if (t.mode === 'keep') continue;
+    if (t.mode === 'skip') {
+      lines.push(`  ${t.table.padEnd(28)} emptied`);
+      continue;
+    }
+    const touched = [
+      ...(t.referenced ? [`${t.referenced} referenced`] : []),
+      ...Object.entries(t.nulled).map(([k, n]) => `${n} ${k.split('.')[1]} nulled`),
+      ...Object.entries(t.repointed).map(([k, n]) => `${n} ${k.split('.')[1]} re-pointed`),
+      ...(t.dropped ? [`${t.dropped} dropped`] : []),
+    ];
+    lines.push(`  ${t.table.padEnd(28)} ${String(t.rows).padStart(9)} rows ${formatBytes(t.bytes).padStart(10)} ${String(t.ms).padStart(6)}ms  ${t.mode === 'whole' ? 'whole' : `${t.sampled} sampled`}${touched.length ? `, ${touched.join(', ')}` : ''}`);
+  }
+  lines.push(`Users: ${r.users.target} of ${r.users.source} (${(r.users.share * 100).toFixed(1)}%). Total ${r.totals.rows} rows, ${formatBytes(r.totals.bytes)} in ${(r.totals.ms / 1000).toFixed(1)}s.`);
+  for (const w of r.warnings) lines.push(`warning: ${w}`);
+  return lines;
+}
+
+// ---- the command line -------------------------------------------------------------------------
+
+export interface SampleDataFlags {
+  pct: string;
+  seed?: string | undefined;
+  users?: string | undefined;
+  'exclude-banned'?: boolean;
+  'schema-from-prod'?: boolean;
+  'source-url'?: string | undefined;
+  'target-url'?: string | undefined;
+}
+
+/** --pct: a percentage in (0, 100]. */
+export function parsePct(value: string): number {
+  const n = /^\d+(\.\d+)?$/.test(value.trim()) ? Number(value) : NaN;
+  if (!(n > 0 && n <= 100)) throw new UsageError(`--pct must be a percentage above 0 and at most 100, got ${JSON.stringify(value)}.`, 'For example --pct 10 (make sample-data PCT=10).');
+  return n;
+}
+
+export function parseSeed(value: string | undefined): number {
+  if (value === undefined) return randomInt(1, 2 ** 31);
+  if (!/^-?\d{1,15}$/.test(value)) throw new UsageError(`--seed must be a whole number, got ${JSON.stringify(value)}.`, 'For example --seed 42.');
+  return Number(value);
+}
+
+export function parseUsers(value: string | undefined): string[] {
+  if (value === undefined || value.trim() === '') return [];
+  const ids = value.split(',').map((s) => s.trim());
+  const bad = ids.filter((id) => !/^[A-Za-z0-9-]{1,64}$/.test(id));
+  if (bad.length) throw new UsageError(`--users takes ids separated by commas; ${bad.map((b) => JSON.stringify(b)).join(', ')} is not an id.`, 'For example --users 12,34.');
+  return [...new Set(ids)];
+}
+
+/** A postgresql:// URL as node-postgres settings; the password may come from PGPASSWORD instead. */
+export function connectionFromUrl(value: string, flag: string): pg.ClientConfig {
+  let u: URL;
+  try {
+    u = new URL(value);
+  } catch {
+    throw new UsageError(`${flag} is not a URL.`, 'Use postgresql://user@host:port/database (password in PGPASSWORD).');
+  }
+  if (u.protocol !== 'postgresql:' && u.protocol !== 'postgres:') throw new UsageError(`${flag} must start with postgresql://.`, 'Use postgresql://user@host:port/database.');
+  const database = decodeURIComponent(u.pathname.replace(/^\//, ''));
+  if (!u.hostname || !database) throw new UsageError(`${flag} must name a host and a database.`, 'Use postgresql://user@host:port/database.');
+  const password = u.password ? decodeURIComponent(u.password) : process.env.PGPASSWORD;
+  return {
+    host: u.hostname,
+    port: u.port ? Number(u.port) : 5432,
+    database,
+    user: decodeURIComponent(u.username) || process.env.PGUSER || 'postgres',
+    // Known to the redactor from here on, so no error text can show it.
+    ...(password !== undefined && { password: new Secret(password).reveal() }),
+  };
+}
+
+/** Everything the entry needs to call sampleDataToDev, from its flags and the env files. */
+export function optionsFromFlags(flags: SampleDataFlags, loadEnv: (env: 'prod' | 'dev') => EnvConfig): Omit<SampleDataOptions, 'dryRun' | 'ui' | 'confirm'> {
+  const pct = parsePct(flags.pct);
+  const seed = parseSeed(flags.seed);
+  const users = parseUsers(flags.users);
+  const dev = loadEnv('dev');
+  const source = flags['source-url'] ? connectionFromUrl(flags['source-url'], '--source-url') : connectionFor(loadEnv('prod'));
+  const target = flags['target-url'] ? connectionFromUrl(flags['target-url'], '--target-url') : connectionFor(dev);
+  return { source, target, dev, pct, seed, users, excludeBanned: Boolean(flags['exclude-banned']), schemaFromProd: Boolean(flags['schema-from-prod']) };
+}
