@@ -24,7 +24,7 @@ setup: node_modules/.installed ## install the Debian and npm packages (idempoten
 setup-e2e: setup ## install the e2e tier's packages (docker.io, docker-compose, debootstrap)
 	@missing=$$(for p in $(E2E_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
 	if [ -n "$$missing" ]; then echo "installing:" $$missing; \
-	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; fi
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing >/dev/null; fi
 
 node_modules/.installed: package.json package-lock.json
 	npm ci --no-audit --no-fund --loglevel=error
@@ -62,3 +62,39 @@ bench: setup ## benchmarks: ratios against baselines measured side by side in th
 .PHONY: check
 check: setup ## prove EA and EB are isolated (compose configs, Caddyfile, env files); ARGS="--json"
 	$(TS) $(S)/check.ts $(ARGS)
+
+# ---- environments, deploy, cutover (docs/deploy.md) --------------------------------------
+SERVICE ?=
+STACK_SERVICE = $(if $(SERVICE),--service $(SERVICE))
+.PHONY: up-dev up-prod down-dev down-prod logs-dev logs-prod ps-dev ps-prod rebuild-dev up-edge reload-edge deploy-prod cutover-prod
+up-dev: setup ## start EB (creates caddy_net and EB's vault folder when missing)
+	$(TS) $(S)/stack.ts up --env dev $(ARGS)
+up-prod: setup ## start EA
+	$(TS) $(S)/stack.ts up --env prod $(ARGS)
+down-dev: setup ## stop EB (volumes are kept)
+	$(TS) $(S)/stack.ts down --env dev $(STACK_SERVICE) $(ARGS)
+down-prod: setup ## stop EA (volumes are kept)
+	$(TS) $(S)/stack.ts down --env prod $(STACK_SERVICE) $(ARGS)
+logs-dev: setup ## follow EB's logs (SERVICE=api to narrow)
+	$(TS) $(S)/stack.ts logs --env dev $(STACK_SERVICE) $(ARGS)
+logs-prod: setup ## follow EA's logs (SERVICE=api to narrow)
+	$(TS) $(S)/stack.ts logs --env prod $(STACK_SERVICE) $(ARGS)
+ps-dev: setup ## EB's containers
+	$(TS) $(S)/stack.ts ps --env dev $(STACK_SERVICE) $(ARGS)
+ps-prod: setup ## EA's containers
+	$(TS) $(S)/stack.ts ps --env prod $(STACK_SERVICE) $(ARGS)
+rebuild-dev: setup ## build EB's images, then recreate only what changed (a failed build leaves EB running)
+	$(TS) $(S)/stack.ts rebuild --env dev $(STACK_SERVICE) $(ARGS)
+up-edge: setup ## start the shared Caddy (caddy/docker-compose.edge.yml)
+	$(TS) $(S)/stack.ts up-edge $(ARGS)
+reload-edge: setup ## reload the shared Caddy's configuration
+	$(TS) $(S)/stack.ts reload-edge $(ARGS)
+deploy-prod: setup ## deploy main (tested on EB) to EA; ARGS="--dry-run" | "--rollback" | "--skip-tests --yes"
+	$(TS) $(S)/deploy-to-prod.ts $(ARGS)
+cutover-prod: setup ## once: move production from the old stack to EA on the same volume; ARGS="--old-project makapix"
+	$(TS) $(S)/cutover-prod.ts $(ARGS)
+
+# The e2e tier: a real Docker engine (started here if needed), images built locally. Not part of `make test`.
+test-e2e: setup-e2e ## end-to-end tests on a real Docker engine (deploy, cutover, both stacks side by side)
+	$(TS) tests/e2e/harness/prepare.ts
+	TEST_JOBS=1 $(TS) tests/run.ts tests/e2e

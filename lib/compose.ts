@@ -25,6 +25,13 @@ export function composeCommand(cfg: Pick<EnvConfig, 'env' | 'file'>, args: reado
   return flavor === 'v2' ? { cmd: 'docker', argv: ['compose', ...common] } : { cmd: 'docker-compose', argv: common };
 }
 
+/** The shared edge Caddy: its own project and file, no env file (caddy/docker-compose.edge.yml). */
+export const edgeProject = 'makapix-edge';
+export function edgeComposeCommand(args: readonly string[], flavor: ComposeFlavor, dir = path.join(composeDir, '..', 'caddy')): Command {
+  const common = ['-f', path.join(dir, 'docker-compose.edge.yml'), '-p', edgeProject, ...args];
+  return flavor === 'v2' ? { cmd: 'docker', argv: ['compose', ...common] } : { cmd: 'docker-compose', argv: common };
+}
+
 let detected: Promise<ComposeFlavor> | undefined;
 
 /** Prefers Compose v2 and falls back to v1; detected once per process. */
@@ -38,7 +45,10 @@ export function detectComposeFlavor(): Promise<ComposeFlavor> {
 }
 
 /** Runs docker compose for an environment; output is captured unless `stream` is set. */
-export async function runCompose(cfg: EnvConfig, args: readonly string[], opts: { stream?: boolean; nothrow?: boolean } = {}) {
+export async function runCompose(cfg: EnvConfig, args: readonly string[], opts: { stream?: boolean; nothrow?: boolean; env?: Record<string, string> } = {}) {
   const { cmd, argv } = composeCommand(cfg, args, await detectComposeFlavor());
-  return $({ quiet: !opts.stream, nothrow: opts.nothrow ?? false, stdio: opts.stream ? 'inherit' : 'pipe' })`${cmd} ${argv}`;
+  // `env` overrides the env file for this call (Compose gives the process environment precedence),
+  // e.g. the IMAGE_TAG of a deploy before the file records it.
+  const env = opts.env ? { ...process.env, ...opts.env } : process.env;
+  return $({ quiet: !opts.stream, nothrow: opts.nothrow ?? false, stdio: opts.stream ? 'inherit' : 'pipe', env })`${cmd} ${argv}`;
 }

@@ -140,6 +140,8 @@ export const envSchema = {
   MQTT_BROKER_UID: { parse: (v: string) => (/^\d{1,10}$/.test(v) ? +v : { error: `"${v}" is not a numeric user id` }), default: '1883' } as Field<number>,
   BACKUP_DIR: absolutePath('/backups'),
   BACKUP_KEEP: count('7'),
+  /** EA only: the append-only JSONL log of deploys (deploy-to-prod); its folder also holds the deploy lock. */
+  DEPLOY_LOG: { ...absolutePath('/var/lib/makapix-ops/deploys.jsonl'), only: 'prod' } as Field<string>,
   /** EB only: when set, sampled users' password hashes become this password's hash. */
   DEV_LOGIN_PASSWORD: { ...optionalSecret(), only: 'dev' } as Field<Secret>,
 } satisfies Record<string, Field<unknown>>;
