@@ -289,7 +289,7 @@ export function auditIsolation(input: AuditInput): CheckRow[] {
   const rows: CheckRow[] = [];
 
   for (const [env, s] of both) {
-    const unset = s.warnings.flatMap((w) => [...w.matchAll(/The "?([A-Za-z_][A-Za-z0-9_]*)"? variable is not set/g)].map((m) => m[1]!));
+    const unset = s.warnings.flatMap((w) => [...w.matchAll(/The \\?"?([A-Za-z_][A-Za-z0-9_]*)\\?"? variable is not set/g)].map((m) => m[1]!));
     rows.push(
       unset.length
         ? row(`${env} config renders`, 'fail', `unset variable${unset.length > 1 ? 's' : ''} ${[...new Set(unset)].join(', ')} (add to ${path.basename(s.cfg.file)})`)
@@ -436,7 +436,7 @@ function caddyRows(caddy: unknown, ebHost: string, ebVaultHost: string): CheckRo
   const exempt = hosts.flatMap((h) => h.exemptPaths.map((p) => `${h.host}${p}`));
   const [site, vault] = hosts as [HostAnalysis, HostAnalysis];
   // Accounts are compared with their hashes: the locked placeholders differ, a copied developer does not.
-  const leaked = vault.accounts.filter((a) => site.accounts.some((b) => b.username === a.username && b.password === a.password)).map((a) => a.username);
+  const leaked = [...new Set(vault.accounts.filter((a) => site.accounts.some((b) => b.username === a.username && b.password === a.password)).map((a) => a.username))];
   const plainSite = site.plainHttp ? [`${site.host} is served over plain HTTP, so developer passwords would travel in clear`] : [];
   return [
     auth.length ? row('EB behind basic auth', 'fail', auth.join('; ')) : row('EB behind basic auth', 'ok', `${ebHost}, ${ebVaultHost}`),
