@@ -11,8 +11,9 @@ import { connect, connectionFor } from './database.ts';
 import { JobError, UsageError } from './errors.ts';
 import { acquireLock } from './lock.ts';
 import { fsyncDir, isTemporaryName, temporaryName, writeFileAtomic } from './atomic-file.ts';
-import { dumpArgs, globalsArgs, runPg, stderrTail, verifyArgs, type DumpFormat, type PgPlace } from './pgtools.ts';
-import { formatBytes, type Ui } from './ui.ts';
+import { dumpArgs, globalsArgs, pgCommand, runPg, stderrTail, verifyArgs, type DumpFormat, type PgPlace } from './pgtools.ts';
+import type { ComposeFlavor } from './compose.ts';
+import { formatBytes, formatDuration, type Ui } from './ui.ts';
 
 export type { DumpFormat } from './pgtools.ts';
 
@@ -368,8 +369,9 @@ const plainTail = '-- PostgreSQL database dump complete';
 
 /**
  * Reads a dump through completely while hashing it. A custom archive is streamed into pg_restore
- * writing to /dev/null, which decompresses every data block; a plain dump must start and end with
- * pg_dump's own header and trailer (a cut-off file lacks the trailer).
+ * writing to /dev/null, which decompresses every data block; a plain dump must start with pg_dump's
+ * header and carry its "dump complete" trailer near the end (a cut-off file lacks it; newer
+ * servers add a few lines after it, e.g. \unrestrict).
  */
 export async function readThrough(file: string, format: DumpFormat, place: PgPlace): Promise<{ sha256: string; bytes: number; verifiedWith: string }> {
   const hash = createHash('sha256');
@@ -394,7 +396,7 @@ export async function readThrough(file: string, format: DumpFormat, place: PgPla
     if (r.exitCode !== 0) throw new JobError(`Reading ${file} back with pg_restore failed: ${stderrTail(r.stderr)}.`, 'The dump is incomplete or damaged; it was not kept.');
   } else {
     await sourceDone;
-    if (!head.includes(plainHead) || !tail.trimEnd().endsWith(plainTail)) {
+    if (!head.includes(plainHead) || !tail.includes(plainTail)) {
       throw new JobError(`${file} is not a complete pg_dump script (header or "${plainTail}" trailer missing).`, 'The dump was cut off; it was not kept.');
     }
   }
@@ -525,4 +527,50 @@ export async function backupDatabase(cfg: EnvConfig, opts: BackupOptions): Promi
     if (!done) await Promise.all(finals.map((f) => rm(f, { force: true })));
     await lock.release();
   }
+}
+
+// ---- the entry's side ----------------------------------------------------------------------
+
+/** backup-prod's flags as backup options (validated: a bad value is a usage error, exit 2). */
+export function parseBackupOptions(flags: { format: string; direct: boolean; pin: boolean; reason?: string | undefined; dir?: string | undefined; keep?: string | undefined }): Omit<BackupOptions, 'ui'> {
+  if (flags.format !== 'custom' && flags.format !== 'plain') throw new UsageError(`--format must be custom or plain, got ${JSON.stringify(flags.format)}.`);
+  if (flags.dir !== undefined && !path.isAbsolute(flags.dir)) throw new UsageError(`--dir must be an absolute path, got ${flags.dir}.`, 'Cron runs from any directory.');
+  if (flags.keep !== undefined && !/^[1-9]\d*$/.test(flags.keep)) throw new UsageError(`--keep must be a whole number of at least 1, got ${flags.keep}.`);
+  return {
+    mode: flags.direct ? 'direct' : 'compose',
+    format: flags.format,
+    pinned: flags.pin,
+    ...(flags.reason !== undefined && { reason: flags.reason }),
+    ...(flags.dir !== undefined && { dir: flags.dir }),
+    ...(flags.keep !== undefined && { keep: Number(flags.keep) }),
+  };
+}
+
+/** What a backup would do, with real values (--dry-run). */
+export function describeBackupPlan(cfg: EnvConfig, opts: Omit<BackupOptions, 'ui'>, flavor: ComposeFlavor): string[] {
+  const format = opts.format ?? 'custom';
+  const root = opts.dir ?? cfg.vars.BACKUP_DIR;
+  const dir = opts.pinned ? path.join(root, pinnedDirName) : root;
+  const place = placeFor(cfg, opts.mode);
+  const line = (c: { cmd: string; argv: string[] }) => [c.cmd, ...c.argv].join(' ');
+  return [
+    `lock ${path.join(root, lockFileName)}`,
+    `check free space in ${dir} against pg_database_size(${cfg.vars.DB_DATABASE})`,
+    `${line(pgCommand('pg_dump', place, { database: cfg.vars.DB_DATABASE, args: dumpArgs(format) }, flavor))} > ${path.join(dir, dumpFileName(backupStem(new Date()), format))} (temporary name first)`,
+    `${line(pgCommand('pg_dumpall', place, { args: globalsArgs() }, flavor))} > ${path.join(dir, globalsFileName(backupStem(new Date())))}`,
+    format === 'custom' ? `${line(pgCommand('pg_restore', place, { args: verifyArgs() }, flavor))} < the dump, hashing it (sha256)` : 'read the dump through, hashing it (sha256), header and trailer checked',
+    'fsync, write .sha256 and .manifest.json, rename to the final name',
+    opts.pinned ? 'no rotation (pinned)' : `rotate: keep the newest ${opts.keep ?? cfg.vars.BACKUP_KEEP} verified backups in ${dir}`,
+  ];
+}
+
+export function renderBackup(r: BackupResult): void {
+  const lines = [
+    `backup   ${r.file}${r.pinned ? ' (pinned)' : ''}`,
+    `size     ${formatBytes(r.bytes)} (${r.format}), database ${r.database.name} ${formatBytes(r.database.sizeBytes)}`,
+    `sha256   ${r.sha256}`,
+    `took     ${formatDuration(r.durationMs)}`,
+    `rotated  ${r.rotated.length ? r.rotated.join(', ') : 'nothing'}`,
+  ];
+  process.stdout.write(`${lines.join('\n')}\n`);
 }

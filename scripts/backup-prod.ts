@@ -1,0 +1,30 @@
+#!/usr/bin/env -S sh -c 'exec "$(dirname "$0")/../bin/ts" "$0" "$@"'
+import { runScript } from '../lib/cli.ts';
+import { loadEnvConfig } from '../lib/config.ts';
+import { detectComposeFlavor } from '../lib/compose.ts';
+import { backupDatabase, describeBackupPlan, parseBackupOptions, renderBackup, type BackupResult } from '../lib/backup.ts';
+import { withPings } from '../lib/healthcheck.ts';
+
+await runScript({
+  name: 'backup-prod',
+  summary: "Backs up EA's database (and its roles) to a verified, checksummed file in BACKUP_DIR, then rotates (keeps BACKUP_KEEP).",
+  details: 'Cron: see docs/backup.md. Exit 1 on any failure (another run holding the lock, not enough space, a failed or unreadable dump).',
+  common: ['dry-run', 'json'],
+  defaultEnv: 'prod',
+  flags: {
+    format: { type: 'string', value: 'custom|plain', default: 'custom', description: 'custom (.dump, compressed) or plain (.sql)' },
+    direct: { type: 'boolean', description: "use the host's pg_dump against DB_PUBLISHED_PORT instead of the one in the db container" },
+    pin: { type: 'boolean', description: 'keep this backup apart from the rotation (BACKUP_DIR/pinned)' },
+    reason: { type: 'string', value: 'text', description: 'why this backup was taken (recorded in its manifest)' },
+    dir: { type: 'string', value: 'path', description: 'the backup folder (default: BACKUP_DIR)' },
+    keep: { type: 'string', value: 'N', description: 'verified backups the rotation keeps (default: BACKUP_KEEP)' },
+    ping: { type: 'string', value: 'URL', description: 'healthchecks-style pings: URL/start, URL on success, URL/fail' },
+  },
+  run: async (ctx): Promise<BackupResult | { dryRun: true; plan: string[] }> => {
+    const cfg = loadEnvConfig('prod');
+    const opts = parseBackupOptions(ctx.flags);
+    if (ctx.dryRun) return { dryRun: true, plan: describeBackupPlan(cfg, opts, opts.mode === 'compose' ? await detectComposeFlavor().catch(() => 'v2' as const) : 'v2') };
+    return withPings(ctx.flags.ping, ctx.ui, () => backupDatabase(cfg, { ...opts, ui: ctx.ui }), (r) => `${r.file} ${r.bytes} bytes sha256 ${r.sha256}`);
+  },
+  render: (r) => ('plan' in r ? process.stdout.write(`${r.plan.join('\n')}\n`) : renderBackup(r)),
+});
