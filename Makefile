@@ -63,6 +63,18 @@ bench: setup ## benchmarks: ratios against baselines measured side by side in th
 check: setup ## prove EA and EB are isolated (compose configs, Caddyfile, env files); ARGS="--json"
 	$(TS) $(S)/check.ts $(ARGS)
 
+# ---- backups and restore (docs/backup.md) ------------------------------------------------
+FILE ?=
+ENV ?=
+.PHONY: backup-prod restore restore-drill
+backup-prod: setup ## verified backup of EA's database into BACKUP_DIR, then rotation; ARGS="--format plain" | "--json --ping URL"
+	$(TS) $(S)/backup-prod.ts $(ARGS)
+restore: setup ## restore a backup: make restore FILE=/backups/makapix-YYYYMMDD-HHMMSS.dump ENV=dev|prod (prod asks you to type "prod")
+	@test -n "$(FILE)" -a -n "$(ENV)" || { echo "usage: make restore FILE=/backups/makapix-YYYYMMDD-HHMMSS.dump ENV=dev|prod" >&2; exit 2; }
+	$(TS) $(S)/restore.ts --env $(ENV) --file $(FILE) $(ARGS)
+restore-drill: setup ## prove the newest backup restores: scratch database, row counts vs live, dropped (ENV=prod by default)
+	$(TS) $(S)/restore.ts --drill --env $(or $(ENV),prod) $(ARGS)
+
 # ---- environments, deploy, cutover (docs/deploy.md) --------------------------------------
 SERVICE ?=
 STACK_SERVICE = $(if $(SERVICE),--service $(SERVICE))

@@ -10,9 +10,8 @@ export type PgTool = 'pg_dump' | 'pg_dumpall' | 'pg_restore' | 'psql';
 
 /**
  * Where a tool runs. `container`: the server's own binary inside the environment's db container
- * (production runs PostgreSQL 17, newer than the host's client, which refuses a newer server);
- * it connects over the container's Unix socket, which the official image trusts, so no password
- * is needed. `local`: the host's binary against a TCP address (tests, the sandbox).
+ * (production runs PostgreSQL 17, newer than the host's client, which refuses a newer server),
+ * over the container's Unix socket. `local`: the host's binary against a TCP address (tests, the sandbox).
  */
 export type PgPlace = { kind: 'local'; connection: pg.ClientConfig } | { kind: 'container'; cfg: EnvConfig; user: string };
 
@@ -20,6 +19,13 @@ export interface PgCommand extends Command {
   /** Extra environment for the child: the password travels here (PGPASSWORD), never in argv. */
   env: Record<string, string>;
 }
+
+/**
+ * Inside the db container the tool takes the password from the container's own environment
+ * (POSTGRES_PASSWORD, the admin's, set by the compose file), so it never crosses a command line,
+ * and works whether or not the socket is trusted. `$0`/`$@` pass the tool's argv through unquoted by any shell.
+ */
+export const containerPassword = 'PGPASSWORD="$POSTGRES_PASSWORD" exec "$0" "$@"';
 
 /** Connection flags for a tool; pg_dumpall names its maintenance database differently. */
 function connectionArgs(tool: PgTool, place: PgPlace, database: string | undefined): string[] {
@@ -36,7 +42,7 @@ function connectionArgs(tool: PgTool, place: PgPlace, database: string | undefin
  */
 export function pgCommand(tool: PgTool, place: PgPlace, opts: { database?: string; args: readonly string[] }, flavor: ComposeFlavor = 'v2'): PgCommand {
   const argv = [...connectionArgs(tool, place, opts.database), '--no-password', ...opts.args];
-  if (place.kind === 'container') return { ...composeCommand(place.cfg, ['exec', '-T', 'db', tool, ...argv], flavor), env: {} };
+  if (place.kind === 'container') return { ...composeCommand(place.cfg, ['exec', '-T', 'db', 'sh', '-c', containerPassword, tool, ...argv], flavor), env: {} };
   const password = place.connection.password;
   return { cmd: tool, argv, env: typeof password === 'string' && password !== '' ? { PGPASSWORD: password } : {} };
 }

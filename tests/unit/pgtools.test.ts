@@ -3,7 +3,7 @@ import * as assert from 'uvu/assert';
 import path from 'node:path';
 import { loadEnvConfig } from '../../lib/config.ts';
 import { composeDir } from '../../lib/paths.ts';
-import { dumpArgs, globalsArgs, pgCommand, restoreArchiveArgs, restoreScriptArgs, verifyArgs, type PgPlace } from '../../lib/pgtools.ts';
+import { containerPassword, dumpArgs, globalsArgs, pgCommand, restoreArchiveArgs, restoreScriptArgs, verifyArgs, type PgPlace } from '../../lib/pgtools.ts';
 
 const prod = loadEnvConfig('prod', path.join(composeDir, '.env.prod.example'));
 const local: PgPlace = { kind: 'local', connection: { host: '127.0.0.1', port: 5433, user: 'owner', password: 's3cret-pass', database: 'makapix' } };
@@ -30,13 +30,14 @@ test('in the container the server\'s own binary runs through docker compose exec
   assert.is(v2.cmd, 'docker');
   const exec = v2.argv.indexOf('exec');
   assert.equal(v2.argv.slice(0, 1), ['compose']);
-  assert.equal(v2.argv.slice(exec), ['exec', '-T', 'db', 'pg_dump', '--username=owner', '--dbname=makapix', '--no-password', '--format=plain']);
+  assert.equal(v2.argv.slice(exec), ['exec', '-T', 'db', 'sh', '-c', containerPassword, 'pg_dump', '--username=owner', '--dbname=makapix', '--no-password', '--format=plain']);
   assert.ok(v2.argv.includes('makapix-prod'), 'the project name is missing');
   assert.equal(v2.env, {});
   assert.not.ok(v2.argv.some((a) => a.startsWith('--host')), 'a container tool must use the socket');
+  assert.not.ok(v2.argv.join(' ').includes('change-me-prod-db-admin'), 'the password reached argv');
   const v1 = pgCommand('pg_restore', container, { args: verifyArgs() }, 'v1');
   assert.is(v1.cmd, 'docker-compose');
-  assert.equal(v1.argv.slice(v1.argv.indexOf('exec')), ['exec', '-T', 'db', 'pg_restore', '--username=owner', '--no-password', '--file=/dev/null']);
+  assert.equal(v1.argv.slice(v1.argv.indexOf('exec')), ['exec', '-T', 'db', 'sh', '-c', containerPassword, 'pg_restore', '--username=owner', '--no-password', '--file=/dev/null']);
 });
 
 test('verification reads every block; restores stop at the first error', () => {
