@@ -183,7 +183,8 @@ async function schemaFromSource(source: pg.ClientConfig, eb: pg.Client): Promise
     if (r.exitCode !== 0) throw new JobError(`pg_dump --schema-only of ${describeConnection(source)} failed: ${stderrTail(r.stderr)}.`, 'Check that pg_dump is as new as EA\'s server.');
     closeSync(fd);
     // The schema alone is small (kilobytes): it runs as one script on EB's transaction.
-    const ddl = (await readFile(file, 'utf8')).replace(/^CREATE SCHEMA public;$/m, '');
+    // Recent pg_dump brackets its script with psql meta-commands (\restrict); the server takes SQL only.
+    const ddl = (await readFile(file, 'utf8')).replace(/^CREATE SCHEMA public;$/m, '').replace(/^\\.*$/gm, '');
     await eb.query('DROP SCHEMA public CASCADE');
     await eb.query('CREATE SCHEMA public');
     await eb.query(ddl);

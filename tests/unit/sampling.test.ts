@@ -1,0 +1,196 @@
+import { test } from 'uvu';
+import * as assert from 'uvu/assert';
+import { Readable, Writable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import { planSampling, makapixSampling, PlanError, UnruledColumnsError, type Catalog, type Column, type ForeignKey, type SamplingConfig, type SampleOptions, type Table } from '../../lib/sampling.ts';
+import { keep, makapixRules } from '../../lib/anonymize.ts';
+import { FlagStripper, connectionFromUrl, parsePct, parseSeed, parseUsers, schemaDifferences } from '../../lib/sample-data.ts';
+import { UsageError } from '../../lib/errors.ts';
+
+// A small Makapix-shaped catalog, as readCatalog returns it.
+const col = (name: string, type = 'integer', nullable = true): Column => ({ name, type, nullable, generated: false });
+const fk = (table: string, column: string, refTable: string, onDelete: ForeignKey['onDelete'] = 'cascade', refColumn = 'id'): ForeignKey => ({
+  name: `${table}_${column}_fkey`,
+  table,
+  columns: [column],
+  refTable,
+  refColumns: [refColumn],
+  onDelete,
+});
+function catalogOf(...tables: Partial<Table>[]): Catalog {
+  return new Map(tables.map((t) => [t.name!, { columns: [], primaryKey: ['id'], foreignKeys: [], uniques: [], sequences: [], ...t } as Table]));
+}
+const base = (): Partial<Table>[] => [
+  { name: 'licenses', columns: [col('id', 'integer', false), col('title', 'text')] },
+  { name: 'users', columns: [col('id', 'integer', false), col('email', 'text'), col('handle', 'text'), col('avatar_source_post_id'), col('banned_until', 'timestamp with time zone')], foreignKeys: [fk('users', 'avatar_source_post_id', 'posts', 'set null')], sequences: [{ column: 'id', sequence: 'users_id_seq' }] },
+  { name: 'posts', columns: [col('id', 'integer', false), col('owner_id', 'integer', false), col('license_id'), col('title', 'text')], foreignKeys: [fk('posts', 'owner_id', 'users'), fk('posts', 'license_id', 'licenses', 'no action')] },
+  {
+    name: 'comments',
+    columns: [col('id', 'uuid', false), col('post_id', 'integer', false), col('author_id'), col('parent_id', 'uuid'), col('body', 'text', false)],
+    foreignKeys: [fk('comments', 'post_id', 'posts'), fk('comments', 'author_id', 'users', 'set null'), fk('comments', 'parent_id', 'comments')],
+  },
+  {
+    name: 'reactions',
+    columns: [col('id', 'integer', false), col('post_id', 'integer', false), col('user_id'), col('emoji', 'text', false)],
+    foreignKeys: [fk('reactions', 'post_id', 'posts'), fk('reactions', 'user_id', 'users')],
+    uniques: [{ name: 'uq_reactions_post_user_emoji', columns: ['post_id', 'user_id', 'emoji'], predicate: '(user_id IS NOT NULL)' }],
+  },
+  { name: 'follows', columns: [col('id', 'integer', false), col('follower_id', 'integer', false), col('following_id', 'integer', false)], foreignKeys: [fk('follows', 'follower_id', 'users'), fk('follows', 'following_id', 'users')] },
+  { name: 'players', columns: [col('id', 'uuid', false), col('owner_id'), col('current_post_id')], foreignKeys: [fk('players', 'owner_id', 'users', 'set null'), fk('players', 'current_post_id', 'posts', 'set null')] },
+  { name: 'refresh_tokens', columns: [col('id', 'uuid', false), col('user_id', 'integer', false), col('token_hash', 'text', false)], foreignKeys: [fk('refresh_tokens', 'user_id', 'users')] },
+  { name: 'alembic_version', primaryKey: ['version_num'], columns: [col('version_num', 'character varying(32)', false)] },
+];
+const rules = { ...makapixRules, credentialTables: [], columns: { 'users.email': makapixRules.columns['users.email']!, 'players.id': keep } };
+const config: SamplingConfig = { ...makapixSampling, policies: {}, implicitReferences: {}, rules };
+const options: SampleOptions = { pct: 10, seed: 42, users: [], excludeBanned: false };
+const anonymization = { salt: 's', passwordHash: 'h' };
+const plan = (over: { tables?: Partial<Table>[]; config?: Partial<SamplingConfig>; options?: Partial<SampleOptions> } = {}) =>
+  planSampling({ catalog: catalogOf(...(over.tables ?? base())), config: { ...config, ...over.config }, options: { ...options, ...over.options }, anonymization });
+const tableOf = (p: ReturnType<typeof plan>, name: string) => p.tables.find((t) => t.table === name)!;
+
+test('table modes come from the catalog: the root is picked, lookups copied whole, secrets emptied, alembic_version kept', () => {
+  const p = plan();
+  const cases: [string, string][] = [
+    ['users', 'sample'],
+    ['posts', 'sample'],
+    ['licenses', 'whole'],
+    ['refresh_tokens', 'skip'],
+    ['alembic_version', 'keep'],
+  ];
+  for (const [t, mode] of cases) assert.is(tableOf(p, t).mode, mode, t);
+  assert.not.ok(tableOf(p, 'refresh_tokens').copy, 'an emptied table is never read');
+  assert.ok(p.truncate.includes('refresh_tokens') && !p.truncate.includes('alembic_version'));
+  assert.equal(p.sequences, [{ table: 'users', column: 'id', sequence: 'users_id_seq' }]);
+  // Membership sets are built before the tables that need them.
+  const order = p.tables.map((t) => t.table);
+  assert.ok(order.indexOf('users') < order.indexOf('posts') && order.indexOf('posts') < order.indexOf('comments'));
+});
+
+test('default policy per foreign key', () => {
+  const p = plan();
+  const cases: [string, string, string][] = [
+    ['users', 'users.avatar_source_post_id', 'null'],
+    ['posts', 'posts.owner_id', 'drop'],
+    ['comments', 'comments.post_id', 'drop'],
+    ['comments', 'comments.author_id', 'repoint'],
+    ['comments', 'comments.parent_id', 'null'],
+    ['reactions', 'reactions.user_id', 'repoint'],
+    ['follows', 'follows.follower_id', 'drop'],
+    ['follows', 'follows.following_id', 'drop'],
+    ['players', 'players.owner_id', 'null'],
+    ['players', 'players.current_post_id', 'null'],
+  ];
+  for (const [t, key, policy] of cases) assert.is(tableOf(p, t).references.find((r) => r.key === key)?.policy, policy, key);
+  // A reference to a lookup table is no decision at all.
+  assert.not.ok(tableOf(p, 'posts').references.some((r) => r.key === 'posts.license_id'));
+});
+
+test('the pick: PCT as a hash threshold, named users, --exclude-banned', () => {
+  const cases: [Partial<SampleOptions>, RegExp][] = [
+    [{ pct: 10 }, /abs\(mod\(hashtextextended\(x\."id"::text, 42\), 1000000\)\) < 100000/],
+    [{ pct: 0.5, seed: 7 }, /hashtextextended\(x\."id"::text, 7\), 1000000\)\) < 5000/],
+    [{ pct: 100 }, /< 1000000/],
+    [{ users: ['12', '34'] }, /OR x\."id" IN \('12', '34'\)/],
+    [{ excludeBanned: true }, /AND NOT \(COALESCE\(banned_until IS NOT NULL AND banned_until > now\(\), false\)\)/],
+  ];
+  for (const [o, expected] of cases) assert.match(tableOf(plan({ options: o }), 'users').copy!, expected, JSON.stringify(o));
+});
+
+test('membership follows the drop policies through sets; re-pointing and unique clashes are planned in SQL', () => {
+  const p = plan();
+  const comments = tableOf(p, 'comments').copy!;
+  assert.match(comments, /^COPY \(WITH s_users AS MATERIALIZED \(.*\), s_posts AS MATERIALIZED/);
+  assert.match(comments, /st_users AS MATERIALIZED \(SELECT "id" AS id, row_number\(\) OVER \(ORDER BY "id"\) - 1 AS n FROM s_users\)/);
+  assert.match(comments, /LEFT JOIN s_comments r2 ON r2\."id" = x\."parent_id"/, 'a reply keeps its parent when the parent is in');
+  assert.equal(tableOf(p, 'comments').touching, ['comments.author_id', 'comments.parent_id']);
+  // One reaction per user, post and emoji: the partial index's predicate partitions the clash check.
+  assert.match(tableOf(p, 'reactions').copy!, /row_number\(\) OVER \(PARTITION BY \(\(user_id IS NOT NULL\)\), "post_id", "user_id", "emoji"/);
+  // Follows need both sides: two drop joins, no stand-ins.
+  const follows = tableOf(p, 'follows').copy!;
+  assert.match(follows, /\(\(x\."follower_id" IS NULL\) OR r0\."id" IS NOT NULL\) AND \(\(x\."following_id" IS NULL\) OR r1\."id" IS NOT NULL\)/);
+  assert.not.match(follows, /st_users/);
+  // Emails are anonymized in the COPY itself.
+  assert.match(tableOf(p, 'users').copy!, /'user' \|\| "id"::text \|\| '@dev\.makapix\.local'/);
+});
+
+test('a table added tomorrow with a foreign key to posts is sampled with no code change', () => {
+  const p = plan({ tables: [...base(), { name: 'post_notes', columns: [col('id', 'integer', false), col('post_id', 'integer', false), col('body', 'text')], foreignKeys: [fk('post_notes', 'post_id', 'posts')] }] });
+  const notes = tableOf(p, 'post_notes');
+  assert.is(notes.mode, 'sample');
+  assert.is(notes.references[0]!.policy, 'drop');
+  assert.match(notes.copy!, /LEFT JOIN s_posts r0 ON r0\."id" = x\."post_id"/);
+});
+
+test('configured policies: pull copies referenced rows in; impossible ones are refused', () => {
+  const pulled = plan({ config: { policies: { 'comments.author_id': 'pull' } } });
+  assert.match(tableOf(pulled, 'users').copy!, /p_0 AS MATERIALIZED \(SELECT DISTINCT x\."author_id" AS "id" FROM "comments" x/);
+  assert.match(tableOf(pulled, 'users').why, /pulled in/);
+  const cases: [Partial<SamplingConfig>, RegExp][] = [
+    [{ policies: { 'posts.owner_id': 'null' } }, /posts\.owner_id: policy null on a NOT NULL column/],
+    [{ policies: { 'comments.parent_id': 'drop' } }, /a self-reference can only use policy null/],
+    [{ policies: { 'players.current_post_id': 'pull' } }, /policy pull into posts, whose posts\.owner_id is NOT NULL/],
+  ];
+  for (const [c, expected] of cases) {
+    assert.throws(() => plan({ config: c }), (err: Error) => err instanceof PlanError && expected.test(err.message));
+  }
+});
+
+test('a cycle of drop policies cannot be decided and is refused', () => {
+  const tables = [
+    ...base(),
+    { name: 'a', columns: [col('id', 'integer', false), col('b_id', 'integer', false), col('user_id', 'integer', false)], foreignKeys: [fk('a', 'b_id', 'b'), fk('a', 'user_id', 'users')] },
+    { name: 'b', columns: [col('id', 'integer', false), col('a_id', 'integer', false)], foreignKeys: [fk('b', 'a_id', 'a')] },
+  ];
+  assert.throws(() => plan({ tables }), /form a cycle of drop policies/);
+});
+
+test('a sensitive-looking column without a rule stops the plan, listing it', () => {
+  const tables = base().map((t) => (t.name === 'users' ? { ...t, columns: [...t.columns!, col('contact_email', 'text')] } : t));
+  assert.throws(
+    () => plan({ tables }),
+    (err: Error) => err instanceof UnruledColumnsError && err.problems.join() === 'users.contact_email',
+  );
+  const ruled = plan({ tables, config: { rules: { ...rules, columns: { ...rules.columns, 'users.contact_email': keep } } } });
+  assert.ok(tableOf(ruled, 'users').copy);
+});
+
+test('COPY rows: the flags field is counted and cut off, whatever the chunk boundaries', async () => {
+  const rows = ['1\ta\tb\n', '5\tc\\td\n', '9\te\tf\n', '0\tg\th\n'];
+  const text = rows.join('');
+  for (const size of [1, 3, 7, text.length]) {
+    const chunks: Buffer[] = [];
+    for (let i = 0; i < text.length; i += size) chunks.push(Buffer.from(text.slice(i, i + size)));
+    const stripper = new FlagStripper();
+    let out = '';
+    await pipeline(Readable.from(chunks), stripper, new Writable({ write: (c, _e, done) => ((out += c), done()) }));
+    assert.is(out, 'a\tb\nc\\td\ne\tf\ng\th\n', `chunks of ${size}`);
+    assert.is(stripper.rows, 4);
+    assert.is(stripper.sampled, 3);
+    // 5 = 0b101 (sampled, first reference re-pointed), 9 = 0b1001 (sampled, second nulled).
+    assert.is(stripper.bits[2], 1);
+    assert.is(stripper.bits[3], 1);
+    assert.is(stripper.bits[1], undefined);
+  }
+});
+
+test('flags: --pct, --seed, --users and URLs', () => {
+  for (const [v, n] of [['10', 10], ['0.5', 0.5], ['100', 100]] as const) assert.is(parsePct(v), n);
+  for (const v of ['0', '150', 'abc', '-5', '', '1e2']) assert.throws(() => parsePct(v), (e: Error) => e instanceof UsageError, v);
+  assert.is(parseSeed('42'), 42);
+  const usage = (e: Error) => e instanceof UsageError;
+  assert.throws(() => parseSeed('x'), usage);
+  assert.equal(parseUsers('12, 34,12'), ['12', '34']);
+  assert.equal(parseUsers(undefined), []);
+  assert.throws(() => parseUsers('12;DROP'), usage);
+  assert.equal(connectionFromUrl('postgresql://owner:pw@127.0.0.1:5433/makapix_dev', '--target-url'), { host: '127.0.0.1', port: 5433, database: 'makapix_dev', user: 'owner', password: 'pw' });
+  assert.throws(() => connectionFromUrl('mysql://x@h/db', '--source-url'), /--source-url must start with postgresql/);
+});
+
+test('schema differences name the revision and every column that differs', () => {
+  const a = catalogOf(...base());
+  const b = catalogOf(...base().map((t) => (t.name === 'posts' ? { ...t, columns: [...t.columns!, col('remix_of')] } : t.name === 'users' ? { ...t, columns: t.columns!.filter((c) => c.name !== 'handle') } : t)));
+  assert.equal(schemaDifferences(a, b, { source: ['r2'], target: ['r1'] }), ['alembic_version: EA r2, EB r1', 'column users.handle: missing in EB', 'column posts.remix_of: only in EB']);
+  assert.equal(schemaDifferences(a, a, { source: ['r1'], target: ['r1'] }), []);
+});
+
+test.run();
