@@ -63,6 +63,13 @@ bench: setup ## benchmarks: ratios against baselines measured side by side in th
 check: setup ## prove EA and EB are isolated (compose configs, Caddyfile, env files); ARGS="--json"
 	$(TS) $(S)/check.ts $(ARGS)
 
+# ---- sample data (docs/sample-data.md) ---------------------------------------------------
+PCT ?= 10
+.PHONY: sample-data
+# SEED reaches the script only when given (make sample-data SEED=7): by default each run picks anew.
+sample-data: setup ## replace EB's data with an anonymized PCT % sample of EA (PCT=10, SEED=, ARGS="--dry-run" | "--users 12,34")
+	$(TS) $(S)/sample-data-to-dev.ts --pct $(PCT) $(if $(filter command line environment,$(origin SEED)),--seed $(SEED)) $(ARGS)
+
 # ---- backups and restore (docs/backup.md) ------------------------------------------------
 FILE ?=
 ENV ?=
