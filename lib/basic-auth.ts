@@ -177,18 +177,25 @@ export interface CaddyTarget {
   /** The caddy binary (CADDY_BIN). */
   bin: string;
   /**
-   * CADDY_CONTAINER: Caddy runs in this Docker container; reload inside it, where its own Caddyfile
-   * (/etc/caddy/Caddyfile, the official image's) and environment are, so placeholders adapt the same.
+   * The Docker container of the shared Caddy (CADDY_CONTAINER, default makapix-edge-caddy from
+   * caddy/docker-compose.edge.yml; empty for a Caddy on the host). When it runs, the reload happens
+   * inside it, where its own Caddyfile (/etc/caddy/Caddyfile) and environment are, so the
+   * placeholders adapt the same; its admin API is never published on the host.
    */
   container?: string;
 }
 
-export const caddyTarget = (): CaddyTarget => ({
-  admin: process.env.CADDY_ADMIN || 'localhost:2019',
-  caddyfile: path.resolve(process.env.MAKAPIX_CADDYFILE ?? path.join(caddyDir, 'Caddyfile')),
-  bin: process.env.CADDY_BIN || 'caddy',
-  ...(process.env.CADDY_CONTAINER && { container: process.env.CADDY_CONTAINER }),
-});
+export const defaultCaddyContainer = 'makapix-edge-caddy';
+
+export const caddyTarget = (): CaddyTarget => {
+  const container = process.env.CADDY_CONTAINER ?? defaultCaddyContainer;
+  return {
+    admin: process.env.CADDY_ADMIN || 'localhost:2019',
+    caddyfile: path.resolve(process.env.MAKAPIX_CADDYFILE ?? path.join(caddyDir, 'Caddyfile')),
+    bin: process.env.CADDY_BIN || 'caddy',
+    ...(container && { container }),
+  };
+};
 
 /**
  * The one caddy argv builder. `caddy reload` adapts the Caddyfile where it runs (so the environment
@@ -200,19 +207,25 @@ export function caddyCommand(target: CaddyTarget, action: 'reload' | 'validate')
   return { cmd: target.bin, argv: action === 'reload' ? [...argv, '--address', target.admin] : argv };
 }
 
-/** Whether there is a Caddy to reload: its container runs, or something answers as its admin API. */
-export async function caddyIsRunning(target: CaddyTarget): Promise<boolean> {
-  if (target.container) {
-    const r = await $({ quiet: true, nothrow: true })`docker inspect -f ${'{{.State.Running}}'} ${target.container}`;
-    return r.exitCode === 0 && `${r.stdout}`.trim() === 'true';
-  }
+/** True when something answers as a Caddy admin API there; a refused connection means no Caddy. */
+export async function caddyAdminAnswers(admin: string): Promise<boolean> {
   try {
-    const res = await fetch(`http://${target.admin}/config/`, { signal: AbortSignal.timeout(3000) });
+    const res = await fetch(`http://${admin}/config/`, { signal: AbortSignal.timeout(3000) });
     await res.body?.cancel();
     return res.ok;
   } catch {
     return false;
   }
+}
+
+/** The Caddy to reload: its container when that runs, else one answering on the admin address, else none. */
+export async function runningCaddy(target: CaddyTarget): Promise<CaddyTarget | undefined> {
+  if (target.container) {
+    const r = await $({ quiet: true, nothrow: true })`docker inspect -f ${'{{.State.Running}}'} ${target.container}`;
+    if (r.exitCode === 0 && `${r.stdout}`.trim() === 'true') return target;
+  }
+  const { container: _ignored, ...host } = target;
+  return (await caddyAdminAnswers(target.admin)) ? host : undefined;
 }
 
 export async function reloadCaddy(target: CaddyTarget): Promise<void> {
@@ -294,15 +307,18 @@ export async function runCredentialsJob(job: CredentialsJob): Promise<Credential
     let reloaded = false;
     let note: string | undefined;
     if (!job.reload) note = 'not reloaded (--no-reload): Caddy reads the change on its next reload';
-    else if (!(await caddyIsRunning(job.target))) note = `Caddy is not running (${job.target.container ?? job.target.admin}): it reads the file when it starts`;
     else {
-      try {
-        await reloadCaddy(job.target);
-        reloaded = true;
-      } catch (err) {
-        if (before.text === undefined) await writeFileAtomic(file, renderCredentials(job.scope, [], await hashPassword(generatePassword(), 10)), mode);
-        else await writeFileAtomic(file, before.text, mode);
-        throw err;
+      const running = await runningCaddy(job.target);
+      if (!running) note = `Caddy is not running (no container ${job.target.container ?? '-'}, nothing at ${job.target.admin}): it reads the file when it starts`;
+      else {
+        try {
+          await reloadCaddy(running);
+          reloaded = true;
+        } catch (err) {
+          const previous = before.text ?? renderCredentials(job.scope, [], await hashPassword(generatePassword(), 10));
+          await writeFileAtomic(file, previous, mode);
+          throw err;
+        }
       }
     }
     return { scope: job.scope, file, users: publicView(users), changed: true, reloaded, ...(note && { note }) };

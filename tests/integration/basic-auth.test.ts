@@ -8,7 +8,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { freePort } from '../../lib/ports.ts';
 import { projectRoot, caddyDir } from '../../lib/paths.ts';
-import { caddyIsRunning } from '../../lib/basic-auth.ts';
+import { caddyAdminAnswers } from '../../lib/basic-auth.ts';
 import { onExit } from '../harness/cleanup.ts';
 
 const root = mkdtempSync(path.join(tmpdir(), 'makapix-basic-auth-'));
@@ -73,6 +73,8 @@ test('setup: credentials written before Caddy starts, then the real Caddy runs t
     XDG_CONFIG_HOME: path.join(root, 'config'),
     MAKAPIX_CREDENTIALS_DIR: creds,
     CADDY_ADMIN: `127.0.0.1:${ports.admin}`,
+    // This test's Caddy runs on the host: never reload a real edge container that may exist here.
+    CADDY_CONTAINER: '',
     CADDY_EXTRA_GLOBAL_OPTIONS: `local_certs\nskip_install_trust\nhttp_port ${ports.http}\nhttps_port ${ports.https}`,
     // EB on plain HTTP here so the test needs no TLS client; the auth routes are the file's own.
     EB_HOST: `http://${EB}`,
@@ -95,12 +97,11 @@ test('setup: credentials written before Caddy starts, then the real Caddy runs t
   caddy = spawn('caddy', ['run', '--config', path.join(caddyDir, 'Caddyfile'), '--adapter', 'caddyfile'], { cwd: caddyDir, env, stdio: ['ignore', 'ignore', 'pipe'] });
   let log = '';
   caddy.stderr!.on('data', (c) => (log = (log + c).slice(-4000)));
-  const target = { admin: env.CADDY_ADMIN!, caddyfile: '', bin: 'caddy' };
-  for (let i = 0; i < 100 && !(await caddyIsRunning(target)); i++) {
+  for (let i = 0; i < 100 && !(await caddyAdminAnswers(env.CADDY_ADMIN!)); i++) {
     if (caddy.exitCode !== null) break;
     await new Promise((r) => setTimeout(r, 200));
   }
-  assert.ok(await caddyIsRunning(target), `Caddy did not start: ${log}`);
+  assert.ok(await caddyAdminAnswers(env.CADDY_ADMIN!), `Caddy did not start: ${log}`);
 });
 
 test('the right password gives 200, a wrong one or none 401', async () => {

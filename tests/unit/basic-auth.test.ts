@@ -5,6 +5,7 @@ import bcrypt from 'bcryptjs';
 import {
   applyChange,
   caddyCommand,
+  caddyTarget,
   lockedAccount,
   parseCost,
   parseCredentials,
@@ -137,6 +138,24 @@ test('the caddy argv: reload goes to the admin address; no credentials on the co
   const target = { admin: '127.0.0.1:2999', caddyfile: '/srv/caddy/Caddyfile', bin: 'caddy' };
   assert.equal(caddyCommand(target, 'reload'), { cmd: 'caddy', argv: ['reload', '--config', '/srv/caddy/Caddyfile', '--adapter', 'caddyfile', '--address', '127.0.0.1:2999'] });
   assert.equal(caddyCommand(target, 'validate').argv, ['validate', '--config', '/srv/caddy/Caddyfile', '--adapter', 'caddyfile']);
+  // Inside the edge container: its own Caddyfile and environment, its admin API never on the host.
+  assert.equal(caddyCommand({ ...target, container: 'makapix-edge-caddy' }, 'reload'), { cmd: 'docker', argv: ['exec', 'makapix-edge-caddy', 'caddy', 'reload', '--config', '/etc/caddy/Caddyfile', '--adapter', 'caddyfile'] });
+});
+
+test('the Caddy target: the edge container by default, CADDY_CONTAINER="" for a Caddy on the host', () => {
+  const saved = { ...process.env };
+  try {
+    delete process.env.CADDY_CONTAINER;
+    delete process.env.CADDY_ADMIN;
+    assert.is(caddyTarget().container, 'makapix-edge-caddy');
+    assert.is(caddyTarget().admin, 'localhost:2019');
+    process.env.CADDY_CONTAINER = '';
+    process.env.CADDY_ADMIN = '127.0.0.1:3019';
+    assert.is(caddyTarget().container, undefined);
+    assert.is(caddyTarget().admin, '127.0.0.1:3019');
+  } finally {
+    process.env = saved;
+  }
 });
 
 test.run();
