@@ -74,10 +74,10 @@ export function parseThresholds(values: readonly string[]): Thresholds {
   return t;
 }
 
-/** A flag that must be a whole number ≥ 1 (probe counts, ports). */
-export function positiveCount(flag: string, value: string): number {
-  if (/^\d+$/.test(value) && +value >= 1) return +value;
-  throw new UsageError(`${flag} must be a positive whole number, got ${JSON.stringify(value)}.`);
+/** A flag that must be a whole number ≥ min (probe counts, ports, days). */
+export function positiveCount(flag: string, value: string, min = 1): number {
+  if (/^\d+$/.test(value) && +value >= min) return +value;
+  throw new UsageError(`${flag} must be a whole number of at least ${min}, got ${JSON.stringify(value)}.`);
 }
 
 /** `--only certs,disk` or repeated `--only`; none means every check. */
@@ -406,7 +406,8 @@ async function probeCerts(o: MonitorOptions, timeoutMs: number): Promise<CertMea
   return (await Promise.all([...remote, ...onDisk])).flat();
 }
 
-async function probeBackup(dir: string): Promise<BackupMeasure> {
+/** What a backup folder holds, for evaluateBackup (verify --pre reads it too). */
+export async function probeBackup(dir: string): Promise<BackupMeasure> {
   try {
     return { dir, names: await readdir(dir) };
   } catch (err) {

@@ -94,7 +94,9 @@ export interface CertificateInfo {
   notAfter: Date;
 }
 
-const subjectOf = (c: X509Certificate) => c.subject.split('\n').find((l) => l.startsWith('CN='))?.slice(3) ?? c.subject.replace(/\n/g, ', ');
+/** The CN, or (for certificates with an empty subject, like Caddy's local ones) the first SAN. */
+const subjectOf = (c: X509Certificate): string =>
+  c.subject?.split('\n').find((l) => l.startsWith('CN='))?.slice(3) ?? c.subjectAltName?.split(', ')[0]?.replace(/^DNS:/, '') ?? (c.subject?.replace(/\n/g, ', ') || 'no subject');
 
 /** The certificate a TLS endpoint presents for `host` (SNI), whether or not it is trusted here. */
 export function peerCertificate(host: string, port: number, opts: { address?: string; timeoutMs?: number } = {}): Promise<CertificateInfo> {
@@ -104,10 +106,15 @@ export function peerCertificate(host: string, port: number, opts: { address?: st
     const socket = tls.connect({ host: opts.address ?? host, port, servername: host, rejectUnauthorized: false });
     socket.setTimeout(timeoutMs, () => socket.destroy(new Error(`no TLS handshake within ${timeoutMs} ms`)));
     socket.once('secureConnect', () => {
-      const cert = socket.getPeerX509Certificate();
-      socket.destroy();
-      if (!cert) reject(new Error(`${host}:${port} presented no certificate`));
-      else resolve({ source: `${host}:${port}`, subject: subjectOf(cert), notAfter: new Date(cert.validTo) });
+      try {
+        const cert = socket.getPeerX509Certificate();
+        if (!cert) throw new Error('presented no certificate');
+        resolve({ source: `${host}:${port}`, subject: subjectOf(cert), notAfter: new Date(cert.validTo) });
+      } catch (err) {
+        reject(err);
+      } finally {
+        socket.destroy();
+      }
     });
     socket.once('error', (err: NodeJS.ErrnoException) => reject(new Error(`${err.code ?? err.message}${opts.address ? ` (connecting to ${opts.address})` : ''}`)));
   });

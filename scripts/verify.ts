@@ -1,0 +1,52 @@
+#!/usr/bin/env -S sh -c 'exec "$(dirname "$0")/../bin/ts" "$0" "$@"'
+import { readFileSync } from 'node:fs';
+import { runScript } from '../lib/cli.ts';
+import { loadEnvConfig } from '../lib/config.ts';
+import { Exit } from '../lib/errors.ts';
+import { credentialsDir } from '../lib/basic-auth.ts';
+import { runIsolationAudit } from '../lib/isolation.ts';
+import { positiveCount } from '../lib/monitor.ts';
+import { parseResolve } from '../lib/probe.ts';
+import { credentialsFromEnvironment, parseTarget, parseVaultFiles, renderChecklist, runPreChecks, runVerify, type VerifyResult } from '../lib/verify.ts';
+
+await runScript({
+  name: 'verify',
+  summary: "Smoke-tests the live environments (DNS, EA, EB's auth and noindex, vaults, MQTT mTLS) and prints a checklist; --pre runs the pre-migration checklist instead.",
+  details: 'EB credentials come from the environment: VERIFY_EB_USER/VERIFY_EB_PASSWORD (a developer) and VERIFY_DEVICE_USER/VERIFY_DEVICE_PASSWORD (vault-dev).',
+  common: ['json'],
+  flags: {
+    env: { type: 'string', value: 'prod|dev|all', default: 'all', description: 'the environments to check' },
+    pre: { type: 'boolean', description: 'the pre-migration checklist: env files, make check, backup age, credentials files' },
+    'https-port': { type: 'string', value: 'N', default: '443', description: 'HTTPS port of the proxy' },
+    'http-port': { type: 'string', value: 'N', default: '80', description: 'plain-HTTP port of the proxy (vaults)' },
+    resolve: { type: 'string', multiple: true, value: 'host:address', description: 'connect to address for host (like curl --resolve)' },
+    'ca-file': { type: 'string', multiple: true, value: 'PEM', description: 'also trust this CA for HTTPS (a sandbox proxy)' },
+    device: { type: 'string', value: 'NAME', default: 'verify', description: 'device certificate (make mqtt-certs issue NAME) for the MQTT checks' },
+    'vault-file': { type: 'string', multiple: true, value: 'env=path', description: "a known vault file instead of a sample from the env's database" },
+    'vault-sample': { type: 'string', value: 'N', default: '3', description: 'vault files sampled from the database' },
+    'min-cert-days': { type: 'string', value: 'N', default: '14', description: 'days a TLS certificate must still be valid' },
+  },
+  run: async (ctx): Promise<VerifyResult> => {
+    const f = ctx.flags;
+    const onLine = (l: { check: string; result: string }) => ctx.ui.debug(`${l.check}: ${l.result}`);
+    if (f.pre) return runPreChecks({ credentialsDir: credentialsDir(), audit: () => runIsolationAudit({ ui: ctx.ui }), maxBackupHours: 24, onLine });
+    return runVerify({
+      prod: loadEnvConfig('prod'),
+      dev: loadEnvConfig('dev'),
+      targets: parseTarget(f.env),
+      httpsPort: positiveCount('--https-port', f['https-port']),
+      httpPort: positiveCount('--http-port', f['http-port']),
+      resolve: parseResolve(f.resolve ?? []),
+      ca: (f['ca-file'] ?? []).map((file) => readFileSync(file, 'utf8')),
+      ebCredentials: credentialsFromEnvironment(process.env, 'VERIFY_EB'),
+      deviceCredentials: credentialsFromEnvironment(process.env, 'VERIFY_DEVICE'),
+      device: f.device,
+      vaultFiles: parseVaultFiles(f['vault-file'] ?? []),
+      vaultSample: positiveCount('--vault-sample', f['vault-sample']),
+      minCertDays: positiveCount('--min-cert-days', f['min-cert-days'], 0),
+      onLine,
+    });
+  },
+  render: (r) => console.log(renderChecklist(r)),
+  exitCode: (r) => (r.ok ? Exit.ok : Exit.failed),
+});

@@ -1,0 +1,74 @@
+// A real Mosquitto (Debian package) running the project's compose/mosquitto/mosquitto.conf on
+// loopback, with an environment's MQTT_CERTS_DIR made by lib/certs.ts. Stopped when the test
+// process ends, even on failure.
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { chmodSync, mkdirSync, mkdtempSync, readFileSync, writeFileSync, rmSync } from 'node:fs';
+import { connect as tcpConnect } from 'node:net';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { containerDirs, listenerPorts, mosquittoConf, renderForHost } from '../../lib/mosquitto.ts';
+import { initCa, issueDevice, type CertsSettings } from '../../lib/certs.ts';
+import type { Environment } from '../../lib/config.ts';
+import { freePort } from '../../lib/ports.ts';
+import { onExit } from './cleanup.ts';
+
+/** Mosquitto started as root drops to its own user before reading files: server.key goes to that uid. */
+export const brokerUid = (): number => (process.getuid?.() === 0 ? Number(spawnSync('id', ['-u', 'mosquitto'], { encoding: 'utf8' }).stdout.trim()) : process.getuid!());
+
+/** An environment's PKI (CA, server certificate for `publicHost`, CRL) plus the named devices, by lib/certs.ts. */
+export async function makeCerts(env: Environment, dir: string, publicHost: string, devices: readonly string[], publicPort = 8883): Promise<CertsSettings> {
+  const settings: CertsSettings = { env, dir, publicHost, publicPort, brokerUid: brokerUid() };
+  const opts = { dryRun: false, force: false, days: undefined, crlDays: 3650, confirm: async () => undefined };
+  await initCa(settings, opts);
+  for (const d of devices) await issueDevice(settings, d, opts);
+  return settings;
+}
+
+export interface Broker {
+  /** The mTLS listener (8883 in the container). */
+  port: number;
+  log(): string;
+  stop(): void;
+}
+
+async function waitForPort(port: number, child: ChildProcess, log: () => string): Promise<void> {
+  for (let i = 0; i < 100; i++) {
+    const ok = await new Promise<boolean>((resolve) => {
+      const s = tcpConnect(port, '127.0.0.1', () => (s.end(), resolve(true)));
+      s.on('error', () => resolve(false));
+    });
+    if (ok) return;
+    if (child.exitCode !== null) break;
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  throw new Error(`Mosquitto did not listen on 127.0.0.1:${port}: ${log()}`);
+}
+
+/** Starts the broker with the project's config: certificate folder `certsDir`, listeners on free loopback ports. */
+export async function startMosquitto(certsDir: string, tlsPort?: number): Promise<Broker> {
+  const dir = mkdtempSync(path.join(tmpdir(), 'makapix-mqtt-'));
+  chmodSync(dir, 0o755); // the broker's own user reads the password file after dropping root
+  const data = path.join(dir, 'data');
+  mkdirSync(data, { mode: 0o755 });
+  writeFileSync(path.join(data, 'passwords'), '', { mode: 0o644 });
+  const port = tlsPort ?? (await freePort());
+  const conf = renderForHost(readFileSync(mosquittoConf, 'utf8'), {
+    dirs: { [containerDirs.certs]: certsDir, [containerDirs.data]: data },
+    ports: { [listenerPorts.plain]: await freePort(), [listenerPorts.tls]: port },
+    bind: '127.0.0.1',
+  });
+  const file = path.join(dir, 'mosquitto.conf');
+  writeFileSync(file, conf, { mode: 0o644 });
+  const child = spawn('mosquitto', ['-c', file], { stdio: ['ignore', 'pipe', 'pipe'] });
+  let log = '';
+  const keep = (d: Buffer) => (log = (log + d).slice(-4000));
+  child.stdout!.on('data', keep);
+  child.stderr!.on('data', keep);
+  const stop = () => {
+    child.kill('SIGKILL');
+    rmSync(dir, { recursive: true, force: true });
+  };
+  onExit(stop);
+  await waitForPort(port, child, () => log);
+  return { port, log: () => log, stop };
+}

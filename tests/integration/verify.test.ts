@@ -1,0 +1,249 @@
+// verify against a real Caddy (the project's Caddyfile) and two real Mosquittos (the project's
+// config, certificates from lib/certs.ts), all on loopback: it passes on a correct setup and fails
+// with the right line when one protection is taken away.
+import { test } from 'uvu';
+import * as assert from 'uvu/assert';
+import { chmodSync, createReadStream, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import http from 'node:http';
+import { spawn, spawnSync } from 'node:child_process';
+import { once } from 'node:events';
+import { randomUUID } from 'node:crypto';
+import { loadEnvConfig } from '../../lib/config.ts';
+import { composeDir, projectRoot } from '../../lib/paths.ts';
+import { freePort } from '../../lib/ports.ts';
+import { Secret } from '../../lib/secret.ts';
+import { edgeCaddyfile } from '../../lib/edge.ts';
+import { credentialsFileName, hashPassword, renderCredentials, type Scope } from '../../lib/basic-auth.ts';
+import { runVerify, type VerifyOptions, type VerifyResult } from '../../lib/verify.ts';
+import { startCaddy, type Edge } from '../harness/caddy.ts';
+import { brokerUid, makeCerts, startMosquitto, type Broker } from '../harness/mosquitto.ts';
+import { onExit } from '../harness/cleanup.ts';
+
+const root = mkdtempSync(path.join(tmpdir(), 'verify-'));
+chmodSync(root, 0o755); // the brokers' own user reads the certificate folders below
+onExit(() => rmSync(root, { recursive: true, force: true }));
+const servers: http.Server[] = [];
+test.after(() => {
+  servers.forEach((s) => s.close());
+  edge?.stop();
+  Object.values(brokers).forEach((b) => b.stop());
+});
+
+const hosts = { ea: 'makapix.club', eaVault: 'vault.makapix.club', eb: 'development.makapix.club', ebVault: 'vault-dev.makapix.club' };
+const dirs = {
+  envs: path.join(root, 'env'),
+  creds: path.join(root, 'credentials'),
+  vault: { prod: path.join(root, 'vault-prod'), dev: path.join(root, 'vault-dev') },
+  certs: { prod: path.join(root, 'mqtt-prod'), dev: path.join(root, 'mqtt-dev') },
+};
+const developer = { user: 'alice', password: new Secret('alice-correct-horse-14') };
+const device = { user: 'tv1', password: new Secret('tv-device-password-1') };
+const artwork = `24/07/${randomUUID()}.png`;
+let edge: Edge;
+const brokers: Partial<Record<'prod' | 'dev', Broker>> = {};
+const mqttPorts = { prod: 0, dev: 0 };
+
+/** A plain static server over a folder, standing in for an environment's vault container. */
+async function serveFolder(dir: string): Promise<number> {
+  const server = http.createServer((req, res) => {
+    const file = path.join(dir, path.normalize(decodeURIComponent(new URL(req.url ?? '/', 'http://x').pathname)));
+    if (!file.startsWith(`${dir}/`) || !existsSync(file) || !statSync(file).isFile()) return void res.writeHead(404).end('not found');
+    res.writeHead(200, { 'content-type': 'application/octet-stream' });
+    createReadStream(file).pipe(res);
+  });
+  return listen(server);
+}
+
+async function listen(server: http.Server): Promise<number> {
+  const port = await freePort();
+  server.listen(port, '127.0.0.1');
+  await once(server, 'listening');
+  servers.push(server);
+  return port;
+}
+
+function writeEnvFiles(): void {
+  mkdirSync(dirs.envs, { recursive: true });
+  for (const env of ['prod', 'dev'] as const) {
+    const vars: Record<string, string> = { VAULT_HOST_PATH: dirs.vault[env], MQTT_CERTS_DIR: dirs.certs[env], MQTT_PUBLIC_PORT: String(mqttPorts[env]), MQTT_BROKER_UID: String(brokerUid()), BACKUP_DIR: path.join(root, `backups-${env}`) };
+    const lines = readFileSync(path.join(composeDir, `.env.${env}.example`), 'utf8').split('\n').filter((l) => !(l.split('=')[0]! in vars));
+    writeFileSync(path.join(dirs.envs, `.env.${env}`), `${lines.join('\n')}\n${Object.entries(vars).map(([k, v]) => `${k}=${v}`).join('\n')}\n`);
+  }
+}
+
+const options = (extra: Partial<VerifyOptions> = {}): VerifyOptions => ({
+  prod: loadEnvConfig('prod', path.join(dirs.envs, '.env.prod')),
+  dev: loadEnvConfig('dev', path.join(dirs.envs, '.env.dev')),
+  targets: ['prod', 'dev'],
+  httpsPort: edge.httpsPort,
+  httpPort: edge.httpPort,
+  resolve: new Map(Object.values(hosts).map((h) => [h, '127.0.0.1'])),
+  ca: [edge.rootCa],
+  ebCredentials: developer,
+  deviceCredentials: device,
+  device: 'verify',
+  vaultFiles: { prod: artwork, dev: artwork },
+  vaultSample: 3,
+  // Caddy's local leaf certificates live 12 hours.
+  minCertDays: 0,
+  timeoutMs: 5000,
+  ...extra,
+});
+
+const failed = (r: VerifyResult) => r.checks.filter((c) => c.result === 'fail');
+const show = (r: VerifyResult) => failed(r).map((c) => `${c.check}: ${c.detail}`).join('\n');
+
+/** The project's Caddyfile with one edit, loaded into the running Caddy; the original comes back after `fn`. */
+async function withEditedCaddyfile(edit: (text: string) => string, fn: () => Promise<void>): Promise<void> {
+  const original = readFileSync(edgeCaddyfile, 'utf8');
+  const edited = edit(original);
+  assert.is.not(edited, original, 'the edit changed nothing: the Caddyfile no longer has what the test removes');
+  const file = path.join(root, 'Caddyfile.edited');
+  writeFileSync(file, edited);
+  await edge.reload(file);
+  try {
+    await fn();
+  } finally {
+    await edge.reload(edgeCaddyfile);
+  }
+}
+
+test('setup: certificates, credentials, vaults, upstreams, two brokers and the edge Caddy', async () => {
+  for (const env of ['prod', 'dev'] as const) {
+    mqttPorts[env] = await freePort();
+    await makeCerts(env, dirs.certs[env], env === 'prod' ? hosts.ea : hosts.eb, ['verify'], mqttPorts[env]);
+    brokers[env] = await startMosquitto(dirs.certs[env], mqttPorts[env]);
+    mkdirSync(path.join(dirs.vault[env], '24', '07'), { recursive: true });
+    writeFileSync(path.join(dirs.vault[env], artwork), `pixels of ${env}`);
+  }
+  writeEnvFiles();
+  mkdirSync(dirs.creds, { mode: 0o700 });
+  const cred = async (scope: Scope, c: { user: string; password: Secret }) =>
+    writeFileSync(path.join(dirs.creds, credentialsFileName(scope)), renderCredentials(scope, [{ user: c.user, hash: await hashPassword(c.password, 4), addedAt: new Date().toISOString() }], ''), { mode: 0o600 });
+  await cred('developers', developer);
+  await cred('devices', device);
+  const app = await listen(http.createServer((req, res) => (req.url === '/health' ? res.writeHead(200, { 'content-type': 'application/json' }).end('{"status":"ok"}') : res.writeHead(200, { 'content-type': 'text/html' }).end('<html>makapix</html>'))));
+  const [eaVault, ebVault] = [await serveFolder(dirs.vault.prod), await serveFolder(dirs.vault.dev)];
+  const up = (port: number) => `127.0.0.1:${port}`;
+  edge = await startCaddy(
+    {
+      credentialsDir: dirs.creds,
+      eaApiUpstream: up(app),
+      eaWebUpstream: up(app),
+      ebApiUpstream: up(app),
+      ebWebUpstream: up(app),
+      eaVaultUpstream: up(eaVault),
+      ebVaultUpstream: up(ebVault),
+    },
+    Object.values(hosts),
+  );
+});
+
+test('verify passes on a correct setup, every line', async () => {
+  const r = await runVerify(options());
+  assert.ok(r.ok, show(r));
+  const names = r.checks.map((c) => c.check);
+  for (const expected of [
+    'dns one address',
+    `prod https://makapix.club:${edge.httpsPort}/api/health healthy`,
+    'prod no X-Robots-Tag',
+    `dev https://development.makapix.club:${edge.httpsPort}/ needs credentials`,
+    'dev robots.txt disallows all',
+    'dev X-Robots-Tag noindex',
+    `dev http://vault-dev.makapix.club:${edge.httpPort}/${artwork} with the device credential`,
+    `prod http://vault.makapix.club:${edge.httpPort}/${artwork} over plain HTTP`,
+    `dev mqtt development.makapix.club:${mqttPorts.dev} refuses a prod device`,
+    `prod mqtt makapix.club:${mqttPorts.prod} accepts a prod device`,
+    `prod mqtt makapix.club:${mqttPorts.prod} refuses no certificate`,
+  ]) {
+    assert.ok(names.includes(expected), `no line "${expected}" in:\n${names.join('\n')}`);
+  }
+  assert.match(r.checks.find((c) => c.check.startsWith('dev mqtt') && c.check.endsWith('accepts a dev device'))!.detail, /connected, published and received/);
+});
+
+test('basic auth removed from the EB host → its "needs credentials" lines fail', async () => {
+  await withEditedCaddyfile(
+    (t) => t.replace(/^\s*import eb_developers_auth\n/m, ''),
+    async () => {
+      const r = await runVerify(options({ targets: ['dev'] }));
+      assert.not.ok(r.ok);
+      const lines = failed(r).map((c) => c.check);
+      assert.ok(lines.includes(`dev https://development.makapix.club:${edge.httpsPort}/ needs credentials`), show(r));
+      assert.match(failed(r)[0]!.detail, /^HTTP 200, expected 401 \(open without credentials\)/);
+      assert.not.ok(lines.some((l) => l.includes('vault-dev')), `vault-dev kept its device auth:\n${show(r)}`);
+    },
+  );
+});
+
+test('noindex header missing on the EB site → the noindex line fails, naming the responses', async () => {
+  await withEditedCaddyfile(
+    // The first import is the EB site's; vault-dev keeps its own.
+    (t) => t.replace(/^\s*import eb_noindex\n/m, ''),
+    async () => {
+      const r = await runVerify(options({ targets: ['dev'] }));
+      assert.equal(failed(r).map((c) => c.check), ['dev X-Robots-Tag noindex'], show(r));
+      assert.match(failed(r)[0]!.detail, /^no X-Robots-Tag: noindex on https:\/\/development\.makapix\.club:\d+\/ \(HTTP 401\)/);
+    },
+  );
+});
+
+test('the EB broker accepting an EA certificate → the cross-environment line fails', async () => {
+  // A dev broker that also trusts the EA CA (and has its CRL, or OpenSSL would refuse for lack of one).
+  const lax = path.join(root, 'mqtt-dev-lax');
+  spawnSync('cp', ['-a', dirs.certs.dev, lax]);
+  writeFileSync(path.join(lax, 'ca.crt'), readFileSync(path.join(dirs.certs.dev, 'ca.crt'), 'utf8') + readFileSync(path.join(dirs.certs.prod, 'ca.crt'), 'utf8'));
+  writeFileSync(path.join(lax, 'crl.pem'), readFileSync(path.join(dirs.certs.dev, 'crl.pem'), 'utf8') + readFileSync(path.join(dirs.certs.prod, 'crl.pem'), 'utf8'));
+  brokers.dev!.stop();
+  const laxBroker = await startMosquitto(lax, mqttPorts.dev);
+  try {
+    const r = await runVerify(options({ targets: ['dev'] }));
+    assert.equal(failed(r).map((c) => c.check), [`dev mqtt development.makapix.club:${mqttPorts.dev} refuses a prod device`], show(r));
+    assert.is(failed(r)[0]!.detail, 'the broker ACCEPTED it');
+  } finally {
+    laxBroker.stop();
+    brokers.dev = await startMosquitto(dirs.certs.dev, mqttPorts.dev);
+  }
+});
+
+test('a vault file missing → the vault line fails with the status', async () => {
+  const file = path.join(dirs.vault.dev, artwork);
+  const keep = readFileSync(file);
+  rmSync(file);
+  try {
+    const r = await runVerify(options({ targets: ['dev'] }));
+    assert.equal(failed(r).map((c) => c.check), [`dev http://vault-dev.makapix.club:${edge.httpPort}/${artwork} with the device credential`], show(r));
+    assert.match(failed(r)[0]!.detail, /^HTTP 404, expected 200/);
+  } finally {
+    writeFileSync(file, keep);
+  }
+});
+
+test('the script: credentials from the environment, --resolve and --ca-file, checklist and exit codes', async () => {
+  const caFile = path.join(root, 'edge-root.crt');
+  writeFileSync(caFile, edge.rootCa);
+  const args = ['--env', 'all', '--https-port', String(edge.httpsPort), '--http-port', String(edge.httpPort), '--ca-file', caFile, '--vault-file', `prod=${artwork}`, '--vault-file', `dev=${artwork}`, '--min-cert-days', '0', ...Object.values(hosts).flatMap((h) => ['--resolve', `${h}:127.0.0.1`])];
+  const run = async (extraArgs: string[], env: Record<string, string>) => {
+    const child = spawn(path.join(projectRoot, 'scripts/verify.ts'), [...args, ...extraArgs], { cwd: '/', env: { PATH: '/usr/bin:/bin', MAKAPIX_ENV_DIR: dirs.envs, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.on('data', (d) => (stdout += d));
+    child.stderr.on('data', (d) => (stderr += d));
+    const [code] = (await once(child, 'close')) as [number];
+    return { code, stdout, stderr };
+  };
+  const creds = { VERIFY_EB_USER: developer.user, VERIFY_EB_PASSWORD: developer.password.reveal(), VERIFY_DEVICE_USER: device.user, VERIFY_DEVICE_PASSWORD: device.password.reveal() };
+  const ok = await run(['--json'], creds);
+  assert.is(ok.code, 0, `${ok.stdout}\n${ok.stderr}`);
+  const json = JSON.parse(ok.stdout) as VerifyResult;
+  assert.ok(json.ok && json.checks.length > 20);
+  assert.not.ok(ok.stdout.includes(developer.password.reveal()), 'a password reached the output');
+  const noCreds = await run([], {});
+  assert.is(noCreds.code, 1);
+  assert.match(noCreds.stdout, /^FAIL {2}dev with credentials +VERIFY_EB_USER and VERIFY_EB_PASSWORD are not set/m);
+  assert.match(noCreds.stdout, /^PASS {2}prod no X-Robots-Tag +no X-Robots-Tag on 2 responses +\(\d+ms\)$/m);
+  assert.match(noCreds.stdout, /\n\d+ of \d+ checks FAILED\n$/);
+});
+
+test.run();
