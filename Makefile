@@ -70,6 +70,21 @@ PCT ?= 10
 sample-data: setup ## replace EB's data with an anonymized PCT % sample of EA (PCT=10, SEED=, ARGS="--dry-run" | "--users 12,34")
 	$(TS) $(S)/sample-data-to-dev.ts --pct $(PCT) $(if $(filter command line environment,$(origin SEED)),--seed $(SEED)) $(ARGS)
 
+# ---- credentials (docs/credentials.md) ------------------------------------------------------
+# make basic-auth CMD=add NAME=alice [SCOPE=devices] [ARGS="--generate"], or everything in ARGS:
+# make basic-auth ARGS="remove alice --yes". USER= works too when given on the command line
+# (the shell's own $USER is ignored). Passwords never go on the command line: prompt, stdin, --generate.
+CMD ?=
+NAME ?=
+SCOPE ?=
+BASIC_AUTH_USER = $(or $(NAME),$(if $(filter command line,$(origin USER)),$(USER)))
+.PHONY: basic-auth mqtt-certs
+basic-auth: setup ## who may open EB: CMD=add|remove|rotate|list NAME=alice SCOPE=developers|devices (or ARGS="add alice")
+	$(TS) $(S)/gen-basic-auth.ts $(CMD) $(BASIC_AUTH_USER) $(if $(SCOPE),--scope $(SCOPE)) $(ARGS)
+mqtt-certs: setup ## an env's MQTT PKI: make mqtt-certs ENV=dev ARGS="init" | "issue player-1" | "revoke player-1" | "renew" | "list"
+	@test -n "$(ENV)" || { echo 'usage: make mqtt-certs ENV=dev|prod ARGS="init|issue <device>|revoke <device>|renew|list"' >&2; exit 2; }
+	$(TS) $(S)/mqtt-certs.ts --env $(ENV) $(ARGS)
+
 # ---- backups and restore (docs/backup.md) ------------------------------------------------
 FILE ?=
 ENV ?=
