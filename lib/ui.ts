@@ -174,7 +174,8 @@ export function makeTypedConfirm(opts: { yes: boolean; tty: boolean }): (questio
 /** A new secret typed twice without echo; only for a terminal (the caller checks). */
 export async function askNewSecret(label: string): Promise<Secret> {
   const ask = async (message: string) => {
-    const { value } = await prompts({ type: 'password', name: 'value', message });
+    // On stderr: with --json, stdout carries only the result.
+    const { value } = await prompts({ type: 'password', name: 'value', message, stdout: process.stderr });
     if (typeof value !== 'string') throw new UsageError(`No ${label} was entered.`, 'Nothing was changed.');
     return new Secret(value);
   };
