@@ -2,6 +2,8 @@
 // measurements into statuses (table-tested); thin probes measure. A probe that cannot measure
 // makes its check UNKNOWN with a line saying why, and never stops the other checks.
 import { readdir, statfs } from 'node:fs/promises';
+import { existsSync } from 'node:fs';
+import path from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { $ } from 'zx';
 import type { EnvConfig } from './config.ts';
@@ -11,6 +13,7 @@ import { parseBackupName } from './backup.ts';
 import { projectName, type Command } from './compose.ts';
 import { certificatesIn, httpRequest, peerCertificate, type CertificateInfo, type ResolveMap } from './probe.ts';
 import { formatBytes } from './ui.ts';
+import { certsLayout } from './certs.ts';
 
 export type Status = 'OK' | 'WARNING' | 'CRITICAL' | 'UNKNOWN';
 /** Nagios plugin exit codes; they are monitor's own and differ from the toolkit's on purpose. */
@@ -397,8 +400,12 @@ async function probeCerts(o: MonitorOptions, timeoutMs: number): Promise<CertMea
   });
   const onDisk = [...new Set([o.prod.vars.MQTT_CERTS_DIR, o.dev.vars.MQTT_CERTS_DIR])].map(async (dir): Promise<CertMeasure[]> => {
     try {
-      const found = await certificatesIn(dir);
-      return found.length ? found : [{ source: dir, error: 'holds no certificate (run make mqtt-certs)' }];
+      // The live ones only: not revoked devices (devices/revoked/), not openssl's copies (newcerts/), not bundles.
+      const layout = certsLayout(dir);
+      const devices = (await readdir(layout.devices).catch(() => [] as string[])).filter((n) => n.endsWith('.crt')).sort();
+      const files = [layout.caCrt, layout.serverCrt, ...devices.map((n) => path.join(layout.devices, n))];
+      if (!existsSync(layout.caCrt)) return [{ source: dir, error: `holds no ${path.basename(layout.caCrt)} (run make mqtt-certs)` }];
+      return await certificatesIn(files.filter((f) => existsSync(f)));
     } catch (err) {
       return [{ source: dir, error: `cannot read: ${(err as NodeJS.ErrnoException).code ?? message(err)}` }];
     }

@@ -5,8 +5,7 @@ import http from 'node:http';
 import https from 'node:https';
 import tls from 'node:tls';
 import { X509Certificate } from 'node:crypto';
-import { readdir, readFile } from 'node:fs/promises';
-import path from 'node:path';
+import { readFile } from 'node:fs/promises';
 import { performance } from 'node:perf_hooks';
 import { UsageError } from './errors.ts';
 import type { Secret } from './secret.ts';
@@ -121,23 +120,15 @@ export function peerCertificate(host: string, port: number, opts: { address?: st
 }
 
 const pemBlock = /-----BEGIN CERTIFICATE-----[\s\S]+?-----END CERTIFICATE-----/g;
-const certFile = /\.(crt|pem|cert)$/i;
 
-/**
- * Every certificate in PEM files under `dir` (a bundle counts each of its certificates). Keys and
- * CRLs hold no CERTIFICATE block and are passed over; nothing is ever run on them.
- */
-export async function certificatesIn(dir: string, depth = 4): Promise<CertificateInfo[]> {
+/** Every certificate in the given PEM files (a chain file counts each of its certificates). */
+export async function certificatesIn(files: readonly string[]): Promise<CertificateInfo[]> {
   const found: CertificateInfo[] = [];
-  for (const entry of await readdir(dir, { withFileTypes: true })) {
-    const file = path.join(dir, entry.name);
-    if (entry.isDirectory() && depth > 0) found.push(...(await certificatesIn(file, depth - 1)));
-    else if (entry.isFile() && certFile.test(entry.name)) {
-      for (const block of (await readFile(file, 'utf8')).match(pemBlock) ?? []) {
-        const cert = new X509Certificate(block);
-        found.push({ source: file, subject: subjectOf(cert), notAfter: new Date(cert.validTo) });
-      }
+  for (const file of files) {
+    for (const block of (await readFile(file, 'utf8')).match(pemBlock) ?? []) {
+      const cert = new X509Certificate(block);
+      found.push({ source: file, subject: subjectOf(cert), notAfter: new Date(cert.validTo) });
     }
   }
-  return found.sort((a, b) => a.source.localeCompare(b.source));
+  return found;
 }
