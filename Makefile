@@ -132,3 +132,11 @@ cutover-prod: setup ## once: move production from the old stack to EA on the sam
 test-e2e: setup-e2e ## end-to-end tests on a real Docker engine (deploy, cutover, both stacks side by side)
 	$(TS) tests/e2e/harness/prepare.ts
 	TEST_JOBS=1 $(TS) tests/run.ts tests/e2e
+
+# ---- verify and monitor (docs/verify-monitor.md) -----------------------------------------
+.PHONY: verify monitor
+verify: setup ## smoke-test the live environments: ENV=prod|dev|all (default all); ARGS="--pre" | "--json"
+	$(TS) $(S)/verify.ts --env $(or $(ENV),all) $(ARGS)
+
+monitor: setup ## alert thresholds, Nagios exit codes (0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN); ARGS="--only certs" | "--json --ping URL"
+	$(TS) $(S)/monitor.ts $(ARGS)
