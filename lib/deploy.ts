@@ -3,10 +3,11 @@
 // step, each logged with its duration, and records every attempt in an append-only JSONL log.
 //
 // The switch overlaps containers where it can: a service with a healthcheck and no published port
-// gets a second container (`<name>-next`, started by `compose run --use-aliases`, so Docker's DNS
-// answers the service's aliases with both) that must be healthy before the old one is taken out of
-// the network and recreated on the new image; the helper is retired last. Clients that resolve the
-// alias per connection (Caddy, the app's services) always find a live container.
+// gets a second container (`<name>-next`, `compose run` on the new image) that receives the
+// service's network aliases only once healthy; then the old one is taken out of the network and
+// recreated on the new image, and the helper is retired last. Clients that resolve the alias per
+// connection (Caddy, the app's services) always find a live container. (container_name in the
+// compose files rules out `--scale api=2`, hence the helper.)
 import { appendFile, mkdir, open, readFile, stat, statfs } from 'node:fs/promises';
 import { userInfo } from 'node:os';
 import path from 'node:path';
@@ -155,7 +156,7 @@ export function deployPlan(f: DeployFacts, o: DeployOptions): DeployPlan {
       title: `Switch EA to ${toTag}`,
       does: switches.map((s) =>
         s.strategy === 'overlap'
-          ? `${s.service}: start ${nextContainerName(f.project, s.service)} beside the old one (same aliases), wait healthy, recreate ${s.service}, wait healthy, retire the helper`
+          ? `${s.service}: start ${nextContainerName(f.project, s.service)} (no aliases), wait healthy, give it ${s.service}'s aliases, recreate ${s.service}, wait healthy, retire the helper`
           : `${s.service}: recreate on the new image (${envTag} docker compose up -d --no-deps ${s.service})`,
       ),
     },
@@ -292,36 +293,60 @@ export interface SwitchOptions {
 }
 
 /**
- * Switches the app services to `tag` without building anything. Overlap services never leave their
- * alias without a healthy container; a helper that never gets healthy is removed and the old
- * container keeps serving (the error says so).
+ * The network aliases a container answers to, per network, without the container-id alias Docker
+ * adds by itself: what a helper container must get to serve in its place.
+ */
+export function aliasesFromInspect(networksJson: string, containerId: string): Map<string, string[]> {
+  const nets = JSON.parse(networksJson) as Record<string, { Aliases?: string[] | null }> | null;
+  const out = new Map<string, string[]>();
+  for (const [net, v] of Object.entries(nets ?? {})) out.set(net, (v.Aliases ?? []).filter((a) => !containerId.startsWith(a)));
+  return out;
+}
+
+async function networksOf(container: string): Promise<Map<string, string[]>> {
+  const { stdout } = await docker(['inspect', '--format', '{{.Id}} {{json .NetworkSettings.Networks}}', container]);
+  const i = stdout.indexOf(' ');
+  return aliasesFromInspect(stdout.slice(i + 1), stdout.slice(0, i));
+}
+
+/**
+ * Switches the app services to `tag` without building anything. For an overlap service the helper
+ * starts WITHOUT the service's aliases (so no request reaches it while it boots or if it is broken),
+ * gets the old container's aliases only once healthy, and then the old container is taken out of
+ * DNS, recreated on the new image, and the helper retired once the recreated one is healthy.
+ * A helper that never gets healthy is removed and the old container keeps serving.
  */
 export async function switchServices(cfg: EnvConfig, switches: DeployPlan['switches'], tag: string, opts: SwitchOptions): Promise<void> {
   const project = projectName(cfg.env);
   const env = { IMAGE_TAG: tag };
   const drainMs = opts.drainMs ?? 1000;
   for (const { service, strategy } of switches) {
-    if (strategy === 'recreate') {
+    const [old] = await serviceContainers(project, service);
+    if (strategy === 'recreate' || !old) {
       await compose(cfg, ['up', '-d', '--no-deps', service], env);
       continue;
     }
     const helper = nextContainerName(project, service);
     await removeContainer(helper);
-    await compose(cfg, ['run', '-d', '--no-deps', '--use-aliases', '--name', helper, service], env);
+    await compose(cfg, ['run', '-d', '--no-deps', '--name', helper, service], env);
     try {
       await waitHealthy(`The new ${service} container (${helper}, ${tag})`, () => containerHealthy(helper), opts.health);
     } catch (err) {
       await removeContainer(helper);
-      throw new HealthFailure(`${(err as Error).message} The old ${service} container kept serving and was not touched.`, false);
+      throw new HealthFailure(`${(err as Error).message} It never received traffic; the old ${service} container kept serving and was not touched.`, false);
     }
-    opts.ui.info(`${helper} is healthy beside the old ${service}; recreating ${service} on ${tag}`);
-    for (const c of await serviceContainers(project, service)) await drain(c, drainMs);
+    for (const [net, aliases] of await networksOf(old)) {
+      await docker(['network', 'disconnect', net, helper], true);
+      await docker(['network', 'connect', ...aliases.flatMap((a) => ['--alias', a]), net, helper]);
+    }
+    opts.ui.info(`${helper} is healthy and serves beside the old ${service}; recreating ${service} on ${tag}`);
+    await drain(old, drainMs);
     await compose(cfg, ['up', '-d', '--no-deps', service], env);
     const [fresh] = await serviceContainers(project, service);
     try {
       await waitHealthy(`The recreated ${service} container (${tag})`, () => (fresh ? containerHealthy(fresh) : Promise.resolve(false)), opts.health);
     } catch (err) {
-      // The helper still answers on the alias: the caller's rollback recreates the service on the old tag.
+      // The helper still answers on the aliases: the caller's rollback recreates the service on the old tag.
       throw new HealthFailure((err as Error).message, true, helper);
     }
     await drain(helper, drainMs);
