@@ -21,7 +21,9 @@ const certs = path.join(work, 'certs');
 const data = path.join(work, 'data');
 let broker: ChildProcess | undefined;
 let log = '';
-const stop = () => broker?.kill('SIGKILL');
+const stop = (): void => {
+  broker?.kill('SIGKILL');
+};
 onExit(() => {
   stop();
   rmSync(work, { recursive: true, force: true });
