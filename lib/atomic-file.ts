@@ -1,6 +1,8 @@
 import { open, rename, rm } from 'node:fs/promises';
 import path from 'node:path';
 import { randomBytes } from 'node:crypto';
+import { $ } from 'zx';
+import { JobError } from './errors.ts';
 
 /** The temporary name a file is written under before it gets its final one; cleanups look for it. */
 export function temporaryName(finalPath: string): string {
@@ -15,6 +17,18 @@ export async function fsyncDir(dir: string): Promise<void> {
     await handle.sync();
   } finally {
     await handle.close();
+  }
+}
+
+/**
+ * Flushes the whole filesystem holding `anyPath` (syncfs(2), through coreutils `sync -f`): one
+ * journal commit makes many files durable at once, where an fsync per file costs one commit each.
+ */
+export async function syncFilesystem(anyPath: string): Promise<void> {
+  try {
+    await $({ quiet: true })`sync -f ${anyPath}`;
+  } catch (err) {
+    throw new JobError(`Flushing the filesystem of ${anyPath} to disk failed: ${String((err as { stderr?: string }).stderr ?? err).trim()}.`, 'Check the disk (dmesg); files not yet renamed stay under temporary names.');
   }
 }
 

@@ -1,14 +1,14 @@
 // The runner of sync-vault-to-dev: reads EB's database and both vault folders, asks lib/vault.ts
 // what to do with each file, and does it (copy or hard-link under a temporary name, then rename).
-import { copyFile, link, lstat, mkdir, open, readdir, realpath, rename, rm, rmdir, stat, statfs, chown, chmod } from 'node:fs/promises';
-import { constants, createReadStream, type Stats } from 'node:fs';
+import { copyFile, link, lstat, mkdir, readdir, realpath, rename, rm, rmdir, stat, statfs, chown, chmod } from 'node:fs/promises';
+import { constants, createReadStream, lstatSync, readdirSync, realpathSync, statSync, type Stats } from 'node:fs';
 import { createHash } from 'node:crypto';
 import path from 'node:path';
 import type pg from 'pg';
 import { ConfigError, JobError, SafetyError, UsageError } from './errors.ts';
 import { connect, connectionFor, describeConnection } from './database.ts';
 import { loadEnvConfig } from './config.ts';
-import { fsyncDir, isTemporaryName, temporaryName } from './atomic-file.ts';
+import { isTemporaryName, syncFilesystem, temporaryName } from './atomic-file.ts';
 import { withLock } from './lock.ts';
 import { projectRoot } from './paths.ts';
 import { formatBytes, type Confirm, type Ui } from './ui.ts';
@@ -92,9 +92,10 @@ export interface SyncVaultSummary {
 }
 
 const missingShown = 20;
-/** Folders scanned at once: readdir and lstat are cheap, but a few in flight hide the latency. */
-const scanConcurrency = 16;
 const fetchRows = 2000;
+/** Files staged under temporary names before one syncfs makes them durable and they are renamed. */
+const batchFiles = 1000;
+const batchBytes = 256 * 1024 * 1024;
 
 /** Runs fn over items with at most `limit` in flight; the first failure stops new starts and is thrown. */
 async function mapLimit<T>(items: Iterable<T>, limit: number, fn: (item: T) => Promise<void>): Promise<void> {
@@ -146,6 +147,8 @@ interface Plan {
   missing: string[];
   staleTemps: string[];
   index: ReferenceIndex;
+  /** Target folders seen by the scan: true when present as a real folder under the root. */
+  targetFolders: Map<string, boolean>;
 }
 
 /**
@@ -155,28 +158,40 @@ interface Plan {
  */
 async function buildPlan(o: SyncVaultOptions, source: VaultRoot, target: VaultRoot, layout: VaultLayout): Promise<Plan> {
   const decideOpts: DecideOptions = { link: o.link, checksum: o.checksum, owner: o.owner, fileMode: layout.fileMode };
-  const plan: Plan = { files: [], groups: 0, missing: [], staleTemps: [], index: new ReferenceIndex() };
+  const plan: Plan = { files: [], groups: 0, missing: [], staleTemps: [], index: new ReferenceIndex(), targetFolders: new Map() };
   const seen = new Set<string>();
 
-  const scanFolder = async (dir: VaultRelPath, groups: FileGroup[]) => {
+  // Synchronous on purpose: each call is a few microseconds on a local disk, far less than the
+  // thread-pool round trip of its async twin, and the scan makes tens of thousands of them (this is
+  // what keeps a no-op re-run of 5,000 files under a second). The event loop gets control back at
+  // every FETCH.
+  // Whether a folder exists and is reachable without leaving its vault: a folder is safe when its
+  // parent is and it is a real folder, or (source only) a symlink resolving inside the root. Cached
+  // per folder, so a shard's parent ("24" of "24/07") is checked once and each folder costs one lstat.
+  const folders = { source: new Map<string, boolean>(), target: plan.targetFolders };
+  const folderInside = (root: VaultRoot, rel: string, side: 'source' | 'target'): boolean => {
+    const known = folders[side].get(rel);
+    if (known !== undefined) return known;
+    const parent = path.posix.dirname(rel);
+    let present = false;
+    if (parent === '.' || folderInside(root, parent, side)) {
+      const abs = resolveIn(root, rel);
+      const s = lstatSync(abs, { throwIfNoEntry: false });
+      if (s?.isSymbolicLink()) {
+        const real = realpathSync.native(abs);
+        if (!isInside(root, real)) throw new SafetyError(`The ${side} folder ${abs} is a symlink to ${real}, outside the ${side} vault ${root}.`, `Remove that symlink from the ${side} vault; nothing was copied.`);
+        // The writer creates folders only through real ones: a symlinked target folder counts as absent, and is refused there.
+        present = side === 'source' && statSync(real).isDirectory();
+      } else present = s?.isDirectory() ?? false;
+    }
+    folders[side].set(rel, present);
+    return present;
+  };
+  const scanFolder = (dir: VaultRelPath, groups: FileGroup[]) => {
     const srcDir = resolveIn(source, dir);
-    let names: string[] = [];
-    try {
-      const real = await realpath(srcDir);
-      if (!isInside(source, real)) throw new SafetyError(`The source folder ${srcDir} is a symlink to ${real}, outside the source vault.`, 'Remove that symlink from the source vault or fix the row; nothing was copied.');
-      names = await readdir(srcDir);
-    } catch (err) {
-      if (!isErrno(err, 'ENOENT', 'ENOTDIR')) throw err;
-    }
+    const names = folderInside(source, dir, 'source') ? readdirSync(srcDir) : [];
     const dstDir = resolveIn(target, dir);
-    let dstNames = new Set<string>();
-    try {
-      const real = await realpath(dstDir);
-      if (!isInside(target, real)) throw new SafetyError(`The target folder ${dstDir} is a symlink to ${real}, outside the target vault.`, 'Remove that symlink from EB\'s vault; nothing was written.');
-      dstNames = new Set(await readdir(dstDir));
-    } catch (err) {
-      if (!isErrno(err, 'ENOENT', 'ENOTDIR')) throw err;
-    }
+    const dstNames = new Set(folderInside(target, dir, 'target') ? readdirSync(dstDir) : []);
     // A lock is held for every run that writes, so a temporary name here is a crashed run's leftover.
     for (const n of dstNames) if (isTemporaryName(n)) plan.staleTemps.push(path.join(dstDir, n));
     for (const group of groups) {
@@ -187,20 +202,22 @@ async function buildPlan(o: SyncVaultOptions, source: VaultRoot, target: VaultRo
         if (seen.has(rel)) continue;
         seen.add(rel);
         let src = path.join(srcDir, name);
-        let s = await lstat(src);
+        let s = lstatSync(src);
         if (s.isSymbolicLink()) {
-          const real = await realpath(src).catch(() => undefined);
-          if (!real) {
-            plan.missing.push(rel);
+          let real: string;
+          try {
+            real = realpathSync.native(src);
+          } catch {
+            plan.missing.push(rel); // a dangling link: the file it named is gone
             continue;
           }
           if (!isInside(source, real)) throw new SafetyError(`The source file ${src} is a symlink to ${real}, outside the source vault.`, 'Remove that symlink from the source vault; nothing was copied.');
           src = real;
-          s = await stat(real);
+          s = statSync(real);
         }
         if (!s.isFile()) continue; // a folder or device that happens to share the prefix is not artwork
         const state = fileState(s);
-        const dst = dstNames.has(name) ? fileState(await lstat(path.join(dstDir, name))) : undefined;
+        const dst = dstNames.has(name) ? fileState(lstatSync(path.join(dstDir, name))) : undefined;
         const action = decide(state, dst, decideOpts);
         plan.files.push({ rel, src, state, action, fixOwnership: dst !== undefined && (action === 'skip' || action === 'compare') && needsOwnership(state, dst, decideOpts) });
       }
@@ -228,7 +245,7 @@ async function buildPlan(o: SyncVaultOptions, source: VaultRoot, target: VaultRo
           else folders.push({ dir: group.dir, groups: [group] });
         }
         pending = rows.length ? folders.pop() : undefined;
-        await mapLimit(folders, scanConcurrency, (f) => scanFolder(f.dir, f.groups));
+        for (const f of folders) scanFolder(f.dir, f.groups);
         progress.tick(rows.length);
         if (!rows.length) break;
       }
@@ -347,12 +364,7 @@ export async function syncVault(o: SyncVaultOptions): Promise<SyncVaultSummary> 
       return summary;
     }
 
-    // Folders whose entries changed: fsync'ed once each at the end (files are fsync'ed one by one).
-    const touched = new Set<string>();
-    for (const t of plan.staleTemps) {
-      await rm(t, { force: true });
-      touched.add(path.dirname(t));
-    }
+    for (const t of plan.staleTemps) await rm(t, { force: true });
     summary.staleTempsRemoved = plan.staleTemps.length;
     const prune = o.prune ? await pruneCandidates(target, plan.index) : [];
     if (prune.length) {
@@ -364,7 +376,6 @@ export async function syncVault(o: SyncVaultOptions): Promise<SyncVaultSummary> 
         emptied.add(path.dirname(p.abs));
       }
       await removeEmptyFolders(target, emptied);
-      for (const d of emptied) touched.add(d);
       summary.pruned = prune.length;
       summary.prunedBytes = bytes;
     }
@@ -374,40 +385,71 @@ export async function syncVault(o: SyncVaultOptions): Promise<SyncVaultSummary> 
       throw new JobError(`EB's vault ${target} has ${formatBytes(space.available)} free, but copying ${formatBytes(plannedBytes)} needs ${formatBytes(space.required)} with the safety margin.`, 'Free space on that filesystem (or use --link if both vaults share it), then run again; nothing was copied.');
     }
 
-    // Folders are created once each, component by component, refusing any symlink on the way: a
-    // link inside EB's vault must never lead a write elsewhere (e.g. into EA's vault).
-    const folders = new Map<string, Promise<void>>();
+    // Folders are created once each, component by component, only through real folders: a symlink
+    // inside EB's vault must never lead a write elsewhere (e.g. into EA's vault). Those the scan saw
+    // as real folders cost nothing here.
+    const creating = new Map<string, Promise<void>>();
     const ensureFolder = (rel: string): Promise<void> => {
-      let p = folders.get(rel);
+      if (plan.targetFolders.get(rel)) return Promise.resolve();
+      let p = creating.get(rel);
       if (!p) {
         p = (async () => {
           const parent = path.posix.dirname(rel);
           if (parent !== '.') await ensureFolder(parent);
           const abs = resolveIn(target, rel);
-          let s = await lstat(abs).catch((err) => (isErrno(err, 'ENOENT') ? undefined : Promise.reject(err)));
-          if (!s) {
-            await mkdir(abs, { mode: layout.dirMode }).catch((err) => (isErrno(err, 'EEXIST') ? undefined : Promise.reject(err)));
-            await chown(abs, o.owner.uid, o.owner.gid).catch((err) => Promise.reject(isErrno(err, 'EPERM') ? new JobError(`Cannot give ${abs} to uid ${o.owner.uid}.`, permissionHint(o.owner)) : err));
-            await chmod(abs, layout.dirMode);
-            touched.add(path.dirname(abs));
-            s = await lstat(abs);
+          try {
+            await mkdir(abs, { mode: layout.dirMode });
+          } catch (err) {
+            if (!isErrno(err, 'EEXIST')) throw err;
+            const s = await lstat(abs);
+            if (!s.isDirectory()) throw new SafetyError(`${abs} in EB's vault is ${s.isSymbolicLink() ? 'a symlink' : 'not a folder'}; the sync writes only into real folders under the vault root.`, "Remove it from EB's vault and run again.");
+            return;
           }
-          if (!s.isDirectory()) throw new SafetyError(`${abs} in EB's vault is ${s.isSymbolicLink() ? 'a symlink' : 'not a folder'}; the sync writes only into real folders under the vault root.`, 'Remove it from EB\'s vault and run again.');
+          await owned(abs, layout.dirMode);
         })();
-        folders.set(rel, p);
+        creating.set(rel, p);
       }
       return p;
     };
-
-    const progress = o.ui.progress(`Copying ${transfer.length.toLocaleString('en-US')} files`, plannedBytes > 0 ? 'bytes' : 'files', plannedBytes > 0 ? plannedBytes : transfer.length);
-    const owned = async (file: string) => {
+    const owned = async (file: string, mode: number | undefined) => {
       try {
         await chown(file, o.owner.uid, o.owner.gid);
       } catch (err) {
         if (isErrno(err, 'EPERM')) throw new JobError(`Cannot give ${file} to uid ${o.owner.uid}.`, permissionHint(o.owner));
         throw err;
       }
-      await chmod(file, layout.fileMode);
+      if (mode !== undefined) await chmod(file, mode);
+    };
+
+    const progress = o.ui.progress(`Copying ${transfer.length.toLocaleString('en-US')} files`, plannedBytes > 0 ? 'bytes' : 'files', plannedBytes > 0 ? plannedBytes : transfer.length);
+    // Durability without an fsync per file: files are staged under temporary names; each batch is
+    // made durable by ONE syncfs of the target filesystem and only then renamed to its final names;
+    // a last syncfs makes the renames (and created or removed folders) durable. So a final name only
+    // ever holds a complete file, at two journal commits per batch instead of one per file.
+    const staged = new Map<string, { f: Planned; final: string; action: 'copy' | 'replace' | 'link' }>();
+    let stagedBytes = 0;
+    let committing: Promise<void> = Promise.resolve();
+    const commit = (): Promise<void> => {
+      const batch = [...staged];
+      staged.clear();
+      stagedBytes = 0;
+      committing = committing.then(async () => {
+        if (!batch.length) return;
+        const t0 = Date.now();
+        await syncFilesystem(target);
+        o.ui.debug(`${batch.length} files made durable by one syncfs in ${Date.now() - t0}ms`);
+        await mapLimit(batch, 16, async ([tmp, { f, final, action }]) => {
+          await rename(tmp, final);
+          if (action === 'link') summary.linked++;
+          else {
+            summary.copied++;
+            if (action === 'replace') summary.replaced++;
+            summary.bytesCopied += f.state.size;
+          }
+          progress.tick(plannedBytes > 0 ? (action === 'link' ? 0 : f.state.size) : 1);
+        });
+      });
+      return committing;
     };
     const transferOne = async (f: Planned): Promise<void> => {
       const final = resolveIn(target, f.rel);
@@ -420,7 +462,7 @@ export async function syncVault(o: SyncVaultOptions): Promise<SyncVaultSummary> 
         summary.skipped++;
         if (f.action === 'compare') progress.tick(plannedBytes > 0 ? f.state.size : 1);
         if (f.fixOwnership) {
-          await owned(final);
+          await owned(final, layout.fileMode);
           summary.ownershipFixed++;
         }
         return;
@@ -430,16 +472,9 @@ export async function syncVault(o: SyncVaultOptions): Promise<SyncVaultSummary> 
       try {
         if (action === 'link') await link(f.src, tmp);
         else {
-          await copyFile(f.src, tmp, constants.COPYFILE_EXCL);
-          await owned(tmp);
-          const h = await open(tmp, 'r');
-          try {
-            await h.sync();
-          } finally {
-            await h.close();
-          }
+          await copyFile(f.src, tmp, constants.COPYFILE_EXCL); // keeps the source's mode
+          await owned(tmp, f.state.mode === layout.fileMode ? undefined : layout.fileMode);
         }
-        await rename(tmp, final);
       } catch (err) {
         await rm(tmp, { force: true });
         // The source vanished since the plan (EA deleted it): report it, keep going.
@@ -450,14 +485,9 @@ export async function syncVault(o: SyncVaultOptions): Promise<SyncVaultSummary> 
         }
         throw err;
       }
-      touched.add(path.dirname(final));
-      if (action === 'link') summary.linked++;
-      else {
-        summary.copied++;
-        if (action === 'replace') summary.replaced++;
-        summary.bytesCopied += f.state.size;
-      }
-      progress.tick(plannedBytes > 0 ? (action === 'link' ? 0 : f.state.size) : 1);
+      staged.set(tmp, { f, final, action });
+      stagedBytes += action === 'link' ? 0 : f.state.size;
+      if (staged.size >= batchFiles || stagedBytes >= batchBytes) await commit();
     };
     try {
       await mapLimit(
@@ -465,10 +495,15 @@ export async function syncVault(o: SyncVaultOptions): Promise<SyncVaultSummary> 
         o.jobs,
         transferOne,
       );
-    } finally {
-      // Each file was fsync'ed before its rename; the renames become durable here, once per folder.
-      for (const d of touched) await fsyncDir(d).catch((err) => (isErrno(err, 'ENOENT') ? undefined : Promise.reject(err)));
+      await commit();
+    } catch (err) {
+      // Staged files never got their final name; remove them now (the next run would anyway).
+      await committing.catch(() => undefined);
+      for (const tmp of staged.keys()) await rm(tmp, { force: true });
+      throw err;
     }
+    // Renames, new folders and removals become durable in one flush; a run that changed nothing skips it.
+    if (plan.staleTemps.length || summary.pruned || summary.copied || summary.linked || summary.ownershipFixed) await syncFilesystem(target);
     summary.skipped += plan.files.filter((f) => f.action === 'skip' && !f.fixOwnership).length;
     progress.done(`${summary.copied} copied, ${summary.linked} linked, ${formatBytes(summary.bytesCopied)}`);
     summary.durationMs = Date.now() - started;

@@ -92,7 +92,7 @@ test('isInside compares whole components', () => {
 });
 
 test('roots: the target may not be, contain or sit inside the source or production vault', () => {
-  const refused: [string, string, string, string][] = [
+  const unsafe: [string, string, string, string][] = [
     ['target is production', '/mnt/vault-1', '/mnt/vault-1', '/srv/copy-of-ea'],
     ['target is the source', '/srv/src', '/srv/src', '/mnt/vault-1'],
     ['target inside source', '/mnt/vault-1', '/mnt/vault-1/dev', '/mnt/vault-1'],
@@ -100,7 +100,7 @@ test('roots: the target may not be, contain or sit inside the source or producti
     ['target inside production (other source)', '/srv/src', '/mnt/vault-1/x', '/mnt/vault-1'],
     ['target contains production', '/srv/src', '/mnt', '/mnt/vault-1'],
   ];
-  for (const [label, source, target, prod] of refused) {
+  for (const [label, source, target, prod] of unsafe) {
     assert.throws(() => checkRoots({ source, target, production: [prod] }), refused, label);
   }
   checkRoots({ source: '/mnt/vault-1', target: '/mnt/vault-dev', production: ['/mnt/vault-1'] });
