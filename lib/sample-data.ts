@@ -244,6 +244,9 @@ export async function sampleDataToDev(opts: SampleDataOptions): Promise<SampleDa
     await ea.query(`SET LOCAL idle_in_transaction_session_timeout = '10min'`);
     // Membership sets are hashed in memory; a bigger work_mem keeps them out of temp files.
     await ea.query(`SET LOCAL work_mem = '64MB'`);
+    // The plan's queries look expensive to the planner, whose JIT then spends seconds compiling
+    // each one; they are scans and hash joins that run faster than that compilation.
+    await ea.query('SET LOCAL jit = off');
     const catalog = await readCatalog(ea);
     const targetCatalog = await readCatalog(eb);
     const diff = schemaDifferences(catalog, targetCatalog, { source: await revisions(ea, catalog), target: await revisions(eb, targetCatalog) });

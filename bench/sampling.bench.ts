@@ -1,0 +1,160 @@
+// `make bench BENCH=sampling`: sample-data-to-dev on a sandbox seeded with BENCH_USERS users
+// (default 100,000), against, measured in the same run between the same two clusters:
+//   lower bound: a bare COPY of exactly the rows the tool loaded (no planning, no transforms),
+//   naive: pg_dump -Fc | pg_restore of the whole database;
+// and the tool's peak RSS at 10,000 users and at BENCH_USERS (it must stay flat).
+import { spawn } from 'node:child_process';
+import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { pipeline } from 'node:stream/promises';
+import pg from 'pg';
+import { from as copyFrom, to as copyTo } from 'pg-copy-streams';
+import { startTestCluster } from '../tests/harness/postgres.ts';
+import { createMakapixSchema } from '../lib/schema.ts';
+import { seedDatabase } from '../lib/seed.ts';
+import { pgBin, type Cluster } from '../lib/cluster.ts';
+import { projectRoot } from '../lib/paths.ts';
+import { formatBytes, formatDuration } from '../lib/ui.ts';
+import type { SampleDataReport } from '../lib/sample-data.ts';
+
+const users = Number(process.env.BENCH_USERS ?? 100_000);
+const small = Math.min(10_000, users);
+const PCT = 10;
+const log = (s: string) => process.stdout.write(`${s}\n`);
+
+async function withClient<T>(c: Cluster, db: string, fn: (cl: pg.Client) => Promise<T>): Promise<T> {
+  const cl = new pg.Client(c.connection(db));
+  await cl.connect();
+  try {
+    return await fn(cl);
+  } finally {
+    await cl.end();
+  }
+}
+
+function writeEnv(dir: string, env: 'prod' | 'dev', c: Cluster, db: string): void {
+  const vars: Record<string, string> = { DB_DATABASE: db, DB_ADMIN_USER: c.superuser, DB_ADMIN_PASSWORD: c.password.reveal(), DB_PUBLISHED_PORT: String(c.port) };
+  const text = readFileSync(path.join(projectRoot, `compose/.env.${env}.example`), 'utf8')
+    .split('\n')
+    .map((line) => {
+      const key = /^([A-Z_]+)=/.exec(line)?.[1];
+      return key && key in vars ? `${key}=${vars[key]}` : line;
+    })
+    .join('\n');
+  writeFileSync(path.join(dir, `.env.${env}`), text, { mode: 0o600 });
+}
+
+/** Runs the tool as cron would; peak RSS from the kernel's high-water mark of the process. */
+function runTool(envDir: string, args: string[]): Promise<{ ms: number; peakRss: number; report: SampleDataReport }> {
+  return new Promise((resolve, reject) => {
+    const started = performance.now();
+    const child = spawn(path.join(projectRoot, 'scripts/sample-data-to-dev.ts'), ['--pct', String(PCT), '--seed', '1', '--yes', '--json', ...args], {
+      env: { ...process.env, MAKAPIX_ENV_DIR: envDir },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    let peakRss = 0;
+    const poll = setInterval(() => {
+      try {
+        const hwm = /VmHWM:\s+(\d+) kB/.exec(readFileSync(`/proc/${child.pid}/status`, 'utf8'))?.[1];
+        if (hwm) peakRss = Math.max(peakRss, Number(hwm) * 1024);
+      } catch {
+        // the process just ended
+      }
+    }, 50);
+    let out = '';
+    let err = '';
+    child.stdout.on('data', (d) => (out += d));
+    child.stderr.on('data', (d) => (err += d));
+    child.on('close', (code) => {
+      clearInterval(poll);
+      const ms = performance.now() - started;
+      if (code !== 0) reject(new Error(`sample-data-to-dev exited ${code}: ${err}`));
+      else resolve({ ms, peakRss, report: JSON.parse(out) as SampleDataReport });
+    });
+  });
+}
+
+/** The lower bound: COPY the same rows, table by table, from EA's cluster into EB in one transaction. */
+async function bareCopy(from: Cluster, fromDb: string, to: Cluster, toDb: string, tables: string[]): Promise<number> {
+  const src = new pg.Client(from.connection(fromDb));
+  const dst = new pg.Client(to.connection(toDb));
+  await Promise.all([src.connect(), dst.connect()]);
+  try {
+    const started = performance.now();
+    await dst.query('BEGIN');
+    await dst.query('SET LOCAL session_replication_role = replica');
+    await dst.query(`TRUNCATE ${tables.map((t) => pg.escapeIdentifier(t)).join(', ')}`);
+    for (const t of tables) await pipeline(src.query(copyTo(`COPY ${pg.escapeIdentifier(t)} TO STDOUT`)), dst.query(copyFrom(`COPY ${pg.escapeIdentifier(t)} FROM STDIN`)));
+    await dst.query('COMMIT');
+    return performance.now() - started;
+  } finally {
+    await Promise.all([src.end(), dst.end()]);
+  }
+}
+
+/** Runs `a | b` as two processes (no shell) and waits for both. */
+function pipe2(a: [string, string[]], b: [string, string[]], env: NodeJS.ProcessEnv): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const started = performance.now();
+    const pa = spawn(a[0], a[1], { env, stdio: ['ignore', 'pipe', 'inherit'] });
+    const pb = spawn(b[0], b[1], { env, stdio: ['pipe', 'ignore', 'inherit'] });
+    pa.stdout.pipe(pb.stdin);
+    let left = 2;
+    const done = (name: string) => (code: number | null) => {
+      if (code !== 0) reject(new Error(`${name} exited ${code}`));
+      else if (--left === 0) resolve(performance.now() - started);
+    };
+    pa.on('close', done(a[0]));
+    pb.on('close', done(b[0]));
+  });
+}
+
+const [ea, eb] = await Promise.all([startTestCluster({ settings: { shared_buffers: '256MB' } }), startTestCluster({ settings: { shared_buffers: '256MB' } })]);
+try {
+  for (const db of ['makapix', 'makapix_small', 'bench_rows']) await withClient(ea, 'postgres', (cl) => cl.query(`CREATE DATABASE ${db}`));
+  for (const db of ['makapix_dev', 'naive']) await withClient(eb, 'postgres', (cl) => cl.query(`CREATE DATABASE ${db}`));
+  for (const db of ['makapix', 'makapix_small', 'bench_rows']) await withClient(ea, db, (cl) => createMakapixSchema(cl));
+  await withClient(eb, 'makapix_dev', (cl) => createMakapixSchema(cl));
+  let t = performance.now();
+  const seeded = await withClient(ea, 'makapix', (cl) => seedDatabase(cl, { users, seed: 1 }));
+  await withClient(ea, 'makapix_small', (cl) => seedDatabase(cl, { users: small, seed: 1 }));
+  log(`seeded ${users.toLocaleString('en-US')} users: ${seeded.totalRows.toLocaleString('en-US')} rows, ${formatBytes(seeded.databaseBytes)} (${formatDuration(performance.now() - t)}); and ${small.toLocaleString('en-US')} users`);
+
+  const envDir = mkdtempSync(path.join(tmpdir(), 'makapix-bench-env-'));
+  writeEnv(envDir, 'prod', ea, 'makapix');
+  writeEnv(envDir, 'dev', eb, 'makapix_dev');
+  const smallUrl = `postgresql://${ea.superuser}:${ea.password.reveal()}@127.0.0.1:${ea.port}/makapix_small`;
+
+  const smallRun = await runTool(envDir, ['--source-url', smallUrl]);
+  const tool = await runTool(envDir, []);
+  const tables = tool.report.tables.filter((x) => x.mode !== 'keep').map((x) => x.table);
+
+  // The exact rows the tool loaded, placed in a database of EA's cluster (not timed).
+  t = performance.now();
+  const dumpEnv = { ...process.env, PGPASSWORD: eb.password.reveal() };
+  await pipe2(
+    [path.join(pgBin, 'pg_dump'), ['--host=127.0.0.1', `--port=${eb.port}`, `--username=${eb.superuser}`, '--no-password', '--data-only', '--disable-triggers', '--exclude-table=alembic_version', 'makapix_dev']],
+    [path.join(pgBin, 'psql'), ['--host=127.0.0.1', `--port=${ea.port}`, `--username=${ea.superuser}`, '--no-password', '--quiet', '--set=ON_ERROR_STOP=1', '--dbname=bench_rows']],
+    { ...dumpEnv, PGPASSWORD: eb.password.reveal() === ea.password.reveal() ? eb.password.reveal() : dumpEnv.PGPASSWORD },
+  );
+  log(`staged the tool's rows for the lower bound (${formatDuration(performance.now() - t)})`);
+  const lower = await bareCopy(ea, 'bench_rows', eb, 'makapix_dev', tables);
+
+  const env = { ...process.env, PGPASSWORD: ea.password.reveal() };
+  const naive = await pipe2(
+    [path.join(pgBin, 'pg_dump'), ['--host=127.0.0.1', `--port=${ea.port}`, `--username=${ea.superuser}`, '--no-password', '-Fc', 'makapix']],
+    [path.join(pgBin, 'pg_restore'), ['--host=127.0.0.1', `--port=${eb.port}`, `--username=${eb.superuser}`, '--no-password', '--no-owner', '--exit-on-error', '--dbname=naive']],
+    env,
+  );
+
+  const r = tool.report;
+  log('');
+  log(`sample-data-to-dev, ${PCT}% of ${users.toLocaleString('en-US')} users: ${r.totals.rows.toLocaleString('en-US')} rows, ${formatBytes(r.totals.bytes)}, EB users ${r.users.target} (${(r.users.share * 100).toFixed(1)}%)`);
+  log(`  this tool (whole run, planning to commit) ${formatDuration(tool.ms).padStart(8)}`);
+  log(`  lower bound (bare COPY of the same rows)  ${formatDuration(lower).padStart(8)}   tool / lower bound = ${(tool.ms / lower).toFixed(2)} (target <= 1.5)`);
+  log(`  naive (pg_dump -Fc | pg_restore, whole)  ${formatDuration(naive).padStart(8)}   naive / tool = ${(naive / tool.ms).toFixed(2)}`);
+  log(`  peak RSS: ${formatBytes(smallRun.peakRss)} at ${small.toLocaleString('en-US')} users, ${formatBytes(tool.peakRss)} at ${users.toLocaleString('en-US')} users (ratio ${(tool.peakRss / smallRun.peakRss).toFixed(2)}; target < 300 MiB, flat)`);
+} finally {
+  await Promise.all([ea.stop(), eb.stop()]);
+}
