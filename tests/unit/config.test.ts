@@ -4,7 +4,7 @@ import { mkdtempSync, writeFileSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { inspect } from 'node:util';
-import { loadEnvConfig, parseEnvFile, parseEnvironment, secretsOf } from '../../lib/config.ts';
+import { envSchema, loadEnvConfig, parseEnvFile, parseEnvironment, secretsOf } from '../../lib/config.ts';
 import { ConfigError, SafetyError, Exit } from '../../lib/errors.ts';
 import { Secret } from '../../lib/secret.ts';
 import { composeDir } from '../../lib/paths.ts';
@@ -40,6 +40,14 @@ test('both example files are valid and typed', () => {
     assert.type(cfg.vars.DB_PUBLISHED_PORT, 'number');
     assert.ok(cfg.vars.DB_ADMIN_PASSWORD instanceof Secret);
     assert.is(cfg.vars.IMAGE_TAG, 'latest');
+  }
+});
+
+test('each example file spells out every variable of its environment, and only those', () => {
+  for (const env of ['prod', 'dev'] as const) {
+    const { entries } = parseEnvFile(example(env), `.env.${env}.example`);
+    const expected = Object.entries(envSchema).filter(([, f]) => !('only' in f) || f.only === env).map(([k]) => k).sort();
+    assert.equal([...entries.keys()].sort(), expected, `.env.${env}.example`);
   }
 });
 
