@@ -526,7 +526,7 @@ export async function listCerts(s: CertsSettings, o: Pick<CertsOptions, 'now'>):
 export function renderCertsResult(r: CertsResult, out: NodeJS.WritableStream = process.stdout): void {
   if (r.command === 'list') {
     out.write(`${r.env} MQTT CA in ${r.dir} (${r.algorithm})\n  CA       ${r.ca.subject}, serial ${r.ca.serial}, expires ${r.ca.notAfter}\n  CRL      next update ${r.crl.nextUpdate || 'MISSING'}, ${r.crl.revoked} revoked\n`);
-    for (const c of r.certificates) out.write(`  ${c.kind.padEnd(7)}  ${c.name.padEnd(32)} serial ${c.serial}  ${c.status.padEnd(7)} expires ${c.notAfter}${c.revokedAt ? `, revoked ${c.revokedAt}` : ''}\n`);
+    for (const c of r.certificates) out.write(`  ${c.kind.padEnd(7)}  ${c.subject}\n           serial ${c.serial}, ${c.status}, expires ${c.notAfter}${c.revokedAt ? `, revoked ${c.revokedAt}` : ''}\n`);
     for (const w of r.warnings) out.write(`WARNING: ${w}\n`);
     return;
   }
