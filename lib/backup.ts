@@ -1,8 +1,9 @@
 // Backups of EA's database: the file-name contract shared by the writer (backup-prod) and its
 // readers (monitor's age check, verify --pre, restore), and the writer itself. One place, so they
 // cannot drift apart.
-import { createReadStream } from 'node:fs';
+import { createReadStream, createWriteStream } from 'node:fs';
 import { mkdir, open, readdir, readFile, rename, rm, stat, statfs } from 'node:fs/promises';
+import { PassThrough } from 'node:stream';
 import { finished } from 'node:stream/promises';
 import { createHash } from 'node:crypto';
 import path from 'node:path';
@@ -11,7 +12,7 @@ import { connect, connectionFor } from './database.ts';
 import { JobError, UsageError } from './errors.ts';
 import { acquireLock } from './lock.ts';
 import { fsyncDir, isTemporaryName, temporaryName, writeFileAtomic } from './atomic-file.ts';
-import { dumpArgs, globalsArgs, pgCommand, runPg, stderrTail, verifyArgs, type DumpFormat, type PgPlace } from './pgtools.ts';
+import { dumpArgs, globalsArgs, pgCommand, runPg, startPg, stderrTail, verifyArgs, type DumpFormat, type PgPlace, type PgRunResult } from './pgtools.ts';
 import type { ComposeFlavor } from './compose.ts';
 import { formatBytes, formatDuration, type Ui } from './ui.ts';
 
@@ -349,58 +350,86 @@ function freeStem(at: Date, names: readonly string[]): string {
   throw new JobError(`No free backup name near ${at.toISOString()}.`, 'Clean up the backup folder.');
 }
 
-/** Runs a dumping tool with its stdout going straight into a new file; its own exit status decides. */
-async function dumpToFile(what: string, tool: 'pg_dump' | 'pg_dumpall', place: PgPlace, opts: { database?: string; args: string[] }, file: string): Promise<number> {
+const failed = (tool: string, what: string, r: PgRunResult) =>
+  new JobError(`${tool} (${what}) failed with ${r.signal ? `signal ${r.signal}` : `exit status ${r.exitCode}`}: ${stderrTail(r.stderr)}.`, 'Nothing was kept; the previous backups are untouched. Check that the database is up.');
+
+/** Runs pg_dumpall with its stdout going straight into a new file; its own exit status decides. */
+async function dumpGlobals(place: PgPlace, file: string): Promise<{ sha256: string; bytes: number }> {
   const handle = await open(file, 'wx', 0o600);
   try {
-    const r = await runPg(tool, place, opts, { stdoutFd: handle.fd });
-    if (r.exitCode !== 0) {
-      throw new JobError(`${tool} (${what}) failed with ${r.signal ? `signal ${r.signal}` : `exit status ${r.exitCode}`}: ${stderrTail(r.stderr)}.`, 'Nothing was kept; the previous backups are untouched. Check that the database is up.');
-    }
+    const r = await runPg('pg_dumpall', place, { args: globalsArgs() }, { stdout: handle.fd });
+    if (r.exitCode !== 0) throw failed('pg_dumpall', 'roles', r);
     await handle.sync();
-    return (await handle.stat()).size;
   } finally {
     await handle.close();
   }
+  return sha256File(file);
 }
 
 const plainHead = '-- PostgreSQL database dump';
 const plainTail = '-- PostgreSQL database dump complete';
 
 /**
- * Reads a dump through completely while hashing it. A custom archive is streamed into pg_restore
- * writing to /dev/null, which decompresses every data block; a plain dump must start with pg_dump's
- * header and carry its "dump complete" trailer near the end (a cut-off file lacks it; newer
- * servers add a few lines after it, e.g. \unrestrict).
+ * Dumps the database into a new file and reads every byte of it through, in one pass: pg_dump's
+ * stream is written to the file, hashed, and (custom format) fed to pg_restore writing to /dev/null,
+ * which decompresses every data block (`--list` would read only the table of contents). A plain
+ * dump must start with pg_dump's header and carry its "dump complete" trailer near the end (newer
+ * servers add a few lines after it, e.g. \unrestrict). Reading while writing keeps the check off
+ * the critical path: pg_dump compresses on one core, pg_restore reads on the other. pg_dump's and
+ * pg_restore's own exit statuses are both checked; the file is fsynced.
  */
-export async function readThrough(file: string, format: DumpFormat, place: PgPlace): Promise<{ sha256: string; bytes: number; verifiedWith: string }> {
+async function dumpVerified(place: PgPlace, database: string, format: DumpFormat, file: string, ui: Ui): Promise<{ sha256: string; bytes: number; verifiedWith: string }> {
+  const out = createWriteStream(file, { flags: 'wx', mode: 0o600 });
+  const written = finished(out).then(() => undefined, (err: Error) => err);
+  // pg_restore starts first, reading from a tee, so every consumer is attached before a byte flows.
+  const tee = format === 'custom' ? new PassThrough({ highWaterMark: 1 << 20 }) : undefined;
+  const verify = tee ? await startPg('pg_restore', place, { args: verifyArgs() }, { stdin: tee }) : undefined;
+  const dump = await startPg('pg_dump', place, { database, args: dumpArgs(format) }, { stdout: 'pipe' });
+  out.on('error', () => dump.kill());
+  const source = dump.stdout!;
   const hash = createHash('sha256');
   let bytes = 0;
   let head = '';
   let tail = '';
-  const source = createReadStream(file, { highWaterMark: 1 << 20 });
-  source.on('data', (chunk) => {
-    const b = chunk as Buffer;
+  const progress = ui.progress(`pg_dump ${database}`, 'bytes');
+  source.on('data', (b: Buffer) => {
     hash.update(b);
     bytes += b.length;
+    progress.tick(b.length);
     if (format === 'plain') {
       if (head.length < 256) head += b.subarray(0, 256).toString('latin1');
       tail = (tail + b.subarray(-512).toString('latin1')).slice(-512);
     }
   });
-  const sourceDone = finished(source);
-  if (format === 'custom') {
-    const r = await runPg('pg_restore', place, { args: verifyArgs() }, { stdin: source });
-    source.resume(); // the hash covers every byte, whether or not pg_restore wanted them all
-    await sourceDone;
-    if (r.exitCode !== 0) throw new JobError(`Reading ${file} back with pg_restore failed: ${stderrTail(r.stderr)}.`, 'The dump is incomplete or damaged; it was not kept.');
-  } else {
-    await sourceDone;
-    if (!head.includes(plainHead) || !tail.includes(plainTail)) {
-      throw new JobError(`${file} is not a complete pg_dump script (header or "${plainTail}" trailer missing).`, 'The dump was cut off; it was not kept.');
-    }
+  source.pipe(out);
+  if (tee && verify) {
+    source.pipe(tee);
+    // A pg_restore that stopped early (it found damage) must not stall the dump through the tee.
+    void verify.done.then(() => {
+      source.unpipe(tee);
+      tee.resume();
+    });
   }
-  return { sha256: hash.digest('hex'), bytes, verifiedWith: format === 'custom' ? 'pg_restore --file=/dev/null (every data block)' : 'full read, header and trailer' };
+  const dumped = await dump.done;
+  const checked = await verify?.done;
+  const writeError = await written;
+  if (dumped.exitCode !== 0) throw failed('pg_dump', 'database', dumped);
+  if (writeError) throw new JobError(`Writing ${file} failed: ${writeError.message}.`, 'Nothing was kept; check the disk (space, permissions).');
+  if (bytes === 0) throw new JobError(`pg_dump exited 0 but wrote nothing for ${database}.`, 'Nothing was kept; check the database.');
+  if (checked && checked.exitCode !== 0) throw new JobError(`Reading the dump back with pg_restore failed: ${stderrTail(checked.stderr)}.`, 'The dump is incomplete or damaged; it was not kept.');
+  if (format === 'plain' && (!head.includes(plainHead) || !tail.includes(plainTail))) {
+    throw new JobError(`The dump of ${database} is not a complete pg_dump script (header or "${plainTail}" trailer missing).`, 'The dump was cut off; it was not kept.');
+  }
+  const handle = await open(file, 'r');
+  try {
+    await handle.sync();
+    const onDisk = (await handle.stat()).size;
+    if (onDisk !== bytes) throw new JobError(`${file} holds ${onDisk} bytes, but pg_dump produced ${bytes}.`, 'Nothing was kept; check the disk.');
+  } finally {
+    await handle.close();
+  }
+  progress.done(formatBytes(bytes));
+  return { sha256: hash.digest('hex'), bytes, verifiedWith: format === 'custom' ? 'pg_restore --file=/dev/null (every data block), while writing' : 'full read while writing, header and trailer' };
 }
 
 export interface BackupOptions {
@@ -469,12 +498,16 @@ export async function backupDatabase(cfg: EnvConfig, opts: BackupOptions): Promi
     const tmpGlobals = temporaryName(finalGlobals);
     temps.push(tmpDump, tmpGlobals);
 
-    const bytes = await ui.run(`Dump ${facts.name} (${format}) to ${finalDump}`, () => dumpToFile('database', 'pg_dump', place, { database: facts.name, args: dumpArgs(format) }, tmpDump), formatBytes);
-    if (bytes === 0) throw new JobError(`pg_dump exited 0 but wrote nothing for ${facts.name}.`, 'Nothing was kept; check the database.');
-    await ui.run('Dump the roles (pg_dumpall --globals-only)', () => dumpToFile('roles', 'pg_dumpall', place, { args: globalsArgs() }, tmpGlobals), formatBytes);
-    const check = await ui.run('Read the dump back and hash it', () => readThrough(tmpDump, format, place), (r) => `sha256 ${r.sha256.slice(0, 12)}…`);
-    if (check.bytes !== bytes) throw new JobError(`The dump changed while it was read back (${bytes} then ${check.bytes} bytes).`, 'Nothing was kept; run again.');
-    const globals = await sha256File(tmpGlobals);
+    // The roles dump runs beside the database dump: it is small, but its process start is not free.
+    const [dumpOutcome, globalsOutcome] = await Promise.allSettled([
+      ui.run(`Dump ${facts.name} (${format}) to ${finalDump}, reading it back`, () => dumpVerified(place, facts.name, format, tmpDump, ui), (r) => `${formatBytes(r.bytes)}, sha256 ${r.sha256.slice(0, 12)}…`),
+      ui.run('Dump the roles (pg_dumpall --globals-only)', () => dumpGlobals(place, tmpGlobals), (r) => formatBytes(r.bytes)),
+    ]);
+    if (dumpOutcome.status === 'rejected') throw dumpOutcome.reason;
+    if (globalsOutcome.status === 'rejected') throw globalsOutcome.reason;
+    const check = dumpOutcome.value;
+    const globals = globalsOutcome.value;
+    const bytes = check.bytes;
 
     const finished = Date.now();
     const manifest: BackupManifest = {

@@ -1,6 +1,6 @@
 import type { Readable } from 'node:stream';
 import type pg from 'pg';
-import { $ } from 'zx';
+import { spawn } from 'node:child_process';
 import { composeCommand, detectComposeFlavor, type ComposeFlavor, type Command } from './compose.ts';
 import type { EnvConfig } from './config.ts';
 import { redact } from './secret.ts';
@@ -74,38 +74,50 @@ export const restoreScriptArgs = (): string[] => ['--no-psqlrc', '--quiet', '--s
 export interface PgRunOptions {
   /** Fed to the tool's stdin (a backup being verified or restored). */
   stdin?: Readable;
-  /** A file descriptor the tool's stdout goes to directly (a dump being written), never through memory. */
-  stdoutFd?: number;
+  /** Where the tool's stdout goes: a file descriptor, a stream the caller reads ('pipe'), or nowhere. */
+  stdout?: number | 'pipe';
 }
 
 export interface PgRunResult {
   exitCode: number | null;
   signal: string | null;
-  /** The tool's own messages, secrets redacted. */
+  /** The tool's own messages (the last 64 KiB), secrets redacted. */
   stderr: string;
 }
 
+export interface PgProcess {
+  /** The tool's stdout when asked for with stdout: 'pipe'. */
+  stdout: Readable | null;
+  /** Resolves (never rejects) with the tool's OWN exit status: no shell pipeline can mask it. */
+  done: Promise<PgRunResult>;
+  kill(): void;
+}
+
 /**
- * Runs a tool and reports its OWN exit status (no shell pipeline that could mask it). Large data
- * never passes through this process's memory: stdout goes to a file descriptor, stdin is streamed.
+ * Starts a tool. Spawned directly rather than through zx's `$`, which keeps every chunk of stdout
+ * in memory: a dump is gigabytes, so its data only ever streams (to a file descriptor or a reader).
  */
-export async function runPg(tool: PgTool, place: PgPlace, opts: { database?: string; args: readonly string[] }, io: PgRunOptions = {}): Promise<PgRunResult> {
+export async function startPg(tool: PgTool, place: PgPlace, opts: { database?: string; args: readonly string[] }, io: PgRunOptions = {}): Promise<PgProcess> {
   const flavor = place.kind === 'container' ? await detectComposeFlavor() : undefined;
   const { cmd, argv, env } = pgCommand(tool, place, opts, flavor);
-  const p = $({
-    quiet: true,
-    nothrow: true,
-    env: { ...process.env, ...env },
-    stdio: [io.stdin ? 'pipe' : 'ignore', io.stdoutFd ?? 'pipe', 'pipe'],
-  })`${cmd} ${argv}`;
+  const child = spawn(cmd, argv, { env: { ...process.env, ...env }, stdio: [io.stdin ? 'pipe' : 'ignore', io.stdout ?? 'ignore', 'pipe'] });
+  let stderr = '';
+  child.stderr!.on('data', (d: Buffer) => (stderr = (stderr + d.toString('utf8')).slice(-65_536)));
   if (io.stdin) {
-    const stdin = p.stdin;
-    // The tool may stop reading once it has what it needs; that is its verdict to give, not an EPIPE.
-    stdin.on('error', () => undefined);
-    io.stdin.pipe(stdin);
+    // The tool may stop reading once it has what it needs (or failed); its exit status says which.
+    child.stdin!.on('error', () => undefined);
+    io.stdin.pipe(child.stdin!);
   }
-  const out = await p;
-  return { exitCode: out.exitCode, signal: out.signal, stderr: redact(out.stderr).trim() };
+  const done = new Promise<PgRunResult>((resolve) => {
+    child.on('error', (err) => resolve({ exitCode: null, signal: null, stderr: `${cmd} could not be started: ${err.message}` }));
+    child.on('close', (code, signal) => resolve({ exitCode: code, signal, stderr: redact(stderr).trim() }));
+  });
+  return { stdout: child.stdout, done, kill: () => void child.kill('SIGTERM') };
+}
+
+/** Runs a tool to its end; see startPg. */
+export async function runPg(tool: PgTool, place: PgPlace, opts: { database?: string; args: readonly string[] }, io: PgRunOptions = {}): Promise<PgRunResult> {
+  return (await startPg(tool, place, opts, io)).done;
 }
 
 /** The last lines of a tool's messages, for a one-sentence error. */
