@@ -7,10 +7,12 @@
  *   .makapix-sandbox        marker: only a folder carrying it is ever deleted by `down`
  *   state.json              ports, folders, seed and vault reports (written last by `up`)
  *   sandbox.lock            held while up/down run
+ *   activate                `. .sandbox/activate` points every script at the sandbox (MAKAPIX_ENV_DIR, ...)
  *   clusters/ea, clusters/eb  PostgreSQL data directories (EA: database makapix, EB: makapix_dev)
  *   env/.env.prod, env/.env.dev  the environments' files (secrets differ per environment)
  *   vault-prod/, vault-dev/ the vault folders (EA seeded, EB empty)
  *   mqtt/<env>/, backups/<env>/, app/  MQTT_CERTS_DIR, BACKUP_DIR and APP_DIR of each environment
+ *   state/                  files the toolkit keeps by default under /var/lib (DEPLOY_LOG)
  */
 import { existsSync } from 'node:fs';
 import { mkdir, readFile, readdir, rm } from 'node:fs/promises';
@@ -18,15 +20,28 @@ import { randomBytes } from 'node:crypto';
 import path from 'node:path';
 import pg from 'pg';
 import { startCluster, stopCluster, type Cluster } from './cluster.ts';
-import { appEnvironmentName, environments, loadEnvConfig, type EnvConfig, type Environment, type EnvVars } from './config.ts';
+import { appEnvironmentName, environments, envSchema, loadEnvConfig, parseEnvFile, type EnvConfig, type Environment, type EnvVars } from './config.ts';
 import { writeFileAtomic } from './atomic-file.ts';
 import { withLock } from './lock.ts';
 import { sandboxDir } from './paths.ts';
 import { Secret } from './secret.ts';
 import { createMakapixSchema } from './schema.ts';
 import { seedDatabase, seedVault, type SeedReport, type VaultReport } from './seed.ts';
-import { SafetyError } from './errors.ts';
-import type { Ui } from './ui.ts';
+import { ConfigError, SafetyError, UsageError } from './errors.ts';
+import { formatBytes, formatDuration, type Ui } from './ui.ts';
+
+/** make sandbox-up's defaults: big enough to make sampling interesting, small enough for a laptop. */
+export const defaultSandboxSize = { users: 2000, seed: 42 } as const;
+
+/** --users / --seed as given on a command line; absent ones take the defaults. */
+export function parseSandboxSize(flags: { users?: string | undefined; seed?: string | undefined }): { users: number; seed: number } {
+  const whole = (name: string, raw: string | undefined, def: number, max: number) => {
+    if (raw === undefined) return def;
+    if (!/^\d+$/.test(raw) || Number(raw) > max || (name === '--users' && Number(raw) < 1)) throw new UsageError(`${name} must be a whole number${name === '--users' ? ' from 1' : ''} up to ${max}, got "${raw}".`, 'For example: --users 2000 --seed 42.');
+    return Number(raw);
+  };
+  return { users: whole('--users', flags.users, defaultSandboxSize.users, 5_000_000), seed: whole('--seed', flags.seed, defaultSandboxSize.seed, 0xffffffff) };
+}
 
 /** EA and EB, as the sandbox names their clusters. */
 export const clusterNames = { prod: 'ea', dev: 'eb' } as const satisfies Record<Environment, string>;
@@ -39,6 +54,8 @@ const clusterSettings = { max_wal_size: '1GB', max_connections: '40' };
 export interface SandboxPaths {
   dir: string;
   marker: string;
+  /** A shell snippet exporting sandboxShellEnv. */
+  activate: string;
   stateFile: string;
   lockFile: string;
   envDir: string;
@@ -54,6 +71,7 @@ export function sandboxPaths(dir = sandboxDir): SandboxPaths {
   return {
     dir: root,
     marker: path.join(root, '.makapix-sandbox'),
+    activate: path.join(root, 'activate'),
     stateFile: path.join(root, 'state.json'),
     lockFile: path.join(root, 'sandbox.lock'),
     envDir: path.join(root, 'env'),
@@ -80,18 +98,31 @@ export function generateSecrets(env: Environment): EnvSecrets {
   return { dbAdminPassword: fresh('db'), dbApiWorkerPassword: fresh('worker'), mqttPassword: fresh('mqtt'), jwtSecretKey: fresh('jwt'), githubOauthClientSecret: fresh('oauth'), ipHashSalt: fresh('salt') };
 }
 
-/** The secrets an existing env file holds, to restart its cluster with the same passwords. */
-export const secretsOf = (cfg: EnvConfig): EnvSecrets => ({
-  dbAdminPassword: cfg.vars.DB_ADMIN_PASSWORD,
-  dbApiWorkerPassword: cfg.vars.DB_API_WORKER_PASSWORD,
-  mqttPassword: cfg.vars.MQTT_PASSWORD,
-  jwtSecretKey: cfg.vars.JWT_SECRET_KEY,
-  githubOauthClientSecret: cfg.vars.GITHUB_OAUTH_CLIENT_SECRET,
-  ipHashSalt: cfg.vars.MAKAPIX_IP_HASH_SALT,
-});
+/**
+ * The secrets an existing sandbox env file holds, to restart its cluster with the same passwords.
+ * Read raw (not validated): a file written before the schema grew must still give its secrets back.
+ */
+export async function readEnvSecrets(file: string): Promise<EnvSecrets> {
+  const { entries } = parseEnvFile(await readFile(file, 'utf8'), file);
+  const get = (key: keyof EnvVars) => {
+    const v = entries.get(key)?.value;
+    if (!v) throw new ConfigError(`${file} has no ${key}; the sandbox cannot be restarted from it.`, [], 'Run sandbox down and sandbox up to make a new one.');
+    return new Secret(v);
+  };
+  return {
+    dbAdminPassword: get('DB_ADMIN_PASSWORD'),
+    dbApiWorkerPassword: get('DB_API_WORKER_PASSWORD'),
+    mqttPassword: get('MQTT_PASSWORD'),
+    jwtSecretKey: get('JWT_SECRET_KEY'),
+    githubOauthClientSecret: get('GITHUB_OAUTH_CLIENT_SECRET'),
+    ipHashSalt: get('MAKAPIX_IP_HASH_SALT'),
+  };
+}
 
 export interface SandboxEnvInput {
   port: number;
+  /** The sandbox's own folder for files the toolkit writes by default outside it (deploy log). */
+  stateDir: string;
   vault: string;
   mqttCerts: string;
   backups: string;
@@ -100,11 +131,23 @@ export interface SandboxEnvInput {
 }
 
 /**
- * An environment's file for a sandbox, as key/value pairs in schema order. Domains are under
- * .localhost, which resolves to loopback only: nothing a script does against the sandbox can
- * reach a real host.
+ * An environment's file for a sandbox: every variable of the config schema (defaults written out,
+ * since Compose reads the file too), in schema order. Domains are under .localhost, which resolves
+ * to loopback only, and every path is inside the sandbox: nothing a script does against the
+ * sandbox reaches a real host or a real folder.
  */
 export function sandboxEnvVars(env: Environment, input: SandboxEnvInput): Partial<Record<keyof EnvVars, string>> {
+  const chosen = sandboxChoices(env, input);
+  const out: Partial<Record<keyof EnvVars, string>> = {};
+  for (const [key, field] of Object.entries(envSchema) as [keyof EnvVars, { default?: string; only?: Environment }][]) {
+    if (field.only && field.only !== env) continue;
+    const value = chosen[key] ?? field.default;
+    if (value !== undefined) out[key] = value;
+  }
+  return out;
+}
+
+function sandboxChoices(env: Environment, input: SandboxEnvInput): Partial<Record<keyof EnvVars, string>> {
   const domain = env === 'prod' ? 'makapix.localhost' : 'development.makapix.localhost';
   const s = input.secrets;
   return {
@@ -141,6 +184,7 @@ export function sandboxEnvVars(env: Environment, input: SandboxEnvInput): Partia
     MQTT_CERTS_DIR: input.mqttCerts,
     BACKUP_DIR: input.backups,
     BACKUP_KEEP: '7',
+    DEPLOY_LOG: path.join(input.stateDir, 'deploys.jsonl'),
   };
 }
 
@@ -262,7 +306,25 @@ async function wipe(paths: SandboxPaths): Promise<void> {
   for (const entry of await readdir(paths.dir)) if (path.join(paths.dir, entry) !== paths.lockFile) await rm(path.join(paths.dir, entry), { recursive: true, force: true });
 }
 
-const usageFor = (paths: SandboxPaths) => `MAKAPIX_ENV_DIR=${paths.envDir} <script> --env prod|dev   (e.g. MAKAPIX_ENV_DIR=${paths.envDir} make check)`;
+/**
+ * The variables that point this toolkit at the sandbox: the env files, and the edge Caddyfile's
+ * host placeholders set to the sandbox's .localhost names (so `check` audits a matching edge).
+ */
+export function sandboxShellEnv(paths: SandboxPaths): Record<string, string> {
+  return {
+    MAKAPIX_ENV_DIR: paths.envDir,
+    MAKAPIX_SANDBOX_DIR: paths.dir,
+    EA_HOST: 'makapix.localhost',
+    EA_VAULT_HOST: 'vault.makapix.localhost',
+    EB_HOST: 'development.makapix.localhost',
+    EB_VAULT_HOST: 'vault.development.makapix.localhost',
+  };
+}
+
+export const renderActivate = (vars: Record<string, string>): string =>
+  ['# Source this file (`. .sandbox/activate`) to run every makapix-ops script against the sandbox.', ...Object.entries(vars).map(([k, v]) => `export ${k}='${v.replace(/'/g, "'\\''")}'`), ''].join('\n');
+
+const usageFor = (paths: SandboxPaths) => `. ${path.join(paths.dir, 'activate')}  then any script or make target, e.g. make check; ./scripts/sample-data-to-dev.ts --help`;
 
 export interface SandboxUpOptions {
   users: number;
@@ -301,6 +363,7 @@ async function startSandboxCluster(paths: SandboxPaths, env: Environment, passwo
 
 const envInput = (paths: SandboxPaths, env: Environment, port: number, secrets: EnvSecrets): SandboxEnvInput => ({
   port,
+  stateDir: path.join(paths.dir, 'state'),
   vault: paths.vault(env),
   mqttCerts: paths.mqttCerts(env),
   backups: paths.backups(env),
@@ -335,25 +398,28 @@ async function create(paths: SandboxPaths, opts: SandboxUpOptions): Promise<void
     seedReport: prod.seed!,
     vault: { prod: vaultEntry('prod', prod.vault), dev: vaultEntry('dev') },
   };
+  await writeFileAtomic(paths.activate, renderActivate(sandboxShellEnv(paths)), 0o644);
   await writeFileAtomic(paths.stateFile, `${JSON.stringify(state, null, 2)}\n`, 0o644);
 }
 
-/** Restarts whatever cluster of an existing sandbox is not running, on a free port, and records it. */
+/**
+ * Restarts whatever cluster of an existing sandbox is not running, on a free port, and rewrites
+ * both env files (same secrets; picks up variables the config schema gained since).
+ */
 async function resume(paths: SandboxPaths, state: SandboxState, ui: Ui): Promise<void> {
-  let changed = false;
   for (const env of environments) {
-    const cfg = loadEnvConfig(env, path.join(paths.envDir, `.env.${env}`));
-    const secrets = secretsOf(cfg);
-    const running = await ownServerAt(state.clusters[env].dir, state.clusters[env].port, secrets.dbAdminPassword);
-    if (running) continue;
-    // Not answering on its port (or someone else is there): start it again wherever is free.
-    await stopCluster(state.clusters[env].dir);
-    const cluster = await ui.run(`restarting ${clusterNames[env].toUpperCase()} (${env})`, () => startSandboxCluster(paths, env, secrets.dbAdminPassword), (c) => `127.0.0.1:${c.port}`);
-    state.clusters[env].port = cluster.port;
-    await writeEnvFile(paths.envDir, env, envInput(paths, env, cluster.port, secrets));
-    changed = true;
+    const secrets = await readEnvSecrets(path.join(paths.envDir, `.env.${env}`));
+    const c = state.clusters[env];
+    if (!(await ownServerAt(c.dir, c.port, secrets.dbAdminPassword))) {
+      // Not answering on its port (or someone else is there): start it again wherever is free.
+      await stopCluster(c.dir);
+      const cluster = await ui.run(`restarting ${clusterNames[env].toUpperCase()} (${env})`, () => startSandboxCluster(paths, env, secrets.dbAdminPassword), (x) => `127.0.0.1:${x.port}`);
+      c.port = cluster.port;
+    }
+    await writeEnvFile(paths.envDir, env, envInput(paths, env, c.port, secrets));
   }
-  if (changed) await writeFileAtomic(paths.stateFile, `${JSON.stringify(state, null, 2)}\n`, 0o644);
+  await writeFileAtomic(paths.activate, renderActivate(sandboxShellEnv(paths)), 0o644);
+  await writeFileAtomic(paths.stateFile, `${JSON.stringify(state, null, 2)}\n`, 0o644);
 }
 
 /** What the sandbox is and whether its clusters answer; never starts or changes anything. */
@@ -401,4 +467,22 @@ export async function sandboxDown(opts: { ui: Ui; dir?: string }): Promise<{ rem
   await withLock(paths.lockFile, 'sandbox down', () => opts.ui.run('stopping the sandbox clusters and deleting its data', () => wipe(paths)));
   await rm(paths.dir, { recursive: true, force: true });
   return { removed: true, dir: paths.dir };
+}
+
+/** The human summary of a sandbox: what runs where, how big, and how to use it. */
+export function describeSandbox(s: SandboxStatus): string {
+  if (!s.clusters) return `No sandbox in ${s.dir}. Start one with: make sandbox-up (USERS=, SEED=).`;
+  const lines = [`Sandbox in ${s.dir} (${s.users?.toLocaleString('en-US')} users, seed ${s.seed}${s.reused ? ', already existed' : ''}${s.durationMs !== undefined ? `, ready in ${formatDuration(s.durationMs)}` : ''})`];
+  for (const env of environments) {
+    const c = s.clusters[env];
+    const size = c.databaseBytes !== undefined ? `, ${formatBytes(c.databaseBytes)}` : '';
+    lines.push(`  ${clusterNames[env].toUpperCase()} (${env}): PostgreSQL 15 on 127.0.0.1:${c.port}, database ${c.database}${size}, ${c.running ? 'running' : 'STOPPED (sandbox up restarts it)'}`);
+    lines.push(`       data ${c.dir}`);
+    const v = s.vault?.[env];
+    if (v) lines.push(`       vault ${v.path}: ${v.files.toLocaleString('en-US')} files, ${formatBytes(v.bytes)} (${v.variants} variants, ${v.orphans} orphans)`);
+  }
+  if (s.seedReport) lines.push(`  seed: ${s.seedReport.totalRows.toLocaleString('en-US')} rows in ${Object.keys(s.seedReport.rows).length} tables, loaded in ${formatDuration(s.seedReport.durationMs)}`);
+  lines.push(`  env files: ${s.envDir}/.env.prod, ${s.envDir}/.env.dev`);
+  if (s.usage) lines.push(`  use: ${s.usage}`);
+  return lines.join('\n');
 }

@@ -52,7 +52,7 @@ export async function startSandbox(opts: TestSandboxOptions): Promise<TestSandbo
   const vaultOf = (env: Environment) => path.join(dir, `vault-${env}`);
   const cfgs = {} as Record<Environment, EnvConfig>;
   for (const [env, cluster] of [['prod', prod], ['dev', dev]] as const) {
-    const input = { port: cluster.port, vault: vaultOf(env), mqttCerts: path.join(dir, 'mqtt', env), backups: path.join(dir, 'backups', env), appDir: path.join(dir, 'app'), secrets: secrets[env] };
+    const input = { port: cluster.port, stateDir: path.join(dir, 'state'), vault: vaultOf(env), mqttCerts: path.join(dir, 'mqtt', env), backups: path.join(dir, 'backups', env), appDir: path.join(dir, 'app'), secrets: secrets[env] };
     for (const d of [input.vault, input.mqttCerts, input.backups]) await mkdir(d, { recursive: true });
     cfgs[env] = await writeEnvFile(envDir, env, input);
   }

@@ -1,0 +1,16 @@
+#!/usr/bin/env -S sh -c 'exec "$(dirname "$0")/../bin/ts" "$0" "$@"'
+import { runScript } from '../lib/cli.ts';
+import { describeDemo, runDemo } from '../lib/demo.ts';
+import { parseSandboxSize } from '../lib/sandbox.ts';
+
+await runScript({
+  name: 'demo',
+  summary: 'Bring up the local sandbox (EA seeded, EB empty) and run the main jobs on it, printing what was made and where.',
+  common: ['json'],
+  flags: {
+    users: { type: 'string', value: 'N', description: 'users to seed EA with (default 2000)' },
+    seed: { type: 'string', value: 'S', description: 'the generator seed (default 42)' },
+  },
+  run: (ctx) => runDemo({ ...parseSandboxSize(ctx.flags), ui: ctx.ui }),
+  render: (r) => process.stdout.write(`${describeDemo(r)}\n`),
+});
