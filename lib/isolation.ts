@@ -3,7 +3,7 @@ import { readFile } from 'node:fs/promises';
 import { createHash } from 'node:crypto';
 import { $ } from 'zx';
 import { parse as parseYaml } from 'yaml';
-import { environments, envFilePath, loadEnvConfig, secretsOf, type EnvConfig, type Environment } from './config.ts';
+import { environments, envFilePath, loadEnvConfig, parseEnvFile, secretsOf, type EnvConfig, type Environment } from './config.ts';
 import { composeCommand, detectComposeFlavor } from './compose.ts';
 import { caddyTarget } from './basic-auth.ts';
 import { caddyfileArgv, edgeCaddyfile, readableCredentialsDir } from './edge.ts';
@@ -515,8 +515,13 @@ export async function runIsolationAudit(opts: AuditOptions): Promise<AuditResult
   const dev = await render(devCfg);
   const caddyfile = opts.caddyfile ?? edgeCaddyfile;
   const bin = caddyTarget().bin;
+  // The edge's settings (e.g. EB_AUTH_EXEMPT_PATHS) live in caddy/.env, which Compose reads when it
+  // starts the edge; the caller's environment wins over it, as with Compose.
+  const edgeEnvFile = path.join(path.dirname(caddyfile), '.env');
+  const edgeText = await readFile(edgeEnvFile, 'utf8').catch(() => '');
+  const edgeVars = Object.fromEntries([...parseEnvFile(edgeText, edgeEnvFile).entries].map(([k, v]) => [k, v.value]));
   const adapted = await opts.ui.run('adapt the Caddyfile (caddy adapt)', async () =>
-    $({ quiet: true, nothrow: true, env: { ...process.env, MAKAPIX_CREDENTIALS_DIR: await readableCredentialsDir() } })`${bin} ${caddyfileArgv('adapt', caddyfile)}`,
+    $({ quiet: true, nothrow: true, env: { ...edgeVars, ...process.env, MAKAPIX_CREDENTIALS_DIR: await readableCredentialsDir() } })`${bin} ${caddyfileArgv('adapt', caddyfile)}`,
   );
   if (adapted.exitCode !== 0) {
     throw new JobError(`caddy adapt rejected ${caddyfile}: ${redact(`${adapted.stderr}`).trim().split('\n').slice(-2).join(' / ')}.`, `Run caddy validate --config ${caddyfile} --adapter caddyfile for details.`);
