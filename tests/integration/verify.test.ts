@@ -10,16 +10,18 @@ import http from 'node:http';
 import { spawn, spawnSync } from 'node:child_process';
 import { once } from 'node:events';
 import { randomUUID } from 'node:crypto';
-import { loadEnvConfig } from '../../lib/config.ts';
-import { composeDir, projectRoot } from '../../lib/paths.ts';
+import { loadEnvConfig, type Environment } from '../../lib/config.ts';
+import { projectRoot } from '../../lib/paths.ts';
 import { freePort } from '../../lib/ports.ts';
 import { Secret } from '../../lib/secret.ts';
-import { edgeCaddyfile } from '../../lib/edge.ts';
+import { edgeCaddyfile, edgeEnvironment } from '../../lib/edge.ts';
 import { credentialsFileName, hashPassword, renderCredentials, type Scope } from '../../lib/basic-auth.ts';
-import { runVerify, type VerifyOptions, type VerifyResult } from '../../lib/verify.ts';
+import { runVerify, type CheckLine, type VerifyOptions, type VerifyResult } from '../../lib/verify.ts';
 import { startCaddy, type Edge } from '../harness/caddy.ts';
 import { brokerUid, makeCerts, startMosquitto, type Broker } from '../harness/mosquitto.ts';
+import { startSandbox, type TestSandbox } from '../harness/sandbox.ts';
 import { onExit } from '../harness/cleanup.ts';
+import { backupName } from '../../lib/backup.ts';
 
 const root = mkdtempSync(path.join(tmpdir(), 'verify-'));
 chmodSync(root, 0o755); // the brokers' own user reads the certificate folders below
@@ -31,13 +33,9 @@ test.after(() => {
   Object.values(brokers).forEach((b) => b.stop());
 });
 
-const hosts = { ea: 'makapix.club', eaVault: 'vault.makapix.club', eb: 'development.makapix.club', ebVault: 'vault-dev.makapix.club' };
-const dirs = {
-  envs: path.join(root, 'env'),
-  creds: path.join(root, 'credentials'),
-  vault: { prod: path.join(root, 'vault-prod'), dev: path.join(root, 'vault-dev') },
-  certs: { prod: path.join(root, 'mqtt-prod'), dev: path.join(root, 'mqtt-dev') },
-};
+let sandbox: TestSandbox;
+let hosts: { ea: string; eaVault: string; eb: string; ebVault: string };
+const dirs = { creds: path.join(root, 'credentials') };
 const developer = { user: 'alice', password: new Secret('alice-correct-horse-14') };
 const device = { user: 'tv1', password: new Secret('tv-device-password-1') };
 const artwork = `24/07/${randomUUID()}.png`;
@@ -64,18 +62,18 @@ async function listen(server: http.Server): Promise<number> {
   return port;
 }
 
-function writeEnvFiles(): void {
-  mkdirSync(dirs.envs, { recursive: true });
-  for (const env of ['prod', 'dev'] as const) {
-    const vars: Record<string, string> = { VAULT_HOST_PATH: dirs.vault[env], MQTT_CERTS_DIR: dirs.certs[env], MQTT_PUBLIC_PORT: String(mqttPorts[env]), MQTT_BROKER_UID: String(brokerUid()), BACKUP_DIR: path.join(root, `backups-${env}`) };
-    const lines = readFileSync(path.join(composeDir, `.env.${env}.example`), 'utf8').split('\n').filter((l) => !(l.split('=')[0]! in vars));
-    writeFileSync(path.join(dirs.envs, `.env.${env}`), `${lines.join('\n')}\n${Object.entries(vars).map(([k, v]) => `${k}=${v}`).join('\n')}\n`);
-  }
+/** Points the sandbox's env files at this test's brokers (the sandbox writes the container defaults). */
+function setEnvVars(env: Environment, vars: Record<string, string>): void {
+  const file = path.join(sandbox.envDir, `.env.${env}`);
+  const lines = readFileSync(file, 'utf8').split('\n').filter((l) => !(l.split('=')[0]! in vars));
+  writeFileSync(file, `${lines.join('\n').trimEnd()}\n${Object.entries(vars).map(([k, v]) => `${k}=${v}`).join('\n')}\n`);
 }
 
+const cfg = (env: Environment) => loadEnvConfig(env, path.join(sandbox.envDir, `.env.${env}`));
+
 const options = (extra: Partial<VerifyOptions> = {}): VerifyOptions => ({
-  prod: loadEnvConfig('prod', path.join(dirs.envs, '.env.prod')),
-  dev: loadEnvConfig('dev', path.join(dirs.envs, '.env.dev')),
+  prod: cfg('prod'),
+  dev: cfg('dev'),
   targets: ['prod', 'dev'],
   httpsPort: edge.httpsPort,
   httpPort: edge.httpPort,
@@ -84,7 +82,8 @@ const options = (extra: Partial<VerifyOptions> = {}): VerifyOptions => ({
   ebCredentials: developer,
   deviceCredentials: device,
   device: 'verify',
-  vaultFiles: { prod: artwork, dev: artwork },
+  // EB's database is empty in the sandbox: a known file there; EA's files are sampled from its database.
+  vaultFiles: { dev: artwork },
   vaultSample: 3,
   // Caddy's local leaf certificates live 12 hours.
   minCertDays: 0,
@@ -110,26 +109,34 @@ async function withEditedCaddyfile(edit: (text: string) => string, fn: () => Pro
   }
 }
 
-test('setup: certificates, credentials, vaults, upstreams, two brokers and the edge Caddy', async () => {
+test('setup: the sandbox, certificates, credentials, upstreams, two brokers and the edge Caddy', async () => {
+  sandbox = await startSandbox({ users: 20, seed: 9, vault: true });
+  const [p, d] = [sandbox.prodCfg.vars, sandbox.devCfg.vars];
+  hosts = { ea: p.WEB_DOMAIN, eaVault: p.VAULT_DOMAIN, eb: d.WEB_DOMAIN, ebVault: d.VAULT_DOMAIN };
   for (const env of ['prod', 'dev'] as const) {
+    const v = (env === 'prod' ? sandbox.prodCfg : sandbox.devCfg).vars;
     mqttPorts[env] = await freePort();
-    await makeCerts(env, dirs.certs[env], env === 'prod' ? hosts.ea : hosts.eb, ['verify'], mqttPorts[env]);
-    brokers[env] = await startMosquitto(dirs.certs[env], mqttPorts[env]);
-    mkdirSync(path.join(dirs.vault[env], '24', '07'), { recursive: true });
-    writeFileSync(path.join(dirs.vault[env], artwork), `pixels of ${env}`);
+    setEnvVars(env, { MQTT_PUBLIC_PORT: String(mqttPorts[env]), MQTT_BROKER_UID: String(brokerUid()) });
+    await makeCerts(env, v.MQTT_CERTS_DIR, v.MQTT_PUBLIC_HOST, ['verify'], mqttPorts[env]);
+    brokers[env] = await startMosquitto(v.MQTT_CERTS_DIR, mqttPorts[env]);
   }
-  writeEnvFiles();
+  mkdirSync(path.join(sandbox.vaultDev, '24', '07'), { recursive: true });
+  writeFileSync(path.join(sandbox.vaultDev, artwork), 'pixels');
   mkdirSync(dirs.creds, { mode: 0o700 });
   const cred = async (scope: Scope, c: { user: string; password: Secret }) =>
     writeFileSync(path.join(dirs.creds, credentialsFileName(scope)), renderCredentials(scope, [{ user: c.user, hash: await hashPassword(c.password, 4), addedAt: new Date().toISOString() }], ''), { mode: 0o600 });
   await cred('developers', developer);
   await cred('devices', device);
   const app = await listen(http.createServer((req, res) => (req.url === '/health' ? res.writeHead(200, { 'content-type': 'application/json' }).end('{"status":"ok"}') : res.writeHead(200, { 'content-type': 'text/html' }).end('<html>makapix</html>'))));
-  const [eaVault, ebVault] = [await serveFolder(dirs.vault.prod), await serveFolder(dirs.vault.dev)];
+  const [eaVault, ebVault] = [await serveFolder(sandbox.vaultProd), await serveFolder(sandbox.vaultDev)];
   const up = (port: number) => `127.0.0.1:${port}`;
   edge = await startCaddy(
     {
       credentialsDir: dirs.creds,
+      eaHost: hosts.ea,
+      eaVaultHost: hosts.eaVault,
+      ebHost: hosts.eb,
+      ebVaultHost: hosts.ebVault,
       eaApiUpstream: up(app),
       eaWebUpstream: up(app),
       ebApiUpstream: up(app),
@@ -147,19 +154,20 @@ test('verify passes on a correct setup, every line', async () => {
   const names = r.checks.map((c) => c.check);
   for (const expected of [
     'dns one address',
-    `prod https://makapix.club:${edge.httpsPort}/api/health healthy`,
+    `prod https://${hosts.ea}:${edge.httpsPort}/api/health healthy`,
     'prod no X-Robots-Tag',
-    `dev https://development.makapix.club:${edge.httpsPort}/ needs credentials`,
+    `dev https://${hosts.eb}:${edge.httpsPort}/ needs credentials`,
     'dev robots.txt disallows all',
     'dev X-Robots-Tag noindex',
-    `dev http://vault-dev.makapix.club:${edge.httpPort}/${artwork} with the device credential`,
-    `prod http://vault.makapix.club:${edge.httpPort}/${artwork} over plain HTTP`,
-    `dev mqtt development.makapix.club:${mqttPorts.dev} refuses a prod device`,
-    `prod mqtt makapix.club:${mqttPorts.prod} accepts a prod device`,
-    `prod mqtt makapix.club:${mqttPorts.prod} refuses no certificate`,
+    `dev http://${hosts.ebVault}:${edge.httpPort}/${artwork} with the device credential`,
+    `dev mqtt ${hosts.eb}:${mqttPorts.dev} refuses a prod device`,
+    `prod mqtt ${hosts.ea}:${mqttPorts.prod} accepts a prod device`,
+    `prod mqtt ${hosts.ea}:${mqttPorts.prod} refuses no certificate`,
   ]) {
     assert.ok(names.includes(expected), `no line "${expected}" in:\n${names.join('\n')}`);
   }
+  const sampled = r.checks.filter((c) => c.check.startsWith(`prod http://${hosts.eaVault}:${edge.httpPort}/`) && c.check.endsWith(' over plain HTTP'));
+  assert.is(sampled.length, 3, 'three of the files EA\'s database references, fetched from its vault');
   assert.match(r.checks.find((c) => c.check.startsWith('dev mqtt') && c.check.endsWith('accepts a dev device'))!.detail, /connected, published and received/);
 });
 
@@ -170,7 +178,7 @@ test('basic auth removed from the EB host → its "needs credentials" lines fail
       const r = await runVerify(options({ targets: ['dev'] }));
       assert.not.ok(r.ok);
       const lines = failed(r).map((c) => c.check);
-      assert.ok(lines.includes(`dev https://development.makapix.club:${edge.httpsPort}/ needs credentials`), show(r));
+      assert.ok(lines.includes(`dev https://${hosts.eb}:${edge.httpsPort}/ needs credentials`), show(r));
       assert.match(failed(r)[0]!.detail, /^HTTP 200, expected 401 \(open without credentials\)/);
       assert.not.ok(lines.some((l) => l.includes('vault-dev')), `vault-dev kept its device auth:\n${show(r)}`);
     },
@@ -184,7 +192,7 @@ test('noindex header missing on the EB site → the noindex line fails, naming t
     async () => {
       const r = await runVerify(options({ targets: ['dev'] }));
       assert.equal(failed(r).map((c) => c.check), ['dev X-Robots-Tag noindex'], show(r));
-      assert.match(failed(r)[0]!.detail, /^no X-Robots-Tag: noindex on https:\/\/development\.makapix\.club:\d+\/ \(HTTP 401\)/);
+      assert.ok(failed(r)[0]!.detail.startsWith(`no X-Robots-Tag: noindex on https://${hosts.eb}:${edge.httpsPort}/ (HTTP 401)`), failed(r)[0]!.detail);
     },
   );
 });
@@ -192,28 +200,29 @@ test('noindex header missing on the EB site → the noindex line fails, naming t
 test('the EB broker accepting an EA certificate → the cross-environment line fails', async () => {
   // A dev broker that also trusts the EA CA (and has its CRL, or OpenSSL would refuse for lack of one).
   const lax = path.join(root, 'mqtt-dev-lax');
-  spawnSync('cp', ['-a', dirs.certs.dev, lax]);
-  writeFileSync(path.join(lax, 'ca.crt'), readFileSync(path.join(dirs.certs.dev, 'ca.crt'), 'utf8') + readFileSync(path.join(dirs.certs.prod, 'ca.crt'), 'utf8'));
-  writeFileSync(path.join(lax, 'crl.pem'), readFileSync(path.join(dirs.certs.dev, 'crl.pem'), 'utf8') + readFileSync(path.join(dirs.certs.prod, 'crl.pem'), 'utf8'));
+  const [prodCerts, devCerts] = [sandbox.prodCfg.vars.MQTT_CERTS_DIR, sandbox.devCfg.vars.MQTT_CERTS_DIR];
+  spawnSync('cp', ['-a', devCerts, lax]);
+  writeFileSync(path.join(lax, 'ca.crt'), readFileSync(path.join(devCerts, 'ca.crt'), 'utf8') + readFileSync(path.join(prodCerts, 'ca.crt'), 'utf8'));
+  writeFileSync(path.join(lax, 'crl.pem'), readFileSync(path.join(devCerts, 'crl.pem'), 'utf8') + readFileSync(path.join(prodCerts, 'crl.pem'), 'utf8'));
   brokers.dev!.stop();
   const laxBroker = await startMosquitto(lax, mqttPorts.dev);
   try {
     const r = await runVerify(options({ targets: ['dev'] }));
-    assert.equal(failed(r).map((c) => c.check), [`dev mqtt development.makapix.club:${mqttPorts.dev} refuses a prod device`], show(r));
+    assert.equal(failed(r).map((c) => c.check), [`dev mqtt ${hosts.eb}:${mqttPorts.dev} refuses a prod device`], show(r));
     assert.is(failed(r)[0]!.detail, 'the broker ACCEPTED it');
   } finally {
     laxBroker.stop();
-    brokers.dev = await startMosquitto(dirs.certs.dev, mqttPorts.dev);
+    brokers.dev = await startMosquitto(devCerts, mqttPorts.dev);
   }
 });
 
 test('a vault file missing → the vault line fails with the status', async () => {
-  const file = path.join(dirs.vault.dev, artwork);
+  const file = path.join(sandbox.vaultDev, artwork);
   const keep = readFileSync(file);
   rmSync(file);
   try {
     const r = await runVerify(options({ targets: ['dev'] }));
-    assert.equal(failed(r).map((c) => c.check), [`dev http://vault-dev.makapix.club:${edge.httpPort}/${artwork} with the device credential`], show(r));
+    assert.equal(failed(r).map((c) => c.check), [`dev http://${hosts.ebVault}:${edge.httpPort}/${artwork} with the device credential`], show(r));
     assert.match(failed(r)[0]!.detail, /^HTTP 404, expected 200/);
   } finally {
     writeFileSync(file, keep);
@@ -223,9 +232,9 @@ test('a vault file missing → the vault line fails with the status', async () =
 test('the script: credentials from the environment, --resolve and --ca-file, checklist and exit codes', async () => {
   const caFile = path.join(root, 'edge-root.crt');
   writeFileSync(caFile, edge.rootCa);
-  const args = ['--env', 'all', '--https-port', String(edge.httpsPort), '--http-port', String(edge.httpPort), '--ca-file', caFile, '--vault-file', `prod=${artwork}`, '--vault-file', `dev=${artwork}`, '--min-cert-days', '0', ...Object.values(hosts).flatMap((h) => ['--resolve', `${h}:127.0.0.1`])];
+  const args = ['--env', 'all', '--https-port', String(edge.httpsPort), '--http-port', String(edge.httpPort), '--ca-file', caFile, '--vault-file', `dev=${artwork}`, '--min-cert-days', '0', ...Object.values(hosts).flatMap((h) => ['--resolve', `${h}:127.0.0.1`])];
   const run = async (extraArgs: string[], env: Record<string, string>) => {
-    const child = spawn(path.join(projectRoot, 'scripts/verify.ts'), [...args, ...extraArgs], { cwd: '/', env: { PATH: '/usr/bin:/bin', MAKAPIX_ENV_DIR: dirs.envs, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawn(path.join(projectRoot, 'scripts/verify.ts'), [...args, ...extraArgs], { cwd: '/', env: { PATH: '/usr/bin:/bin', MAKAPIX_ENV_DIR: sandbox.envDir, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
     let stdout = '';
     let stderr = '';
     child.stdout.on('data', (d) => (stdout += d));
@@ -244,6 +253,50 @@ test('the script: credentials from the environment, --resolve and --ca-file, che
   assert.match(noCreds.stdout, /^FAIL {2}dev with credentials +VERIFY_EB_USER and VERIFY_EB_PASSWORD are not set/m);
   assert.match(noCreds.stdout, /^PASS {2}prod no X-Robots-Tag +no X-Robots-Tag on 2 responses +\(\d+ms\)$/m);
   assert.match(noCreds.stdout, /\n\d+ of \d+ checks FAILED\n$/);
+});
+
+/** The Caddyfile's host placeholders for the sandbox's names, as the edge's environment would hold them. */
+const edgeHosts = () => edgeEnvironment({ eaHost: hosts.ea, eaVaultHost: hosts.eaVault, ebHost: hosts.eb, ebVaultHost: hosts.ebVault });
+
+test('--pre: env files, the isolation audit, backup age and credentials files, each its own line', async () => {
+  const backups = sandbox.prodCfg.vars.BACKUP_DIR;
+  const run = async (env: Record<string, string>) => {
+    const child = spawn(path.join(projectRoot, 'scripts/verify.ts'), ['--pre', '--json'], { cwd: '/', env: { PATH: process.env.PATH ?? '/usr/bin:/bin', MAKAPIX_ENV_DIR: sandbox.envDir, MAKAPIX_CREDENTIALS_DIR: dirs.creds, ...edgeHosts(), ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.on('data', (d) => (stdout += d));
+    child.stderr.on('data', (d) => (stderr += d));
+    const [code] = (await once(child, 'close')) as [number];
+    return { code, result: JSON.parse(stdout || '{}') as VerifyResult, stderr };
+  };
+  const line = (r: VerifyResult, name: string): CheckLine => {
+    const found = r.checks.find((c) => c.check === name);
+    if (!found) throw new Error(`no line ${name}: ${JSON.stringify(r.checks)}`);
+    return found;
+  };
+  writeFileSync(path.join(backups, backupName(new Date(Date.now() - 2 * 3_600_000), 'dump')), 'x');
+  // Compose v1 wants the app checkout's build folders to exist before it renders the config.
+  for (const service of ['api', 'worker', 'web']) mkdirSync(path.join(sandbox.prodCfg.vars.APP_DIR, service), { recursive: true });
+  const ok = await run({});
+  for (const name of ['pre prod env file complete', 'pre dev env file complete', 'pre backup younger than 24 h', 'pre credentials file developers.caddy present', 'pre credentials file devices.caddy present']) {
+    assert.is(line(ok.result, name).result, 'pass', `${name}: ${line(ok.result, name).detail}`);
+  }
+  assert.match(line(ok.result, 'pre isolation audit clean (make check)').detail, /^\d+ checks, none failed$/);
+  assert.is(ok.code, 0, JSON.stringify(ok.result.checks));
+  // Take the backup and a credentials file away: each line fails, saying what to run.
+  rmSync(backups, { recursive: true });
+  const devices = path.join(dirs.creds, credentialsFileName('devices'));
+  const keep = readFileSync(devices);
+  rmSync(devices);
+  try {
+    const bad = await run({});
+    assert.is(bad.code, 1, bad.stderr);
+    assert.match(line(bad.result, 'pre backup younger than 24 h').detail, /does not exist.*run make backup-prod/);
+    assert.match(line(bad.result, 'pre credentials file devices.caddy present').detail, /devices\.caddy does not exist: run make basic-auth ARGS="add <user> --scope devices"/);
+    assert.is(line(bad.result, 'pre credentials file developers.caddy present').result, 'pass');
+  } finally {
+    writeFileSync(devices, keep, { mode: 0o600 });
+  }
 });
 
 test.run();
