@@ -12,7 +12,8 @@ import { UsageError } from './errors.ts';
 import { parseBackupName } from './backup.ts';
 import { projectName, type Command } from './compose.ts';
 import { certificatesIn, httpRequest, peerCertificate, type CertificateInfo, type ResolveMap } from './probe.ts';
-import { formatBytes } from './ui.ts';
+import { formatBytes, type Ui } from './ui.ts';
+import { sendPing } from './healthcheck.ts';
 import { certsLayout } from './certs.ts';
 
 export type Status = 'OK' | 'WARNING' | 'CRITICAL' | 'UNKNOWN';
@@ -475,16 +476,12 @@ export async function runMonitor(o: MonitorOptions): Promise<Omit<MonitorResult,
 }
 
 /**
- * Healthchecks-style dead-man's switch: the URL on OK, `<URL>/fail` otherwise, the summary as the
- * body. A failed ping is reported but never changes the exit code: the checks are what was asked.
+ * Healthchecks-style dead-man's switch (lib/healthcheck.ts): the success URL on OK, `/fail`
+ * otherwise, the summary as the body. A ping that cannot be delivered is a warning and never changes
+ * the exit code: the checks are what was asked.
  */
-export async function ping(url: string, result: Omit<MonitorResult, 'ping'>, timeoutMs = 10_000): Promise<NonNullable<MonitorResult['ping']>> {
-  const target = result.status === 'OK' ? url : `${url.replace(/\/+$/, '')}/fail`;
-  const shown = new URL(target).origin;
-  try {
-    const res = await fetch(target, { method: 'POST', body: `${result.summary}\n`, signal: AbortSignal.timeout(timeoutMs) });
-    return { url: shown, ok: res.ok, detail: `${res.ok ? 'pinged' : 'ping refused'} ${result.status === 'OK' ? 'success' : 'failure'} (HTTP ${res.status})` };
-  } catch (err) {
-    return { url: shown, ok: false, detail: `ping failed: ${message((err as Error).cause ?? err)}` };
-  }
+export async function ping(base: string, result: Omit<MonitorResult, 'ping'>, ui: Ui): Promise<NonNullable<MonitorResult['ping']>> {
+  const kind = result.status === 'OK' ? 'success' : 'fail';
+  const ok = await sendPing(base, kind, ui, result.summary);
+  return { url: new URL(base).origin, ok, detail: ok ? `pinged ${kind}` : `${kind} ping not delivered` };
 }

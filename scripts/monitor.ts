@@ -3,6 +3,7 @@ import { runScript } from '../lib/cli.ts';
 import { loadEnvConfig } from '../lib/config.ts';
 import { checkNames, defaultThresholds, nagiosExit, parseOnly, positiveCount, parseThresholds, ping, runMonitor, type MonitorResult } from '../lib/monitor.ts';
 import { parseResolve } from '../lib/probe.ts';
+import { pingUrl } from '../lib/healthcheck.ts';
 
 await runScript({
   name: 'monitor',
@@ -23,6 +24,7 @@ await runScript({
   },
   run: async (ctx): Promise<MonitorResult> => {
     const f = ctx.flags;
+    if (f.ping) pingUrl(f.ping, 'fail'); // a malformed URL is a usage error before any check runs
     const result = await runMonitor({
       prod: loadEnvConfig('prod'),
       dev: loadEnvConfig('dev'),
@@ -36,7 +38,7 @@ await runScript({
       ...(f['docker-root'] && { dockerRoot: f['docker-root'] }),
       onCheck: (c) => ctx.ui.debug(`${c.check}: ${c.status} (${c.ms} ms)`),
     });
-    return f.ping ? { ...result, ping: await ping(f.ping, result) } : result;
+    return f.ping ? { ...result, ping: await ping(f.ping, result, ctx.ui) } : result;
   },
   render: (r) => {
     console.log(r.summary);

@@ -191,7 +191,7 @@ test('the script exits like a Nagios plugin, pings on failure, and calls a usage
   const warn = await monitorScript(env.dir, ['--only', 'backup', '--ping', `http://127.0.0.1:${port}/ping/abc`]);
   assert.is(warn.code, 1, warn.stderr);
   assert.match(warn.stdout.split('\n')[0]!, /^MONITOR WARNING - backup WARNING: newest makapix-\d{8}-\d{6}\.dump is 30\.0 h old \(> 26 h\)$/);
-  assert.match(warn.stdout, /ping http:\/\/127\.0\.0\.1:\d+: pinged failure \(HTTP 200\)/);
+  assert.match(warn.stdout, /ping http:\/\/127\.0\.0\.1:\d+: pinged fail$/m);
   assert.equal(pings.map((p) => p.url), ['/ping/abc/fail']);
   assert.match(pings[0]!.body, /^MONITOR WARNING - backup/);
   const ok = await monitorScript(env.dir, ['--only', 'backup', '--threshold', 'backup-warn-hours=40', '--json', '--ping', `http://127.0.0.1:${port}/ping/abc`]);
@@ -205,6 +205,10 @@ test('the script exits like a Nagios plugin, pings on failure, and calls a usage
   assert.is(usage.code, 3);
   assert.match(usage.stdout, /^MONITOR UNKNOWN - --only "everything" is not a check\.\n$/);
   assert.match(usage.stderr, /Checks: latency, connections, disk, containers, certs, backup\./);
+  const badPing = await monitorScript(env.dir, ['--only', 'backup', '--ping', 'ftp://example.org/x']);
+  assert.is(badPing.code, 3);
+  assert.match(badPing.stdout, /^MONITOR UNKNOWN - --ping ftp:\/\/example\.org\/x must be an http\(s\) URL\./);
+  assert.is(pings.length, 2, 'a bad --ping URL must stop before any check or ping');
   const noConfig = await monitorScript(path.join(root, 'nowhere'), []);
   assert.is(noConfig.code, 3);
   assert.match(noConfig.stdout, /^MONITOR UNKNOWN - The prod environment file .*\/nowhere\/\.env\.prod does not exist\./);
