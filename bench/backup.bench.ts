@@ -3,9 +3,10 @@
 // by side in this run (alternating, median of the rounds). Target: overhead <= 10 %.
 //
 // BENCH_USERS (default 100000) scales the seeded Makapix-like database; BENCH_ROUNDS (default 3).
-// Seeding is slow, so the seeded cluster is kept in <sandbox dir>/bench-backup-<users> and reused.
-import { existsSync } from 'node:fs';
-import { chmod, mkdir, mkdtemp, rm, stat } from 'node:fs/promises';
+// Uses the sandbox's EA when `make sandbox-up USERS=<same>` is running; otherwise seeds its own
+// cluster once, kept in $TMPDIR/makapix-bench-backup-<users> and reused by later runs.
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { chmod, mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { $ } from 'zx';
@@ -13,33 +14,36 @@ import pg from 'pg';
 import { startCluster } from '../lib/cluster.ts';
 import { connectionFor } from '../lib/database.ts';
 import { loadEnvConfig, type EnvConfig } from '../lib/config.ts';
-import { composeDir, sandboxDir } from '../lib/paths.ts';
+import { composeDir } from '../lib/paths.ts';
+import { adminUser, apiWorkerUser, sandboxStatus } from '../lib/sandbox.ts';
 import { createMakapixSchema } from '../lib/schema.ts';
 import { seedDatabase } from '../lib/seed.ts';
 import { Secret } from '../lib/secret.ts';
 import { Ui, formatBytes, formatDuration } from '../lib/ui.ts';
-import { backupDatabase } from '../lib/backup.ts';
+import { backupDatabase, listBackups } from '../lib/backup.ts';
 import { pgCommand } from '../lib/pgtools.ts';
-import { writeFileSync } from 'node:fs';
 
 const users = Number(process.env.BENCH_USERS ?? 100_000);
 const rounds = Number(process.env.BENCH_ROUNDS ?? 3);
 const ui = new Ui({ tty: false, verbose: false });
 const quiet = new Ui({ tty: false, verbose: false, stream: { write: () => true } as unknown as NodeJS.WritableStream });
 
-const dataDir = path.join(sandboxDir, `bench-backup-${users}`, 'data');
-const seeded = existsSync(path.join(dataDir, 'PG_VERSION'));
-if (!seeded) {
-  // A fresh start (or a seeding that died half-way): the cluster's OS user must reach the folder.
-  await rm(path.dirname(dataDir), { recursive: true, force: true });
-  for (const d of [sandboxDir, path.dirname(dataDir)]) {
-    await mkdir(d, { recursive: true });
-    await chmod(d, 0o755);
+/** The database to dump: the sandbox's EA when `make sandbox-up` made one of this size, else our own. */
+async function benchTarget(work: string): Promise<{ cfg: EnvConfig; stop: () => Promise<void> }> {
+  const sandbox = await sandboxStatus();
+  if (sandbox.up && sandbox.users === users) {
+    ui.info(`Using the running sandbox's EA (${sandbox.dir})`);
+    return { cfg: loadEnvConfig('prod', path.join(sandbox.envDir, '.env.prod')), stop: async () => undefined };
   }
-}
-const cluster = await startCluster({ dir: dataDir, password: new Secret('bench-owner-password') });
-const work = await mkdtemp(path.join(tmpdir(), 'backup-bench-'));
-try {
+  // Seeding is slow: the seeded cluster is kept outside the sandbox folder (which the sandbox owns) and reused.
+  const dataDir = path.join(tmpdir(), `makapix-bench-backup-${users}`, 'data');
+  const seeded = existsSync(path.join(dataDir, 'SEEDED'));
+  if (!seeded) {
+    await rm(path.dirname(dataDir), { recursive: true, force: true });
+    await mkdir(path.dirname(dataDir), { recursive: true });
+    await chmod(path.dirname(dataDir), 0o755); // the cluster's OS user must reach its data directory
+  }
+  const cluster = await startCluster({ dir: dataDir, superuser: adminUser, password: new Secret('bench-owner-password') });
   if (!seeded) {
     const admin = new pg.Client(cluster.connection());
     await admin.connect();
@@ -48,24 +52,30 @@ try {
     const client = new pg.Client(cluster.connection('makapix'));
     await client.connect();
     try {
-      await createMakapixSchema(client, { apiWorker: { user: 'api_worker', password: new Secret('bench-worker-password') } });
+      await createMakapixSchema(client, { apiWorker: { user: apiWorkerUser, password: new Secret('bench-worker-password') } });
       await ui.run(`Seed ${users.toLocaleString('en-US')} users (once; kept in ${dataDir})`, () => seedDatabase(client, { users, seed: 42, ui, verify: false }));
       await client.query('VACUUM ANALYZE');
     } finally {
       await client.end();
     }
+    await writeFile(path.join(dataDir, 'SEEDED'), `${new Date().toISOString()}\n`);
   } else ui.info(`Reusing the seeded cluster in ${dataDir}`);
-
-  const envText = (await import('node:fs')).readFileSync(path.join(composeDir, '.env.prod.example'), 'utf8')
+  const envText = readFileSync(path.join(composeDir, '.env.prod.example'), 'utf8')
     .replace(/^DB_PUBLISHED_PORT=.*$/m, `DB_PUBLISHED_PORT=${cluster.port}`)
-    .replace(/^DB_ADMIN_PASSWORD=.*$/m, `DB_ADMIN_PASSWORD=${cluster.password.reveal()}`)
-    .replace(/^BACKUP_DIR=.*$/m, `BACKUP_DIR=${path.join(work, 'backups')}`);
+    .replace(/^DB_ADMIN_PASSWORD=.*$/m, `DB_ADMIN_PASSWORD=${cluster.password.reveal()}`);
   writeFileSync(path.join(work, '.env.prod'), envText, { mode: 0o600 });
-  const cfg: EnvConfig = loadEnvConfig('prod', path.join(work, '.env.prod'));
+  return { cfg: loadEnvConfig('prod', path.join(work, '.env.prod')), stop: () => cluster.stop() };
+}
 
+const work = await mkdtemp(path.join(tmpdir(), 'backup-bench-'));
+const target = await benchTarget(work);
+const backups = path.join(work, 'backups');
+try {
+  const cfg = target.cfg;
+  const database = cfg.vars.DB_DATABASE;
   const bare = async (): Promise<number> => {
     const out = path.join(work, 'bare.dump');
-    const { cmd, argv, env } = pgCommand('pg_dump', { kind: 'local', connection: connectionFor(cfg) }, { database: 'makapix', args: ['--format=custom', `--file=${out}`] });
+    const { cmd, argv, env } = pgCommand('pg_dump', { kind: 'local', connection: connectionFor(cfg) }, { database, args: ['--format=custom', `--file=${out}`] });
     const t = performance.now();
     await $({ quiet: true, env: { ...process.env, ...env } })`${cmd} ${argv}`;
     const ms = performance.now() - t;
@@ -74,7 +84,7 @@ try {
   };
   const full = async (): Promise<number> => {
     const t = performance.now();
-    await backupDatabase(cfg, { mode: 'direct', ui: quiet });
+    await backupDatabase(cfg, { mode: 'direct', ui: quiet, dir: backups });
     return performance.now() - t;
   };
 
@@ -87,7 +97,7 @@ try {
   }
   const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
   const [b, f] = [median(times.bare), median(times.full)];
-  const sizes = await stat(path.join(work, 'backups')).then(async () => (await import('../lib/backup.ts')).listBackups(path.join(work, 'backups')));
+  const sizes = await listBackups(backups);
   const dbSize = sizes[0]?.manifest.database.sizeBytes ?? 0;
   const ratio = f / b;
   process.stdout.write(
@@ -99,6 +109,6 @@ try {
     ].join('\n') + '\n',
   );
 } finally {
-  await cluster.stop();
+  await target.stop();
   await rm(work, { recursive: true, force: true });
 }

@@ -10,7 +10,7 @@ import path from 'node:path';
 import type { EnvConfig, Environment } from './config.ts';
 import { connect, connectionFor } from './database.ts';
 import { JobError, UsageError } from './errors.ts';
-import { acquireLock } from './lock.ts';
+import { acquireLock, isAlive } from './lock.ts';
 import { fsyncDir, isTemporaryName, temporaryName, writeFileAtomic } from './atomic-file.ts';
 import { dumpArgs, globalsArgs, pgCommand, runPg, startPg, stderrTail, verifyArgs, type DumpFormat, type PgPlace, type PgRunResult } from './pgtools.ts';
 import type { ComposeFlavor } from './compose.ts';
@@ -122,6 +122,18 @@ export function groupBackupFiles(names: readonly string[]): BackupFiles[] {
 }
 
 export const backupFileList = (g: BackupFiles): string[] => [g.dump, g.checksum, g.manifest, g.globals].filter((f): f is string => f !== undefined);
+
+/**
+ * Temporary files left by backup runs whose process died (SIGKILL, a power cut): every one this
+ * toolkit could have written (a backup file name inside) whose writer pid is gone. Only the lock
+ * holder may remove them, since a live run's temporary file looks the same.
+ */
+export function staleTemporaries(names: readonly string[], isAlive: (pid: number) => boolean): string[] {
+  return names.filter((name) => {
+    const m = /^\.(.+)\.tmp-(\d+)-[0-9a-f]{8}$/.exec(name);
+    return m !== null && isTemporaryName(name) && parseBackupFileName(m[1]!) !== undefined && !isAlive(Number(m[2]));
+  });
+}
 
 // ---- manifest and verification -------------------------------------------------------------
 
@@ -482,6 +494,10 @@ export async function backupDatabase(cfg: EnvConfig, opts: BackupOptions): Promi
   let done = false;
   try {
     const started = Date.now();
+    for (const stale of staleTemporaries(await readdir(dir), isAlive)) {
+      ui.warn(`Removing ${path.join(dir, stale)}, left by a backup run that died.`);
+      await rm(path.join(dir, stale), { force: true });
+    }
     const facts = await ui.run(`Read the size of ${cfg.env}'s database`, () => readDatabaseFacts(cfg), (f) => `${f.name}, ${formatBytes(f.sizeBytes)}, PostgreSQL ${f.serverVersion}`);
     const previous = (await listBackups(dir)).find((b) => b.format === format);
     const need = estimateDumpBytes(facts.sizeBytes, format, previous && { bytes: previous.manifest.bytes, dbSizeBytes: previous.manifest.database.sizeBytes, format });

@@ -2,7 +2,7 @@
 // Makapix-like data: EA (prod) and EB (dev) sandbox clusters on loopback.
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { spawn } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { copyFile, mkdir, open, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { createServer } from 'node:http';
 import path from 'node:path';
@@ -135,7 +135,7 @@ test('the plain .sql format restores with psql into an empty database with ident
   assert.equal(await fingerprint(sb.prod.connection('restored_plain')), await fingerprint(sb.prod.connection(sb.prodCfg.vars.DB_DATABASE)));
 });
 
-test('rotation with 9 older backups keeps the newest 7; foreign, temporary and unverified files survive', async () => {
+test('rotation with 9 older backups keeps the newest 7; foreign files, a live run\'s temp file and unverified dumps survive', async () => {
   const dir = path.join(sb.envDir, 'rotation');
   await mkdir(dir, { recursive: true });
   const seedBackup = await backupDatabase(sb.prodCfg, { mode: 'direct', ui, dir: path.join(sb.envDir, 'rotation-source') });
@@ -149,8 +149,11 @@ test('rotation with 9 older backups keeps the newest 7; foreign, temporary and u
     await writeFile(path.join(dir, manifestFileName(stem)), JSON.stringify({ ...manifest, file: `${stem}.dump` }));
     await writeFile(path.join(dir, `${stem}.globals.sql`), '-- roles\n');
   }
+  // pid 1 is alive: its temporary file is someone's run in progress. A dead writer's is removed.
   const foreign = ['notes.txt', 'makapix-20251231-000000.dump.bak', '.makapix-20261230-000000.dump.tmp-1-0a1b2c3d', 'makapix-20261231-235959.dump'];
   for (const f of foreign) await writeFile(path.join(dir, f), 'not a backup of ours\n');
+  const stale = `.makapix-20261229-000000.dump.tmp-${spawnSync('true').pid}-0a1b2c3d`;
+  await writeFile(path.join(dir, stale), 'left by a run that was killed\n');
   assert.is((await listBackups(dir)).length, 9);
 
   const run = await script('backup-prod', ['--direct', '--json', '--dir', dir]);
@@ -162,6 +165,7 @@ test('rotation with 9 older backups keeps the newest 7; foreign, temporary and u
   const names = await listing(dir);
   for (const f of foreign) assert.ok(names.includes(f), `${f} was deleted`);
   for (const s of stems.slice(0, 3)) assert.not.ok(names.some((n) => n.startsWith(s)), `${s} left files behind`);
+  assert.not.ok(names.includes(stale), 'the dead run\'s temporary file is still there');
 });
 
 test('a pg_dump killed mid-run leaves no file under a final name, the previous backups intact, exit 1', async () => {

@@ -12,6 +12,7 @@ import {
   planRotation,
   spaceCheck,
   spaceReserveBytes,
+  staleTemporaries,
   type BackupSet,
 } from '../../lib/backup.ts';
 import { OpsError } from '../../lib/errors.ts';
@@ -123,6 +124,18 @@ test('space: estimate from the previous ratio when there is one; refuse when it 
   assert.not.ok(spaceCheck(gib, gib).fits, 'no room left to spare');
   assert.not.ok(spaceCheck(gib, gib + spaceReserveBytes - 1).fits);
   assert.ok(spaceCheck(gib, gib + spaceReserveBytes).fits);
+});
+
+test('stale temporaries: only backup temp files whose writer is dead', () => {
+  const alive = (pid: number) => pid === 100;
+  const names = [
+    '.makapix-20260101-000000.dump.tmp-100-0a1b2c3d', // its writer runs
+    '.makapix-20260101-000000.dump.tmp-200-0a1b2c3d', // dead writer: stale
+    '.makapix-20260101-000000.globals.sql.tmp-200-deadbeef', // dead writer: stale
+    '.notes.txt.tmp-200-0a1b2c3d', // not a backup file of ours
+    'makapix-20260101-000000.dump', // not temporary
+  ];
+  assert.equal(staleTemporaries(names, alive), [names[1], names[2]]);
 });
 
 test.run();
