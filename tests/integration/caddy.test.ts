@@ -22,8 +22,11 @@ const stop = () => {
   caddy?.kill('SIGKILL');
   for (const s of upstreams.splice(0)) s.close();
 };
+let log = '';
 onExit(() => {
   stop();
+  // A failed run shows what Caddy said: most failures here are its to explain.
+  if (process.exitCode) process.stderr.write(`\n--- caddy log (last 4000 characters) ---\n${log}\n`);
   rmSync(work, { recursive: true, force: true });
 });
 test.after(stop);
@@ -127,7 +130,6 @@ test('setup: Caddy starts with the committed lock-everyone-out credentials', asy
   assert.is((await ensureCredentials(credentials)).length, 2);
   assert.is((await ensureCredentials(credentials)).length, 0, 'ensureCredentials replaced an existing file');
   caddy = spawn('caddy', caddyfileArgv('run'), { env: env(settings), stdio: ['ignore', 'ignore', 'pipe'] });
-  let log = '';
   caddy.stderr!.on('data', (d: Buffer) => (log = (log + d).slice(-4000)));
   caddy.on('exit', (code) => (log += `\n[caddy exited with ${code}]`));
   await eventually('the EA site answering over HTTPS', () => get('https', hosts.ea, '/'), (a) => a.status === 200).catch((err: Error) => {
