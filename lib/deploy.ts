@@ -141,7 +141,7 @@ export function deployPlan(f: DeployFacts, o: DeployOptions): DeployPlan {
   const toTag = imageTag(f.target);
   const built = f.services.filter((s) => s.built);
   const switches = [...built.filter((s) => switchStrategy(s) === 'overlap'), ...built.filter((s) => switchStrategy(s) === 'recreate')].map((s) => ({ service: s.name, strategy: switchStrategy(s) }));
-  const names = built.map((s) => s.name);
+  const names = switches.map((s) => s.service);
   const envTag = `IMAGE_TAG=${toTag}`;
   const steps: PlannedStep[] = [
     { n: 1, id: 'preflight', title: 'Preflight', does: [`lock ${path.join(path.dirname(f.deployLog), 'deploy.lock')}`, `${f.appDir}: clean, on ${deployedBranch}; git fetch: ${f.commits.length} commit(s) ${f.head.slice(0, 12)}..${f.target.slice(0, 12)}, ${f.migrations.length} migration file(s)`, 'EB api healthy', `free disk for images and a backup (${f.backupDir})`] },
@@ -221,6 +221,11 @@ export interface HealthPolicy {
   consecutive: number;
 }
 export const defaultHealth: HealthPolicy = { intervalMs: 1000, timeoutMs: 120_000, consecutive: 3 };
+
+export function parseSeconds(value: string, flag: string): number {
+  if (!/^\d+$/.test(value) || +value < 1) throw new UsageError(`${flag} must be a whole number of seconds, got ${JSON.stringify(value)}.`);
+  return +value;
+}
 
 const git = (dir: string) => $({ quiet: true, cwd: dir });
 
@@ -510,6 +515,7 @@ export async function deployToProd(prod: EnvConfig, dev: EnvConfig, o: DeployRun
     };
     const manual: string[] = [];
     let migrated = false;
+    let recordFrom = Date.now();
     try {
       await timed(step('preflight'), async () => {
         const [eb] = await serviceContainers(projectName(dev.env), 'api');
@@ -581,16 +587,17 @@ export async function deployToProd(prod: EnvConfig, dev: EnvConfig, o: DeployRun
         throw failure;
       }
 
+      recordFrom = Date.now();
       await recordTag(prod.file, plan.to.tag);
       record.result = 'succeeded';
       return { plan, dryRun: false, nothingToDo: false, record, manual };
     } catch (err) {
+      recordFrom = Date.now();
       if (record.result === 'failed') record.error = (err as Error).message;
       throw err;
     } finally {
-      const started = Date.now();
+      steps.push({ id: 'record', title: step('record').title, ms: Date.now() - recordFrom, ok: true });
       await appendRecord(prod.vars.DEPLOY_LOG, record);
-      steps.push({ id: 'record', title: step('record').title, ms: Date.now() - started, ok: true });
       ui.info(`9/9 Record the deploy: ${record.result}, appended to ${prod.vars.DEPLOY_LOG}`);
       for (const m of manual) ui.warn(`MANUAL: ${m}`);
     }

@@ -22,7 +22,8 @@ const projects = ['makapix-prod', 'makapix-dev'];
 export interface Change {
   version?: string;
   tests?: 'pass' | 'fail';
-  health?: 'ok' | 'fail';
+  /** fail-in-production: healthy on EB, unhealthy on EA. */
+  health?: 'ok' | 'fail-in-production';
   /** A migration file added by the commit (api/alembic/versions/<name>.sql). */
   migration?: { name: string; sql: string };
   /** A broken Dockerfile (the build fails). */
@@ -142,7 +143,7 @@ export class World {
   async commit(message: string, c: Change): Promise<string> {
     const api = path.join(this.work, 'api');
     if (c.version) writeFileSync(path.join(api, 'VERSION'), `${c.version}\n`);
-    writeFileSync(path.join(api, 'HEALTH'), `${c.health === 'fail' ? 'fail' : 'ok'}\n`);
+    writeFileSync(path.join(api, 'HEALTH'), `${c.health ?? 'ok'}\n`);
     writeFileSync(path.join(api, 'tests', 'check.sh'), c.tests === 'fail' ? 'echo "1 failed"\nexit 1\n' : 'echo "1 passed"\nexit 0\n');
     if (c.migration) writeFileSync(path.join(api, 'alembic', 'versions', `${c.migration.name}.sql`), c.migration.sql);
     const dockerfile = path.join(this.work, 'worker', 'Dockerfile');

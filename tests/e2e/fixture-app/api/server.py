@@ -1,9 +1,10 @@
-import json, pathlib, signal, sys
+import json, os, pathlib, signal, sys
 from http.server import ThreadingHTTPServer, BaseHTTPRequestHandler
 
 here = pathlib.Path(__file__).parent
 version = (here / "VERSION").read_text().strip()
-healthy = (here / "HEALTH").read_text().strip() != "fail"
+# HEALTH "fail-in-production": healthy on EB, failing on EA (a production-only misconfiguration).
+healthy = not ((here / "HEALTH").read_text().strip() == "fail-in-production" and os.environ.get("ENVIRONMENT") == "production")
 
 
 class Handler(BaseHTTPRequestHandler):
