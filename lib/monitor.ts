@@ -259,6 +259,8 @@ export interface MonitorOptions {
   resolve: ResolveMap;
   /** The docker CLI (cron's PATH may not hold it). */
   docker: string;
+  /** The compose project whose containers are held against their limits: EB's. */
+  containersProject?: string;
   /** Docker's data root; asked from `docker info` when not given. */
   dockerRoot?: string;
   timeoutMs?: number;
@@ -453,7 +455,10 @@ export async function runMonitor(o: MonitorOptions): Promise<Omit<MonitorResult,
       const { targets, unknown } = await diskTargets(o, timeoutMs);
       return evaluateDisk([...(await probeDisk(targets)), ...unknown], t);
     },
-    containers: async () => evaluateContainers(projectName('dev'), await probeContainers(o.docker, projectName('dev'), timeoutMs), t),
+    containers: async () => {
+      const project = o.containersProject ?? projectName('dev');
+      return evaluateContainers(project, await probeContainers(o.docker, project, timeoutMs), t);
+    },
     certs: async () => evaluateCerts(await probeCerts(o, timeoutMs), now(), t),
     backup: async () => evaluateBackup(await probeBackup(o.prod.vars.BACKUP_DIR), now(), t),
   };
