@@ -292,13 +292,14 @@ export async function restoreDrill(cfg: EnvConfig, opts: { mode: BackupMode; ui:
   const started = Date.now();
   const { ui } = opts;
   const dir = opts.dir ?? cfg.vars.BACKUP_DIR;
-  const newest = opts.file ? undefined : (await listBackups(dir))[0];
-  const file = opts.file ? path.resolve(opts.file) : newest?.file;
+  const given = opts.file && path.resolve(opts.file);
+  const chosen = given ? (await listBackups(path.dirname(given))).find((b) => b.file === given) : (await listBackups(dir))[0];
+  const file = given || chosen?.file;
   if (!file) throw new JobError(`No verified backup in ${dir} to drill with.`, 'Run backup-prod first (or pass --file).');
   const live = cfg.vars.DB_DATABASE;
   const scratch = scratchDatabaseName(live, new Date());
   await ui.run(`Verify the checksum of ${file}`, () => verifyChecksum(file), (r) => `sha256 ${r.sha256.slice(0, 12)}…`);
-  const estimates = new Map((newest?.manifest.tables ?? []).map((t) => [`${t.schema}.${t.name}`, t.rowEstimate]));
+  const estimates = new Map((chosen?.manifest.tables ?? []).map((t) => [`${t.schema}.${t.name}`, t.rowEstimate]));
 
   return withLock(path.join(dir, restoreLockFileName), 'restore drill', async () => {
     const admin = await connect(adminConnection(cfg));
@@ -316,7 +317,7 @@ export async function restoreDrill(cfg: EnvConfig, opts: { mode: BackupMode; ui:
           const liveCounts = await ui.run(`Count the same tables in the live ${live}`, () => countRows(liveClient, tables.filter((t) => liveTables.has(`${t.schema}.${t.name}`))));
           const rows: DrillTable[] = [...restored].map(([table, n]) => ({ table, restored: n, live: liveCounts.get(table) ?? null, atBackup: estimates.get(table) ?? null }));
           const problems = drillProblems(rows);
-          return { ok: problems.length === 0, file, takenAt: newest?.manifest.startedAt ?? null, scratchDatabase: scratch, tables: rows, problems, durationMs: Date.now() - started };
+          return { ok: problems.length === 0, file, takenAt: chosen?.manifest.startedAt ?? null, scratchDatabase: scratch, tables: rows, problems, durationMs: Date.now() - started };
         } finally {
           await restoredClient.end();
           await liveClient.end();
