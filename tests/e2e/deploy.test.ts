@@ -74,6 +74,7 @@ test('a deploy of a new commit reaches EA with (almost) no downtime; a concurren
   assert.is(envTag(), imageTag(v2), '.env.prod records the deployed tag');
   assert.is(await w.psql('prod', 'SELECT string_agg(version_num, \',\' ORDER BY 1) FROM alembic_version'), '0001_items,0002_price');
   const rec = records().at(-1)!;
+  process.stdout.write(`STEPS deploy v1 -> v2: ${rec.steps.map((s) => `${s.id} ${(s.ms / 1000).toFixed(1)}s`).join(', ')}\n`);
   assert.is(rec.result, 'succeeded');
   assert.equal([rec.from.tag, rec.to.tag], [imageTag(v1), imageTag(v2)]);
   assert.ok(rec.backup && w.existsBackup(rec.backup), `pinned backup ${rec.backup}`);
