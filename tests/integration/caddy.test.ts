@@ -61,7 +61,7 @@ function get(scheme: 'http' | 'https', host: string, urlPath: string, creds?: { 
   const headers: Record<string, string> = { host };
   if (creds) headers.authorization = `Basic ${Buffer.from(`${creds.user}:${creds.password}`).toString('base64')}`;
   // A fresh connection per request: a reload closes Caddy's idle keep-alive connections.
-  const common = { host: '127.0.0.1', path: urlPath, headers, timeout: 10_000, agent: false };
+  const common = { host: '127.0.0.1', path: urlPath, headers, timeout: 20_000, agent: false };
   return new Promise((resolve, reject) => {
     const done = (res: import('node:http').IncomingMessage) => {
       let body = '';
