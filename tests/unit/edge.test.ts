@@ -1,6 +1,6 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { mkdtempSync, readFileSync, writeFileSync, readdirSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, writeFileSync, readdirSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { caddyfileArgv, defaultCredentialsDir, edgeCaddyfile, edgeEnvironment, ensureCredentials, readableCredentialsDir } from '../../lib/edge.ts';
@@ -39,7 +39,6 @@ test('the committed defaults are valid credentials files with no usable account'
 test('ensureCredentials fills in missing files only, and readableCredentialsDir falls back to the defaults', async () => {
   const dir = path.join(mkdtempSync(path.join(tmpdir(), 'edge-')), 'credentials');
   assert.is(await readableCredentialsDir(dir), defaultCredentialsDir);
-  const { mkdirSync } = await import('node:fs');
   mkdirSync(dir);
   writeFileSync(path.join(dir, 'developers.caddy'), 'mine');
   assert.equal(await ensureCredentials(dir), [path.join(dir, 'devices.caddy')]);
