@@ -6,6 +6,7 @@ import { mkdirSync } from 'node:fs';
 import path from 'node:path';
 import { $ } from 'zx';
 import { World } from './harness/world.ts';
+import { runAtExit } from '../harness/cleanup.ts';
 
 let w: World;
 const old = 'makapix_db_1';
@@ -15,6 +16,8 @@ const oldSql = async (sql: string) => (await $({ quiet: true })`docker exec ${ol
 
 test.before(async () => {
   w = await World.create();
+  // Registered after the world's own cleanup, so it runs first: the volume is free when that removes it.
+  runAtExit('docker', ['rm', '-f', old]);
   // The old stack: project "makapix", its database on the volume production keeps using.
   await $({ quiet: true })`docker run -d --name ${old} --label com.docker.compose.project=makapix --label com.docker.compose.service=db -v ${`${w.volumes.prod}:/var/lib/postgresql/data`} -e POSTGRES_USER=owner -e POSTGRES_PASSWORD=change-me-prod-db-admin -e POSTGRES_DB=makapix ${w.images.postgres}`;
   for (let i = 0; i < 60; i++) {

@@ -13,7 +13,7 @@ import { freePort } from '../../../lib/ports.ts';
 import { imageTag, withEnvValue } from '../../../lib/deploy.ts';
 import { onExit } from '../../harness/cleanup.ts';
 import { ensureEngine } from './engine.ts';
-import { ensureStandInImages, type StandIn } from './images.ts';
+import { baseAlias, ensureStandInImages, type StandIn } from './images.ts';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const fixtureApp = path.join(here, '..', 'fixture-app');
@@ -41,6 +41,8 @@ function purgeProjects(volumes: string[]): void {
   const script = [
     ...projects.map((p) => `docker ps -aq --filter label=com.docker.compose.project=${p} | xargs -r docker rm -f`),
     'docker rm -f makapix-e2e-prober 2>/dev/null',
+    // A failed legacy build leaves its intermediate container behind.
+    `docker ps -aq --filter status=exited --filter ancestor=${baseAlias} | xargs -r docker rm`,
     ...projects.map((p) => `docker network rm ${p}-internal 2>/dev/null`),
     ...volumes.map((v) => `docker volume rm -f ${v} 2>/dev/null`),
     `docker images --format '{{.Repository}}:{{.Tag}}' | grep -E '^makapix-(prod|dev)-' | xargs -r docker rmi -f`,
@@ -162,7 +164,7 @@ export class World {
 
   /** Runs one of the toolkit's scripts against this world's env files. */
   async script(name: string, args: string[], extraEnv: Record<string, string> = {}): Promise<RunResult> {
-    const r = await $({ quiet: true, nothrow: true, env: { ...process.env, MAKAPIX_ENV_DIR: this.envDir, ...extraEnv } })`${path.join(projectRoot, 'scripts', name)} ${args}`;
+    const r = await $({ quiet: true, nothrow: true, env: { ...process.env, MAKAPIX_ENV_DIR: this.envDir, DOCKER_BUILDKIT: '0', ...extraEnv } })`${path.join(projectRoot, 'scripts', name)} ${args}`;
     return { code: r.exitCode ?? 1, stdout: r.stdout, stderr: r.stderr };
   }
 
