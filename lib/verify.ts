@@ -159,7 +159,6 @@ export interface VerifyOptions {
   minCertDays: number;
   timeoutMs?: number;
   now?: () => Date;
-  lookup?: (host: string) => Promise<string[]>;
   /** Called as each line is decided, for progress. */
   onLine?: (line: CheckLine) => void;
 }
@@ -251,7 +250,7 @@ export async function runVerify(o: VerifyOptions): Promise<VerifyResult> {
   const timeoutMs = o.timeoutMs ?? 10_000;
   const lookup = async (host: string) => {
     const pinned = o.resolve.get(host);
-    return pinned ? [pinned] : (o.lookup ?? systemLookup)(host);
+    return pinned ? [pinned] : systemLookup(host);
   };
   const checks: CheckLine[] = [];
   const line = async (check: string, judge: () => Promise<Judgement>) => {
@@ -283,7 +282,9 @@ export async function runVerify(o: VerifyOptions): Promise<VerifyResult> {
   const hosts = [...new Set(o.targets.flatMap((e) => [cfgs[e].vars.ROOT_DOMAIN, cfgs[e].vars.WEB_DOMAIN, cfgs[e].vars.VAULT_DOMAIN]))];
   const answers = new Map<string, string[] | { error: string }>();
   for (const h of hosts) answers.set(h, await lookup(h).catch((err: NodeJS.ErrnoException) => ({ error: err.code ?? message(err) })));
-  for (const { host, judgement } of judgeDns(answers)) await line(`dns ${host}`, async () => judgement);
+  for (const { host, judgement } of judgeDns(answers)) {
+    await line(`dns ${host}`, async () => (o.resolve.has(host) ? { ...judgement, detail: `${judgement.detail} (pinned by --resolve; DNS not asked)` } : judgement));
+  }
   if (hosts.length > 1) await line('dns one address', async () => judgeSameAddress(answers));
 
   for (const env of o.targets) {

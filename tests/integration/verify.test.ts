@@ -229,6 +229,16 @@ test('a vault file missing → the vault line fails with the status', async () =
   }
 });
 
+test('a host that does not resolve (asked of the real resolver) fails its DNS lines', async () => {
+  const resolve = new Map(Object.values(hosts).filter((h) => h !== hosts.eaVault).map((h) => [h, '127.0.0.1']));
+  const r = await runVerify(options({ targets: ['prod'], resolve }));
+  const dns = r.checks.filter((c) => c.check.startsWith('dns '));
+  assert.equal(dns.map((c) => [c.check, c.result]), [[`dns ${hosts.ea}`, 'pass'], [`dns ${hosts.eaVault}`, 'fail'], ['dns one address', 'fail']]);
+  assert.match(dns[0]!.detail, /^127\.0\.0\.1 \(pinned by --resolve; DNS not asked\)$/);
+  assert.match(dns[1]!.detail, /^(ENOTFOUND|EAI_AGAIN)$/);
+  assert.match(dns[2]!.detail, new RegExp(`not every host resolves \\(${hosts.eaVault.replaceAll('.', '\\.')}\\)`));
+});
+
 test('the script: credentials from the environment, --resolve and --ca-file, checklist and exit codes', async () => {
   const caFile = path.join(root, 'edge-root.crt');
   writeFileSync(caFile, edge.rootCa);
