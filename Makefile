@@ -70,6 +70,11 @@ PCT ?= 10
 sample-data: setup ## replace EB's data with an anonymized PCT % sample of EA (PCT=10, SEED=, ARGS="--dry-run" | "--users 12,34")
 	$(TS) $(S)/sample-data-to-dev.ts --pct $(PCT) $(if $(filter command line environment,$(origin SEED)),--seed $(SEED)) $(ARGS)
 
+# ---- vault sync (docs/vault-sync.md) ------------------------------------------------------
+.PHONY: sync-vault
+sync-vault: setup ## copy into EB's vault the files EB's database references; ARGS="--dry-run" | "--prune --yes" | "--json"
+	$(TS) $(S)/sync-vault-to-dev.ts $(ARGS)
+
 # ---- credentials (docs/credentials.md) ------------------------------------------------------
 # make basic-auth CMD=add NAME=alice [SCOPE=devices] [ARGS="--generate"], or everything in ARGS:
 # make basic-auth ARGS="remove alice --yes". USER= works too when given on the command line

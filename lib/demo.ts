@@ -7,6 +7,7 @@ import path from 'node:path';
 import { loadEnvConfig, type EnvConfig, type Environment } from './config.ts';
 import { describeSandbox, sandboxUp, type SandboxStatus } from './sandbox.ts';
 import { formatDuration, type Ui } from './ui.ts';
+import { syncVaultDemoStep } from './vault-sync.ts';
 
 export interface DemoContext {
   ui: Ui;
@@ -41,7 +42,10 @@ export interface DemoReport {
 }
 
 /** Later steps append themselves here, in the order the demo runs them. */
-export const demoSteps: DemoStep[] = [];
+export const demoSteps: DemoStep[] = [
+  // sync-vault runs after the data sample step (it copies the files of EB's sampled posts).
+  syncVaultDemoStep,
+];
 
 export interface DemoOptions {
   users: number;
