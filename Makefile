@@ -13,7 +13,7 @@ ARGS ?=
 .PHONY: help setup setup-e2e test test-unit test-integration test-e2e typecheck bench demo sandbox-up sandbox-down
 
 help: ## list the targets
-	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
+	@grep -hE '^[a-zA-Z0-9_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
 
 # ---- setup -------------------------------------------------------------------------------
 setup: node_modules/.installed ## install the Debian and npm packages (idempotent)
