@@ -10,7 +10,7 @@ E2E_PACKAGES := docker.io docker-compose debootstrap
 # Extra flags for any script: make backup-prod ARGS="--json"
 ARGS ?=
 
-.PHONY: help setup setup-e2e test test-unit test-integration test-e2e typecheck bench demo sandbox-up sandbox-down
+.PHONY: help setup setup-e2e test test-unit test-integration test-e2e typecheck bench demo sandbox-up sandbox-down sandbox-status
 
 help: ## list the targets
 	@grep -hE '^[a-zA-Z0-9_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
@@ -51,6 +51,9 @@ sandbox-up: setup ## start throwaway EA and EB PostgreSQL clusters with seeded d
 
 sandbox-down: setup ## stop the sandbox clusters and delete their data
 	$(TS) $(S)/sandbox.ts down $(ARGS)
+
+sandbox-status: setup ## show the sandbox's clusters, ports, sizes and how to use it
+	$(TS) $(S)/sandbox.ts status $(ARGS)
 
 demo: setup ## bring up the sandbox and run the main jobs on it
 	$(TS) $(S)/demo.ts --users $(USERS) --seed $(SEED) $(ARGS)

@@ -431,7 +431,7 @@ export async function sandboxStatus(dir?: string): Promise<SandboxStatus> {
   for (const env of environments) {
     const c = state.clusters[env];
     const file = path.join(paths.envDir, `.env.${env}`);
-    const password = existsSync(file) ? loadEnvConfig(env, file).vars.DB_ADMIN_PASSWORD : undefined;
+    const password = existsSync(file) ? (await readEnvSecrets(file)).dbAdminPassword : undefined;
     const server = password && (await ownServerAt(c.dir, c.port, password));
     let databaseBytes: number | undefined;
     if (server) {

@@ -906,7 +906,8 @@ export interface SeedReport {
 export async function seedDatabase(client: pg.Client, opts: SeedOptions): Promise<SeedReport> {
   const started = Date.now();
   const plan = planSeed(opts.users, opts.seed);
-  const { rows: existing } = await client.query<{ any: boolean }>('SELECT EXISTS (SELECT 1 FROM users) AS any');
+  const { rows: existing } = await client.query<{ any: boolean | null }>("SELECT CASE WHEN to_regclass('public.users') IS NOT NULL THEN EXISTS (SELECT 1 FROM users) END AS any");
+  if (existing[0]!.any === null) throw new JobError(`Database ${client.database} has no Makapix schema (no users table).`, 'Create it first with createMakapixSchema (lib/schema.ts).');
   if (existing[0]!.any) throw new JobError(`Database ${client.database} already holds users; the seed loads into an empty schema only.`, 'Recreate the database (sandbox down / up) and seed again.');
   const counts: Record<string, number> = {};
   await client.query('SET session_replication_role = replica');
@@ -1004,8 +1005,9 @@ export async function seedVault(client: pg.Client, vaultRoot: string, opts: Vaul
     report.bytes += data.length;
     progress?.tick();
   };
+  const failed = () => new JobError(`Writing the vault in ${root} failed: ${(failure as Error).message}.`, 'Check free space and permissions there.');
   const schedule = async (rel: string, data: Buffer) => {
-    if (failure) throw failure;
+    if (failure) throw failed();
     const job: Promise<void> = write(rel, data).catch((err) => {
       failure ??= err;
     });
@@ -1038,7 +1040,7 @@ export async function seedVault(client: pg.Client, vaultRoot: string, opts: Vaul
     await schedule(rel, vaultFileContent(opts.seed, `${key}.png`, 'png', 300 + (hash32(opts.seed, Stream.orphan, i, 2) % 2000)));
   }
   await Promise.all(inFlight);
-  if (failure) throw new JobError(`Writing the vault in ${root} failed: ${(failure as Error).message}.`, 'Check free space and permissions there.');
+  if (failure) throw failed();
   progress?.done(`${report.files.toLocaleString('en-US')} files`);
   return report;
 }
