@@ -6,6 +6,7 @@ import https from 'node:https';
 import tls from 'node:tls';
 import { X509Certificate } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
+import { readFileSync } from 'node:fs';
 import { performance } from 'node:perf_hooks';
 import { UsageError } from './errors.ts';
 import type { Secret } from './secret.ts';
@@ -27,6 +28,17 @@ export function parseResolve(values: readonly string[]): Map<string, string> {
     map.set(host, address);
   }
   return map;
+}
+
+/** `--ca-file` PEM files; a missing one is a usage error, not a failed check. */
+export function readCaFiles(files: readonly string[]): string[] {
+  return files.map((file) => {
+    try {
+      return readFileSync(file, 'utf8');
+    } catch (err) {
+      throw new UsageError(`--ca-file ${file} cannot be read: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}.`, 'Give the path of a PEM certificate.');
+    }
+  });
 }
 
 export interface HttpProbe {

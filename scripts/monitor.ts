@@ -25,7 +25,7 @@ await runScript({
   run: async (ctx): Promise<MonitorResult> => {
     const f = ctx.flags;
     if (f.ping) pingUrl(f.ping, 'fail'); // a malformed URL is a usage error before any check runs
-    const result = await runMonitor({
+    const options = {
       prod: loadEnvConfig('prod'),
       dev: loadEnvConfig('dev'),
       only: parseOnly(f.only ?? []),
@@ -36,8 +36,16 @@ await runScript({
       docker: f.docker,
       ...(f['health-url'] && { healthUrl: f['health-url'] }),
       ...(f['docker-root'] && { dockerRoot: f['docker-root'] }),
-      onCheck: (c) => ctx.ui.debug(`${c.check}: ${c.status} (${c.ms} ms)`),
+    };
+    const progress = ctx.ui.progress('checks', 'steps');
+    const result = await runMonitor({
+      ...options,
+      onCheck: (c) => {
+        ctx.ui.debug(`${c.check}: ${c.status} (${c.ms} ms)`);
+        progress.tick();
+      },
     });
+    progress.done(result.status);
     return f.ping ? { ...result, ping: await ping(f.ping, result, ctx.ui) } : result;
   },
   render: (r) => {

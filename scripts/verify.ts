@@ -1,18 +1,18 @@
 #!/usr/bin/env -S sh -c 'exec "$(dirname "$0")/../bin/ts" "$0" "$@"'
-import { readFileSync } from 'node:fs';
 import { runScript } from '../lib/cli.ts';
 import { loadEnvConfig } from '../lib/config.ts';
 import { Exit } from '../lib/errors.ts';
 import { credentialsDir } from '../lib/basic-auth.ts';
 import { runIsolationAudit } from '../lib/isolation.ts';
 import { positiveCount } from '../lib/monitor.ts';
-import { parseResolve } from '../lib/probe.ts';
-import { credentialsFromEnvironment, parseTarget, parseVaultFiles, renderChecklist, runPreChecks, runVerify, type VerifyResult } from '../lib/verify.ts';
+import { parseResolve, readCaFiles } from '../lib/probe.ts';
+import { credentialsFromEnvironment, parseTarget, parseVaultFiles, renderChecklist, runPreChecks, runVerify, type CheckLine, type VerifyResult } from '../lib/verify.ts';
 
 await runScript({
   name: 'verify',
   summary: "Smoke-tests the live environments (DNS, EA, EB's auth and noindex, vaults, MQTT mTLS) and prints a checklist; --pre runs the pre-migration checklist instead.",
   details: 'EB credentials come from the environment: VERIFY_EB_USER/VERIFY_EB_PASSWORD (a developer) and VERIFY_DEVICE_USER/VERIFY_DEVICE_PASSWORD (vault-dev).',
+  exitCodesHelp: 'Exit codes: 0 every check passed, 1 a check failed, 2 usage or configuration error.',
   common: ['json'],
   flags: {
     env: { type: 'string', value: 'prod|dev|all', default: 'all', description: 'the environments to check' },
@@ -28,24 +28,34 @@ await runScript({
   },
   run: async (ctx): Promise<VerifyResult> => {
     const f = ctx.flags;
-    const onLine = (l: { check: string; result: string }) => ctx.ui.debug(`${l.check}: ${l.result}`);
-    if (f.pre) return runPreChecks({ credentialsDir: credentialsDir(), audit: () => runIsolationAudit({ ui: ctx.ui }), maxBackupHours: 24, onLine });
-    return runVerify({
-      prod: loadEnvConfig('prod'),
-      dev: loadEnvConfig('dev'),
-      targets: parseTarget(f.env),
-      httpsPort: positiveCount('--https-port', f['https-port']),
-      httpPort: positiveCount('--http-port', f['http-port']),
-      resolve: parseResolve(f.resolve ?? []),
-      ca: (f['ca-file'] ?? []).map((file) => readFileSync(file, 'utf8')),
-      ebCredentials: credentialsFromEnvironment(process.env, 'VERIFY_EB'),
-      deviceCredentials: credentialsFromEnvironment(process.env, 'VERIFY_DEVICE'),
-      device: f.device,
-      vaultFiles: parseVaultFiles(f['vault-file'] ?? []),
-      vaultSample: positiveCount('--vault-sample', f['vault-sample']),
-      minCertDays: positiveCount('--min-cert-days', f['min-cert-days'], 0),
-      onLine,
-    });
+    // Every flag is checked before the first probe, so a typo never leaves a half-run checklist.
+    const options = f.pre
+      ? undefined
+      : {
+          prod: loadEnvConfig('prod'),
+          dev: loadEnvConfig('dev'),
+          targets: parseTarget(f.env),
+          httpsPort: positiveCount('--https-port', f['https-port']),
+          httpPort: positiveCount('--http-port', f['http-port']),
+          resolve: parseResolve(f.resolve ?? []),
+          ca: readCaFiles(f['ca-file'] ?? []),
+          ebCredentials: credentialsFromEnvironment(process.env, 'VERIFY_EB'),
+          deviceCredentials: credentialsFromEnvironment(process.env, 'VERIFY_DEVICE'),
+          device: f.device,
+          vaultFiles: parseVaultFiles(f['vault-file'] ?? []),
+          vaultSample: positiveCount('--vault-sample', f['vault-sample']),
+          minCertDays: positiveCount('--min-cert-days', f['min-cert-days'], 0),
+        };
+    const progress = ctx.ui.progress(f.pre ? 'pre-migration checks' : 'checks', 'steps');
+    const onLine = (l: CheckLine) => {
+      ctx.ui.debug(`${l.check}: ${l.result}`);
+      progress.tick();
+    };
+    const result = options
+      ? await runVerify({ ...options, onLine })
+      : await runPreChecks({ credentialsDir: credentialsDir(), audit: () => runIsolationAudit({ ui: ctx.ui }), maxBackupHours: 24, onLine });
+    progress.done(`${result.checks.filter((c) => c.result === 'fail').length} of ${result.checks.length} failed`);
+    return result;
   },
   render: (r) => console.log(renderChecklist(r)),
   exitCode: (r) => (r.ok ? Exit.ok : Exit.failed),
