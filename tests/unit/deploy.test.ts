@@ -14,10 +14,7 @@ import {
   type DeployFacts,
   type DeployRecord,
 } from '../../lib/deploy.ts';
-import { stackPlan } from '../../lib/stack.ts';
-import { cutoverPlan, cutoverRollbackCommand } from '../../lib/cutover.ts';
 import { Exit } from '../../lib/errors.ts';
-import type { EnvConfig } from '../../lib/config.ts';
 
 const a = 'a'.repeat(40);
 const b = 'b'.repeat(40);
@@ -159,24 +156,6 @@ test('aliasesFromInspect keeps the service aliases and drops the container-id al
   const id = '0123456789abcdef0123';
   const json = JSON.stringify({ 'makapix-prod-internal': { Aliases: ['api', '0123456789ab'] }, caddy_net: { Aliases: ['api.makapix-prod', 'api', '0123456789ab'] }, other: { Aliases: null } });
   assert.equal([...aliasesFromInspect(json, id)], [['makapix-prod-internal', ['api']], ['caddy_net', ['api.makapix-prod', 'api']], ['other', []]]);
-});
-
-test('stackPlan: rebuild builds before it recreates; down keeps volumes; rebuild refuses prod', () => {
-  assert.equal(stackPlan('dev', 'rebuild').map((s) => s.args), [['build'], ['up', '-d', '--remove-orphans']]);
-  assert.equal(stackPlan('dev', 'rebuild', 'api').map((s) => s.args), [['build', 'api'], ['up', '-d', '--remove-orphans', 'api']]);
-  assert.equal(stackPlan('prod', 'down')[0]!.args, ['down', '--remove-orphans']);
-  assert.ok(!stackPlan('prod', 'down')[0]!.args.includes('-v'));
-  assert.equal(stackPlan('dev', 'logs', 'api')[0]!.args, ['logs', '--follow', '--tail', '200', 'api']);
-  assert.throws(() => stackPlan('prod', 'rebuild'), /development environment only/);
-});
-
-test('cutover plan and its rollback command', () => {
-  const cfg = { env: 'prod', file: '/x/.env.prod', vars: { DB_VOLUME_NAME: 'makapix_pg_data', BACKUP_DIR: '/backups' } } as unknown as EnvConfig;
-  const p = cutoverPlan(cfg, 'makapix', ['makapix_db_1', 'makapix_api_1']);
-  assert.is(p.rollback, 'make down-prod && docker start makapix_db_1 makapix_api_1');
-  assert.match(p.steps[0]!, 'makapix_pg_data');
-  assert.match(p.steps[1]!, 'stop the old stack makapix (2 running container(s)');
-  assert.match(cutoverRollbackCommand([]), '<the old containers>');
 });
 
 test.run();
