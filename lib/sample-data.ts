@@ -1,6 +1,6 @@
 // The runner of sample-data-to-dev: reads EA in one read-only snapshot, streams each table's
 // planned COPY straight into EB inside one transaction, and commits only a whole, checked sample.
-import { Transform, Writable, type TransformCallback } from 'node:stream';
+import { Transform, Writable, type Readable, type TransformCallback } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { randomBytes, randomInt } from 'node:crypto';
 import { mkdtemp, readFile, rm } from 'node:fs/promises';
@@ -179,7 +179,7 @@ async function schemaFromSource(source: pg.ClientConfig, eb: pg.Client): Promise
   const file = path.join(dir, 'schema.sql');
   const fd = openSync(file, 'w', 0o600);
   try {
-    const r = await runPg('pg_dump', { kind: 'local', connection: source }, { database: String(source.database), args: ['--schema-only', '--no-owner', '--schema=public'] }, { stdoutFd: fd });
+    const r = await runPg('pg_dump', { kind: 'local', connection: source }, { database: String(source.database), args: ['--schema-only', '--no-owner', '--schema=public'] }, { stdout: fd });
     if (r.exitCode !== 0) throw new JobError(`pg_dump --schema-only of ${describeConnection(source)} failed: ${stderrTail(r.stderr)}.`, 'Check that pg_dump is as new as EA\'s server.');
     closeSync(fd);
     // The schema alone is small (kilobytes): it runs as one script on EB's transaction.
@@ -199,22 +199,77 @@ async function schemaFromSource(source: pg.ClientConfig, eb: pg.Client): Promise
   }
 }
 
-/** Streams one table from EA into `sink` (EB's COPY FROM, or nothing for --dry-run). */
-async function copyTable(ea: pg.Client, plan: TablePlan, sink: Writable, ui: Ui): Promise<Omit<TableReport, 'dropped'>> {
-  const started = Date.now();
-  const progress = ui.progress(`copying ${plan.table}`, 'rows');
-  const stripper = new FlagStripper((n) => progress.tick(n));
-  await pipeline(ea.query(copyTo(plan.copy!)), stripper, sink);
-  const nulled: Record<string, number> = {};
-  const repointed: Record<string, number> = {};
-  plan.touching.forEach((key, i) => {
-    const n = stripper.bits[1 + 2 * i] ?? 0;
-    const r = stripper.bits[2 + 2 * i] ?? 0;
-    if (n) nulled[key] = n;
-    if (r) repointed[key] = r;
-  });
-  progress.done(`${stripper.rows.toLocaleString('en-US')} rows, ${formatBytes(stripper.bytes)}`);
-  return { table: plan.table, mode: plan.mode, rows: stripper.rows, sampled: stripper.sampled, referenced: stripper.rows - stripper.sampled, nulled, repointed, bytes: stripper.bytes, ms: Date.now() - started };
+/** EA connections that read in parallel, all in the one snapshot the first exported. */
+const READERS = 3;
+
+/** The settings of every EA read transaction: bounded, cheap on memory, no JIT. */
+async function readOnlySnapshot(client: pg.Client, config: SamplingConfig, snapshot?: string): Promise<void> {
+  await client.query('BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY');
+  if (snapshot) await client.query(`SET TRANSACTION SNAPSHOT ${client.escapeLiteral(snapshot)}`);
+  await client.query(`SET LOCAL statement_timeout = ${Number(config.statementTimeoutMs)}`);
+  await client.query(`SET LOCAL lock_timeout = '30s'`);
+  await client.query(`SET LOCAL idle_in_transaction_session_timeout = '10min'`);
+  // Membership sets are hashed in memory; a bigger work_mem keeps them out of temp files.
+  await client.query(`SET LOCAL work_mem = '64MB'`);
+  // The plan's queries look expensive to the planner, whose JIT then spends seconds compiling
+  // each one; they are scans and hash joins that run faster than that compilation.
+  await client.query('SET LOCAL jit = off');
+}
+
+/**
+ * Streams every planned table from EA into the sink each gets (EB's COPY FROM, or nothing for
+ * --dry-run), one table at a time into the sink, while the next tables' queries already run on
+ * their own connections in the same snapshot: their rows wait in socket buffers (backpressure),
+ * never in this process's memory. One connection per table: a pg client reused after a COPY TO
+ * can miss the next COPY's data (pg-copy-streams hands the socket back a tick late).
+ */
+async function copyAll(openReader: () => Promise<pg.Client>, plans: TablePlan[], ui: Ui, sinkFor: (p: TablePlan) => Writable, countDropped: boolean): Promise<TableReport[]> {
+  const started = new Map<number, Promise<{ client: pg.Client; stream: Readable }>>();
+  const opened: Promise<pg.Client>[] = [];
+  const prefetch = (upTo: number) => {
+    for (let k = 0; k <= upTo && k < plans.length; k++) {
+      if (started.has(k)) continue;
+      const client = openReader();
+      opened.push(client);
+      const ready = client.then((c) => {
+        const stream = c.query(copyTo(plans[k]!.copy!));
+        // An error before the pipeline takes the stream over is kept for it, not thrown at the process.
+        stream.on('error', () => undefined);
+        return { client: c, stream };
+      });
+      ready.catch(() => undefined);
+      started.set(k, ready);
+    }
+  };
+  const out: TableReport[] = [];
+  try {
+    for (let i = 0; i < plans.length; i++) {
+      const p = plans[i]!;
+      prefetch(i + READERS - 1);
+      const { client, stream } = await started.get(i)!;
+      const t0 = Date.now();
+      const progress = ui.progress(`copying ${p.table}`, 'rows');
+      const stripper = new FlagStripper((n) => progress.tick(n));
+      await pipeline(stream, stripper, sinkFor(p));
+      const nulled: Record<string, number> = {};
+      const repointed: Record<string, number> = {};
+      p.touching.forEach((key, b) => {
+        const n = stripper.bits[1 + 2 * b] ?? 0;
+        const r = stripper.bits[2 + 2 * b] ?? 0;
+        if (n) nulled[key] = n;
+        if (r) repointed[key] = r;
+      });
+      progress.done(`${stripper.rows.toLocaleString('en-US')} rows, ${formatBytes(stripper.bytes)}`);
+      const report: TableReport = { table: p.table, mode: p.mode, rows: stripper.rows, sampled: stripper.sampled, referenced: stripper.rows - stripper.sampled, nulled, repointed, bytes: stripper.bytes, ms: Date.now() - t0 };
+      if (countDropped && p.droppedCount) report.dropped = Number((await client.query<{ n: string }>(p.droppedCount)).rows[0]!.n);
+      out.push(report);
+      started.delete(i);
+      await client.end();
+    }
+  } finally {
+    for (const c of opened) await c.then((x) => x.end(), () => undefined).catch(() => undefined);
+  }
+  return out;
 }
 
 const discard = () => new Writable({ write: (_chunk, _enc, done) => done() });
@@ -234,19 +289,14 @@ export async function sampleDataToDev(opts: SampleDataOptions): Promise<SampleDa
   let eb: pg.Client | undefined;
   try {
     eb = await connect({ ...opts.target, application_name: 'makapix-ops sample-data (load)' });
+    // A connection that dies (killed backend, network) fails the statement in flight, which rolls
+    // everything back; the client's own 'error' event must not also crash the process.
+    for (const c of [ea, eb]) c.on('error', () => undefined);
     const [sourceId, targetId] = await Promise.all([databaseIdentity(ea), databaseIdentity(eb)]);
     await checkTarget(sourceId, targetId, opts);
 
     // One consistent snapshot of EA for the catalog and every COPY; only ACCESS SHARE locks.
-    await ea.query('BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY');
-    await ea.query(`SET LOCAL statement_timeout = ${Number(config.statementTimeoutMs)}`);
-    await ea.query(`SET LOCAL lock_timeout = '30s'`);
-    await ea.query(`SET LOCAL idle_in_transaction_session_timeout = '10min'`);
-    // Membership sets are hashed in memory; a bigger work_mem keeps them out of temp files.
-    await ea.query(`SET LOCAL work_mem = '64MB'`);
-    // The plan's queries look expensive to the planner, whose JIT then spends seconds compiling
-    // each one; they are scans and hash joins that run faster than that compilation.
-    await ea.query('SET LOCAL jit = off');
+    await readOnlySnapshot(ea, config);
     const catalog = await readCatalog(ea);
     const targetCatalog = await readCatalog(eb);
     const diff = schemaDifferences(catalog, targetCatalog, { source: await revisions(ea, catalog), target: await revisions(eb, targetCatalog) });
@@ -291,17 +341,19 @@ export async function sampleDataToDev(opts: SampleDataOptions): Promise<SampleDa
     };
     const skipped = (p: TablePlan): TableReport => ({ table: p.table, mode: p.mode, rows: 0, sampled: 0, referenced: 0, nulled: {}, repointed: {}, bytes: 0, ms: 0 });
 
+    // Readers in the same snapshot, so EA works on the next tables while EB loads this one.
+    const { rows: snap } = await ea.query<{ s: string }>('SELECT pg_export_snapshot() AS s');
+    const openReader = async () => {
+      const reader = await connect({ ...opts.source, application_name: 'makapix-ops sample-data (read)' });
+      reader.on('error', () => undefined);
+      await readOnlySnapshot(reader, config, snap[0]!.s);
+      return reader;
+    };
+    const copied = plan.tables.filter((p) => p.copy);
+    const merge = (done: TableReport[]) => plan.tables.map((p) => done.find((t) => t.table === p.table) ?? skipped(p));
+
     if (opts.dryRun) {
-      const tables: TableReport[] = [];
-      for (const p of plan.tables) {
-        if (!p.copy) {
-          tables.push(skipped(p));
-          continue;
-        }
-        const t = await copyTable(ea, p, discard(), ui);
-        const dropped = p.droppedCount ? Number((await ea.query<{ n: string }>(p.droppedCount)).rows[0]!.n) : 0;
-        tables.push({ ...t, dropped });
-      }
+      const tables = merge(await copyAll(openReader, copied, ui, discard, true));
       await ea.query('COMMIT');
       return report(tables);
     }
@@ -316,15 +368,7 @@ export async function sampleDataToDev(opts: SampleDataOptions): Promise<SampleDa
         await target.query('SET LOCAL session_replication_role = replica');
         if (opts.schemaFromProd) await ui.run('recreating EB\'s schema from EA\'s', () => schemaFromSource(opts.source, target));
         if (plan.truncate.length) await target.query(`TRUNCATE ${plan.truncate.map(q).join(', ')}`);
-        const out: TableReport[] = [];
-        for (const p of plan.tables) {
-          if (!p.copy) {
-            out.push(skipped(p));
-            continue;
-          }
-          const sink = target.query(copyFrom(`COPY ${q(p.table)} (${p.columns.map(q).join(', ')}) FROM STDIN`));
-          out.push(await copyTable(ea, p, sink, ui));
-        }
+        const out = merge(await copyAll(openReader, copied, ui, (p) => target.query(copyFrom(`COPY ${q(p.table)} (${p.columns.map(q).join(', ')}) FROM STDIN`)), false));
         for (const s of plan.sequences) {
           await target.query(`SELECT setval(${target.escapeLiteral(s.sequence)}::regclass, COALESCE(m, 1), m IS NOT NULL) FROM (SELECT max(${q(s.column)})::bigint AS m FROM ${q(s.table)}) x`);
         }

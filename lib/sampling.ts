@@ -354,20 +354,27 @@ export function planSampling({ catalog, config, options, anonymization }: PlanIn
   };
   const nullTest = (r: Ref) => `(${r.fk.columns.map((c) => `x.${q(c)} IS NULL`).join(' OR ')})`;
   const inTest = (r: Ref) => `${r.alias}.${q(r.fk.refColumns[0]!)} IS NOT NULL`;
-  const joinOf = (r: Ref) => `LEFT JOIN ${cte(r.fk.refTable)} ${r.alias} ON ${r.fk.columns.map((c, i) => `${r.alias}.${q(r.fk.refColumns[i]!)} = x.${q(c)}`).join(' AND ')}`;
+  const joinOf = (r: Ref, inner = false) =>
+    `${inner ? 'JOIN' : 'LEFT JOIN'} ${cte(r.fk.refTable)} ${r.alias} ON ${r.fk.columns.map((c, i) => `${r.alias}.${q(r.fk.refColumns[i]!)} = x.${q(c)}`).join(' AND ')}`;
   /** Rows with no anchor set: picked by a hash of their key at the same percentage. */
   const rowPick = (t: Table) => pick(t.primaryKey.length ? `(${t.primaryKey.map((c) => `x.${q(c)}`).join(', ')})` : 'x', options.seed, options.pct);
 
-  /** `WHERE` of table t over alias x with its anchors joined: the row is in the sample. */
-  const membership = (t: Table): { joins: Ref[]; where: string } => {
-    if (modeOf(t.name) === 'skip') return { joins: [], where: 'false' };
-    if (t.name === config.root) return { joins: [], where: pickWhere('x') };
+  /**
+   * `WHERE` of table t over alias x with its anchors joined: the row is in the sample. A NOT NULL
+   * drop reference is an inner join (the row needs it; the planner then hashes the small set and
+   * scans the table once), except in a table that rows are pulled into, which needs outer joins.
+   */
+  const membership = (t: Table, allowInner = true): { joins: Ref[]; inner: Set<string>; where: string } => {
+    if (modeOf(t.name) === 'skip') return { joins: [], inner: new Set(), where: 'false' };
+    if (t.name === config.root) return { joins: [], inner: new Set(), where: pickWhere('x') };
     const a = anchors(t.name);
-    if (!a.length) return { joins: [], where: rowPick(t) };
-    const drops = a.filter((r) => r.policy === 'drop').map((r) => `(${nullTest(r)} OR ${inTest(r)})`);
-    const anchored = `(${a.map(inTest).join(' OR ')} OR ((${a.map((r) => nullTest(r)).join(' AND ')}) AND ${rowPick(t)}))`;
-    return { joins: a, where: [...drops, anchored].join(' AND ') };
+    if (!a.length) return { joins: [], inner: new Set(), where: rowPick(t) };
+    const inner = new Set(allowInner && !pulls.has(t.name) ? a.filter((r) => r.policy === 'drop' && r.fk.columns.every((c) => !t.columns.find((x) => x.name === c)?.nullable)).map((r) => r.alias) : []);
+    const drops = a.filter((r) => r.policy === 'drop' && !inner.has(r.alias)).map((r) => `(${nullTest(r)} OR ${inTest(r)})`);
+    const anchored = inner.size ? [] : [`(${a.map(inTest).join(' OR ')} OR ((${a.map((r) => nullTest(r)).join(' AND ')}) AND ${rowPick(t)}))`];
+    return { joins: a, inner, where: [...drops, ...anchored].join(' AND ') || 'true' };
   };
+  const joinsOf = (m: { joins: Ref[]; inner: Set<string> }) => m.joins.map((r) => joinOf(r, m.inner.has(r.alias))).join(' ');
 
   // The membership sets one table's COPY needs, transitively, in dependency order.
   const needed = (tables: string[]): string[] => {
@@ -384,7 +391,7 @@ export function planSampling({ catalog, config, options, anonymization }: PlanIn
     const t = catalog.get(name)!;
     const m = membership(t);
     const keys = keyColumns(t, refs);
-    return `${cte(name)} AS MATERIALIZED (SELECT ${keys.map((k) => `x.${q(k)}`).join(', ')} FROM ${q(name)} x ${m.joins.map(joinOf).join(' ')} WHERE ${m.where})`;
+    return `${cte(name)} AS MATERIALIZED (SELECT ${keys.map((k) => `x.${q(k)}`).join(', ')} FROM ${q(name)} x ${joinsOf(m)} WHERE ${m.where})`;
   };
 
   const tablePlans: TablePlan[] = [];
@@ -416,31 +423,35 @@ export function planSampling({ catalog, config, options, anonymization }: PlanIn
       continue;
     }
 
-    // Layer 1: membership, and every reference resolved by its policy.
+    // Layer 1: membership first, materialized (the planner cannot know how small the sets are, and
+    // would otherwise join every row of a big table to the stand-ins before filtering), then every
+    // reference resolved by its policy.
     const m = membership(t);
     const pulledBy = pulls.get(name) ?? [];
-    const joined = new Map<string, Ref>();
-    for (const r of [...m.joins, ...tableRefs]) joined.set(r.alias, r);
+    const inBase = new Set(m.joins.map((r) => r.alias));
+    const useBase = inBase.size > 0 || pulledBy.length > 0;
+    const inRef = (r: Ref) => (useBase && inBase.has(r.alias) ? `x.${q(`__in_${r.alias}`)}` : inTest(r));
     const touching = tableRefs.filter((r) => r.policy === 'null' || r.policy === 'repoint' || (pulledBy.length > 0 && r.policy === 'drop'));
     const value = new Map<string, string>();
-    const flagTerms: string[] = [pulledBy.length ? `CASE WHEN ${m.where} THEN 1 ELSE 0 END` : '1'];
+    const flagTerms: string[] = [pulledBy.length ? `CASE WHEN x."__member" THEN 1 ELSE 0 END` : '1'];
     const extraJoins: string[] = [];
     const extraWhere: string[] = [];
     touching.forEach((r, i) => {
       const nulledBit = 2 ** (1 + 2 * i);
       const repointBit = 2 ** (2 + 2 * i);
-      const out = `NOT ${nullTest(r)} AND NOT ${inTest(r)}`;
+      if (!(useBase && inBase.has(r.alias))) extraJoins.push(joinOf(r));
+      const out = `NOT ${nullTest(r)} AND NOT ${inRef(r)}`;
       if (r.policy === 'repoint') {
         const col = r.fk.columns[0]!;
         const st = `st${r.alias}`;
         extraJoins.push(
           `LEFT JOIN ${standins(r.fk.refTable)} ${st} ON ${st}.n = abs(mod(hashtextextended(x.${q(col)}::text, ${options.seed}), (SELECT NULLIF(count(*), 0) FROM ${standins(r.fk.refTable)})))`,
         );
-        value.set(col, `CASE WHEN ${nullTest(r)} OR ${inTest(r)} THEN x.${q(col)} ELSE ${st}.id END`);
+        value.set(col, `CASE WHEN ${nullTest(r)} OR ${inRef(r)} THEN x.${q(col)} ELSE ${st}.id END`);
         flagTerms.push(`CASE WHEN ${out} AND ${st}.id IS NOT NULL THEN ${repointBit} WHEN ${out} THEN ${nulledBit} ELSE 0 END`);
-        if (!isNullable(t, r.fk)) extraWhere.push(`(${nullTest(r)} OR ${inTest(r)} OR ${st}.id IS NOT NULL)`);
+        if (!isNullable(t, r.fk)) extraWhere.push(`(${nullTest(r)} OR ${inRef(r)} OR ${st}.id IS NOT NULL)`);
       } else {
-        for (const col of r.fk.columns) value.set(col, `CASE WHEN ${inTest(r)} THEN x.${q(col)} END`);
+        for (const col of r.fk.columns) value.set(col, `CASE WHEN ${inRef(r)} THEN x.${q(col)} END`);
         flagTerms.push(`CASE WHEN ${out} THEN ${nulledBit} ELSE 0 END`);
       }
     });
@@ -451,17 +462,16 @@ export function planSampling({ catalog, config, options, anonymization }: PlanIn
       const refKey = catalog.get(target)!.primaryKey[0]!;
       value.set(col, `ARRAY(SELECT e FROM unnest(x.${q(col)}) WITH ORDINALITY u(e, o) WHERE e IN (SELECT ${q(refKey)} FROM ${cte(target)}) ORDER BY o)`);
     }
-    const pullJoins = pulledBy.map((r, i) => ({
-      join: `LEFT JOIN p_${i} ON ${r.fk.refColumns.map((c) => `p_${i}.${q(c)} = x.${q(c)}`).join(' AND ')}`,
-      cte: (() => {
-        const src = catalog.get(r.fk.table)!;
-        const sm = membership(src);
-        const sel = r.fk.columns.map((c, k) => `x.${q(c)} AS ${q(r.fk.refColumns[k]!)}`).join(', ');
-        return `p_${i} AS MATERIALIZED (SELECT DISTINCT ${sel} FROM ${q(src.name)} x ${sm.joins.map(joinOf).join(' ')} WHERE ${sm.where})`;
-      })(),
-      test: `p_${i}.${q(r.fk.refColumns[0]!)} IS NOT NULL`,
-      source: r.fk.table,
-    }));
+    const pullJoins = pulledBy.map((r, i) => {
+      const src = catalog.get(r.fk.table)!;
+      const sm = membership(src);
+      const sel = r.fk.columns.map((c, k) => `x.${q(c)} AS ${q(r.fk.refColumns[k]!)}`).join(', ');
+      return {
+        join: `LEFT JOIN p_${i} ON ${r.fk.refColumns.map((c) => `p_${i}.${q(c)} = x.${q(c)}`).join(' AND ')}`,
+        cte: `p_${i} AS MATERIALIZED (SELECT DISTINCT ${sel} FROM ${q(src.name)} x ${joinsOf(sm)} WHERE ${sm.where})`,
+        test: `p_${i}.${q(r.fk.refColumns[0]!)} IS NOT NULL`,
+      };
+    });
 
     const setsNeeded = needed([
       ...m.joins.map((r) => r.fk.refTable),
@@ -469,18 +479,25 @@ export function planSampling({ catalog, config, options, anonymization }: PlanIn
       ...implicit.map(([, target]) => target),
       ...pulledBy.flatMap((r) => anchors(r.fk.table).map((a) => a.fk.refTable)),
     ]);
+    const where = pullJoins.length ? `((${m.where}) OR ${pullJoins.map((p) => p.test).join(' OR ')})` : m.where;
+    const baseCte = useBase
+      ? [
+          `base AS MATERIALIZED (SELECT x.*${[...m.joins].map((r) => `, ${inTest(r)} AS ${q(`__in_${r.alias}`)}`).join('')}${pullJoins.length ? `, (${m.where}) AS "__member"` : ''} ` +
+            `FROM ${q(name)} x ${joinsOf(m)} ${pullJoins.map((p) => p.join).join(' ')} WHERE ${where})`,
+        ]
+      : [];
     const ctes = [
       ...setsNeeded.map(setCte),
       ...[...new Set(touching.filter((r) => r.policy === 'repoint').map((r) => r.fk.refTable))].map(
         (u) => `${standins(u)} AS MATERIALIZED (SELECT ${q(catalog.get(u)!.primaryKey[0]!)} AS id, row_number() OVER (ORDER BY ${q(catalog.get(u)!.primaryKey[0]!)}) - 1 AS n FROM ${cte(u)})`,
       ),
       ...pullJoins.map((p) => p.cte),
+      ...baseCte,
     ];
-    const where = pullJoins.length ? `((${m.where}) OR ${pullJoins.map((p) => p.test).join(' OR ')})` : m.where;
     const layer1 = [
       `SELECT ${flagTerms.join(' + ')} AS "__flags", ${outCols.map((c) => `${value.get(c.name) ?? `x.${q(c.name)}`} AS ${q(c.name)}`).join(', ')}`,
-      `FROM ${q(name)} x ${[...joined.values()].map(joinOf).join(" ")} ${extraJoins.join(" ")} ${pullJoins.map((p) => p.join).join(" ")}`,
-      `WHERE ${[where, ...extraWhere].join(' AND ')}`,
+      useBase ? `FROM base x ${extraJoins.join(' ')}` : `FROM ${q(name)} x ${extraJoins.join(' ')}`,
+      `WHERE ${[useBase ? 'true' : where, ...extraWhere].join(' AND ')}`,
     ].join(' ');
 
     // Layer 2: a re-pointed reference must not break a unique index (one reaction per user, post
@@ -512,7 +529,8 @@ export function planSampling({ catalog, config, options, anonymization }: PlanIn
     }
     // Layer 3: anonymization over the final values.
     const withClause = ctes.length ? `WITH ${ctes.join(', ')} ` : '';
-    const anchoredIn = m.joins.length ? `(${m.joins.map(inTest).join(' OR ')})` : 'false';
+    const outer = membership(t, false);
+    const anchoredIn = outer.joins.length ? `(${outer.joins.map(inTest).join(' OR ')})` : 'false';
     const clashDrops = clashes.length ? ` + (SELECT count(*) FROM (${layer1}) y) - (SELECT count(*) FROM ${source})` : '';
     tablePlans.push({
       table: name,
@@ -522,7 +540,7 @@ export function planSampling({ catalog, config, options, anonymization }: PlanIn
       references,
       touching: touching.map((r) => fkKey(r.fk)),
       copy: `COPY (${withClause}SELECT "__flags", ${outCols.map(anonymized).join(', ')} FROM ${source}) TO STDOUT`,
-      droppedCount: `${withClause}SELECT (SELECT count(*) FROM ${q(name)} x ${m.joins.map(joinOf).join(' ')} WHERE ${anchoredIn} AND NOT (${m.where}))${clashDrops} AS n`,
+      droppedCount: `${withClause}SELECT (SELECT count(*) FROM ${q(name)} x ${joinsOf(outer)} WHERE ${anchoredIn} AND NOT (${outer.where}))${clashDrops} AS n`,
     });
   }
   const unruled = unruledColumns(copied, config.rules);

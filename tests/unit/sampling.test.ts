@@ -105,9 +105,9 @@ test('membership follows the drop policies through sets; re-pointing and unique 
   assert.equal(tableOf(p, 'comments').touching, ['comments.author_id', 'comments.parent_id']);
   // One reaction per user, post and emoji: the partial index's predicate partitions the clash check.
   assert.match(tableOf(p, 'reactions').copy!, /row_number\(\) OVER \(PARTITION BY \(\(user_id IS NOT NULL\)\), "post_id", "user_id", "emoji"/);
-  // Follows need both sides: two drop joins, no stand-ins.
+  // Follows need both sides: two inner joins on the membership set, no stand-ins.
   const follows = tableOf(p, 'follows').copy!;
-  assert.match(follows, /\(\(x\."follower_id" IS NULL\) OR r0\."id" IS NOT NULL\) AND \(\(x\."following_id" IS NULL\) OR r1\."id" IS NOT NULL\)/);
+  assert.match(follows, /FROM "follows" x JOIN s_users r0 ON r0\."id" = x\."follower_id" JOIN s_users r1 ON r1\."id" = x\."following_id"/);
   assert.not.match(follows, /st_users/);
   // Emails are anonymized in the COPY itself.
   assert.match(tableOf(p, 'users').copy!, /'user' \|\| "id"::text \|\| '@dev\.makapix\.local'/);
@@ -118,7 +118,10 @@ test('a table added tomorrow with a foreign key to posts is sampled with no code
   const notes = tableOf(p, 'post_notes');
   assert.is(notes.mode, 'sample');
   assert.is(notes.references[0]!.policy, 'drop');
-  assert.match(notes.copy!, /LEFT JOIN s_posts r0 ON r0\."id" = x\."post_id"/);
+  assert.match(notes.copy!, /FROM "post_notes" x JOIN s_posts r0 ON r0\."id" = x\."post_id"/);
+  // A nullable reference that still decides (ON DELETE CASCADE): outer join, NULL or in the sample.
+  const q2 = plan({ tables: [...base(), { name: 'mentions', columns: [col('id', 'integer', false), col('post_id'), col('user_id', 'integer', false)], foreignKeys: [fk('mentions', 'post_id', 'posts'), fk('mentions', 'user_id', 'users')] }] });
+  assert.match(tableOf(q2, 'mentions').copy!, /LEFT JOIN s_posts r0 ON r0\."id" = x\."post_id" JOIN s_users r1 .* WHERE \(\(x\."post_id" IS NULL\) OR r0\."id" IS NOT NULL\)/);
 });
 
 test('configured policies: pull copies referenced rows in; impossible ones are refused', () => {
