@@ -18,6 +18,7 @@ import { hasUpscaledVariant, seedDatabase, vaultFilePath, vaultVariantPath } fro
 import { sandboxDown, sandboxPaths, sandboxStatus, sandboxUp } from '../../lib/sandbox.ts';
 import { SafetyError } from '../../lib/errors.ts';
 import { Ui } from '../../lib/ui.ts';
+import { describeDemo, runDemo } from '../../lib/demo.ts';
 import { projectRoot } from '../../lib/paths.ts';
 
 const USERS = 150;
@@ -183,6 +184,23 @@ test('sandbox up/status/down: reuses a running sandbox, restarts a stopped clust
   const again = await sandboxUp({ users: 30, seed: 5, ui: quiet, dir });
   assert.ok(again.reused && again.up);
   assert.is(again.clusters!.prod.port, first.clusters!.prod.port);
+
+  // make demo: the sandbox first, then each step in order with the sandbox's configs.
+  const seen: string[] = [];
+  const demo = await runDemo({
+    users: 30,
+    seed: 5,
+    ui: quiet,
+    dir,
+    steps: [
+      { name: 'one', description: 'reads EB', run: async (ctx) => [`EB on ${ctx.config('dev').vars.DB_PUBLISHED_PORT}`, String(seen.push('one'))] },
+      { name: 'two', description: 'runs second', run: async () => [String(seen.push('two'))] },
+    ],
+  });
+  assert.equal(seen, ['one', 'two']);
+  assert.equal(demo.steps.map((s) => s.name), ['sandbox', 'one', 'two']);
+  assert.is(demo.steps[1]!.lines[0], `EB on ${first.clusters!.dev.port}`);
+  assert.match(describeDemo(demo), `. ${paths.activate}`);
 
   // EB stops; a stranger takes its port. The next up must start EB elsewhere, not attach.
   const oldPort = first.clusters!.dev.port;
