@@ -1,14 +1,14 @@
 // The runner of sync-vault-to-dev: reads EB's database and both vault folders, asks lib/vault.ts
 // what to do with each file, and does it (copy or hard-link under a temporary name, then rename).
 import { copyFile, link, lstat, mkdir, readdir, realpath, rename, rm, rmdir, stat, statfs, chown, chmod } from 'node:fs/promises';
-import { constants, createReadStream, lstatSync, readdirSync, realpathSync, statSync, type Stats } from 'node:fs';
+import { constants, createReadStream, existsSync, lstatSync, readdirSync, realpathSync, statSync, type Stats } from 'node:fs';
 import { createHash } from 'node:crypto';
 import path from 'node:path';
 import type pg from 'pg';
 import { ConfigError, JobError, SafetyError, UsageError } from './errors.ts';
 import { connect, connectionFor, describeConnection } from './database.ts';
 import { loadEnvConfig } from './config.ts';
-import { isTemporaryName, syncFilesystem, temporaryName } from './atomic-file.ts';
+import { isTemporaryName, syncFilesystem, temporaryName, writeFileAtomic } from './atomic-file.ts';
 import { withLock } from './lock.ts';
 import { projectRoot } from './paths.ts';
 import { formatBytes, type Confirm, type Ui } from './ui.ts';
@@ -146,7 +146,6 @@ interface Plan {
   files: Planned[];
   groups: number;
   missing: string[];
-  staleTemps: string[];
   index: ReferenceIndex;
   /** Target folders seen by the scan: true when present as a real folder under the root. */
   targetFolders: Map<string, boolean>;
@@ -159,7 +158,7 @@ interface Plan {
  */
 async function buildPlan(o: SyncVaultOptions, source: VaultRoot, target: VaultRoot, layout: VaultLayout): Promise<Plan> {
   const decideOpts: DecideOptions = { link: o.link, checksum: o.checksum, owner: o.owner, fileMode: layout.fileMode };
-  const plan: Plan = { files: [], groups: 0, missing: [], staleTemps: [], index: new ReferenceIndex(), targetFolders: new Map() };
+  const plan: Plan = { files: [], groups: 0, missing: [], index: new ReferenceIndex(), targetFolders: new Map() };
   const seen = new Set<string>();
 
   // Synchronous on purpose: each call is a few microseconds on a local disk, far less than the
@@ -191,10 +190,9 @@ async function buildPlan(o: SyncVaultOptions, source: VaultRoot, target: VaultRo
   const scanFolder = (dir: VaultRelPath, groups: FileGroup[]) => {
     const srcDir = resolveIn(source, dir);
     const names = folderInside(source, dir, 'source') ? readdirSync(srcDir) : [];
-    const dstDir = resolveIn(target, dir);
-    const dstNames = new Set(folderInside(target, dir, 'target') ? readdirSync(dstDir) : []);
-    // A lock is held for every run that writes, so a temporary name here is a crashed run's leftover.
-    for (const n of dstNames) if (isTemporaryName(n)) plan.staleTemps.push(path.join(dstDir, n));
+    // The target side is not listed: an lstat per wanted name answers "there, and how big" for
+    // less (a crashed run's temporary files are swept separately, see syncVault).
+    const dstDir = folderInside(target, dir, 'target') ? resolveIn(target, dir) : undefined;
     for (const group of groups) {
       const { found, missing } = filesOfGroup(group, names);
       for (const n of missing) plan.missing.push(joinRel(dir, n));
@@ -218,7 +216,8 @@ async function buildPlan(o: SyncVaultOptions, source: VaultRoot, target: VaultRo
         }
         if (!s.isFile()) continue; // a folder or device that happens to share the prefix is not artwork
         const state = fileState(s);
-        const dst = dstNames.has(name) ? fileState(lstatSync(path.join(dstDir, name))) : undefined;
+        const dstStat = dstDir === undefined ? undefined : lstatSync(path.join(dstDir, name), { throwIfNoEntry: false });
+        const dst = dstStat && fileState(dstStat);
         const action = decide(state, dst, decideOpts);
         plan.files.push({ rel, src, state, action, fixOwnership: dst !== undefined && (action === 'skip' || action === 'compare') && needsOwnership(state, dst, decideOpts) });
       }
@@ -234,8 +233,12 @@ async function buildPlan(o: SyncVaultOptions, source: VaultRoot, target: VaultRo
       await client.query(`DECLARE vault_groups NO SCROLL CURSOR FOR ${kind.sql}`);
       // Rows come ordered by folder: the last folder of a batch may continue in the next one.
       let pending: { dir: VaultRelPath; groups: FileGroup[] } | undefined;
+      const timing = { db: 0, scan: 0 };
       for (;;) {
+        const fetchStarted = performance.now();
         const { rows } = await client.query(`FETCH ${fetchRows} FROM vault_groups`);
+        const scanStarted = performance.now();
+        timing.db += scanStarted - fetchStarted;
         const folders: { dir: VaultRelPath; groups: FileGroup[] }[] = pending ? [pending] : [];
         for (const row of rows) {
           const group = fileGroup(kind, row);
@@ -247,11 +250,13 @@ async function buildPlan(o: SyncVaultOptions, source: VaultRoot, target: VaultRo
         }
         pending = rows.length ? folders.pop() : undefined;
         for (const f of folders) scanFolder(f.dir, f.groups);
+        timing.scan += performance.now() - scanStarted;
         progress.tick(rows.length);
         if (!rows.length) break;
       }
       await client.query('CLOSE vault_groups');
       progress.done(`${plan.files.length.toLocaleString('en-US')} files so far`);
+      o.ui.debug(`${kind.name}: ${Math.round(timing.db)}ms reading EB's rows, ${Math.round(timing.scan)}ms listing folders of both vaults`);
     }
     await client.query('COMMIT');
   } finally {
@@ -365,12 +370,16 @@ export async function syncVault(o: SyncVaultOptions): Promise<SyncVaultSummary> 
       return summary;
     }
 
-    for (const t of plan.staleTemps) await rm(t, { force: true });
-    summary.staleTempsRemoved = plan.staleTemps.length;
+    // A run that writes leaves a marker until it has finished: finding one means the last run was
+    // interrupted, and its temporary files (never under a final name) are swept from the target.
+    const marker = statePathFor(target, 'incomplete');
+    if (existsSync(marker)) summary.staleTempsRemoved = await sweepTemporaries(target);
     const prune = o.prune ? await pruneCandidates(target, plan.index) : [];
+    const prunedBytes = prune.reduce((n, p) => n + p.bytes, 0);
+    if (prune.length) await o.confirm(`Remove ${prune.length} file${prune.length === 1 ? '' : 's'} (${formatBytes(prunedBytes)}) that EB's database no longer references from ${target}?`);
+    const writes = transfer.length > 0 || prune.length > 0 || plan.files.some((f) => f.fixOwnership);
+    if (writes) await writeFileAtomic(marker, `${JSON.stringify({ pid: process.pid, since: new Date().toISOString() })}\n`, 0o644);
     if (prune.length) {
-      const bytes = prune.reduce((n, p) => n + p.bytes, 0);
-      await o.confirm(`Remove ${prune.length} file${prune.length === 1 ? '' : 's'} (${formatBytes(bytes)}) that EB's database no longer references from ${target}?`);
       const emptied = new Set<string>();
       for (const p of prune) {
         await rm(p.abs, { force: true });
@@ -378,7 +387,7 @@ export async function syncVault(o: SyncVaultOptions): Promise<SyncVaultSummary> 
       }
       await removeEmptyFolders(target, emptied);
       summary.pruned = prune.length;
-      summary.prunedBytes = bytes;
+      summary.prunedBytes = prunedBytes;
     }
 
     const space = freeSpaceVerdict(plannedBytes, await statfs(target));
@@ -504,19 +513,37 @@ export async function syncVault(o: SyncVaultOptions): Promise<SyncVaultSummary> 
       throw err;
     }
     // Renames, new folders and removals become durable in one flush; a run that changed nothing skips it.
-    if (plan.staleTemps.length || summary.pruned || summary.copied || summary.linked || summary.ownershipFixed) await syncFilesystem(target);
+    if (writes || summary.staleTempsRemoved) await syncFilesystem(target);
+    await rm(marker, { force: true });
     summary.skipped += plan.files.filter((f) => f.action === 'skip' && !f.fixOwnership).length;
     progress.done(`${summary.copied} copied, ${summary.linked} linked, ${formatBytes(summary.bytesCopied)}`);
     summary.durationMs = Date.now() - started;
     return summary;
   };
   if (o.dryRun) return job();
-  return withLock(lockPathFor(target), 'sync-vault-to-dev', job);
+  return withLock(statePathFor(target, 'lock'), 'sync-vault-to-dev', job);
 }
 
-/** One lock per target vault, outside it (a file in the vault would be served and pruned). */
-export function lockPathFor(target: VaultRoot): string {
-  return path.join(projectRoot, '.state', `sync-vault-${createHash('sha256').update(target).digest('hex').slice(0, 16)}.lock`);
+/** The lock and the interrupted-run marker of one target vault: outside it (a file in the vault would be served and pruned). */
+function statePathFor(target: VaultRoot, what: 'lock' | 'incomplete'): string {
+  return path.join(projectRoot, '.state', `sync-vault-${createHash('sha256').update(target).digest('hex').slice(0, 16)}.${what}`);
+}
+
+/** Removes every temporary-named file under the target (an interrupted run's), never following a symlink. */
+async function sweepTemporaries(target: VaultRoot): Promise<number> {
+  let removed = 0;
+  const walk = async (dir: string): Promise<void> => {
+    for (const e of await readdir(dir, { withFileTypes: true })) {
+      const abs = path.join(dir, e.name);
+      if (e.isDirectory()) await walk(abs);
+      else if (isTemporaryName(e.name) && isInside(target, abs)) {
+        await rm(abs, { force: true });
+        removed++;
+      }
+    }
+  };
+  await walk(target);
+  return removed;
 }
 
 /** The human report of a run (stdout); --json prints the summary itself. */

@@ -14,8 +14,13 @@ import { hasUpscaledVariant, vaultFilePath, vaultVariantPath } from '../../lib/s
  * reference to posts that may not be copied, which the vault sync does not care about.
  */
 export async function samplePosts(prod: Cluster, dev: Cluster, postFilter: string): Promise<void> {
-  const ea = new pg.Client(prod.connection(sandboxDatabases.prod));
-  const eb = new pg.Client(dev.connection(sandboxDatabases.dev));
+  await samplePostsBetween(prod.connection(sandboxDatabases.prod), dev.connection(sandboxDatabases.dev), postFilter);
+}
+
+/** The same between any two databases with the Makapix schema (the bench keeps both in one cluster). */
+export async function samplePostsBetween(from: pg.ClientConfig, to: pg.ClientConfig, postFilter: string): Promise<void> {
+  const ea = new pg.Client(from);
+  const eb = new pg.Client(to);
   await Promise.all([ea.connect(), eb.connect()]);
   try {
     await ea.query('BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY');

@@ -2,7 +2,7 @@
 // (or cron) would, by path, without a TTY, configured by the sandbox's env files.
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { spawnSync } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, writeFileSync, statSync, rmSync, symlinkSync, mkdirSync, truncateSync, existsSync, readdirSync, unlinkSync } from 'node:fs';
 import path from 'node:path';
 import pg from 'pg';
@@ -10,7 +10,7 @@ import { startSandbox, type TestSandbox } from '../harness/sandbox.ts';
 import { onExit } from '../harness/cleanup.ts';
 import { expectedVaultFiles, listTree, samplePosts } from '../harness/vault.ts';
 import { sandboxDatabases } from '../../lib/sandbox.ts';
-import { temporaryName, isTemporaryName } from '../../lib/atomic-file.ts';
+import { isTemporaryName } from '../../lib/atomic-file.ts';
 import { runSyncVault, type SyncVaultRequest, type SyncVaultSummary } from '../../lib/vault-sync.ts';
 import { OpsError } from '../../lib/errors.ts';
 import { Ui, makeConfirm } from '../../lib/ui.ts';
@@ -104,19 +104,40 @@ test('a second run copies nothing', async () => {
   assert.equal([r.out.copied, r.out.linked, r.out.skipped, r.out.staleTempsRemoved], [0, 0, expected.size, 0]);
 });
 
-test('a crashed run is repaired: its temp file is removed, the file copied, a changed-size file replaced', async () => {
-  const [a, b] = [...expected].sort();
-  const finalA = path.join(sb.vaultDev, a!);
-  rmSync(finalA);
-  const tmp = temporaryName(finalA);
-  writeFileSync(tmp, readFileSync(path.join(sb.vaultProd, a!)).subarray(0, 10));
-  truncateSync(path.join(sb.vaultDev, b!), 5);
+test('a run killed mid-copy leaves no half file under a final name; the next run sweeps its temp files and completes', async () => {
+  const target = freshDir('killed');
+  const child = spawn(script, ['--target', target, '--jobs', '1'], { env: { ...process.env, MAKAPIX_ENV_DIR: sb.envDir }, stdio: 'ignore' });
+  const exited = new Promise<void>((resolve) => child.on('exit', () => resolve()));
+  const temps = () => {
+    try {
+      return listTree(target).filter((f) => isTemporaryName(path.basename(f)));
+    } catch {
+      return []; // a folder appeared or went mid-walk
+    }
+  };
+  const deadline = Date.now() + 90_000;
+  while (temps().length === 0 && child.exitCode === null && Date.now() < deadline) await new Promise((r) => setTimeout(r, 5));
+  child.kill('SIGKILL');
+  await exited;
+  const left = temps();
+  assert.ok(left.length > 0, 'the run was not caught mid-copy');
+  for (const rel of listTree(target).filter((f) => !isTemporaryName(path.basename(f)))) assert.ok(same(rel, target), `${rel} is under its final name but incomplete`);
+
+  const r = await sync({ target });
+  assert.is(r.code, 0, r.stderr);
+  assert.ok(r.out.staleTempsRemoved >= left.length, `${r.out.staleTempsRemoved} temp files removed, ${left.length} were left`);
+  assert.equal(listTree(target), [...expected].sort());
+  for (const rel of expected) assert.ok(same(rel, target), rel);
+  assert.is((await sync({ target })).out.staleTempsRemoved, 0, 'a finished run leaves nothing to sweep');
+});
+
+test('a final file whose size differs (its source changed) is copied again', async () => {
+  const rel = [...expected].sort()[0]!;
+  truncateSync(path.join(sb.vaultDev, rel), 5);
   const r = await sync();
   assert.is(r.code, 0, r.stderr);
-  assert.equal([r.out.staleTempsRemoved, r.out.copied, r.out.replaced], [1, 2, 1]);
-  assert.not.ok(existsSync(tmp));
-  assert.equal(listTree(sb.vaultDev), [...expected].sort());
-  assert.ok(same(a!) && same(b!));
+  assert.equal([r.out.copied, r.out.replaced], [1, 1]);
+  assert.ok(same(rel));
 });
 
 test('--checksum finds a same-size file whose content differs; a plain run trusts the size', async () => {
