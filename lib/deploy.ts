@@ -325,10 +325,11 @@ export async function switchServices(cfg: EnvConfig, switches: DeployPlan['switc
   const project = projectName(cfg.env);
   const env = { IMAGE_TAG: tag };
   const drainMs = opts.drainMs ?? 1000;
+  const inPlace: string[] = [];
   for (const { service, strategy } of switches) {
     const [old] = await serviceContainers(project, service);
     if (strategy === 'recreate' || !old) {
-      await compose(cfg, ['up', '-d', '--no-deps', service], env);
+      inPlace.push(service);
       continue;
     }
     const helper = nextContainerName(project, service);
@@ -357,6 +358,8 @@ export async function switchServices(cfg: EnvConfig, switches: DeployPlan['switc
     await drain(helper, drainMs);
     await removeContainer(helper);
   }
+  // One compose call for all of them: Compose recreates them in parallel.
+  if (inPlace.length) await compose(cfg, ['up', '-d', '--no-deps', ...inPlace], env);
 }
 
 /** A health failure during or after the switch; `switched` says whether EA's containers changed. */

@@ -192,11 +192,12 @@ export interface ProbeEntry {
 }
 
 /** The longest run of failed probes, measured from its first failure to the next success. */
-export function downtime(entries: readonly ProbeEntry[]): { longestMs: number; failures: number; total: number; versions: string[] } {
+export function downtime(entries: readonly ProbeEntry[]): { longestMs: number; failures: number; total: number; versions: string[]; errors: Record<string, number> } {
   let longest = 0;
   let failures = 0;
   let since: number | undefined;
   const versions: string[] = [];
+  const errors: Record<string, number> = {};
   for (const e of entries) {
     if (e.ok) {
       if (since !== undefined) longest = Math.max(longest, e.t - since);
@@ -205,10 +206,12 @@ export function downtime(entries: readonly ProbeEntry[]): { longestMs: number; f
     } else {
       failures++;
       since ??= e.t;
+      const kind = e.error ?? 'not 200';
+      errors[kind] = (errors[kind] ?? 0) + 1;
     }
   }
   if (since !== undefined && entries.length) longest = Math.max(longest, entries.at(-1)!.t - since + 100);
-  return { longestMs: longest, failures, total: entries.length, versions };
+  return { longestMs: longest, failures, total: entries.length, versions, errors };
 }
 
 /** A container probing EA's api through its caddy_net alias every 100 ms, as a client would. */
