@@ -7,7 +7,7 @@ await runScript({
   name: 'sandbox',
   summary: 'The local sandbox: EA and EB as throwaway PostgreSQL 15 clusters on loopback, EA seeded, with vaults and env files.',
   positionals: 'up|down|status',
-  details: 'up      start (or restart) the sandbox; an existing one is kept, not reseeded\ndown    stop both clusters and delete the sandbox folder\nstatus  show what runs where (changes nothing)\nRun other scripts against it with MAKAPIX_ENV_DIR=<sandbox>/env (printed by up and status).',
+  details: 'up      start (or restart) the sandbox; an existing one is kept, not reseeded\ndown    stop both clusters and delete the sandbox folder\nstatus  show what runs where (changes nothing)\nRun other scripts against it after `. .sandbox/activate` (sets MAKAPIX_ENV_DIR=.sandbox/env and the edge host names).',
   common: ['json'],
   flags: {
     users: { type: 'string', value: 'N', description: 'users to seed EA with (default 2000)' },
