@@ -24,7 +24,7 @@ function lastError(): string {
 /** Resolves when `docker info` answers; starts dockerd (bounded wait) if needed. */
 export async function ensureEngine(timeoutMs = 60_000): Promise<void> {
   if (await answers()) return;
-  if ((await $({ nothrow: true, quiet: true })`which dockerd`).exitCode !== 0) {
+  if ((await $({ nothrow: true, quiet: true })`command -v dockerd`).exitCode !== 0) {
     throw new EngineUnavailable('dockerd is not installed (run make setup-e2e).');
   }
   mkdirSync(cacheDir, { recursive: true });
