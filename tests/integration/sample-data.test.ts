@@ -9,9 +9,8 @@ import path from 'node:path';
 import { Writable } from 'node:stream';
 import pg from 'pg';
 import bcrypt from 'bcryptjs';
-import { startTestCluster } from '../harness/postgres.ts';
-import { createMakapixSchema, foreignKeys } from '../../lib/schema.ts';
-import { seedDatabase } from '../../lib/seed.ts';
+import { startSandbox, type TestSandbox } from '../harness/sandbox.ts';
+import { foreignKeys } from '../../lib/schema.ts';
 import { freePort } from '../../lib/ports.ts';
 import { pgBin, type Cluster } from '../../lib/cluster.ts';
 import { loadEnvConfig } from '../../lib/config.ts';
@@ -27,6 +26,7 @@ const DEV_PASSWORD = 'dev-login-password-for-tests';
 const script = path.join(projectRoot, 'scripts/sample-data-to-dev.ts');
 
 interface World {
+  sandbox: TestSandbox;
   ea: Cluster;
   eb: Cluster;
   envDir: string;
@@ -50,17 +50,18 @@ async function withClient<T>(c: Cluster, db: string, fn: (cl: pg.Client) => Prom
   }
 }
 
-/** An env file from the checked-in example with this test's database settings. */
-function writeEnv(dir: string, env: 'prod' | 'dev', c: Cluster, db: string, extra: Record<string, string> = {}): void {
-  const vars: Record<string, string> = { DB_DATABASE: db, DB_ADMIN_USER: c.superuser, DB_ADMIN_PASSWORD: c.password.reveal(), DB_PUBLISHED_PORT: String(c.port), ...extra };
-  const text = readFileSync(path.join(projectRoot, `compose/.env.${env}.example`), 'utf8')
-    .split('\n')
-    .map((line) => {
-      const key = /^([A-Z_]+)=/.exec(line)?.[1];
-      return key && key in vars ? `${key}=${vars[key]}` : line;
-    })
-    .join('\n');
-  writeFileSync(path.join(dir, `.env.${env}`), text, { mode: 0o600 });
+/** A copy of the sandbox's env files into dir, with some variables of one of them replaced or added. */
+function copyEnv(from: string, dir: string, env: 'prod' | 'dev', vars: Record<string, string>): void {
+  for (const e of ['prod', 'dev'] as const) {
+    let text = readFileSync(path.join(from, `.env.${e}`), 'utf8');
+    if (e === env) {
+      for (const [key, value] of Object.entries(vars)) {
+        const line = new RegExp(`^${key}=.*$`, 'm');
+        text = line.test(text) ? text.replace(line, `${key}=${value}`) : `${text.trimEnd()}\n${key}=${value}\n`;
+      }
+    }
+    writeFileSync(path.join(dir, `.env.${e}`), text, { mode: 0o600 });
+  }
 }
 
 /** Runs the real entry (exit code, stdout, stderr), as cron or make would. */
@@ -96,20 +97,16 @@ const ids = async (cl: pg.Client, sql: string): Promise<string[]> => (await cl.q
 const count = async (cl: pg.Client, sql: string, params: unknown[] = []): Promise<number> => Number((await cl.query<{ n: string }>(sql, params)).rows[0]!.n);
 
 test.before(async () => {
-  const [ea, eb] = await Promise.all([startTestCluster(), startTestCluster()]);
-  for (const [c, db] of [
-    [ea, 'makapix'],
-    [eb, 'makapix_dev'],
-  ] as const) {
-    await withClient(c, 'postgres', (cl) => cl.query(`CREATE DATABASE ${db}`));
-    await withClient(c, db, (cl) => createMakapixSchema(cl));
-  }
-  await withClient(ea, 'makapix', (cl) => seedDatabase(cl, { users: USERS, seed: 7 }));
+  const sandbox = await startSandbox({ users: USERS, seed: 7 });
+  // The test's own env folder: the sandbox's files, with a dev login password (its rule is tested).
   const envDir = mkdtempSync(path.join(tmpdir(), 'makapix-sample-env-'));
-  writeEnv(envDir, 'prod', ea, 'makapix');
-  writeEnv(envDir, 'dev', eb, 'makapix_dev', { DEV_LOGIN_PASSWORD: DEV_PASSWORD });
+  copyEnv(sandbox.envDir, envDir, 'dev', { DEV_LOGIN_PASSWORD: DEV_PASSWORD });
   const url = (c: Cluster, db: string) => `postgresql://${c.superuser}:${c.password.reveal()}@127.0.0.1:${c.port}/${db}`;
-  w = { ea, eb, envDir, eaUrl: url(ea, 'makapix'), ebUrl: url(eb, 'makapix_dev') };
+  w = { sandbox, ea: sandbox.prod, eb: sandbox.dev, envDir, eaUrl: url(sandbox.prod, 'makapix'), ebUrl: url(sandbox.dev, 'makapix_dev') };
+});
+
+test.after(async () => {
+  await w?.sandbox.stop();
 });
 
 test('bad input: PCT=0, 150, abc and an unreachable EA stop with a clear message', async () => {
@@ -133,8 +130,7 @@ test('safety: the same database, a production target and another database are re
   assert.match(same.stderr, /is the source database itself/);
   // .env.dev that declares production.
   const prodDir = mkdtempSync(path.join(tmpdir(), 'makapix-sample-prodenv-'));
-  writeEnv(prodDir, 'prod', w.ea, 'makapix');
-  writeEnv(prodDir, 'dev', w.eb, 'makapix_dev', { ENVIRONMENT: 'production' });
+  copyEnv(w.envDir, prodDir, 'dev', { ENVIRONMENT: 'production' });
   const prod = await run(['--pct', '10', '--yes'], prodDir);
   assert.is(prod.code, 3, prod.stderr);
   assert.match(prod.stderr, /ENVIRONMENT=production/);
@@ -164,9 +160,16 @@ let report: SampleDataReport;
 
 test('integrity: a 10% sample loads whole; every foreign key re-validates; the share stays near PCT', async () => {
   const eaBefore = await checksum(w.ea, 'makapix');
-  const r = await run(['--pct', String(PCT), '--seed', '1', '--yes', '--json']);
+  const banned = "(banned_until IS NOT NULL AND banned_until > now()) OR deactivated_at IS NOT NULL";
+  // A named user who is banned: --users wins over --exclude-banned, which keeps every other one out.
+  const named = await withClient(w.ea, 'makapix', (ea) => ids(ea, `SELECT id FROM users WHERE ${banned} ORDER BY id LIMIT 1`));
+  assert.is(named.length, 1, 'the seed has no banned or deactivated user');
+  const r = await run(['--pct', String(PCT), '--seed', '1', '--users', named[0]!, '--exclude-banned', '--yes', '--json']);
   assert.is(r.code, 0, r.stderr);
   report = JSON.parse(r.stdout) as SampleDataReport;
+  await withClient(w.eb, 'makapix_dev', async (eb) => {
+    assert.equal(await ids(eb, `SELECT id FROM users WHERE ${banned}`), named);
+  });
   assert.is(await checksum(w.ea, 'makapix'), eaBefore, 'EA changed');
   // PCT % ± 2.5 points on 2,000 users (3 standard deviations), and never above 1.2 × PCT.
   assert.ok(report.users.share >= (PCT - 2.5) / 100 && report.users.share <= (1.2 * PCT) / 100, `share ${report.users.share}`);
