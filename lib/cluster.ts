@@ -45,7 +45,10 @@ async function initdb(dir: string, superuser: string, password: Secret): Promise
   await writeFile(pwfile, `${password.reveal()}\n`, { mode: 0o600 });
   try {
     if (process.getuid?.() === 0) await $({ quiet: true })`chown ${clusterOsUser} ${dir} ${pwfile}`;
-    await runAsClusterUser([path.join(pgBin, 'initdb'), '-D', dir, '-U', superuser, `--pwfile=${pwfile}`, '--auth=scram-sha-256', '-E', 'UTF8', '--locale=C.UTF-8', '--no-sync']);
+    await runAsClusterUser([path.join(pgBin, 'initdb'), '-D', dir, '-U', superuser, `--pwfile=${pwfile}`, '--auth=scram-sha-256', '-E', 'UTF8', '--locale=C.UTF-8', '--no-sync']).catch((err: Error) => {
+      const said = ((err as { stderr?: string }).stderr ?? err.message).trim().split('\n').slice(-2).join(' / ');
+      throw new JobError(`initdb could not create a cluster in ${dir}: ${said}.`, `Every folder above ${dir} must be enterable by the OS user "${process.getuid?.() === 0 ? clusterOsUser : 'you'}" (e.g. not under /root); choose another folder.`);
+    });
   } finally {
     await rm(pwfile, { force: true });
   }
