@@ -8,6 +8,7 @@ import { loadEnvConfig, type EnvConfig, type Environment } from './config.ts';
 import { describeSandbox, sandboxUp, type SandboxStatus } from './sandbox.ts';
 import { formatDuration, type Ui } from './ui.ts';
 import { syncVaultDemoStep } from './vault-sync.ts';
+import { sampleDataDemoStep } from './sample-data.ts';
 
 export interface DemoContext {
   ui: Ui;
@@ -43,6 +44,7 @@ export interface DemoReport {
 
 /** Later steps append themselves here, in the order the demo runs them. */
 export const demoSteps: DemoStep[] = [
+  sampleDataDemoStep,
   // sync-vault runs after the data sample step (it copies the files of EB's sampled posts).
   syncVaultDemoStep,
 ];

@@ -19,6 +19,7 @@ import { projectRoot } from './paths.ts';
 import { runPg, stderrTail } from './pgtools.ts';
 import { foreignKeyViolations } from './schema.ts';
 import { formatBytes, type Ui, type Confirm } from './ui.ts';
+import type { DemoStep } from './demo.ts';
 import { PlanError, UnruledColumnsError, makapixSampling, planSampling, readCatalog, type Catalog, type SamplingConfig, type SamplingPlan, type TablePlan } from './sampling.ts';
 
 export interface SampleDataOptions {
@@ -479,3 +480,26 @@ export function optionsFromFlags(flags: SampleDataFlags, loadEnv: (env: 'prod' |
   const target = flags['target-url'] ? connectionFromUrl(flags['target-url'], '--target-url') : connectionFor(dev);
   return { source, target, dev, pct, seed, users, excludeBanned: Boolean(flags['exclude-banned']), schemaFromProd: Boolean(flags['schema-from-prod']) };
 }
+
+/** `make demo`: a 10 % sample of the sandbox's EA into its EB (before sync-vault copies their files). */
+export const sampleDataDemoStep: DemoStep = {
+  name: 'sample-data',
+  description: "replace EB's data with an anonymized 10% sample of EA",
+  run: async (ctx) => {
+    const dev = ctx.config('dev');
+    const report = await sampleDataToDev({
+      source: connectionFor(ctx.config('prod')),
+      target: connectionFor(dev),
+      dev,
+      pct: 10,
+      seed: ctx.seed,
+      users: [],
+      excludeBanned: false,
+      schemaFromProd: false,
+      dryRun: false,
+      ui: ctx.ui,
+      confirm: async () => undefined, // the sandbox's own EB: nothing to ask
+    });
+    return describeReport(report);
+  },
+};
