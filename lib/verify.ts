@@ -181,7 +181,7 @@ async function vaultFilesOf(cfg: EnvConfig, known: string | undefined, n: number
     if (rows.length === 0) throw new Error(`the ${cfg.env} database references no vault file`);
     return rows.map((r) => {
       const g = fileGroup(kind, r);
-      return `${g.dir}/${g.key}.${g.exts[0]}`;
+      return `${g.dir}/${g.key}.${g.exts[Math.floor(Math.random() * g.exts.length)]}`;
     });
   } finally {
     await client.end().catch(() => undefined);
@@ -204,6 +204,7 @@ export function mqttRoundTrip(a: MqttAttempt): Promise<MqttOutcome> {
     const topic = `makapix-ops/verify/${randomBytes(6).toString('hex')}`;
     const payload = randomBytes(8).toString('hex');
     let done = false;
+    let connacked = false;
     const client = mqtt.connect({
       protocol: 'mqtts',
       host: a.address ?? a.host,
@@ -223,18 +224,21 @@ export function mqttRoundTrip(a: MqttAttempt): Promise<MqttOutcome> {
       client.end(true);
       resolve(o);
     };
-    const timer = setTimeout(() => finish(client.connected ? { connected: true, roundTrip: false, ms: performance.now() - started } : { connected: false, error: `no CONNACK within ${a.timeoutMs} ms` }), a.timeoutMs);
+    // After a CONNACK the broker did let the client in; what went wrong later is the round trip's failure.
+    const cut = (error: string) => finish(connacked ? { connected: true, roundTrip: false, ms: performance.now() - started } : { connected: false, error });
+    const timer = setTimeout(() => cut(`no CONNACK within ${a.timeoutMs} ms`), a.timeoutMs);
     client.on('connect', () => {
+      connacked = true;
       client.subscribe(topic, { qos: 1 }, (err) => {
-        if (err) finish({ connected: true, roundTrip: false, ms: 0 });
+        if (err) cut(err.message);
         else client.publish(topic, payload, { qos: 1 });
       });
     });
     client.on('message', (t, body) => {
       if (t === topic && body.toString() === payload) finish({ connected: true, roundTrip: true, ms: performance.now() - started });
     });
-    client.on('error', (err: Error) => finish({ connected: false, error: (err as NodeJS.ErrnoException).code ?? err.message }));
-    client.on('close', () => finish({ connected: false, error: 'closed before CONNACK' }));
+    client.on('error', (err: Error) => cut((err as NodeJS.ErrnoException).code ?? err.message));
+    client.on('close', () => cut('closed before CONNACK'));
   });
 }
 
