@@ -18,11 +18,14 @@ import {
   percentile,
   summarize,
   worst,
+  type MonitorResult,
   type Status,
 } from '../../lib/monitor.ts';
+import { PassThrough } from 'node:stream';
+import { executeCommand, type CommandSpec } from '../../lib/cli.ts';
 import { backupName, parseBackupName } from '../../lib/backup.ts';
 import { parseResolve } from '../../lib/probe.ts';
-import { UsageError } from '../../lib/errors.ts';
+import { ConfigError, UsageError } from '../../lib/errors.ts';
 
 const t = defaultThresholds;
 const now = new Date('2026-11-25T12:00:00Z');
@@ -213,6 +216,37 @@ test('flags: thresholds, --only and --resolve', () => {
   assert.throws(() => parseOnly(['cert']), (e: Error) => e instanceof UsageError && /"cert" is not a check/.test(e.message));
   assert.equal([...parseResolve(['Makapix.club:127.0.0.1', 'vault.makapix.club:[::1]'])], [['makapix.club', '127.0.0.1'], ['vault.makapix.club', '::1']]);
   assert.throws(() => parseResolve(['makapix.club']), /is not host:address/);
+});
+
+test('the CLI: results and errors end with Nagios codes, errors with a status line on stdout', async () => {
+  const io = () => {
+    const stdout = new PassThrough();
+    const stderr = new PassThrough();
+    let o = '';
+    stdout.on('data', (d) => (o += d));
+    stderr.resume();
+    return { stdout, stderr, tty: false, out: () => o };
+  };
+  const spec = (run: () => Promise<MonitorResult>): CommandSpec<Record<string, never>, MonitorResult> => ({
+    name: 'monitor',
+    summary: 'x',
+    common: ['json'],
+    exitCodesHelp: 'Exit codes (Nagios): 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN.',
+    run,
+    exitCode: (r) => r.exitCode,
+    onError: (message) => ({ exitCode: nagiosExit.UNKNOWN, stdout: `MONITOR UNKNOWN - ${message}` }),
+  });
+  const critical = summarize([{ ...evaluateConnections('prod', { used: 9, max: 10 }, t), ms: 1 }]);
+  assert.is(await executeCommand(spec(async () => critical), [], io()), 2);
+  const usage = io();
+  assert.is(await executeCommand(spec(async () => critical), ['--bogus'], usage), 3);
+  assert.match(usage.out(), /^MONITOR UNKNOWN - Unknown option '--bogus'/);
+  const json = io();
+  assert.is(await executeCommand(spec(async () => { throw new ConfigError('No env file.'); }), ['--json'], json), 3);
+  assert.equal(JSON.parse(json.out()), { ok: false, exitCode: 3, error: 'No env file.', hint: null });
+  const help = io();
+  assert.is(await executeCommand(spec(async () => critical), ['--help'], help), 0);
+  assert.match(help.out(), /\nExit codes \(Nagios\): 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN\.$/m);
 });
 
 test.run();
