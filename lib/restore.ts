@@ -153,6 +153,8 @@ export interface RestoreOptions {
   ui: Ui;
   /** Asks for a typed word at a terminal; refuses (SafetyError) without one. */
   typedConfirm: (question: string, expected: string) => Promise<void>;
+  /** A yes/no confirmation (answered by --yes); refuses without a terminal. */
+  confirm: (question: string) => Promise<void>;
   yes: boolean;
   iKnowThisIsProduction: boolean;
   dryRun?: boolean;
@@ -218,6 +220,9 @@ export async function restoreDatabase(cfg: EnvConfig, opts: RestoreOptions): Pro
   ];
   const result = (preRestoreBackup: BackupResult | null, dryRun: boolean): RestoreResult => ({ env: cfg.env, database: live, file, format, sha256, preRestoreBackup, dryRun, plan, durationMs: Date.now() - started });
   if (opts.dryRun) return result(null, true);
+  // A production backup holds real e-mails and secrets; EB normally gets only the anonymised sample.
+  const takenFrom = (await listBackups(path.dirname(file))).find((b) => b.file === file)?.manifest.env;
+  if (takenFrom && takenFrom !== cfg.env) await opts.confirm(`${path.basename(file)} is a backup of ${takenFrom}; restore its unanonymised data into ${cfg.env}?`);
   if (consent === 'ask') await opts.typedConfirm(`Restore ${path.basename(file)} INTO PRODUCTION, replacing the current content of ${live}?`, 'prod');
 
   return withLock(path.join(opts.backupDir ?? cfg.vars.BACKUP_DIR, restoreLockFileName), 'restore', async () => {

@@ -32,7 +32,7 @@ await runScript({
     if (!f.file) throw new UsageError('restore needs --file <backup> (or --drill).', 'Run restore --help for usage.');
     const productionCfg = cfg.env === 'dev' && existsSync(envFilePath('prod')) ? loadEnvConfig('prod') : undefined;
     return restoreDatabase(cfg, {
-      file: f.file, mode, ui: ctx.ui, typedConfirm: ctx.typedConfirm, yes: ctx.yes, iKnowThisIsProduction: f['i-know-this-is-production'],
+      file: f.file, mode, ui: ctx.ui, typedConfirm: ctx.typedConfirm, confirm: ctx.confirm, yes: ctx.yes, iKnowThisIsProduction: f['i-know-this-is-production'],
       dryRun: ctx.dryRun, ...(f.dir && { backupDir: f.dir }), ...(productionCfg && { productionCfg }),
     });
   },

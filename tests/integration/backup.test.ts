@@ -273,7 +273,10 @@ test('restoring into production without the typed confirmation is refused (exit 
 test('restore into dev swaps in the backup; into prod (both flags) it first takes a pinned backup', async () => {
   const [latest] = await listBackups(backupDir(sb.prodCfg));
   const prodPrint = await fingerprint(sb.prod.connection(sb.prodCfg.vars.DB_DATABASE));
-  const dev = await script('restore', ['--env', 'dev', '--direct', '--file', latest!.file, '--json']);
+  const unasked = await script('restore', ['--env', 'dev', '--direct', '--file', latest!.file]);
+  assert.is(unasked.code, 3, 'production data went into dev without a confirmation');
+  assert.match(unasked.stderr, /is a backup of prod; restore its unanonymised data into dev/);
+  const dev = await script('restore', ['--env', 'dev', '--direct', '--file', latest!.file, '--yes', '--json']);
   assert.is(dev.code, 0, dev.stderr);
   assert.equal(await fingerprint(sb.dev.connection(sb.devCfg.vars.DB_DATABASE)), prodPrint, 'dev does not hold the backup');
 
