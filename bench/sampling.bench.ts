@@ -97,12 +97,15 @@ async function bareCopy(from: Cluster, fromDb: string, to: Cluster, toDb: string
 function pipe2(a: [string, string[]], b: [string, string[]], env: NodeJS.ProcessEnv): Promise<number> {
   return new Promise((resolve, reject) => {
     const started = performance.now();
-    const pa = spawn(a[0], a[1], { env, stdio: ['ignore', 'pipe', 'inherit'] });
-    const pb = spawn(b[0], b[1], { env, stdio: ['pipe', 'ignore', 'inherit'] });
+    const pa = spawn(a[0], a[1], { env, stdio: ['ignore', 'pipe', 'pipe'] });
+    const pb = spawn(b[0], b[1], { env, stdio: ['pipe', 'ignore', 'pipe'] });
     pa.stdout.pipe(pb.stdin);
+    // Their messages only matter when they fail (pg_dump warns about the users <-> posts cycle).
+    let messages = '';
+    for (const p of [pa, pb]) p.stderr.on('data', (d) => (messages += d));
     let left = 2;
     const done = (name: string) => (code: number | null) => {
-      if (code !== 0) reject(new Error(`${name} exited ${code}`));
+      if (code !== 0) reject(new Error(`${name} exited ${code}: ${messages.slice(-2000)}`));
       else if (--left === 0) resolve(performance.now() - started);
     };
     pa.on('close', done(a[0]));
