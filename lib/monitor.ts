@@ -14,7 +14,7 @@ import { projectName, type Command } from './compose.ts';
 import { certificatesIn, httpRequest, peerCertificate, type CertificateInfo, type ResolveMap } from './probe.ts';
 import { formatBytes, type Ui } from './ui.ts';
 import { sendPing } from './healthcheck.ts';
-import { certsLayout } from './certs.ts';
+import { certsLayout, opensslArgv, parseOpensslDate } from './certs.ts';
 
 export type Status = 'OK' | 'WARNING' | 'CRITICAL' | 'UNKNOWN';
 /** Nagios plugin exit codes; they are monitor's own and differ from the toolkit's on purpose. */
@@ -408,12 +408,24 @@ async function probeCerts(o: MonitorOptions, timeoutMs: number): Promise<CertMea
       const devices = (await readdir(layout.devices).catch(() => [] as string[])).filter((n) => n.endsWith('.crt')).sort();
       const files = [layout.caCrt, layout.serverCrt, ...devices.map((n) => path.join(layout.devices, n))];
       if (!existsSync(layout.caCrt)) return [{ source: dir, error: `holds no ${path.basename(layout.caCrt)} (run make mqtt-certs)` }];
-      return await certificatesIn(files.filter((f) => existsSync(f)));
+      return [...(await certificatesIn(files.filter((f) => existsSync(f)))), await crlNextUpdate(layout.crl)];
     } catch (err) {
       return [{ source: dir, error: `cannot read: ${(err as NodeJS.ErrnoException).code ?? message(err)}` }];
     }
   });
   return (await Promise.all([...remote, ...onDisk])).flat();
+}
+
+/**
+ * Mosquitto refuses EVERY client once its CRL's next update has passed, so that date is watched
+ * like an expiry. Node cannot read a CRL; openssl does, through lib/certs.ts's argv builder.
+ */
+async function crlNextUpdate(file: string): Promise<CertMeasure> {
+  if (!existsSync(file)) return { source: file, error: 'missing: the broker will not start (run make mqtt-certs ARGS="renew")' };
+  const r = await $({ quiet: true, nothrow: true })`openssl ${opensslArgv.crlInfo(file)}`;
+  const when = /nextUpdate=(.*)/.exec(`${r.stdout}`)?.[1];
+  if (r.exitCode !== 0 || !when) return { source: file, error: `openssl cannot read it: ${`${r.stderr}`.trim().split('\n').pop() || `exit ${r.exitCode}`}` };
+  return { source: file, subject: 'CRL next update: past it the broker refuses every device', notAfter: new Date(parseOpensslDate(when)) };
 }
 
 /** What a backup folder holds, for evaluateBackup (verify --pre reads it too). */

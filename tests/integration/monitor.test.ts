@@ -13,7 +13,9 @@ import { loadEnvConfig, type EnvConfig } from '../../lib/config.ts';
 import { composeDir, projectRoot } from '../../lib/paths.ts';
 import { freePort } from '../../lib/ports.ts';
 import { backupName } from '../../lib/backup.ts';
-import { defaultThresholds, runMonitor, type CheckName, type MonitorOptions } from '../../lib/monitor.ts';
+import { defaultThresholds, httpsHosts, runMonitor, type CheckName, type MonitorOptions } from '../../lib/monitor.ts';
+import { initCa, issueDevice, revokeDevice } from '../../lib/certs.ts';
+import { brokerUid } from '../harness/mosquitto.ts';
 import { startTestCluster } from '../harness/postgres.ts';
 import { onExit } from '../harness/cleanup.ts';
 
@@ -77,12 +79,15 @@ async function listen(server: http.Server | tls.Server): Promise<number> {
 
 test('a certificate that expires in 5 days makes certs WARNING, naming it; the others stay OK', async () => {
   const env = envFiles({});
-  // The layout lib/certs.ts writes; a revoked device's old certificate is no one's concern any more.
-  await makeCert(env.prod.vars.MQTT_CERTS_DIR, 'ca', 3650);
-  await makeCert(env.dev.vars.MQTT_CERTS_DIR, 'ca', 3650);
-  await makeCert(env.dev.vars.MQTT_CERTS_DIR, 'server', 365);
-  await makeCert(path.join(env.dev.vars.MQTT_CERTS_DIR, 'devices'), 'player-1', 5);
-  await makeCert(path.join(env.dev.vars.MQTT_CERTS_DIR, 'devices', 'revoked'), 'player-0', 2);
+  // The real layout, written by lib/certs.ts: a device certificate with 5 days left, and a revoked
+  // device whose old certificate (2 days left) is no one's concern any more.
+  const pki = (e: 'prod' | 'dev') => ({ env: e, dir: env[e].vars.MQTT_CERTS_DIR, publicHost: env[e].vars.MQTT_PUBLIC_HOST, publicPort: env[e].vars.MQTT_PUBLIC_PORT, brokerUid: brokerUid() });
+  const opts = (days?: number) => ({ dryRun: false, force: false, days, crlDays: 3650, confirm: async () => undefined });
+  await initCa(pki('prod'), opts());
+  await initCa(pki('dev'), opts());
+  await issueDevice(pki('dev'), 'player-1', opts(5));
+  await issueDevice(pki('dev'), 'player-0', opts(2));
+  await revokeDevice(pki('dev'), 'player-0', opts());
   // Every HTTPS host, pinned to a local TLS server whose certificate has a year left.
   const site = await makeCert(path.join(root, 'site'), 'site', 365);
   const port = await listen(tls.createServer({ cert: readFileSync(site.cert), key: readFileSync(site.key) }, (s) => s.end()));
@@ -91,14 +96,29 @@ test('a certificate that expires in 5 days makes certs WARNING, naming it; the o
   const certs = r.checks[0]!;
   assert.is(certs.status, 'WARNING', r.summary);
   assert.is(r.exitCode, 1);
-  assert.is(certs.items.length, 8, JSON.stringify(certs.items));
+  assert.is(certs.items.length, 11, JSON.stringify(certs.items));
   assert.not.ok(certs.items.some((i) => i.label.includes('revoked')), 'a revoked certificate was checked');
   const warned = certs.items.filter((i) => i.status === 'WARNING');
   assert.is(warned.length, 1, JSON.stringify(certs.items));
   assert.match(warned[0]!.label, /mqtt-dev\/devices\/player-1\.crt$/);
-  assert.match(warned[0]!.detail, /\(player-1\) expires in [45] days/);
+  assert.match(warned[0]!.detail, /expires in [45] days/);
   assert.ok(certs.items.filter((i) => i.label.endsWith(`:${port}`)).every((i) => i.status === 'OK' && /\(site\) expires in 36[45] days/.test(i.detail)));
-  assert.match(r.summary, /^MONITOR WARNING - certs WARNING: .*player-1\.crt \(player-1\) expires in/);
+  assert.match(r.summary, /^MONITOR WARNING - certs WARNING: .*player-1\.crt \(.+\) expires in [45] days/);
+});
+
+test("the MQTT CRL's next update is watched like an expiry (Mosquitto refuses everyone after it)", async () => {
+  const env = envFiles({});
+  const settings = { env: 'dev' as const, dir: env.dev.vars.MQTT_CERTS_DIR, publicHost: env.dev.vars.MQTT_PUBLIC_HOST, publicPort: 8884, brokerUid: brokerUid() };
+  await initCa(settings, { dryRun: false, force: false, days: undefined, crlDays: 2, confirm: async () => undefined });
+  const r = await runMonitor(options(env, ['certs'], { httpsPort: await freePort(), resolve: new Map(httpsHosts([env.prod, env.dev]).map((h) => [h, '127.0.0.1'])) }));
+  const items = r.checks[0]!.items;
+  const crl = items.find((i) => i.label.endsWith('/crl.pem'));
+  assert.ok(crl, JSON.stringify(items));
+  assert.is(crl.status, 'CRITICAL', crl.detail);
+  assert.match(crl.detail, /^\(CRL next update: past it the broker refuses every device\) expires in 1 days/);
+  assert.equal(items.filter((i) => i.label.startsWith(env.dev.vars.MQTT_CERTS_DIR)).map((i) => [path.basename(i.label), i.status]), [['ca.crt', 'OK'], ['server.crt', 'OK'], ['crl.pem', 'CRITICAL']]);
+  assert.match(items.find((i) => i.label === env.prod.vars.MQTT_CERTS_DIR)!.detail, /^cannot read: ENOENT|holds no ca\.crt/);
+  assert.is(r.status, 'CRITICAL');
 });
 
 test('a slow health endpoint fails the latency check; a fast one passes', async () => {
