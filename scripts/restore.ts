@@ -26,6 +26,7 @@ await runScript({
   },
   run: async (ctx): Promise<RestoreResult | DrillResult> => {
     const f = ctx.flags;
+    if (f.drill && ctx.dryRun) throw new UsageError('--drill has no --dry-run: it only writes a scratch database, which it drops.', 'Run it without --dry-run.');
     const cfg = loadEnvConfig(ctx.env!);
     const mode = f.direct ? 'direct' : 'compose';
     if (f.drill) return restoreDrill(cfg, { mode, ui: ctx.ui, ...(f.file && { file: f.file }), ...(f.dir && { dir: f.dir }) });

@@ -257,7 +257,7 @@ test('a corrupted backup (bytes flipped) fails its checksum, the restore and the
   assert.equal(rows, [], 'a scratch database was left behind');
 });
 
-test('restoring into production without the typed confirmation is refused (exit 3), and so is --yes alone', async () => {
+test('restoring into production without the typed confirmation is refused (exit 3), and so is --yes alone; --dry-run changes nothing', async () => {
   const [latest] = await listBackups(backupDir(sb.prodCfg));
   const before = await fingerprint(sb.prod.connection(sb.prodCfg.vars.DB_DATABASE));
   const noTty = await script('restore', ['--env', 'prod', '--direct', '--file', latest!.file]);
@@ -266,6 +266,9 @@ test('restoring into production without the typed confirmation is refused (exit 
   const yesAlone = await script('restore', ['--env', 'prod', '--direct', '--yes', '--file', latest!.file]);
   assert.is(yesAlone.code, 3, yesAlone.stderr);
   assert.match(yesAlone.stderr, /--yes alone/);
+  const dryRun = await script('restore', ['--env', 'prod', '--direct', '--dry-run', '--file', latest!.file]);
+  assert.is(dryRun.code, 0, dryRun.stderr);
+  assert.match(dryRun.stdout, /Would restore .* into prod's makapix:\n  1\. back up the current production database \(pinned\)/);
   assert.equal(await fingerprint(sb.prod.connection(sb.prodCfg.vars.DB_DATABASE)), before);
   assert.not.ok((await readdir(backupDir(sb.prodCfg))).includes('pinned'), 'a refused restore took a backup');
 });
