@@ -6,7 +6,7 @@
 //   2. a no-op re-run over the same sample (target: under 1 s for >= 5,000 files).
 // Targets: first copy at least as fast as rsync (ratio <= 1); no-op re-run < 1 s.
 //
-// BENCH_VAULT_USERS (default 11000: about 53,000 vault files) scales the seeded EA; BENCH_ROUNDS
+// BENCH_VAULT_USERS (default 7000: about 52,000 vault files) scales the seeded EA; BENCH_ROUNDS
 // (default 3). The seeded cluster and vault are kept in $TMPDIR/makapix-bench-vault-<users> and
 // reused by later runs (writing 50,000 files is the slow part).
 import { existsSync, writeFileSync } from 'node:fs';
@@ -24,7 +24,7 @@ import { Ui, formatBytes, formatDuration } from '../lib/ui.ts';
 import { syncVault, type SyncVaultOptions } from '../lib/vault-sync.ts';
 import { samplePostsBetween } from '../tests/harness/vault.ts';
 
-const users = Number(process.env.BENCH_VAULT_USERS ?? 11_000);
+const users = Number(process.env.BENCH_VAULT_USERS ?? 7_000);
 const rounds = Number(process.env.BENCH_ROUNDS ?? 3);
 const seed = 42;
 const ui = new Ui({ tty: false, verbose: false });

@@ -153,18 +153,20 @@ interface Plan {
 
 /**
  * Builds the plan: EB's groups come through a cursor, ordered by folder, a batch at a time; each
- * folder of both vaults is listed once and only the names a group owns are lstat'ed. The plan keeps
- * one small record per referenced file (tens of thousands for a 10 % sample), never the listings.
+ * source folder is listed once and only the names a group owns are lstat'ed, on both sides. The
+ * plan keeps one small record per referenced file (tens of thousands for a 10 % sample), never the
+ * listings.
  */
 async function buildPlan(o: SyncVaultOptions, source: VaultRoot, target: VaultRoot, layout: VaultLayout): Promise<Plan> {
   const decideOpts: DecideOptions = { link: o.link, checksum: o.checksum, owner: o.owner, fileMode: layout.fileMode };
   const plan: Plan = { files: [], groups: 0, missing: [], index: new ReferenceIndex(), targetFolders: new Map() };
   const seen = new Set<string>();
 
-  // Synchronous on purpose: each call is a few microseconds on a local disk, far less than the
-  // thread-pool round trip of its async twin, and the scan makes tens of thousands of them (this is
-  // what keeps a no-op re-run of 5,000 files under a second). The event loop gets control back at
+  // The scan's file-system calls are synchronous on purpose: each is a few microseconds on a local
+  // disk, less than the thread-pool round trip of its async twin, and a scan makes tens of
+  // thousands of them (this is what makes a no-op re-run fast). The event loop gets control back at
   // every FETCH.
+
   // Whether a folder exists and is reachable without leaving its vault: a folder is safe when its
   // parent is and it is a real folder, or (source only) a symlink resolving inside the root. Cached
   // per folder, so a shard's parent ("24" of "24/07") is checked once and each folder costs one lstat.
@@ -178,10 +180,17 @@ async function buildPlan(o: SyncVaultOptions, source: VaultRoot, target: VaultRo
       const abs = resolveIn(root, rel);
       const s = lstatSync(abs, { throwIfNoEntry: false });
       if (s?.isSymbolicLink()) {
-        const real = realpathSync.native(abs);
-        if (!isInside(root, real)) throw new SafetyError(`The ${side} folder ${abs} is a symlink to ${real}, outside the ${side} vault ${root}.`, `Remove that symlink from the ${side} vault; nothing was copied.`);
-        // The writer creates folders only through real ones: a symlinked target folder counts as absent, and is refused there.
-        present = side === 'source' && statSync(real).isDirectory();
+        // The sync writes only through real folders of EB's vault, wherever a link would lead.
+        if (side === 'target') throw new SafetyError(`The target folder ${abs} is a symlink; the sync writes only through real folders of EB's vault.`, "Replace it with a real folder (or remove it); nothing was copied.");
+        const real = (() => {
+          try {
+            return realpathSync.native(abs);
+          } catch {
+            return undefined; // dangling: nothing to read there
+          }
+        })();
+        if (real !== undefined && !isInside(root, real)) throw new SafetyError(`The source folder ${abs} is a symlink to ${real}, outside the source vault ${root}.`, 'Remove that symlink from the source vault; nothing was copied.');
+        present = real !== undefined && statSync(real).isDirectory();
       } else present = s?.isDirectory() ?? false;
     }
     folders[side].set(rel, present);
@@ -239,17 +248,17 @@ async function buildPlan(o: SyncVaultOptions, source: VaultRoot, target: VaultRo
         const { rows } = await client.query(`FETCH ${fetchRows} FROM vault_groups`);
         const scanStarted = performance.now();
         timing.db += scanStarted - fetchStarted;
-        const folders: { dir: VaultRelPath; groups: FileGroup[] }[] = pending ? [pending] : [];
+        const batch: { dir: VaultRelPath; groups: FileGroup[] }[] = pending ? [pending] : [];
         for (const row of rows) {
           const group = fileGroup(kind, row);
           plan.index.add(group);
           plan.groups++;
-          const last = folders.at(-1);
+          const last = batch.at(-1);
           if (last?.dir === group.dir) last.groups.push(group);
-          else folders.push({ dir: group.dir, groups: [group] });
+          else batch.push({ dir: group.dir, groups: [group] });
         }
-        pending = rows.length ? folders.pop() : undefined;
-        for (const f of folders) scanFolder(f.dir, f.groups);
+        pending = rows.length ? batch.pop() : undefined;
+        for (const f of batch) scanFolder(f.dir, f.groups);
         timing.scan += performance.now() - scanStarted;
         progress.tick(rows.length);
         if (!rows.length) break;
@@ -279,9 +288,9 @@ function digest(file: string): Promise<string> {
 const permissionHint = (owner: Owner) => `Run it as root (the target must belong to uid ${owner.uid}), or pass --owner with your own uid:gid for a private copy.`;
 
 /**
- * Removes, under the target root, every file EB's database does not reference (crashed runs'
- * temporary files included), then the folders that became empty. Never follows a symlink: a link
- * is removed as the entry it is; nothing outside the root is ever reached.
+ * What --prune removes: every entry under the target root, other than a folder, that EB's database
+ * does not reference. The walk never follows a symlink (a link is an entry like a file, removed as
+ * itself), so nothing outside the root is ever reached.
  */
 async function pruneCandidates(target: VaultRoot, index: ReferenceIndex): Promise<{ abs: string; rel: string; bytes: number }[]> {
   const out: { abs: string; rel: string; bytes: number }[] = [];
@@ -317,8 +326,9 @@ async function removeEmptyFolders(target: VaultRoot, folders: Iterable<string>):
 
 /**
  * Copies to EB's vault exactly the files EB's database references (see docs/vault-sync.md):
- * plan, refuse what is unsafe, prune if asked, check free space, then copy with bounded
- * concurrency, each file under a temporary name, fsync'ed and renamed; folders fsync'ed once.
+ * plan, refuse what is unsafe, sweep an interrupted run's temporary files, prune if asked, check
+ * free space, then copy with bounded concurrency under temporary names, made durable a batch at a
+ * time (one syncfs) before they are renamed.
  */
 export async function syncVault(o: SyncVaultOptions): Promise<SyncVaultSummary> {
   const started = Date.now();

@@ -237,6 +237,13 @@ test('symlinks leading out of either vault are refused', async () => {
   const r = await sync({ target });
   assert.is(r.code, 3, r.stderr);
   assert.equal(readdirSync(elsewhere), []);
+  assert.equal(readdirSync(target), [top], 'nothing was written before the refusal');
+  // Even a link that stays inside EB's vault: writes go only through real folders.
+  const inner = freshDir('inner-link');
+  mkdirSync(path.join(inner, 'real'));
+  symlinkSync(path.join(inner, 'real'), path.join(inner, top));
+  assert.is((await sync({ target: inner })).code, 3);
+  assert.equal(readdirSync(path.join(inner, 'real')), []);
   // In EA's vault: a file sharing a referenced key that points out of the vault.
   const rel = [...expected].find((f) => f.endsWith('.png') && !f.endsWith('_x4.png'))!;
   const evil = path.join(sb.vaultProd, rel.replace(/\.png$/, '_evil.png'));
