@@ -65,6 +65,12 @@ async function buildRootfsTarball(tarball: string, log: (m: string) => void): Pr
   }
 }
 
+/** Older builds of an image (its recipe changed): removed, so the cache does not grow run after run. */
+async function removeOtherTags(repo: string, keep: string): Promise<void> {
+  const tags = (await $({ quiet: true, nothrow: true })`docker images ${repo} --format {{.Repository}}:{{.Tag}}`).stdout.split('\n').filter(Boolean);
+  for (const t of tags) if (t !== keep && t !== baseAlias) await $({ quiet: true, nothrow: true })`docker rmi ${t}`;
+}
+
 /** The base image: reused when present, imported from the cached tarball, or built from scratch. */
 export async function ensureBaseImage(log: (m: string) => void = () => {}): Promise<string> {
   mkdirSync(cacheDir, { recursive: true });
@@ -76,6 +82,8 @@ export async function ensureBaseImage(log: (m: string) => void = () => {}): Prom
       await quiet`docker import --change ${'ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin'} --change ${'CMD ["/bin/bash"]'} ${tarball} ${baseImage}`;
     }
     await quiet`docker tag ${baseImage} ${baseAlias}`;
+    await removeOtherTags('makapix-e2e/base', baseImage);
+    for (const f of readdirSync(cacheDir)) if (/^base-[0-9a-f]+\.tar$/.test(f) && f !== `base-${baseHash}.tar`) rmSync(path.join(cacheDir, f));
   });
   return baseImage;
 }
@@ -102,6 +110,7 @@ export async function ensureStandInImages(log: (m: string) => void = () => {}): 
       const src = path.join(here, 'standins', name);
       const ref = `makapix-e2e/${name}:${hashDir(src, createHash('sha256').update(baseHash)).digest('hex').slice(0, 12)}`;
       refs[name] = ref;
+      await removeOtherTags(`makapix-e2e/${name}`, ref);
       if (await imageExists(ref)) continue;
       log(`docker build ${ref}`);
       const ctx = mkdtempSync(path.join(tmpdir(), `makapix-e2e-${name}-`));
