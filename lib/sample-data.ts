@@ -287,6 +287,7 @@ export async function sampleDataToDev(opts: SampleDataOptions): Promise<SampleDa
   const { ui } = opts;
   const started = Date.now();
   const ea = await connect({ ...opts.source, application_name: 'makapix-ops sample-data (read)' });
+  let keepAlive: NodeJS.Timeout | undefined;
   let eb: pg.Client | undefined;
   try {
     eb = await connect({ ...opts.target, application_name: 'makapix-ops sample-data (load)' });
@@ -344,6 +345,9 @@ export async function sampleDataToDev(opts: SampleDataOptions): Promise<SampleDa
 
     // Readers in the same snapshot, so EA works on the next tables while EB loads this one.
     const { rows: snap } = await ea.query<{ s: string }>('SELECT pg_export_snapshot() AS s');
+    // The exporting transaction must outlive every import, however long the load: a ping keeps it
+    // under idle_in_transaction_session_timeout, which still ends it if this process hangs.
+    keepAlive = setInterval(() => void ea.query('SELECT 1').catch(() => undefined), 60_000);
     const openReader = async () => {
       const reader = await connect({ ...opts.source, application_name: 'makapix-ops sample-data (read)' });
       reader.on('error', () => undefined);
@@ -388,6 +392,7 @@ export async function sampleDataToDev(opts: SampleDataOptions): Promise<SampleDa
     if (err instanceof OpsError) throw err;
     throw new JobError(`Sampling EA into EB failed: ${(err as Error).message}; EB was left as it was.`, 'Run again with --verbose for details.', { cause: err });
   } finally {
+    clearInterval(keepAlive);
     await ea.end().catch(() => undefined);
     await eb?.end().catch(() => undefined);
   }

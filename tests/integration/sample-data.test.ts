@@ -115,6 +115,9 @@ test('bad input: PCT=0, 150, abc and an unreachable EA stop with a clear message
     assert.is(r.code, 2, `--pct ${pct}: ${r.stderr}`);
     assert.match(r.stderr, /--pct must be a percentage/);
   }
+  const unknown = await run(['--pct', '10', '--users', '99999999', '--yes']);
+  assert.is(unknown.code, 2, unknown.stderr);
+  assert.match(unknown.stderr, /--users names 99999999, not in EA's users/);
   const port = await freePort();
   const r = await run(['--pct', '10', '--yes', '--source-url', `postgresql://owner@127.0.0.1:${port}/makapix`]);
   assert.is(r.code, 1, r.stderr);
