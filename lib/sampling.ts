@@ -323,6 +323,11 @@ export function planSampling({ catalog, config, options, anonymization }: PlanIn
       const target = catalog.get(r.fk.refTable)!;
       for (const other of refs.get(target.name)!) if (!other.self && !isNullable(target, other.fk)) problems.push(`${t}.${r.fk.columns[0]}: policy pull into ${target.name}, whose ${fkKey(other.fk)} is NOT NULL`);
     }
+  for (const t of catalog.values()) {
+    if (modeOf(t.name) !== 'whole') continue;
+    const out = refs.get(t.name)!.filter((r) => !r.self);
+    if (out.length) problems.push(`${t.name}: copied whole, but ${out.map((r) => fkKey(r.fk)).join(', ')} point${out.length === 1 ? 's' : ''} into sampled tables`);
+  }
   for (const [key, ref] of Object.entries(config.implicitReferences)) {
     const [t, c] = key.split('.') as [string, string];
     if (catalog.get(t)?.columns.some((col) => col.name === c) && !catalog.get(ref)) problems.push(`${key}: implicit reference to unknown table ${ref}`);

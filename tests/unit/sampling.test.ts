@@ -132,6 +132,7 @@ test('configured policies: pull copies referenced rows in; impossible ones are r
     [{ policies: { 'posts.owner_id': 'null' } }, /posts\.owner_id: policy null on a NOT NULL column/],
     [{ policies: { 'comments.parent_id': 'drop' } }, /a self-reference can only use policy null/],
     [{ policies: { 'players.current_post_id': 'pull' } }, /policy pull into posts, whose posts\.owner_id is NOT NULL/],
+    [{ tables: { alembic_version: 'keep', follows: 'whole' } }, /follows: copied whole, but follows\.follower_id, follows\.following_id point into sampled tables/],
   ];
   for (const [c, expected] of cases) {
     assert.throws(() => plan({ config: c }), (err: Error) => err instanceof PlanError && expected.test(err.message));
