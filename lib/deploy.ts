@@ -124,9 +124,16 @@ export interface DeployPlan {
   steps: PlannedStep[];
 }
 
+/** A contradiction in the options alone (exit 2): checked before the lock, git or Docker. */
+export function optionsRefusal(o: DeployOptions): OpsError | undefined {
+  if (o.skipTests && !o.yes) return new UsageError('--skip-tests deploys code no test has passed on EB; it needs --yes as well.', 'Run again with --skip-tests --yes (the deploy record keeps that tests were skipped).');
+  return undefined;
+}
+
 /** Refusals that depend only on the facts: the same answer for --dry-run and for the real run. */
 export function deployRefusal(f: DeployFacts, o: DeployOptions): OpsError | undefined {
-  if (o.skipTests && !o.yes) return new UsageError('--skip-tests deploys code no test has passed on EB; it needs --yes as well.', 'Run again with --skip-tests --yes (the deploy record keeps that tests were skipped).');
+  const options = optionsRefusal(o);
+  if (options) return options;
   if (!f.clean) return new SafetyError(`The app checkout ${f.appDir} has uncommitted changes.`, 'Commit or remove them; a deploy builds exactly a commit of main.');
   if (f.branch !== deployedBranch) return new SafetyError(`The app checkout ${f.appDir} is on "${f.branch}", not ${deployedBranch}.`, `git -C ${f.appDir} checkout ${deployedBranch}`);
   if (!f.fastForward) return new SafetyError(`origin/${deployedBranch} (${f.target.slice(0, 12)}) is not a fast-forward of ${f.appDir} (${f.head.slice(0, 12)}).`, 'History was rewritten or the checkout has local commits; sort it out by hand, then deploy.');
@@ -477,6 +484,8 @@ const imagesOf = (f: DeployFacts, tag: string) => f.services.filter((s) => s.bui
 export async function deployToProd(prod: EnvConfig, dev: EnvConfig, o: DeployRunOptions): Promise<DeployResult> {
   const { ui } = o;
   const health = o.health ?? defaultHealth;
+  const usage = optionsRefusal(o);
+  if (usage) throw usage;
   const lock = o.dryRun ? undefined : await takeDeployLock(prod.vars.DEPLOY_LOG);
   const steps: DeployRecord['steps'] = [];
   const timed = async <T>(s: PlannedStep, fn: () => Promise<T>, detail?: (r: T) => string | undefined): Promise<T> => {

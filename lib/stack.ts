@@ -117,17 +117,18 @@ export type EdgeAction = 'up' | 'reload';
 export const edgeContainer = 'makapix-edge-caddy';
 
 /** up-edge: network and default credentials first, then the edge project; reload-edge: caddy reload inside it. */
-export async function runEdge(action: EdgeAction, ui: Ui): Promise<{ action: EdgeAction; created: string[] }> {
+export async function runEdge(action: EdgeAction, ui: Ui, dryRun = false): Promise<{ action: EdgeAction; created: string[]; steps: string[] }> {
+  const { cmd, argv } = edgeComposeCommand(['up', '-d'], await detectComposeFlavor());
+  if (dryRun) return { action, created: [], steps: [action === 'reload' ? `docker exec ${edgeContainer} caddy reload --config /etc/caddy/Caddyfile --adapter caddyfile` : `${cmd} ${argv.join(' ')}`] };
   if (action === 'reload') {
     await ui.run('Reload the edge Caddy', () => reloadCaddy({ ...caddyTarget(), container: edgeContainer }));
-    return { action, created: [] };
+    return { action, created: [], steps: [] };
   }
   const created = [...((await ensureNetwork(edgeNetwork)) ? [`network ${edgeNetwork}`] : []), ...(await ensureCredentials())];
   for (const c of created) ui.info(`created ${c}`);
-  const { cmd, argv } = edgeComposeCommand(['up', '-d'], await detectComposeFlavor());
   await ui.run('Start the edge Caddy', async () => {
     const out = await $({ quiet: true, nothrow: true })`${cmd} ${argv}`;
     if (out.exitCode !== 0) throw new JobError(`Starting the edge Caddy failed: ${tail(out.stderr)}`, 'Check caddy/Caddyfile (make check) and that ports 80/443 are free.');
   });
-  return { action, created };
+  return { action, created, steps: [] };
 }

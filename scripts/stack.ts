@@ -12,11 +12,11 @@ await runScript({
   defaultEnv: 'dev',
   flags: { service: { type: 'string', value: 'name', description: 'act on one service only (e.g. api)' } },
   run: async (ctx) => {
-    if (ctx.positionals[0] === 'up-edge' || ctx.positionals[0] === 'reload-edge') return runEdge(ctx.positionals[0] === 'up-edge' ? 'up' : 'reload', ctx.ui);
+    if (ctx.positionals[0] === 'up-edge' || ctx.positionals[0] === 'reload-edge') return runEdge(ctx.positionals[0] === 'up-edge' ? 'up' : 'reload', ctx.ui, ctx.dryRun);
     const action = parseStackAction(ctx.positionals[0]);
     return runStack(loadEnvConfig(ctx.env!), action, { ui: ctx.ui, dryRun: ctx.dryRun, ...(ctx.flags.service && { service: ctx.flags.service }) });
   },
   render: (r, ctx) => {
-    if (ctx.dryRun && 'steps' in r) for (const s of r.steps) process.stdout.write(`${s}\n`);
+    if (ctx.dryRun) for (const s of r.steps) process.stdout.write(`${s}\n`);
   },
 });

@@ -140,4 +140,13 @@ test('--rollback returns EA to the tag before the last successful deploy, withou
   assert.equal([rec.kind, rec.result, rec.to.tag], ['rollback', 'succeeded', imageTag(v1)]);
 });
 
+test('--skip-tests without --yes is refused (exit 2) before anything happens', async () => {
+  const before = records().length;
+  const r = await w.script('deploy-to-prod.ts', ['--skip-tests']);
+  assert.is(r.code, 2, r.stderr);
+  assert.match(r.stderr, /needs --yes/);
+  assert.is(records().length, before, 'a refusal is not a deploy: nothing recorded');
+  assert.is(await w.version('prod'), 'v1');
+});
+
 test.run();
