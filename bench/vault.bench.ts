@@ -11,7 +11,7 @@
 // reused by later runs (writing 50,000 files is the slow part).
 import { existsSync, writeFileSync } from 'node:fs';
 import { chmod, mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { cpus, loadavg, tmpdir } from 'node:os';
 import path from 'node:path';
 import { $ } from 'zx';
 import pg from 'pg';
@@ -95,7 +95,18 @@ try {
   writeFileSync(list, plan.wouldTransfer!.map((f) => f.path).join('\n') + '\n');
   const files = plan.wouldTransfer!.length;
 
-  const rsync = (dst: string) => $({ quiet: true })`rsync -a --chown=1000:1000 --files-from=${list} ${source + '/'} ${dst + '/'}`;
+  const rsyncArgv = (dst: string) => ['-a', '--chown=1000:1000', `--files-from=${list}`, `${source}/`, `${dst}/`];
+  const rsync = (dst: string) => $({ quiet: true })`rsync ${rsyncArgv(dst)}`;
+  // Wall time on a shared 2-core box swings with the neighbours' load; CPU time (user + system,
+  // of rsync's processes through bash's \`times\`, of this process for the tool) is steadier.
+  const rsyncCpu = async (dst: string): Promise<number> => {
+    const out = await $({ quiet: true })`bash -c ${'rsync "$@" && times'} bash ${rsyncArgv(dst)}`;
+    const children = out.stdout.trim().split('\n').at(-1)!.split(' ');
+    return children.reduce((ms, v) => {
+      const m = /^(\d+)m([\d.]+)s$/.exec(v);
+      return ms + (m ? (Number(m[1]) * 60 + Number(m[2])) * 1000 : 0);
+    }, 0);
+  };
   const time = async (fn: () => Promise<unknown>) => {
     const t = performance.now();
     await fn();
@@ -103,7 +114,7 @@ try {
   };
   await rsync(await fresh('warm')); // the source's pages in cache for everyone alike
 
-  const t = { tool: [] as number[], rsync: [] as number[], rsyncSync: [] as number[], toolNoop: [] as number[], rsyncNoop: [] as number[] };
+  const t = { tool: [] as number[], rsync: [] as number[], rsyncSync: [] as number[], toolNoop: [] as number[], rsyncNoop: [] as number[], toolCpu: [] as number[], rsyncCpu: [] as number[] };
   for (let i = 0; i < rounds; i++) {
     const [a, b, c] = [await fresh('tool'), await fresh('rsync'), await fresh('rsync-sync')];
     await $({ quiet: true })`sync`; // start each round with nothing dirty
@@ -111,13 +122,20 @@ try {
     const order = i % 2 === 0 ? ['tool', 'rsync', 'rsyncSync'] : ['rsyncSync', 'rsync', 'tool'];
     for (const who of order) {
       if (who === 'tool') {
+        const cpu = process.cpuUsage();
         t.tool.push(
           await time(async () => {
             const r = await syncVault({ ...base, target: a });
             if (r.copied !== files) throw new Error(`the tool copied ${r.copied} of ${files} files`);
           }),
         );
-      } else if (who === 'rsync') t.rsync.push(await time(() => rsync(b)));
+        const used = process.cpuUsage(cpu);
+        t.toolCpu.push((used.user + used.system) / 1000);
+      } else if (who === 'rsync') {
+        let cpu = 0;
+        t.rsync.push(await time(async () => (cpu = await rsyncCpu(b))));
+        t.rsyncCpu.push(cpu);
+      }
       else t.rsyncSync.push(await time(async () => (await rsync(c), await $({ quiet: true })`sync -f ${c}`)));
     }
     t.toolNoop.push(
@@ -128,7 +146,7 @@ try {
     );
     t.rsyncNoop.push(await time(() => rsync(b)));
     ui.info(
-      `round ${i + 1}/${rounds}: tool ${formatDuration(t.tool.at(-1)!)}, rsync ${formatDuration(t.rsync.at(-1)!)}, rsync+sync ${formatDuration(t.rsyncSync.at(-1)!)}; ` +
+      `round ${i + 1}/${rounds}: tool ${formatDuration(t.tool.at(-1)!)} (cpu ${formatDuration(t.toolCpu.at(-1)!)}), rsync ${formatDuration(t.rsync.at(-1)!)} (cpu ${formatDuration(t.rsyncCpu.at(-1)!)}), rsync+sync ${formatDuration(t.rsyncSync.at(-1)!)}; ` +
         `no-op: tool ${formatDuration(t.toolNoop.at(-1)!)}, rsync ${formatDuration(t.rsyncNoop.at(-1)!)}`,
     );
   }
@@ -139,6 +157,8 @@ try {
       `EA's vault: ${vaultFiles.toLocaleString('en-US')} files${vaultFiles < 50_000 ? ' (fewer than the 50,000 the benchmark asks for: raise BENCH_VAULT_USERS)' : ''}; EB's sample: ${files.toLocaleString('en-US')} files, ${formatBytes(plan.plannedBytes)}`,
       `first copy (median of ${rounds}): tool ${formatDuration(m.tool)}, rsync -a --files-from ${formatDuration(m.rsync)}, rsync + sync -f ${formatDuration(m.rsyncSync)}`,
       `ratio tool / rsync: ${(m.tool / m.rsync).toFixed(2)} (target <= 1) ${m.tool <= m.rsync ? 'OK' : 'OVER TARGET'}; tool / (rsync + sync -f): ${(m.tool / m.rsyncSync).toFixed(2)}`,
+      `CPU time of the first copy (median): tool ${formatDuration(m.toolCpu)} (this process; EB's PostgreSQL not counted), rsync ${formatDuration(m.rsyncCpu)}; ratio ${(m.toolCpu / m.rsyncCpu).toFixed(2)}`,
+      `load average at the end: ${loadavg().map((l) => l.toFixed(1)).join(' ')} on ${cpus().length} cores (wall times above are only comparable within this run)`,
       `no-op re-run of ${files.toLocaleString('en-US')} files (median): tool ${formatDuration(m.toolNoop)} (target < 1s) ${m.toolNoop < 1000 && files >= 5000 ? 'OK' : files < 5000 ? 'TOO FEW FILES' : 'OVER TARGET'}, rsync ${formatDuration(m.rsyncNoop)}; ratio tool / rsync ${(m.toolNoop / m.rsyncNoop).toFixed(2)}`,
     ].join('\n') + '\n',
   );
