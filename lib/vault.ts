@@ -220,11 +220,6 @@ export class ReferenceIndex {
     if (list) list.push(group.key);
     else this.#keys.set(group.dir, [group.key]);
   }
-  get groups(): number {
-    let n = 0;
-    for (const l of this.#keys.values()) n += l.length;
-    return n;
-  }
   /** Is the target file at this relative path ("24/07/<key>.png") referenced? */
   references(rel: string): boolean {
     const slash = rel.lastIndexOf('/');
