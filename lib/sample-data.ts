@@ -200,7 +200,7 @@ async function schemaFromSource(source: pg.ClientConfig, eb: pg.Client): Promise
   }
 }
 
-/** EA connections that read in parallel, all in the one snapshot the first exported. */
+/** How many tables' queries run on EA at once (each on its own connection, all in one snapshot). */
 const READERS = 3;
 
 /** The settings of every EA read transaction: bounded, cheap on memory, no JIT. */
@@ -296,6 +296,8 @@ export async function sampleDataToDev(opts: SampleDataOptions): Promise<SampleDa
     for (const c of [ea, eb]) c.on('error', () => undefined);
     const [sourceId, targetId] = await Promise.all([databaseIdentity(ea), databaseIdentity(eb)]);
     await checkTarget(sourceId, targetId, opts);
+    // Asked before EA's snapshot opens: production's vacuum never waits on someone's answer.
+    if (!opts.dryRun) await opts.confirm(`Replace every row of EB (${describeConnection(opts.target)}) with a ${opts.pct}% sample of EA (${describeConnection(opts.source)})?`);
 
     // One consistent snapshot of EA for the catalog and every COPY; only ACCESS SHARE locks.
     await readOnlySnapshot(ea, config);
@@ -363,7 +365,6 @@ export async function sampleDataToDev(opts: SampleDataOptions): Promise<SampleDa
       return report(tables);
     }
 
-    await opts.confirm(`Replace every row of EB (${describeConnection(opts.target)}) with a ${opts.pct}% sample of EA (${describeConnection(opts.source)})?`);
     const target = eb;
     const tables = await withLock(opts.lockPath ?? lockFor(targetId), 'sample-data-to-dev', async () => {
       await target.query('BEGIN');
