@@ -333,6 +333,8 @@ export async function switchServices(cfg: EnvConfig, switches: DeployPlan['switc
   const env = { IMAGE_TAG: tag };
   const drainMs = opts.drainMs ?? 1000;
   const inPlace: string[] = [];
+  // Whether an earlier service already runs the new tag: a later failure must then roll back.
+  let changed = false;
   for (const { service, strategy } of switches) {
     const [old] = await serviceContainers(project, service);
     if (strategy === 'recreate' || !old) {
@@ -346,7 +348,7 @@ export async function switchServices(cfg: EnvConfig, switches: DeployPlan['switc
       await waitHealthy(`The new ${service} container (${helper}, ${tag})`, () => containerHealthy(helper), opts.health);
     } catch (err) {
       await removeContainer(helper);
-      throw new HealthFailure(`${(err as Error).message} It never received traffic; the old ${service} container kept serving and was not touched.`, false);
+      throw new HealthFailure(`${(err as Error).message} It never received traffic; the old ${service} container kept serving and was not touched.`, changed);
     }
     for (const [net, aliases] of await networksOf(old)) {
       await docker(['network', 'disconnect', net, helper], true);
@@ -354,6 +356,7 @@ export async function switchServices(cfg: EnvConfig, switches: DeployPlan['switc
     }
     opts.ui.info(`${helper} is healthy and serves beside the old ${service}; recreating ${service} on ${tag}`);
     await drain(old, drainMs);
+    changed = true;
     await compose(cfg, ['up', '-d', '--no-deps', service], env);
     const [fresh] = await serviceContainers(project, service);
     try {
