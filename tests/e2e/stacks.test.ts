@@ -28,11 +28,14 @@ test('a missing env file is refused (exit 2) and an EB file loaded as EA is refu
   assert.equal(await running('makapix-prod'), [], 'nothing was started');
 });
 
-test('up-prod and up-dev run side by side, isolated', async () => {
-  const prod = await w.script('stack.ts', ['up', '--env', 'prod']);
-  assert.is(prod.code, 0, prod.stderr);
+test('up-dev (creating caddy_net and its vault folder) and up-prod run side by side, isolated', async () => {
+  await $({ quiet: true, nothrow: true })`docker network rm caddy_net`; // unused at this point: prove up-dev creates it
   const dev = await w.script('stack.ts', ['up', '--env', 'dev']);
   assert.is(dev.code, 0, dev.stderr);
+  assert.match(dev.stderr, 'created network caddy_net');
+  assert.match(dev.stderr, `created vault folder ${path.join(w.root, 'vault-dev')} (uid 1000)`);
+  const prod = await w.script('stack.ts', ['up', '--env', 'prod']);
+  assert.is(prod.code, 0, prod.stderr);
   const services = ['api', 'cache', 'db', 'mqtt', 'vault', 'web', 'worker'];
   assert.equal(await running('makapix-prod'), services.map((s) => `makapix-prod-${s}`));
   assert.equal(await running('makapix-dev'), services.map((s) => `makapix-dev-${s}`));
