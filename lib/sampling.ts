@@ -460,13 +460,24 @@ export function planSampling({ catalog, config, options, anonymization }: PlanIn
         flagTerms.push(`CASE WHEN ${out} THEN ${nulledBit} ELSE 0 END`);
       }
     });
+    // Arrays of ids without a foreign key keep only the ids in the sample, in their order. Filtered
+    // set-wise (unnest, one hash join, regroup by key): a per-row subquery would hash the set per row.
     const implicit = Object.entries(config.implicitReferences).filter(([key]) => key.startsWith(`${name}.`));
-    for (const [key, target] of implicit) {
+    const arrayCtes: string[] = [];
+    implicit.forEach(([key, target], k) => {
       const col = key.slice(name.length + 1);
-      if (!t.columns.some((c) => c.name === col) || !sampled(target)) continue;
-      const refKey = catalog.get(target)!.primaryKey[0]!;
-      value.set(col, `ARRAY(SELECT e FROM unnest(x.${q(col)}) WITH ORDINALITY u(e, o) WHERE e IN (SELECT ${q(refKey)} FROM ${cte(target)}) ORDER BY o)`);
-    }
+      if (!t.columns.some((c) => c.name === col) || !sampled(target)) return;
+      const refKey = q(catalog.get(target)!.primaryKey[0]!);
+      if (t.primaryKey.length !== 1) {
+        value.set(col, `ARRAY(SELECT e FROM unnest(x.${q(col)}) WITH ORDINALITY u(e, o) WHERE e IN (SELECT ${refKey} FROM ${cte(target)}) ORDER BY o)`);
+        return;
+      }
+      const pk = q(t.primaryKey[0]!);
+      const rows = useBase ? `base x CROSS JOIN LATERAL unnest(x.${q(col)}) WITH ORDINALITY u(e, o)` : `${q(name)} x CROSS JOIN LATERAL unnest(x.${q(col)}) WITH ORDINALITY u(e, o) WHERE ${m.where}`;
+      arrayCtes.push(`ia${k} AS MATERIALIZED (SELECT a.k, array_agg(a.e ORDER BY a.o) AS v FROM (SELECT x.${pk} AS k, u.e, u.o FROM ${rows}) a JOIN ${cte(target)} s ON s.${refKey} = a.e GROUP BY a.k)`);
+      extraJoins.push(`LEFT JOIN ia${k} ON ia${k}.k = x.${pk}`);
+      value.set(col, `CASE WHEN x.${q(col)} IS NULL THEN NULL ELSE COALESCE(ia${k}.v, '{}') END`);
+    });
     const pullJoins = pulledBy.map((r, i) => {
       const src = catalog.get(r.fk.table)!;
       const sm = membership(src);
@@ -498,6 +509,7 @@ export function planSampling({ catalog, config, options, anonymization }: PlanIn
       ),
       ...pullJoins.map((p) => p.cte),
       ...baseCte,
+      ...arrayCtes,
     ];
     const layer1 = [
       `SELECT ${flagTerms.join(' + ')} AS "__flags", ${outCols.map((c) => `${value.get(c.name) ?? `x.${q(c.name)}`} AS ${q(c.name)}`).join(', ')}`,

@@ -212,6 +212,12 @@ test('integrity: all posts of sampled users, whole threads and reactions on them
     const avatars = await count(ea, 'SELECT count(*) AS n FROM users WHERE id = ANY($1::int[]) AND avatar_source_post_id = ANY($2::int[])', [users, posts]);
     assert.ok(avatars > 0, 'the seed has no avatars to test the cycle with');
     assert.is(await count(eb, 'SELECT count(*) AS n FROM users WHERE avatar_source_post_id IS NOT NULL'), avatars);
+    // Arrays of post ids without a foreign key keep exactly the sampled ones, in order.
+    const postSet = new Set(posts);
+    const eaLists = new Map((await ea.query<{ id: number; p: number[] }>('SELECT id, post_ids AS p FROM playlists')).rows.map((r) => [r.id, r.p]));
+    const ebLists = (await eb.query<{ id: number; p: number[] }>('SELECT id, post_ids AS p FROM playlists')).rows;
+    assert.ok(ebLists.length > 0, 'no playlists sampled');
+    for (const l of ebLists) assert.equal(l.p, eaLists.get(l.id)!.filter((id) => postSet.has(String(id))), `playlist ${l.id}`);
     // Unique indexes held through re-pointing (the load would have failed otherwise), lookups whole.
     assert.is(await count(eb, 'SELECT count(*) AS n FROM licenses'), await count(ea, 'SELECT count(*) AS n FROM licenses'));
     assert.is(await count(eb, 'SELECT count(*) AS n FROM refresh_tokens'), 0);
