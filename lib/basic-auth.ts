@@ -8,6 +8,7 @@ import { caddyDir } from './paths.ts';
 import { ConfigError, JobError, UsageError } from './errors.ts';
 import { Secret, redact } from './secret.ts';
 import { writeFileAtomic } from './atomic-file.ts';
+import { caddyfileArgv } from './edge.ts';
 import { withLock } from './lock.ts';
 import type { Environment } from './config.ts';
 import type { Confirm } from './ui.ts';
@@ -202,8 +203,8 @@ export const caddyTarget = (): CaddyTarget => {
  * placeholders take that process's values) and loads the result through the admin API.
  */
 export function caddyCommand(target: CaddyTarget, action: 'reload' | 'validate'): { cmd: string; argv: string[] } {
-  if (target.container) return { cmd: 'docker', argv: ['exec', target.container, 'caddy', action, '--config', '/etc/caddy/Caddyfile', '--adapter', 'caddyfile'] };
-  const argv = [action, '--config', target.caddyfile, '--adapter', 'caddyfile'];
+  if (target.container) return { cmd: 'docker', argv: ['exec', target.container, 'caddy', ...caddyfileArgv(action, '/etc/caddy/Caddyfile')] };
+  const argv = caddyfileArgv(action, target.caddyfile);
   return { cmd: target.bin, argv: action === 'reload' ? [...argv, '--address', target.admin] : argv };
 }
 

@@ -90,6 +90,6 @@ export function edgeEnvironment(s: EdgeSettings): Record<string, string> {
 }
 
 /** argv for the caddy subcommands the edge uses to read a Caddyfile (validate, adapt, run). */
-export function caddyfileArgv(action: 'validate' | 'adapt' | 'run', caddyfile = edgeCaddyfile): string[] {
+export function caddyfileArgv(action: 'validate' | 'adapt' | 'run' | 'reload', caddyfile = edgeCaddyfile): string[] {
   return [action, '--config', caddyfile, '--adapter', 'caddyfile'];
 }

@@ -61,7 +61,7 @@ export async function startCaddy(settings: Omit<EdgeSettings, 'admin' | 'extraGl
     httpsPort,
     rootCa: readFileSync(rootFile, 'utf8'),
     reload: async (file) => {
-      await $({ quiet: true, env, cwd: path.dirname(file) })`caddy ${['reload', ...caddyfileArgv('run', file).slice(1), '--address', `127.0.0.1:${adminPort}`]}`;
+      await $({ quiet: true, env, cwd: path.dirname(file) })`caddy ${[...caddyfileArgv('reload', file), '--address', `127.0.0.1:${adminPort}`]}`;
     },
     log: () => log,
     stop,
