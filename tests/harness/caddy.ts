@@ -1,15 +1,14 @@
 // A real Caddy (Debian package) running the project's edge Caddyfile (or a test's edited copy) on
 // loopback high ports with its own local CA: no ACME, no traffic off the machine. Stopped when the
 // test process ends, even on failure.
-import { spawn } from 'node:child_process';
-import { chmodSync, existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { chmodSync, existsSync, mkdtempSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { $ } from 'zx';
 import { caddyfileArgv, edgeCaddyfile, edgeEnvironment, type EdgeSettings } from '../../lib/edge.ts';
 import { freePort } from '../../lib/ports.ts';
 import { peerCertificate } from '../../lib/probe.ts';
-import { onExit } from './cleanup.ts';
+import { spawnServer } from './server.ts';
 
 export interface Edge {
   httpPort: number;
@@ -39,23 +38,14 @@ export async function startCaddy(settings: Omit<EdgeSettings, 'admin' | 'extraGl
     XDG_CONFIG_HOME: path.join(dir, 'config'),
     ...edgeEnvironment({ ...settings, admin: `127.0.0.1:${adminPort}`, extraGlobalOptions: ['local_certs', 'skip_install_trust', `http_port ${httpPort}`, `https_port ${httpsPort}`] }),
   };
-  const child = spawn('caddy', caddyfileArgv('run', caddyfile), { cwd: path.dirname(caddyfile), env, stdio: ['ignore', 'pipe', 'pipe'] });
-  let log = '';
-  const keep = (d: Buffer) => (log = (log + d).slice(-6000));
-  child.stdout!.on('data', keep);
-  child.stderr!.on('data', keep);
-  const stop = () => {
-    child.kill('SIGKILL');
-    rmSync(dir, { recursive: true, force: true });
-  };
-  onExit(stop);
+  const { child, log, stop } = spawnServer('caddy', caddyfileArgv('run', caddyfile), dir, { cwd: path.dirname(caddyfile), env });
   const rootFile = path.join(dir, 'data', 'caddy', 'pki', 'authorities', 'local', 'root.crt');
   const ready = async () => existsSync(rootFile) && (await Promise.all(hosts.map((h) => peerCertificate(h, httpsPort, { address: '127.0.0.1', timeoutMs: 1000 }).then(() => true, () => false)))).every(Boolean);
   for (let i = 0; i < 150 && !(await ready()); i++) {
-    if (child.exitCode !== null) throw new Error(`Caddy exited (${child.exitCode}): ${log}`);
+    if (child.exitCode !== null) throw new Error(`Caddy exited (${child.exitCode}): ${log()}`);
     await sleep(100);
   }
-  if (!(await ready())) throw new Error(`Caddy did not serve ${hosts.join(', ')} on 127.0.0.1:${httpsPort}: ${log}`);
+  if (!(await ready())) throw new Error(`Caddy did not serve ${hosts.join(', ')} on 127.0.0.1:${httpsPort}: ${log()}`);
   return {
     httpPort,
     httpsPort,
@@ -63,7 +53,7 @@ export async function startCaddy(settings: Omit<EdgeSettings, 'admin' | 'extraGl
     reload: async (file) => {
       await $({ quiet: true, env, cwd: path.dirname(file) })`caddy ${[...caddyfileArgv('reload', file), '--address', `127.0.0.1:${adminPort}`]}`;
     },
-    log: () => log,
+    log,
     stop,
   };
 }

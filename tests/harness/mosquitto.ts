@@ -1,8 +1,8 @@
 // A real Mosquitto (Debian package) running the project's compose/mosquitto/mosquitto.conf on
 // loopback, with an environment's MQTT_CERTS_DIR made by lib/certs.ts. Stopped when the test
 // process ends, even on failure.
-import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { chmodSync, mkdirSync, mkdtempSync, readFileSync, writeFileSync, rmSync } from 'node:fs';
+import { spawnSync, type ChildProcess } from 'node:child_process';
+import { chmodSync, mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { connect as tcpConnect } from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -10,7 +10,7 @@ import { containerDirs, listenerPorts, mosquittoConf, renderForHost } from '../.
 import { initCa, issueDevice, type CertsSettings } from '../../lib/certs.ts';
 import type { Environment } from '../../lib/config.ts';
 import { freePort } from '../../lib/ports.ts';
-import { onExit } from './cleanup.ts';
+import { spawnServer } from './server.ts';
 
 /** Mosquitto started as root drops to its own user before reading files: server.key goes to that uid. */
 export const brokerUid = (): number => (process.getuid?.() === 0 ? Number(spawnSync('id', ['-u', 'mosquitto'], { encoding: 'utf8' }).stdout.trim()) : process.getuid!());
@@ -59,16 +59,7 @@ export async function startMosquitto(certsDir: string, tlsPort?: number): Promis
   });
   const file = path.join(dir, 'mosquitto.conf');
   writeFileSync(file, conf, { mode: 0o644 });
-  const child = spawn('mosquitto', ['-c', file], { stdio: ['ignore', 'pipe', 'pipe'] });
-  let log = '';
-  const keep = (d: Buffer) => (log = (log + d).slice(-4000));
-  child.stdout!.on('data', keep);
-  child.stderr!.on('data', keep);
-  const stop = () => {
-    child.kill('SIGKILL');
-    rmSync(dir, { recursive: true, force: true });
-  };
-  onExit(stop);
-  await waitForPort(port, child, () => log);
-  return { port, log: () => log, stop };
+  const { child, log, stop } = spawnServer('mosquitto', ['-c', file], dir, {}, 4000);
+  await waitForPort(port, child, log);
+  return { port, log, stop };
 }
