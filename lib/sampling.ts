@@ -436,6 +436,8 @@ export function planSampling({ catalog, config, options, anonymization }: PlanIn
     const inBase = new Set(m.joins.map((r) => r.alias));
     const useBase = inBase.size > 0 || pulledBy.length > 0;
     const inRef = (r: Ref) => (useBase && inBase.has(r.alias) ? `x.${q(`__in_${r.alias}`)}` : inTest(r));
+    // A reply's parent is in the sample exactly when it is in base (no rows are pulled into it).
+    const selfFromBase = useBase && pulledBy.length === 0;
     const touching = tableRefs.filter((r) => r.policy === 'null' || r.policy === 'repoint' || (pulledBy.length > 0 && r.policy === 'drop'));
     const value = new Map<string, string>();
     const flagTerms: string[] = [pulledBy.length ? `CASE WHEN x."__member" THEN 1 ELSE 0 END` : '1'];
@@ -444,7 +446,8 @@ export function planSampling({ catalog, config, options, anonymization }: PlanIn
     touching.forEach((r, i) => {
       const nulledBit = 2 ** (1 + 2 * i);
       const repointBit = 2 ** (2 + 2 * i);
-      if (!(useBase && inBase.has(r.alias))) extraJoins.push(joinOf(r));
+      if (r.self && selfFromBase) extraJoins.push(joinOf(r).replace(`JOIN ${cte(name)} `, 'JOIN base '));
+      else if (!(useBase && inBase.has(r.alias))) extraJoins.push(joinOf(r));
       const out = `NOT ${nullTest(r)} AND NOT ${inRef(r)}`;
       if (r.policy === 'repoint') {
         const col = r.fk.columns[0]!;
@@ -491,7 +494,7 @@ export function planSampling({ catalog, config, options, anonymization }: PlanIn
 
     const setsNeeded = needed([
       ...m.joins.map((r) => r.fk.refTable),
-      ...tableRefs.map((r) => r.fk.refTable),
+      ...tableRefs.filter((r) => !(r.self && selfFromBase)).map((r) => r.fk.refTable),
       ...implicit.map(([, target]) => target),
       ...pulledBy.flatMap((r) => anchors(r.fk.table).map((a) => a.fk.refTable)),
     ]);
