@@ -9,6 +9,7 @@ import { describeSandbox, sandboxUp, type SandboxStatus } from './sandbox.ts';
 import { formatDuration, type Ui } from './ui.ts';
 import { syncVaultDemoStep } from './vault-sync.ts';
 import { sampleDataDemoStep } from './sample-data.ts';
+import { backupDemoStep } from './restore.ts';
 
 export interface DemoContext {
   ui: Ui;
@@ -47,6 +48,7 @@ export const demoSteps: DemoStep[] = [
   sampleDataDemoStep,
   // sync-vault runs after the data sample step (it copies the files of EB's sampled posts).
   syncVaultDemoStep,
+  backupDemoStep,
 ];
 
 export interface DemoOptions {

@@ -16,6 +16,7 @@ import { withLock } from './lock.ts';
 import { backupDatabase, backupStem, listBackups, parseBackupFileName, placeFor, verifyChecksum, type BackupMode, type BackupResult, type DumpFormat } from './backup.ts';
 import { restoreArchiveArgs, restoreScriptArgs, runPg, stderrTail, type PgPlace } from './pgtools.ts';
 import { formatBytes, formatDuration, type Ui } from './ui.ts';
+import type { DemoStep } from './demo.ts';
 
 export const restoreLockFileName = '.makapix-restore.lock';
 
@@ -352,3 +353,19 @@ export function renderDrill(r: DrillResult): void {
   ];
   process.stdout.write(`${lines.join('\n')}\n`);
 }
+
+/** `make demo`: EA's nightly backup on the sandbox, then the weekly drill restoring it into a scratch database. */
+export const backupDemoStep: DemoStep = {
+  name: 'backup',
+  description: "back EA up (verified, checksummed, rotated), then prove the backup restores with the drill",
+  run: async (ctx) => {
+    const prod = ctx.config('prod');
+    const backup = await backupDatabase(prod, { mode: 'direct', ui: ctx.ui });
+    const drill = await restoreDrill(prod, { mode: 'direct', ui: ctx.ui, file: backup.file });
+    if (!drill.ok) throw new JobError(`The restore drill of ${backup.file} failed: ${drill.problems.join('; ')}.`, 'Read the lines above.');
+    return [
+      `Backup ${backup.file}: ${formatBytes(backup.bytes)}, sha256 ${backup.sha256.slice(0, 12)}…, in ${formatDuration(backup.durationMs)}`,
+      `Drill: restored into ${drill.scratchDatabase} (dropped after), ${drill.tables.length} tables compared, in ${formatDuration(drill.durationMs)}`,
+    ];
+  },
+};
