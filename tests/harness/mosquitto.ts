@@ -1,16 +1,15 @@
 // A real Mosquitto (Debian package) running the project's compose/mosquitto/mosquitto.conf on
 // loopback, with an environment's MQTT_CERTS_DIR made by lib/certs.ts. Stopped when the test
 // process ends, even on failure.
-import { spawnSync, type ChildProcess } from 'node:child_process';
+import { spawnSync } from 'node:child_process';
 import { chmodSync, mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
-import { connect as tcpConnect } from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { containerDirs, listenerPorts, mosquittoConf, renderForHost } from '../../lib/mosquitto.ts';
 import { initCa, issueDevice, type CertsSettings } from '../../lib/certs.ts';
 import type { Environment } from '../../lib/config.ts';
 import { freePort } from '../../lib/ports.ts';
-import { spawnServer } from './server.ts';
+import { spawnServer, waitForPort } from './server.ts';
 
 /** Mosquitto started as root drops to its own user before reading files: server.key goes to that uid. */
 export const brokerUid = (): number => (process.getuid?.() === 0 ? Number(spawnSync('id', ['-u', 'mosquitto'], { encoding: 'utf8' }).stdout.trim()) : process.getuid!());
@@ -29,19 +28,6 @@ export interface Broker {
   port: number;
   log(): string;
   stop(): void;
-}
-
-async function waitForPort(port: number, child: ChildProcess, log: () => string): Promise<void> {
-  for (let i = 0; i < 100; i++) {
-    const ok = await new Promise<boolean>((resolve) => {
-      const s = tcpConnect(port, '127.0.0.1', () => (s.end(), resolve(true)));
-      s.on('error', () => resolve(false));
-    });
-    if (ok) return;
-    if (child.exitCode !== null) break;
-    await new Promise((r) => setTimeout(r, 100));
-  }
-  throw new Error(`Mosquitto did not listen on 127.0.0.1:${port}: ${log()}`);
 }
 
 /** Starts the broker with the project's config: certificate folder `certsDir`, listeners on free loopback ports. */

@@ -1,5 +1,6 @@
 import { spawn, type ChildProcess, type SpawnOptions } from 'node:child_process';
 import { rmSync } from 'node:fs';
+import { connect as tcpConnect } from 'node:net';
 import { onExit } from './cleanup.ts';
 
 export interface ServerProcess {
@@ -23,4 +24,41 @@ export function spawnServer(cmd: string, args: string[], dir: string, options: S
   };
   onExit(stop);
   return { child, log: () => log, stop };
+}
+
+/** Resolves once something accepts TCP connections on 127.0.0.1:port; fails early if the server died. */
+export async function waitForPort(port: number, child: ChildProcess, log: () => string, name = child.spawnfile): Promise<void> {
+  for (let i = 0; i < 100; i++) {
+    const ok = await new Promise<boolean>((resolve) => {
+      const s = tcpConnect(port, '127.0.0.1', () => (s.end(), resolve(true)));
+      s.on('error', () => resolve(false));
+    });
+    if (ok) return;
+    if (child.exitCode !== null) break;
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  throw new Error(`${name} did not listen on 127.0.0.1:${port}: ${log()}`);
+}
+
+export interface CommandResult {
+  code: number | null;
+  out: string;
+  err: string;
+}
+
+/** Runs a command as an operator would (an entry script, say), with optional stdin; killed after a minute. */
+export function runCommand(cmd: string, args: string[], opts: { env?: NodeJS.ProcessEnv; stdin?: string } = {}): Promise<CommandResult> {
+  return new Promise((resolve) => {
+    const child = spawn(cmd, args, { env: opts.env ?? process.env, stdio: ['pipe', 'pipe', 'pipe'] });
+    let out = '';
+    let err = '';
+    child.stdout!.on('data', (d) => (out += d));
+    child.stderr!.on('data', (d) => (err += d));
+    const timer = setTimeout(() => child.kill('SIGKILL'), 60_000);
+    child.on('close', (code) => {
+      clearTimeout(timer);
+      resolve({ code, out, err });
+    });
+    child.stdin!.end(opts.stdin ?? '');
+  });
 }

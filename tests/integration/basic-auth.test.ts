@@ -10,6 +10,7 @@ import { freePort } from '../../lib/ports.ts';
 import { projectRoot, caddyDir } from '../../lib/paths.ts';
 import { caddyAdminAnswers } from '../../lib/basic-auth.ts';
 import { onExit } from '../harness/cleanup.ts';
+import { runCommand } from '../harness/server.ts';
 
 const root = mkdtempSync(path.join(tmpdir(), 'makapix-basic-auth-'));
 const creds = path.join(root, 'credentials');
@@ -26,21 +27,7 @@ const ports = { http: 0, https: 0, admin: 0, upstream: 0 };
 let env: NodeJS.ProcessEnv = {};
 
 /** Runs the entry script as an operator would, password on stdin only. */
-function run(args: string[], stdin = '', extraEnv: NodeJS.ProcessEnv = {}): Promise<{ code: number | null; out: string; err: string }> {
-  return new Promise((resolve) => {
-    const child = spawn(script, args, { env: { ...env, ...extraEnv }, stdio: ['pipe', 'pipe', 'pipe'] });
-    let out = '';
-    let err = '';
-    child.stdout.on('data', (d) => (out += d));
-    child.stderr.on('data', (d) => (err += d));
-    const timer = setTimeout(() => child.kill('SIGKILL'), 60_000);
-    child.on('close', (code) => {
-      clearTimeout(timer);
-      resolve({ code, out, err });
-    });
-    child.stdin.end(stdin);
-  });
-}
+const run = (args: string[], stdin = '', extraEnv: NodeJS.ProcessEnv = {}) => runCommand(script, args, { env: { ...env, ...extraEnv }, stdin });
 
 /** A GET through Caddy's plain-HTTP port with a chosen Host, optionally with basic credentials. */
 function get(host: string, user?: string, password?: string): Promise<number> {

@@ -6,7 +6,6 @@ import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { chmodSync, chownSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { connect as tcpConnect } from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import mqtt from 'mqtt';
@@ -14,6 +13,7 @@ import { certFiles, containerDirs, listenerPorts, mosquittoConf, passwordFile, r
 import { freePort } from '../../lib/ports.ts';
 import { brokerUid, makeCerts } from '../harness/mosquitto.ts';
 import { onExit } from '../harness/cleanup.ts';
+import { waitForPort } from '../harness/server.ts';
 
 const work = mkdtempSync(path.join(tmpdir(), 'mosquitto-test-'));
 chmodSync(work, 0o755); // the broker drops root for its own user before reading the password file
@@ -33,18 +33,6 @@ test.after(stop);
 const app = { user: 'svc_backend', password: 'app-mqtt-password-1' };
 const ports = { plain: 0, tls: 0 };
 
-async function listening(port: number): Promise<void> {
-  for (let i = 0; i < 100; i++) {
-    const ok = await new Promise<boolean>((resolve) => {
-      const s = tcpConnect(port, '127.0.0.1', () => (s.end(), resolve(true)));
-      s.on('error', () => resolve(false));
-    });
-    if (ok) return;
-    if (broker?.exitCode !== null) break;
-    await new Promise((r) => setTimeout(r, 100));
-  }
-  throw new Error(`Mosquitto did not listen on 127.0.0.1:${port}: ${log}`);
-}
 
 /** Connects once (no retries) and reports how it ended: "connected" or the error. */
 function attempt(url: string, opts: mqtt.IClientOptions): Promise<string> {
@@ -98,8 +86,8 @@ test('setup: the project config, rendered for the host, loads in the real broker
   const keep = (d: Buffer) => (log = (log + d).slice(-4000));
   broker.stdout!.on('data', keep);
   broker.stderr!.on('data', keep);
-  await listening(ports.tls);
-  await listening(ports.plain);
+  await waitForPort(ports.tls, broker, () => log);
+  await waitForPort(ports.plain, broker, () => log);
 });
 
 const tls = () => ({ ca: readFileSync(path.join(certs, certFiles.ca)), servername: 'localhost', rejectUnauthorized: true });

@@ -4,13 +4,13 @@ import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, mkdirSync, readFileSync, writeFileSync, statSync, chmodSync, rmSync, copyFileSync, existsSync, readdirSync } from 'node:fs';
-import { connect as tcpConnect } from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import mqtt from 'mqtt';
 import { freePort } from '../../lib/ports.ts';
 import { projectRoot, composeDir } from '../../lib/paths.ts';
 import { onExit } from '../harness/cleanup.ts';
+import { runCommand, waitForPort } from '../harness/server.ts';
 
 const root = mkdtempSync(path.join(tmpdir(), 'makapix-mqtt-'));
 chmodSync(root, 0o755); // the broker drops root and must still reach the certificates
@@ -34,20 +34,7 @@ function writeEnv(env: 'dev' | 'prod'): void {
   writeFileSync(path.join(envDir, `.env.${env}`), `${lines.join('\n')}\n${Object.entries(overrides).map(([k, v]) => `${k}=${v}`).join('\n')}\n`);
 }
 
-function run(args: string[]): Promise<{ code: number | null; out: string; err: string }> {
-  return new Promise((resolve) => {
-    const child = spawn(script, args, { env: { ...process.env, MAKAPIX_ENV_DIR: envDir }, stdio: ['ignore', 'pipe', 'pipe'] });
-    let out = '';
-    let err = '';
-    child.stdout.on('data', (d) => (out += d));
-    child.stderr.on('data', (d) => (err += d));
-    const timer = setTimeout(() => child.kill('SIGKILL'), 60_000);
-    child.on('close', (code) => {
-      clearTimeout(timer);
-      resolve({ code, out, err });
-    });
-  });
-}
+const run = (args: string[]) => runCommand(script, args, { env: { ...process.env, MAKAPIX_ENV_DIR: envDir } });
 
 const ports = { plain: 0, tls: 0 };
 
@@ -65,18 +52,6 @@ function renderBrokerConfig(): string {
   return rendered;
 }
 
-async function waitForPort(port: number): Promise<void> {
-  for (let i = 0; i < 100; i++) {
-    const ok = await new Promise<boolean>((resolve) => {
-      const s = tcpConnect(port, '127.0.0.1', () => (s.end(), resolve(true)));
-      s.on('error', () => resolve(false));
-    });
-    if (ok) return;
-    if (broker?.exitCode !== null) break;
-    await new Promise((r) => setTimeout(r, 100));
-  }
-  throw new Error(`Mosquitto did not listen on ${port}`);
-}
 
 interface Client {
   cert?: string;
@@ -159,7 +134,7 @@ test('the real Mosquitto with the project config: an EB device connects and roun
   let log = '';
   broker.stdout!.on('data', (d) => (log += d));
   broker.stderr!.on('data', (d) => (log += d));
-  await waitForPort(ports.tls).catch((e) => assert.unreachable(`${e.message}: ${log}`));
+  await waitForPort(ports.tls, broker, () => log).catch((e) => assert.unreachable(e.message));
   assert.is(await tryConnect(device(certs.dev, 'player-1'), true), 'connected, got players/ping=pong');
 });
 
