@@ -1,7 +1,7 @@
 // What EB may see of EA's data: one declarative table of rules (table.column → rule), turned into
 // SQL expressions that run inside the COPY SELECT on EA, so secrets never leave production.
 import pg from 'pg';
-import type { Column, Table } from './sampling.ts';
+import type { Column, Table } from './catalog.ts';
 
 /**
  * How one column travels to EB. Every rule keeps NULL as NULL (a missing value stays missing).

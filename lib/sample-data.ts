@@ -20,7 +20,8 @@ import { runPg, stderrTail } from './pgtools.ts';
 import { foreignKeyViolations } from './schema.ts';
 import { formatBytes, type Ui, type Confirm } from './ui.ts';
 import type { DemoStep } from './demo.ts';
-import { PlanError, UnruledColumnsError, makapixSampling, planSampling, readCatalog, type Catalog, type SamplingConfig, type SamplingPlan, type TablePlan } from './sampling.ts';
+import { PlanError, UnruledColumnsError, makapixSampling, planSampling, type SamplingConfig, type SamplingPlan, type TablePlan } from './sampling.ts';
+import { readCatalog, type Catalog } from './catalog.ts';
 
 export interface SampleDataOptions {
   /** EA: where rows are read (read-only snapshot). */

@@ -1,6 +1,7 @@
 import { readFile } from 'node:fs/promises';
 import path from 'node:path';
 import pg from 'pg';
+import { foreignKeysOf, readCatalog } from './catalog.ts';
 import { projectRoot } from './paths.ts';
 import { Secret } from './secret.ts';
 
@@ -53,26 +54,6 @@ async function grantApiWorker(client: pg.Client, user: string, password: Secret)
   for (const sql of apiWorkerGrantStatements(user, rows[0]!.db)) await client.query(sql);
 }
 
-/** A foreign key of the connected database, read from the catalog. */
-export interface ForeignKey {
-  name: string;
-  table: string;
-  columns: string[];
-  refTable: string;
-  refColumns: string[];
-}
-
-export async function foreignKeys(client: pg.Client): Promise<ForeignKey[]> {
-  const { rows } = await client.query<ForeignKey>(`
-    SELECT c.conname AS name, c.conrelid::regclass::text AS table, c.confrelid::regclass::text AS "refTable",
-           ARRAY(SELECT a.attname FROM unnest(c.conkey) WITH ORDINALITY k(n, i) JOIN pg_attribute a ON a.attrelid = c.conrelid AND a.attnum = k.n ORDER BY k.i)::text[] AS columns,
-           ARRAY(SELECT a.attname FROM unnest(c.confkey) WITH ORDINALITY k(n, i) JOIN pg_attribute a ON a.attrelid = c.confrelid AND a.attnum = k.n ORDER BY k.i)::text[] AS "refColumns"
-    FROM pg_constraint c JOIN pg_namespace n ON n.oid = c.connamespace
-    WHERE c.contype = 'f' AND n.nspname = 'public'
-    ORDER BY 2, 1`);
-  return rows;
-}
-
 /**
  * Rows whose foreign key points at nothing, per constraint (only the ones with any). Loads that
  * bypass the foreign-key triggers (COPY under session_replication_role = replica) prove their
@@ -80,11 +61,11 @@ export async function foreignKeys(client: pg.Client): Promise<ForeignKey[]> {
  */
 export async function foreignKeyViolations(client: pg.Client): Promise<{ constraint: string; table: string; rows: number }[]> {
   const out: { constraint: string; table: string; rows: number }[] = [];
-  for (const fk of await foreignKeys(client)) {
+  for (const fk of foreignKeysOf(await readCatalog(client))) {
     const col = (alias: string, c: string) => `${alias}.${pg.escapeIdentifier(c)}`;
     const notNull = fk.columns.map((c) => `${col('t', c)} IS NOT NULL`).join(' AND ');
     const join = fk.columns.map((c, i) => `${col('r', fk.refColumns[i]!)} = ${col('t', c)}`).join(' AND ');
-    const { rows } = await client.query<{ n: string }>(`SELECT count(*) AS n FROM ${fk.table} t WHERE ${notNull} AND NOT EXISTS (SELECT 1 FROM ${fk.refTable} r WHERE ${join})`);
+    const { rows } = await client.query<{ n: string }>(`SELECT count(*) AS n FROM ${pg.escapeIdentifier(fk.table)} t WHERE ${notNull} AND NOT EXISTS (SELECT 1 FROM ${pg.escapeIdentifier(fk.refTable)} r WHERE ${join})`);
     const n = Number(rows[0]!.n);
     if (n > 0) out.push({ constraint: fk.name, table: fk.table, rows: n });
   }

@@ -10,7 +10,7 @@ import { Writable } from 'node:stream';
 import pg from 'pg';
 import bcrypt from 'bcryptjs';
 import { startSandbox, type TestSandbox } from '../harness/sandbox.ts';
-import { foreignKeys } from '../../lib/schema.ts';
+import { foreignKeysOf, readCatalog } from '../../lib/catalog.ts';
 import { freePort } from '../../lib/ports.ts';
 import { pgBin, type Cluster } from '../../lib/cluster.ts';
 import { loadEnvConfig } from '../../lib/config.ts';
@@ -180,7 +180,7 @@ test('integrity: a 10% sample loads whole; every foreign key re-validates; the s
     assert.is(await count(eb, 'SELECT count(*) AS n FROM users'), report.users.target);
     // Re-validate every foreign key: adding a copy of a constraint checks every row.
     await eb.query('BEGIN');
-    for (const fk of await foreignKeys(eb)) {
+    for (const fk of foreignKeysOf(await readCatalog(eb))) {
       const { rows } = await eb.query<{ def: string }>('SELECT pg_get_constraintdef(oid) AS def FROM pg_constraint WHERE conname = $1', [fk.name]);
       await eb.query(`ALTER TABLE ${fk.table} ADD CONSTRAINT ${pg.escapeIdentifier(`${fk.name}_recheck`)} ${rows[0]!.def}`);
     }

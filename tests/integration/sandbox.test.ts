@@ -13,7 +13,8 @@ import { onExit } from '../harness/cleanup.ts';
 import { asClusterUser, pgBin } from '../../lib/cluster.ts';
 import { connectionFor } from '../../lib/database.ts';
 import { loadEnvConfig } from '../../lib/config.ts';
-import { createMakapixSchema, foreignKeys, foreignKeyViolations, sandboxSchemaRevision } from '../../lib/schema.ts';
+import { createMakapixSchema, foreignKeyViolations, sandboxSchemaRevision } from '../../lib/schema.ts';
+import { foreignKeysOf, readCatalog } from '../../lib/catalog.ts';
 import { hasUpscaledVariant, seedDatabase, vaultFilePath, vaultVariantPath } from '../../lib/seed.ts';
 import { sandboxDown, sandboxPaths, sandboxStatus, sandboxUp } from '../../lib/sandbox.ts';
 import { SafetyError } from '../../lib/errors.ts';
@@ -61,7 +62,7 @@ test('both environments have the Makapix schema and an alembic_version row; only
 test('every foreign key holds; the users<->posts cycle, the comment self-reference and nullable FKs are there', async () => {
   const ea = await open(connectionFor(sb.prodCfg));
   assert.equal(await foreignKeyViolations(ea), []);
-  const fks = await foreignKeys(ea);
+  const fks = foreignKeysOf(await readCatalog(ea));
   const has = (table: string, column: string, ref: string) => fks.some((f) => f.table === table && f.columns.join() === column && f.refTable === ref);
   assert.ok(has('users', 'avatar_source_post_id', 'posts') && has('posts', 'owner_id', 'users'), 'users <-> posts cycle');
   assert.ok(has('comments', 'parent_id', 'comments'), 'comments self-reference');

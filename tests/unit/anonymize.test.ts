@@ -18,7 +18,7 @@ import {
   type AnonymizationRules,
   type Rule,
 } from '../../lib/anonymize.ts';
-import type { Column, Table } from '../../lib/sampling.ts';
+import type { Column, Table } from '../../lib/catalog.ts';
 
 const col = (name: string, type = 'text', nullable = true): Column => ({ name, type, nullable, generated: false });
 const table = (name: string, columns: Column[]): Table => ({ name, columns, primaryKey: ['id'], foreignKeys: [], uniques: [], sequences: [] });
