@@ -3,62 +3,69 @@ SHELL := /bin/bash
 .DEFAULT_GOAL := help
 TS := ./bin/ts
 S := ./scripts
-# docker-compose: Debian's Compose v1 CLI, only to render the stacks' configs (make check, tests); with
-# --no-install-recommends it does not pull in the docker.io engine.
-APT_PACKAGES := postgresql-15 postgresql-client-15 mosquitto mosquitto-clients caddy openssl rsync docker-compose
+# What the tools need on the VPS itself.
+APT_PACKAGES := postgresql-client-15 openssl
+# What the tests, the sandbox and the benches start on loopback. Never on the VPS: Debian starts these
+# servers on install, on EA's own ports (5432, 80). docker-compose: the v1 CLI, only to render configs;
+# with --no-install-recommends it does not pull in the docker.io engine.
+TEST_PACKAGES := postgresql-15 mosquitto mosquitto-clients caddy rsync docker-compose
 E2E_PACKAGES := docker.io docker-compose debootstrap
 # Extra flags for any script: make backup-prod ARGS="--json"
 ARGS ?=
 
-.PHONY: help setup setup-e2e test test-unit test-integration test-e2e typecheck bench demo sandbox-up sandbox-down sandbox-status
+.PHONY: help setup setup-test setup-e2e test test-unit test-integration test-e2e typecheck bench demo sandbox-up sandbox-down sandbox-status
 
 help: ## list the targets
 	@grep -hE '^[a-zA-Z0-9_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
 
 # ---- setup -------------------------------------------------------------------------------
-setup: node_modules/.installed ## install the Debian and npm packages (idempotent)
-	@missing=$$(for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
+# Installs whichever of the given Debian packages are missing (idempotent, no recommends).
+apt_install = missing=$$(for p in $(1); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
 	if [ -n "$$missing" ]; then echo "installing:" $$missing; \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing >/dev/null; fi
 
-setup-e2e: setup ## install the e2e tier's packages (docker.io, docker-compose, debootstrap)
-	@missing=$$(for p in $(E2E_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
-	if [ -n "$$missing" ]; then echo "installing:" $$missing; \
-	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing >/dev/null; fi
+setup: node_modules/.installed ## install what the tools need (npm packages, pg client, openssl); idempotent
+	@$(call apt_install,$(APT_PACKAGES))
+
+setup-test: setup ## also the servers tests and the sandbox start on loopback (not on the VPS: see TEST_PACKAGES)
+	@$(call apt_install,$(TEST_PACKAGES))
+
+setup-e2e: setup-test ## install the e2e tier's packages (docker.io, docker-compose, debootstrap)
+	@$(call apt_install,$(E2E_PACKAGES))
 
 node_modules/.installed: package.json package-lock.json
 	npm ci --no-audit --no-fund --loglevel=error
 	@touch $@
 
 # ---- tests -------------------------------------------------------------------------------
-typecheck: setup
+typecheck: setup-test
 	node_modules/.bin/tsc -p tsconfig.json
 
-test: setup typecheck ## type check, unit and integration tests against real services
+test: setup-test typecheck ## type check, unit and integration tests against real services
 	$(TS) tests/run.ts tests/unit tests/integration
 
-test-unit: setup
+test-unit: setup-test
 	$(TS) tests/run.ts tests/unit
 
-test-integration: setup
+test-integration: setup-test
 	$(TS) tests/run.ts tests/integration
 
 # ---- sandbox -----------------------------------------------------------------------------
 USERS ?= 2000
 SEED ?= 42
-sandbox-up: setup ## start throwaway EA and EB PostgreSQL clusters with seeded data (USERS=, SEED=)
+sandbox-up: setup-test ## start throwaway EA and EB PostgreSQL clusters with seeded data (USERS=, SEED=)
 	$(TS) $(S)/sandbox.ts up --users $(USERS) --seed $(SEED) $(ARGS)
 
-sandbox-down: setup ## stop the sandbox clusters and delete their data
+sandbox-down: setup-test ## stop the sandbox clusters and delete their data
 	$(TS) $(S)/sandbox.ts down $(ARGS)
 
-sandbox-status: setup ## show the sandbox's clusters, ports, sizes and how to use it
+sandbox-status: setup-test ## show the sandbox's clusters, ports, sizes and how to use it
 	$(TS) $(S)/sandbox.ts status $(ARGS)
 
-demo: setup ## bring up the sandbox and run the main jobs on it
+demo: setup-test ## bring up the sandbox and run the main jobs on it
 	$(TS) $(S)/demo.ts --users $(USERS) --seed $(SEED) $(ARGS)
 
-bench: setup ## benchmarks: ratios against baselines measured side by side in the same run (BENCH=name)
+bench: setup-test ## benchmarks: ratios against baselines measured side by side in the same run (BENCH=name)
 	$(TS) bench/run.ts $(BENCH)
 
 # ---- isolation audit ---------------------------------------------------------------------
