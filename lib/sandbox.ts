@@ -361,7 +361,8 @@ async function startSandboxCluster(paths: SandboxPaths, env: Environment, passwo
   return startCluster({ dir: paths.cluster(env), superuser: adminUser, password, settings: clusterSettings });
 }
 
-const envInput = (paths: SandboxPaths, env: Environment, port: number, secrets: EnvSecrets): SandboxEnvInput => ({
+/** What an environment's env file is made from: the sandbox's folders, its cluster port and its secrets. */
+export const envInput = (paths: SandboxPaths, env: Environment, port: number, secrets: EnvSecrets): SandboxEnvInput => ({
   port,
   stateDir: path.join(paths.dir, 'state'),
   vault: paths.vault(env),

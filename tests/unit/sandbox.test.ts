@@ -1,20 +1,11 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import path from 'node:path';
 import { parseEnvFile, validateEnv, envSchema, type Environment } from '../../lib/config.ts';
 import { UsageError } from '../../lib/errors.ts';
-import { describeSandbox, generateSecrets, parseSandboxSize, renderActivate, renderEnvFile, sandboxEnvVars, sandboxPaths, sandboxShellEnv } from '../../lib/sandbox.ts';
+import { describeSandbox, envInput, generateSecrets, parseSandboxSize, renderActivate, renderEnvFile, sandboxEnvVars, sandboxPaths, sandboxShellEnv } from '../../lib/sandbox.ts';
 
 const paths = sandboxPaths('/tmp/some-sandbox');
-const input = (env: Environment, port: number) => ({
-  port,
-  stateDir: path.join(paths.dir, 'state'),
-  vault: paths.vault(env),
-  mqttCerts: paths.mqttCerts(env),
-  backups: paths.backups(env),
-  appDir: paths.appDir,
-  secrets: generateSecrets(env),
-});
+const input = (env: Environment, port: number) => envInput(paths, env, port, generateSecrets(env));
 
 test('sandbox env files pass the config validator, for both environments', () => {
   for (const [env, port] of [['prod', 40001], ['dev', 40002]] as const) {
