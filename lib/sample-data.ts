@@ -1,7 +1,8 @@
 // The runner of sample-data-to-dev: reads EA in one read-only snapshot, streams each table's
 // planned COPY straight into EB inside one transaction, and commits only a whole, checked sample.
-import { Transform, Writable, type Readable, type TransformCallback } from 'node:stream';
-import { pipeline } from 'node:stream/promises';
+import { Writable } from 'node:stream';
+import { finished, pipeline } from 'node:stream/promises';
+import { once } from 'node:events';
 import { randomBytes, randomInt } from 'node:crypto';
 import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { openSync, closeSync } from 'node:fs';
@@ -20,7 +21,7 @@ import { runPg, stderrTail } from './pgtools.ts';
 import { foreignKeyViolations } from './schema.ts';
 import { formatBytes, type Ui, type Confirm } from './ui.ts';
 import type { DemoStep } from './demo.ts';
-import { PlanError, UnruledColumnsError, makapixSampling, planSampling, type SamplingConfig, type SamplingPlan, type TablePlan } from './sampling.ts';
+import { PlanError, UnruledColumnsError, combinedCopy, makapixSampling, planSampling, type SamplingConfig, type SamplingPlan, type TablePlan } from './sampling.ts';
 import { readCatalog, type Catalog } from './catalog.ts';
 
 export interface SampleDataOptions {
@@ -75,47 +76,123 @@ export interface SampleDataReport {
   warnings: string[];
 }
 
-/** Bit-set flags in front of each COPY row (see TablePlan.copy) are counted and cut off here. */
-export class FlagStripper extends Transform {
-  rows = 0;
-  bytes = 0;
-  sampled = 0;
+/** What the demux counted of one table's rows. */
+export interface TableCounts {
+  rows: number;
+  bytes: number;
+  /** Rows with flag bit 0 (in the sample by the rules, not pulled in). */
+  sampled: number;
   /** Count per flag bit (index 1.. as in TablePlan.copy). */
-  readonly bits: number[] = [];
-  #rest: Buffer | undefined;
-  readonly #onRows: ((n: number) => void) | undefined;
+  bits: number[];
+}
 
-  constructor(onRows?: (n: number) => void) {
+export interface DemuxHooks {
+  /** A table's rows begin; its sink receives them (EB's COPY FROM, or nothing). */
+  open(table: number): Writable;
+  rows?(table: number, n: number): void;
+  /** A table is complete: its sink has finished (EB acknowledged its COPY). Tables without rows too. */
+  done?(table: number, counts: TableCounts): void;
+}
+
+/**
+ * Splits combinedCopy's stream back into tables: reads the table index and the flags, counts them,
+ * cuts the padding past the table's own fields, and writes each table's rows to its own sink,
+ * opened at its first row and finished before the next table's. Backpressure flows through: a
+ * slow sink pauses the reading of EA.
+ */
+export class TableDemux extends Writable {
+  readonly counts: TableCounts[];
+  readonly #fields: readonly number[];
+  readonly #hooks: DemuxHooks;
+  #current = -1;
+  #sink: Writable | undefined;
+  #rest: Buffer | undefined;
+  #reported = 0;
+
+  /** fields[i]: how many fields table i has; the stream carries max(fields) per row. */
+  constructor(fields: readonly number[], hooks: DemuxHooks) {
     super();
-    this.#onRows = onRows;
+    this.#fields = fields;
+    this.#hooks = hooks;
+    this.counts = fields.map(() => ({ rows: 0, bytes: 0, sampled: 0, bits: [] }));
   }
 
-  override _transform(chunk: Buffer, _enc: BufferEncoding, done: TransformCallback): void {
+  override _write(chunk: Buffer, _enc: BufferEncoding, done: (err?: Error | null) => void): void {
+    this.#take(chunk).then(() => done(), done);
+  }
+
+  override _final(done: (err?: Error | null) => void): void {
+    if (this.#rest) return done(new Error('the COPY stream ended in the middle of a row'));
+    this.#switchTo(this.#fields.length).then(() => done(), done);
+  }
+
+  async #take(chunk: Buffer): Promise<void> {
     const buf = this.#rest ? Buffer.concat([this.#rest, chunk]) : chunk;
-    const out: Buffer[] = [];
-    let start = 0;
+    let out: Buffer[] = [];
     let rows = 0;
-    for (let nl = buf.indexOf(10, start); nl >= 0; nl = buf.indexOf(10, start)) {
-      // COPY text escapes tabs and newlines inside values, so the first tab ends the flags field.
-      const tab = buf.indexOf(9, start);
+    let start = 0;
+    const flush = async () => {
+      if (!out.length) return;
+      const data = out.length === 1 ? out[0]! : Buffer.concat(out);
+      const c = this.counts[this.#current]!;
+      c.rows += rows;
+      c.bytes += data.length;
+      this.#hooks.rows?.(this.#current, rows);
+      out = [];
+      rows = 0;
+      if (!this.#sink!.write(data)) await once(this.#sink!, 'drain');
+    };
+    for (;;) {
+      // The row's index and flags are digits; COPY text escapes tabs and newlines inside values,
+      // so each tab ends a field and the newline ends the row.
+      let i = start;
+      let table = 0;
+      for (; i < buf.length && buf[i] !== 9; i++) table = table * 10 + (buf[i]! - 48);
       let flags = 0;
-      for (let i = start; i < tab; i++) flags = flags * 10 + (buf[i]! - 48);
-      if (flags & 1) this.sampled++;
-      for (let f = Math.floor(flags / 2), bit = 1; f > 0; f = Math.floor(f / 2), bit++) if (f % 2) this.bits[bit] = (this.bits[bit] ?? 0) + 1;
-      out.push(buf.subarray(tab + 1, nl + 1));
-      start = nl + 1;
+      for (i++; i < buf.length && buf[i] !== 9; i++) flags = flags * 10 + (buf[i]! - 48);
+      const first = ++i;
+      const fields = this.#fields[table];
+      let end = -1;
+      for (let tabs = 0; i < buf.length; i++) {
+        const b = buf[i];
+        if (b === 10) break;
+        if (b === 9 && ++tabs === fields && end < 0) end = i;
+      }
+      if (i >= buf.length) break;
+      if (fields === undefined) throw new Error(`the combined COPY sent a row of table ${table}, which is not in the plan`);
+      if (table !== this.#current) {
+        if (table < this.#current) throw new Error(`the combined COPY sent table ${table} after table ${this.#current}`);
+        await flush();
+        await this.#switchTo(table);
+      }
+      // The padding starts at the tab after the table's last field: a newline there ends the row.
+      if (end >= 0) buf[end] = 10;
+      out.push(buf.subarray(first, (end >= 0 ? end : i) + 1));
       rows++;
+      const c = this.counts[table]!;
+      if (flags & 1) c.sampled++;
+      for (let f = Math.floor(flags / 2), bit = 1; f > 0; f = Math.floor(f / 2), bit++) if (f % 2) c.bits[bit] = (c.bits[bit] ?? 0) + 1;
+      start = i + 1;
     }
     this.#rest = start < buf.length ? buf.subarray(start) : undefined;
-    const data = out.length === 1 ? out[0]! : Buffer.concat(out);
-    this.rows += rows;
-    this.bytes += data.length;
-    if (rows) this.#onRows?.(rows);
-    done(null, data);
+    await flush();
   }
 
-  override _flush(done: TransformCallback): void {
-    done(this.#rest ? new Error('the COPY stream ended in the middle of a row') : null);
+  /** Finishes the current table's sink, reports every table before `next` as done, and opens next's sink. */
+  async #switchTo(next: number): Promise<void> {
+    if (this.#sink) {
+      this.#sink.end();
+      await finished(this.#sink);
+      this.#sink = undefined;
+    }
+    for (; this.#reported < next; this.#reported++) this.#hooks.done?.(this.#reported, this.counts[this.#reported]!);
+    this.#current = next;
+    if (next < this.#fields.length) {
+      const sink = this.#hooks.open(next);
+      // A sink that fails (EB refused a row) fails the whole stream.
+      sink.on('error', (err) => this.destroy(err));
+      this.#sink = sink;
+    }
   }
 }
 
@@ -201,13 +278,9 @@ async function schemaFromSource(source: pg.ClientConfig, eb: pg.Client): Promise
   }
 }
 
-/** How many tables' queries run on EA at once (each on its own connection, all in one snapshot). */
-const READERS = 4;
-
 /** The settings of every EA read transaction: bounded, cheap on memory, no JIT. */
-async function readOnlySnapshot(client: pg.Client, config: SamplingConfig, snapshot?: string): Promise<void> {
+async function readOnlySnapshot(client: pg.Client, config: SamplingConfig): Promise<void> {
   await client.query('BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY');
-  if (snapshot) await client.query(`SET TRANSACTION SNAPSHOT ${client.escapeLiteral(snapshot)}`);
   await client.query(`SET LOCAL statement_timeout = ${Number(config.statementTimeoutMs)}`);
   await client.query(`SET LOCAL lock_timeout = '30s'`);
   await client.query(`SET LOCAL idle_in_transaction_session_timeout = '10min'`);
@@ -222,58 +295,38 @@ async function readOnlySnapshot(client: pg.Client, config: SamplingConfig, snaps
 }
 
 /**
- * Streams every planned table from EA into the sink each gets (EB's COPY FROM, or nothing for
- * --dry-run), one table at a time into the sink, while the next tables' queries already run on
- * their own connections in the same snapshot: their rows wait in socket buffers (backpressure),
- * never in this process's memory. One connection per table: a pg client reused after a COPY TO
- * can miss the next COPY's data (pg-copy-streams hands the socket back a tick late).
+ * Streams every planned table from EA in one COPY (combinedCopy: each membership set is computed
+ * once) into the sink each table gets, EB's COPY FROM or nothing for --dry-run. EA computes the
+ * next rows while EB loads the last ones; rows wait in socket buffers (backpressure), never in this
+ * process's memory.
  */
-async function copyAll(openReader: () => Promise<pg.Client>, plans: TablePlan[], ui: Ui, sinkFor: (p: TablePlan) => Writable, countDropped: boolean): Promise<TableReport[]> {
-  const started = new Map<number, Promise<{ client: pg.Client; stream: Readable }>>();
-  const opened: Promise<pg.Client>[] = [];
-  const prefetch = (upTo: number) => {
-    for (let k = 0; k <= upTo && k < plans.length; k++) {
-      if (started.has(k)) continue;
-      const client = openReader();
-      opened.push(client);
-      const ready = client.then((c) => {
-        const stream = c.query(copyTo(plans[k]!.copy!));
-        // An error before the pipeline takes the stream over is kept for it, not thrown at the process.
-        stream.on('error', () => undefined);
-        return { client: c, stream };
-      });
-      ready.catch(() => undefined);
-      started.set(k, ready);
-    }
-  };
+async function copyAll(ea: pg.Client, plans: TablePlan[], ui: Ui, sinkFor: (p: TablePlan) => Writable): Promise<TableReport[]> {
   const out: TableReport[] = [];
-  try {
-    for (let i = 0; i < plans.length; i++) {
-      const p = plans[i]!;
-      prefetch(i + READERS - 1);
-      const { client, stream } = await started.get(i)!;
-      const t0 = Date.now();
-      const progress = ui.progress(`copying ${p.table}`, 'rows');
-      const stripper = new FlagStripper((n) => progress.tick(n));
-      await pipeline(stream, stripper, sinkFor(p));
-      const nulled: Record<string, number> = {};
-      const repointed: Record<string, number> = {};
-      p.touching.forEach((key, b) => {
-        const n = stripper.bits[1 + 2 * b] ?? 0;
-        const r = stripper.bits[2 + 2 * b] ?? 0;
-        if (n) nulled[key] = n;
-        if (r) repointed[key] = r;
-      });
-      progress.done(`${stripper.rows.toLocaleString('en-US')} rows, ${formatBytes(stripper.bytes)}`);
-      const report: TableReport = { table: p.table, mode: p.mode, rows: stripper.rows, sampled: stripper.sampled, referenced: stripper.rows - stripper.sampled, nulled, repointed, bytes: stripper.bytes, ms: Date.now() - t0 };
-      if (countDropped && p.droppedCount) report.dropped = Number((await client.query<{ n: string }>(p.droppedCount)).rows[0]!.n);
-      out.push(report);
-      started.delete(i);
-      await client.end();
-    }
-  } finally {
-    for (const c of opened) await c.then((x) => x.end(), () => undefined).catch(() => undefined);
-  }
+  let progress: { table: number; line: ReturnType<Ui['progress']> } | undefined;
+  const progressOf = (i: number) => (progress?.table === i ? progress.line : (progress = { table: i, line: ui.progress(`copying ${plans[i]!.table}`, 'rows') }).line);
+  let since = Date.now();
+  const demux = new TableDemux(
+    plans.map((p) => p.columns.length),
+    {
+      open: (i) => (progressOf(i), sinkFor(plans[i]!)),
+      rows: (i, n) => progressOf(i).tick(n),
+      done: (i, c) => {
+        const p = plans[i]!;
+        progressOf(i).done(`${c.rows.toLocaleString('en-US')} rows, ${formatBytes(c.bytes)}`);
+        const nulled: Record<string, number> = {};
+        const repointed: Record<string, number> = {};
+        p.touching.forEach((key, b) => {
+          const n = c.bits[1 + 2 * b] ?? 0;
+          const r = c.bits[2 + 2 * b] ?? 0;
+          if (n) nulled[key] = n;
+          if (r) repointed[key] = r;
+        });
+        out.push({ table: p.table, mode: p.mode, rows: c.rows, sampled: c.sampled, referenced: c.rows - c.sampled, nulled, repointed, bytes: c.bytes, ms: Date.now() - since });
+        since = Date.now();
+      },
+    },
+  );
+  await pipeline(ea.query(copyTo(combinedCopy(plans))), demux);
   return out;
 }
 
@@ -291,7 +344,6 @@ export async function sampleDataToDev(opts: SampleDataOptions): Promise<SampleDa
   const { ui } = opts;
   const started = Date.now();
   const ea = await connect({ ...opts.source, application_name: 'makapix-ops sample-data (read)' });
-  let keepAlive: NodeJS.Timeout | undefined;
   let eb: pg.Client | undefined;
   try {
     eb = await connect({ ...opts.target, application_name: 'makapix-ops sample-data (load)' });
@@ -349,22 +401,15 @@ export async function sampleDataToDev(opts: SampleDataOptions): Promise<SampleDa
     };
     const skipped = (p: TablePlan): TableReport => ({ table: p.table, mode: p.mode, rows: 0, sampled: 0, referenced: 0, nulled: {}, repointed: {}, bytes: 0, ms: 0 });
 
-    // Readers in the same snapshot, so EA works on the next tables while EB loads this one.
-    const { rows: snap } = await ea.query<{ s: string }>('SELECT pg_export_snapshot() AS s');
-    // The exporting transaction must outlive every import, however long the load: a ping keeps it
-    // under idle_in_transaction_session_timeout, which still ends it if this process hangs.
-    keepAlive = setInterval(() => void ea.query('SELECT 1').catch(() => undefined), 60_000);
-    const openReader = async () => {
-      const reader = await connect({ ...opts.source, application_name: 'makapix-ops sample-data (read)' });
-      reader.on('error', () => undefined);
-      await readOnlySnapshot(reader, config, snap[0]!.s);
-      return reader;
-    };
     const copied = plan.tables.filter((p) => p.copy);
     const merge = (done: TableReport[]) => plan.tables.map((p) => done.find((t) => t.table === p.table) ?? skipped(p));
 
     if (opts.dryRun) {
-      const tables = merge(await copyAll(openReader, copied, ui, discard, true));
+      const tables = merge(await copyAll(ea, copied, ui, discard));
+      for (const t of tables) {
+        const p = copied.find((x) => x.table === t.table);
+        if (p?.droppedCount) t.dropped = Number((await ea.query<{ n: string }>(p.droppedCount)).rows[0]!.n);
+      }
       await ea.query('COMMIT');
       return report(tables);
     }
@@ -378,7 +423,7 @@ export async function sampleDataToDev(opts: SampleDataOptions): Promise<SampleDa
         await target.query('SET LOCAL session_replication_role = replica');
         if (opts.schemaFromProd) await ui.run('recreating EB\'s schema from EA\'s', () => schemaFromSource(opts.source, target));
         if (plan.truncate.length) await target.query(`TRUNCATE ${plan.truncate.map(q).join(', ')}`);
-        const out = merge(await copyAll(openReader, copied, ui, (p) => target.query(copyFrom(`COPY ${q(p.table)} (${p.columns.map(q).join(', ')}) FROM STDIN`)), false));
+        const out = merge(await copyAll(ea, copied, ui, (p) => target.query(copyFrom(`COPY ${q(p.table)} (${p.columns.map(q).join(', ')}) FROM STDIN`))));
         for (const s of plan.sequences) {
           await target.query(`SELECT setval(${target.escapeLiteral(s.sequence)}::regclass, COALESCE(m, 1), m IS NOT NULL) FROM (SELECT max(${q(s.column)})::bigint AS m FROM ${q(s.table)}) x`);
         }
@@ -397,7 +442,6 @@ export async function sampleDataToDev(opts: SampleDataOptions): Promise<SampleDa
     if (err instanceof OpsError) throw err;
     throw new JobError(`Sampling EA into EB failed: ${(err as Error).message}; EB was left as it was.`, 'Run again with --verbose for details.', { cause: err });
   } finally {
-    clearInterval(keepAlive);
     await ea.end().catch(() => undefined);
     await eb?.end().catch(() => undefined);
   }

@@ -91,8 +91,20 @@ export interface TablePlan {
   copy?: string;
   /** The references whose null/repoint a row's flags report, in bit order. */
   touching: string[];
+  /**
+   * The same query in parts, for one COPY of every table (combinedCopy): the CTEs it needs (the
+   * membership sets `s_<table>` and stand-ins `st_<table>` are the same in every table's list),
+   * then `SELECT <flags>, <fields> FROM <from>`.
+   */
+  query?: { ctes: Cte[]; flags: string; fields: string[]; from: string };
   /** Rows anchored to the sample but left out by a drop policy or a unique-index clash (dry run). */
   droppedCount?: string;
+}
+
+export interface Cte {
+  name: string;
+  /** `name AS MATERIALIZED (...)` */
+  sql: string;
 }
 
 export interface SamplingPlan {
@@ -124,7 +136,13 @@ const isNullable = (t: Table, fk: ForeignKey) => fk.columns.every((c) => t.colum
 /** Modulus of the hash pick: PCT is honoured to 1/10,000 of a percent. */
 const PICK_SCALE = 1_000_000;
 /** `hash(seed, value) mod PICK_SCALE < threshold`: a deterministic pick of pct % of the values. */
-const pick = (expr: string, seed: number, pct: number) => `abs(mod(hashtextextended(${expr}::text, ${seed}), ${PICK_SCALE})) < ${Math.round((pct * PICK_SCALE) / 100)}`;
+const pick = (expr: string, seed: number, pct: number) => {
+  const h = `mod(hashtextextended(${expr}::text, ${seed}), ${PICK_SCALE})`;
+  const t = Math.round((pct * PICK_SCALE) / 100);
+  // |h| < t written as a range, which the planner estimates as a small share (a lone `<` on an
+  // expression it has no statistics for counts as a third): it then hashes the small sets.
+  return `${h} > -${t} AND ${h} < ${t}`;
+};
 
 /** Decides every table's mode: config first, then the catalog (what references nothing is a lookup). */
 function tableModes(catalog: Catalog, config: SamplingConfig): Map<string, { mode: TableMode; why: string }> {
@@ -298,7 +316,7 @@ export function planSampling({ catalog, config, options, anonymization }: PlanIn
     const t = catalog.get(name)!;
     const m = membership(t);
     const keys = keyColumns(t, refs);
-    return `${cte(name)} AS MATERIALIZED (SELECT ${keys.map((k) => `x.${q(k)}`).join(', ')} FROM ${q(name)} x ${joinsOf(m)} WHERE ${m.where})`;
+    return { name: cte(name), sql: `${cte(name)} AS MATERIALIZED (SELECT ${keys.map((k) => `x.${q(k)}`).join(', ')} FROM ${q(name)} x ${joinsOf(m)} WHERE ${m.where})` };
   };
 
   const tablePlans: TablePlan[] = [];
@@ -326,9 +344,12 @@ export function planSampling({ catalog, config, options, anonymization }: PlanIn
     };
     const outCols = t.columns.filter((c) => !c.generated);
     if (mode === 'whole') {
-      tablePlans.push({ table: name, mode, why, columns, references, touching: [], copy: `COPY (SELECT 1::bigint AS "__flags", ${outCols.map(anonymized).join(', ')} FROM ${q(name)}) TO STDOUT` });
+      const query = { ctes: [], flags: '1::bigint', fields: outCols.map(anonymized), from: q(name) };
+      tablePlans.push({ table: name, mode, why, columns, references, touching: [], query, copy: copyOf(query) });
       continue;
     }
+    // This table's own CTEs are named after it: one COPY of every table holds them all.
+    const baseName = `b_${name}`;
 
     // Layer 1: membership first, materialized (the planner cannot know how small the sets are, and
     // would otherwise join every row of a big table to the stand-ins before filtering), then every
@@ -348,7 +369,7 @@ export function planSampling({ catalog, config, options, anonymization }: PlanIn
     touching.forEach((r, i) => {
       const nulledBit = 2 ** (1 + 2 * i);
       const repointBit = 2 ** (2 + 2 * i);
-      if (r.self && selfFromBase) extraJoins.push(joinOf(r).replace(`JOIN ${cte(name)} `, 'JOIN base '));
+      if (r.self && selfFromBase) extraJoins.push(joinOf(r).replace(`JOIN ${cte(name)} `, `JOIN ${baseName} `));
       else if (!(useBase && inBase.has(r.alias))) extraJoins.push(joinOf(r));
       const out = `NOT ${nullTest(r)} AND NOT ${inRef(r)}`;
       if (r.policy === 'repoint') {
@@ -368,7 +389,7 @@ export function planSampling({ catalog, config, options, anonymization }: PlanIn
     // Arrays of ids without a foreign key keep only the ids in the sample, in their order. Filtered
     // set-wise (unnest, one hash join, regroup by key): a per-row subquery would hash the set per row.
     const implicit = Object.entries(config.implicitReferences).filter(([key]) => key.startsWith(`${name}.`));
-    const arrayCtes: string[] = [];
+    const arrayCtes: Cte[] = [];
     implicit.forEach(([key, target], k) => {
       const col = key.slice(name.length + 1);
       if (!t.columns.some((c) => c.name === col) || !sampled(target)) return;
@@ -378,19 +399,21 @@ export function planSampling({ catalog, config, options, anonymization }: PlanIn
         return;
       }
       const pk = q(t.primaryKey[0]!);
-      const rows = useBase ? `base x CROSS JOIN LATERAL unnest(x.${q(col)}) WITH ORDINALITY u(e, o)` : `${q(name)} x CROSS JOIN LATERAL unnest(x.${q(col)}) WITH ORDINALITY u(e, o) WHERE ${m.where}`;
-      arrayCtes.push(`ia${k} AS MATERIALIZED (SELECT a.k, array_agg(a.e ORDER BY a.o) AS v FROM (SELECT x.${pk} AS k, u.e, u.o FROM ${rows}) a JOIN ${cte(target)} s ON s.${refKey} = a.e GROUP BY a.k)`);
-      extraJoins.push(`LEFT JOIN ia${k} ON ia${k}.k = x.${pk}`);
-      value.set(col, `CASE WHEN x.${q(col)} IS NULL THEN NULL ELSE COALESCE(ia${k}.v, '{}') END`);
+      const ia = `ia_${name}_${k}`;
+      const rows = useBase ? `${baseName} x CROSS JOIN LATERAL unnest(x.${q(col)}) WITH ORDINALITY u(e, o)` : `${q(name)} x CROSS JOIN LATERAL unnest(x.${q(col)}) WITH ORDINALITY u(e, o) WHERE ${m.where}`;
+      arrayCtes.push({ name: ia, sql: `${ia} AS MATERIALIZED (SELECT a.k, array_agg(a.e ORDER BY a.o) AS v FROM (SELECT x.${pk} AS k, u.e, u.o FROM ${rows}) a JOIN ${cte(target)} s ON s.${refKey} = a.e GROUP BY a.k)` });
+      extraJoins.push(`LEFT JOIN ${ia} ON ${ia}.k = x.${pk}`);
+      value.set(col, `CASE WHEN x.${q(col)} IS NULL THEN NULL ELSE COALESCE(${ia}.v, '{}') END`);
     });
     const pullJoins = pulledBy.map((r, i) => {
       const src = catalog.get(r.fk.table)!;
       const sm = membership(src);
       const sel = r.fk.columns.map((c, k) => `x.${q(c)} AS ${q(r.fk.refColumns[k]!)}`).join(', ');
+      const p = `p_${name}_${i}`;
       return {
-        join: `LEFT JOIN p_${i} ON ${r.fk.refColumns.map((c) => `p_${i}.${q(c)} = x.${q(c)}`).join(' AND ')}`,
-        cte: `p_${i} AS MATERIALIZED (SELECT DISTINCT ${sel} FROM ${q(src.name)} x ${joinsOf(sm)} WHERE ${sm.where})`,
-        test: `p_${i}.${q(r.fk.refColumns[0]!)} IS NOT NULL`,
+        join: `LEFT JOIN ${p} ON ${r.fk.refColumns.map((c) => `${p}.${q(c)} = x.${q(c)}`).join(' AND ')}`,
+        cte: { name: p, sql: `${p} AS MATERIALIZED (SELECT DISTINCT ${sel} FROM ${q(src.name)} x ${joinsOf(sm)} WHERE ${sm.where})` },
+        test: `${p}.${q(r.fk.refColumns[0]!)} IS NOT NULL`,
       };
     });
 
@@ -401,24 +424,25 @@ export function planSampling({ catalog, config, options, anonymization }: PlanIn
       ...pulledBy.flatMap((r) => anchors(r.fk.table).map((a) => a.fk.refTable)),
     ]);
     const where = pullJoins.length ? `((${m.where}) OR ${pullJoins.map((p) => p.test).join(' OR ')})` : m.where;
-    const baseCte = useBase
+    const baseCte: Cte[] = useBase
       ? [
-          `base AS MATERIALIZED (SELECT x.*${[...m.joins].map((r) => `, ${inTest(r)} AS ${q(`__in_${r.alias}`)}`).join('')}${pullJoins.length ? `, (${m.where}) AS "__member"` : ''} ` +
-            `FROM ${q(name)} x ${joinsOf(m)} ${pullJoins.map((p) => p.join).join(' ')} WHERE ${where})`,
+          { name: baseName, sql: `${baseName} AS MATERIALIZED (SELECT x.*${[...m.joins].map((r) => `, ${inTest(r)} AS ${q(`__in_${r.alias}`)}`).join('')}${pullJoins.length ? `, (${m.where}) AS "__member"` : ''} ` +
+            `FROM ${q(name)} x ${joinsOf(m)} ${pullJoins.map((p) => p.join).join(' ')} WHERE ${where})` },
         ]
       : [];
-    const ctes = [
+    const ctes: Cte[] = [
       ...setsNeeded.map(setCte),
-      ...[...new Set(touching.filter((r) => r.policy === 'repoint').map((r) => r.fk.refTable))].map(
-        (u) => `${standins(u)} AS MATERIALIZED (SELECT ${q(catalog.get(u)!.primaryKey[0]!)} AS id, row_number() OVER (ORDER BY ${q(catalog.get(u)!.primaryKey[0]!)}) - 1 AS n FROM ${cte(u)})`,
-      ),
+      ...[...new Set(touching.filter((r) => r.policy === 'repoint').map((r) => r.fk.refTable))].map((u) => ({
+        name: standins(u),
+        sql: `${standins(u)} AS MATERIALIZED (SELECT ${q(catalog.get(u)!.primaryKey[0]!)} AS id, row_number() OVER (ORDER BY ${q(catalog.get(u)!.primaryKey[0]!)}) - 1 AS n FROM ${cte(u)})`,
+      })),
       ...pullJoins.map((p) => p.cte),
       ...baseCte,
       ...arrayCtes,
     ];
     const layer1 = [
       `SELECT ${flagTerms.join(' + ')} AS "__flags", ${outCols.map((c) => `${value.get(c.name) ?? `x.${q(c.name)}`} AS ${q(c.name)}`).join(', ')}`,
-      useBase ? `FROM base x ${extraJoins.join(' ')}` : `FROM ${q(name)} x ${extraJoins.join(' ')}`,
+      useBase ? `FROM ${baseName} x ${extraJoins.join(' ')}` : `FROM ${q(name)} x ${extraJoins.join(' ')}`,
       `WHERE ${[useBase ? 'true' : where, ...extraWhere].join(' AND ')}`,
     ].join(' ');
 
@@ -450,7 +474,8 @@ export function planSampling({ catalog, config, options, anonymization }: PlanIn
       source = `(SELECT ${flags} AS "__flags", ${cols.join(', ')} FROM (SELECT y.*, ${rn.map((x) => x.window).join(', ')} FROM (${layer1}) y) z${keep}) y`;
     }
     // Layer 3: anonymization over the final values.
-    const withClause = ctes.length ? `WITH ${ctes.join(', ')} ` : '';
+    const query = { ctes, flags: '"__flags"', fields: outCols.map(anonymized), from: source };
+    const withClause = withOf(ctes);
     const outer = membership(t, false);
     const anchoredIn = outer.joins.length ? `(${outer.joins.map(inTest).join(' OR ')})` : 'false';
     const clashDrops = clashes.length ? ` + (SELECT count(*) FROM (${layer1}) y) - (SELECT count(*) FROM ${source})` : '';
@@ -461,7 +486,8 @@ export function planSampling({ catalog, config, options, anonymization }: PlanIn
       columns,
       references,
       touching: touching.map((r) => fkKey(r.fk)),
-      copy: `COPY (${withClause}SELECT "__flags", ${outCols.map(anonymized).join(', ')} FROM ${source}) TO STDOUT`,
+      query,
+      copy: copyOf(query),
       droppedCount: `${withClause}SELECT (SELECT count(*) FROM ${q(name)} x ${joinsOf(outer)} WHERE ${anchoredIn} AND NOT (${outer.where}))${clashDrops} AS n`,
     });
   }
@@ -474,6 +500,32 @@ export function planSampling({ catalog, config, options, anonymization }: PlanIn
   const truncate = tablePlans.filter((p) => p.mode !== 'keep').map((p) => p.table);
   const sequences = tablePlans.filter((p) => p.mode !== 'keep').flatMap((p) => catalog.get(p.table)!.sequences.map((s) => ({ table: p.table, ...s })));
   return { tables: tablePlans, truncate, sequences, warnings };
+}
+
+const withOf = (ctes: readonly Cte[]) => (ctes.length ? `WITH ${ctes.map((c) => c.sql).join(', ')} ` : '');
+const copyOf = (query: NonNullable<TablePlan['query']>) => `COPY (${withOf(query.ctes)}SELECT ${query.flags} AS "__flags", ${query.fields.join(', ')} FROM ${query.from}) TO STDOUT`;
+
+/**
+ * One COPY of every table's rows, so that each membership set is computed once for all of them
+ * (EA's read-only snapshot cannot keep them in temporary tables between statements). Every row is
+ * `<index in tables>\t<flags>\t<fields as text>`, padded with NULLs to the widest table; the tables
+ * come one after the other, in the order given. TableDemux splits the stream back into tables.
+ */
+export function combinedCopy(tables: readonly TablePlan[]): string {
+  const ctes = new Map<string, Cte>();
+  for (const p of tables)
+    for (const c of p.query!.ctes) {
+      const known = ctes.get(c.name);
+      if (known && known.sql !== c.sql) throw new Error(`combinedCopy: two definitions of ${c.name}`);
+      ctes.set(c.name, c);
+    }
+  const width = Math.max(...tables.map((p) => p.query!.fields.length));
+  const branches = tables.map(({ query }, i) => {
+    const fields = query!.fields.map((f) => `(${f})::text`);
+    const padding = Array.from({ length: width - fields.length }, () => 'NULL::text');
+    return `SELECT ${i} AS "__table", ${query!.flags}::bigint AS "__flags", ${[...fields, ...padding].join(', ')} FROM ${query!.from}`;
+  });
+  return `COPY (${withOf([...ctes.values()])}${branches.join(' UNION ALL ')}) TO STDOUT`;
 }
 
 /** The columns a membership set carries: every column another table's foreign key or a stand-in reads. */

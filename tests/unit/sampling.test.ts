@@ -2,10 +2,10 @@ import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { Readable, Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
-import { planSampling, makapixSampling, PlanError, UnruledColumnsError, type SamplingConfig, type SampleOptions } from '../../lib/sampling.ts';
+import { combinedCopy, planSampling, makapixSampling, PlanError, UnruledColumnsError, type SamplingConfig, type SampleOptions } from '../../lib/sampling.ts';
 import type { Catalog, Column, ForeignKey, Table } from '../../lib/catalog.ts';
 import { keep, makapixRules } from '../../lib/anonymize.ts';
-import { FlagStripper, connectionFromUrl, parsePct, parseSeed, parseUsers, schemaDifferences } from '../../lib/sample-data.ts';
+import { TableDemux, connectionFromUrl, parsePct, parseSeed, parseUsers, schemaDifferences } from '../../lib/sample-data.ts';
 import { UsageError } from '../../lib/errors.ts';
 
 // A small Makapix-shaped catalog, as readCatalog returns it.
@@ -88,8 +88,8 @@ test('default policy per foreign key', () => {
 
 test('the pick: PCT as a hash threshold, named users, --exclude-banned', () => {
   const cases: [Partial<SampleOptions>, RegExp][] = [
-    [{ pct: 10 }, /abs\(mod\(hashtextextended\(x\."id"::text, 42\), 1000000\)\) < 100000/],
-    [{ pct: 0.5, seed: 7 }, /hashtextextended\(x\."id"::text, 7\), 1000000\)\) < 5000/],
+    [{ pct: 10 }, /mod\(hashtextextended\(x\."id"::text, 42\), 1000000\) > -100000 AND mod\(hashtextextended\(x\."id"::text, 42\), 1000000\) < 100000/],
+    [{ pct: 0.5, seed: 7 }, /hashtextextended\(x\."id"::text, 7\), 1000000\) < 5000/],
     [{ pct: 100 }, /< 1000000/],
     [{ users: ['12', '34'] }, /OR x\."id" IN \('12', '34'\)/],
     [{ excludeBanned: true }, /AND NOT \(COALESCE\(banned_until IS NOT NULL AND banned_until > now\(\), false\)\)/],
@@ -102,8 +102,8 @@ test('membership follows the drop policies through sets; re-pointing and unique 
   const comments = tableOf(p, 'comments').copy!;
   assert.match(comments, /^COPY \(WITH s_users AS MATERIALIZED \(.*\), s_posts AS MATERIALIZED/);
   assert.match(comments, /st_users AS MATERIALIZED \(SELECT "id" AS id, row_number\(\) OVER \(ORDER BY "id"\) - 1 AS n FROM s_users\)/);
-  assert.match(comments, /LEFT JOIN base r2 ON r2\."id" = x\."parent_id"/, 'a reply keeps its parent when the parent is in');
-  assert.not.match(comments, /s_comments AS/, 'the sampled comments are base itself, not computed twice');
+  assert.match(comments, /LEFT JOIN b_comments r2 ON r2\."id" = x\."parent_id"/, 'a reply keeps its parent when the parent is in');
+  assert.not.match(comments, /s_comments AS/, 'the sampled comments are its base set itself, not computed twice');
   assert.equal(tableOf(p, 'comments').touching, ['comments.author_id', 'comments.parent_id']);
   // One reaction per user, post and emoji: the partial index's predicate partitions the clash check.
   assert.match(tableOf(p, 'reactions').copy!, /row_number\(\) OVER \(PARTITION BY \(\(user_id IS NOT NULL\)\), "post_id", "user_id", "emoji"/);
@@ -128,7 +128,7 @@ test('a table added tomorrow with a foreign key to posts is sampled with no code
 
 test('configured policies: pull copies referenced rows in; impossible ones are refused', () => {
   const pulled = plan({ config: { policies: { 'comments.author_id': 'pull' } } });
-  assert.match(tableOf(pulled, 'users').copy!, /p_0 AS MATERIALIZED \(SELECT DISTINCT x\."author_id" AS "id" FROM "comments" x/);
+  assert.match(tableOf(pulled, 'users').copy!, /p_users_0 AS MATERIALIZED \(SELECT DISTINCT x\."author_id" AS "id" FROM "comments" x/);
   assert.match(tableOf(pulled, 'users').why, /pulled in/);
   const cases: [Partial<SamplingConfig>, RegExp][] = [
     [{ policies: { 'posts.owner_id': 'null' } }, /posts\.owner_id: policy null on a NOT NULL column/],
@@ -160,23 +160,51 @@ test('a sensitive-looking column without a rule stops the plan, listing it', () 
   assert.ok(tableOf(ruled, 'users').copy);
 });
 
-test('COPY rows: the flags field is counted and cut off, whatever the chunk boundaries', async () => {
-  const rows = ['1\ta\tb\n', '5\tc\\td\n', '9\te\tf\n', '0\tg\th\n'];
+test('one COPY for every table: each set is defined once, every row padded to the widest table', () => {
+  const p = plan();
+  const copied = p.tables.filter((t) => t.copy);
+  const sql = combinedCopy(copied);
+  assert.is(sql.match(/\bs_posts AS MATERIALIZED/g)?.length, 1, 'the posts set is computed once for all tables');
+  const width = Math.max(...copied.map((t) => t.columns.length));
+  for (const [i, t] of copied.entries()) {
+    const branch = sql.split(' UNION ALL ')[i]!;
+    assert.match(branch, new RegExp(`^(COPY \\(WITH .*)?SELECT ${i} AS "__table"`), t.table);
+    assert.is(branch.match(/NULL::text/g)?.length ?? 0, width - t.columns.length, `${t.table}: padded to ${width} fields`);
+  }
+});
+
+test('the combined COPY is split back into tables: flags counted, padding cut, whatever the chunk boundaries', async () => {
+  // Three tables of 2, 3 and 2 fields; table 1 has no rows. A NULL among a table's own fields stays.
+  const rows = ['0\t1\ta\tb\t\\N\n', '0\t5\tc\\td\t\\N\t\\N\n', '2\t9\t\\N\tf\t\\N\n', '2\t0\tg\th\t\\N\n'];
   const text = rows.join('');
   for (const size of [1, 3, 7, text.length]) {
     const chunks: Buffer[] = [];
     for (let i = 0; i < text.length; i += size) chunks.push(Buffer.from(text.slice(i, i + size)));
-    const stripper = new FlagStripper();
-    let out = '';
-    await pipeline(Readable.from(chunks), stripper, new Writable({ write: (c, _e, done) => ((out += c), done()) }));
-    assert.is(out, 'a\tb\nc\\td\ne\tf\ng\th\n', `chunks of ${size}`);
-    assert.is(stripper.rows, 4);
-    assert.is(stripper.sampled, 3);
+    const got: string[] = ['', '', ''];
+    const opened: number[] = [];
+    const done: number[] = [];
+    const demux = new TableDemux([2, 3, 2], {
+      open: (t) => (opened.push(t), new Writable({ write: (c, _e, cb) => ((got[t] += c), cb()) })),
+      done: (t) => done.push(t),
+    });
+    await pipeline(Readable.from(chunks), demux);
+    assert.equal(got, ['a\tb\nc\\td\t\\N\n', '', '\\N\tf\ng\th\n'], `chunks of ${size}`);
+    assert.equal(opened, [0, 2], 'a table without rows gets no COPY');
+    assert.equal(done, [0, 1, 2], 'but is reported done, in order');
+    assert.equal(demux.counts.map((c) => [c.rows, c.sampled]), [[2, 2], [0, 0], [2, 1]]);
     // 5 = 0b101 (sampled, first reference re-pointed), 9 = 0b1001 (sampled, second nulled).
-    assert.is(stripper.bits[2], 1);
-    assert.is(stripper.bits[3], 1);
-    assert.is(stripper.bits[1], undefined);
+    assert.is(demux.counts[0]!.bits[2], 1);
+    assert.is(demux.counts[2]!.bits[3], 1);
+    assert.is(demux.counts[0]!.bits[1], undefined);
   }
+});
+
+test('a combined COPY out of table order, or cut in the middle of a row, fails', async () => {
+  const sink = () => new Writable({ write: (_c, _e, cb) => cb() });
+  const failure = (text: string, fields: number[]) => pipeline(Readable.from([Buffer.from(text)]), new TableDemux(fields, { open: sink })).then(() => 'no error', (e: Error) => e.message);
+  assert.match(await failure('1\t1\ta\n0\t1\tb\n', [1, 1]), /table 0 after table 1/);
+  assert.match(await failure('0\t1\ta', [1]), /middle of a row/);
+  assert.match(await failure('3\t1\ta\n', [1]), /table 3, which is not in the plan/);
 });
 
 test('flags: --pct, --seed, --users and URLs', () => {
