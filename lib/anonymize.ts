@@ -203,12 +203,12 @@ export function columnExpression(table: Table, col: Column, rule: Rule | undefin
       return orNull(v);
     }
     case 'ip': {
-      const d = digest(col.name, ctx);
-      const octet = (i: number) => `get_byte(decode(${d}, 'hex'), ${i})::text`;
-      const addr = `'10.' || ${octet(0)} || '.' || ${octet(1)} || '.' || ${octet(2)}`;
-      if (col.type === 'inet' || col.type === 'cidr') return orNull(`(${addr})::${col.type}`);
+      // One digest per row: its first 24 bits pick an address in 10.0.0.0/8.
+      const addr = `('10.0.0.0'::inet + ('x' || left(${digest(col.name, ctx)}, 6))::bit(24)::integer)`;
+      if (col.type === 'inet') return orNull(addr);
+      if (col.type === 'cidr') return orNull(`${addr}::cidr`);
       if (!isText(col.type)) throw new Error(`${where} is ${col.type}: the ip rule fits text, inet and cidr columns`);
-      return orNull(addr);
+      return orNull(`host(${addr})`);
     }
     case 'password':
       if (!isText(col.type)) throw new Error(`${where} is ${col.type}, not text: the password rule cannot fit it`);

@@ -17,7 +17,6 @@ import { ConfigError, JobError, OpsError, SafetyError, UsageError } from './erro
 import { Secret } from './secret.ts';
 import { withLock } from './lock.ts';
 import { projectRoot } from './paths.ts';
-import { runPg, stderrTail } from './pgtools.ts';
 import { foreignKeyViolations } from './schema.ts';
 import { formatBytes, type Ui, type Confirm } from './ui.ts';
 import type { DemoStep } from './demo.ts';
@@ -94,88 +93,136 @@ export interface DemuxHooks {
   done?(table: number, counts: TableCounts): void;
 }
 
+/** Rows read from EA but not yet loaded into EB, at most: EA runs ahead while EB digests, in bounded memory. */
+const QUEUE_BYTES = 32 * 1024 * 1024;
+
 /**
- * Splits combinedCopy's stream back into tables: reads the table index and the flags, counts them,
- * cuts the padding past the table's own fields, and writes each table's rows to its own sink,
- * opened at its first row and finished before the next table's. Backpressure flows through: a
- * slow sink pauses the reading of EA.
+ * Splits combinedCopy's stream back into tables: reads each row's table index and flags, counts
+ * them, cuts the padding past the table's own fields, and writes each table's rows to its own sink,
+ * opened at its first row and finished before the next table's. Between EA and the sinks sits a
+ * queue of at most `queueBytes`, so that EA computes the next tables' sets while EB still loads
+ * the last rows; beyond it, a slow sink pauses the reading of EA.
  */
 export class TableDemux extends Writable {
   readonly counts: TableCounts[];
   readonly #fields: readonly number[];
+  readonly #width: number;
   readonly #hooks: DemuxHooks;
+  readonly #queueBytes: number;
+  readonly #queue: { table: number; rows: number; data: Buffer }[] = [];
+  #queued = 0;
+  /** The _write callback held back while the queue is full. */
+  #held: (() => void) | undefined;
+  #pumping: Promise<void> | undefined;
+  #failed: Error | undefined;
+  /** The table of the last row read (the sinks may be behind it). */
+  #read = -1;
   #current = -1;
   #sink: Writable | undefined;
-  #rest: Buffer | undefined;
   #reported = 0;
+  #rest: Buffer | undefined;
 
   /** fields[i]: how many fields table i has; the stream carries max(fields) per row. */
-  constructor(fields: readonly number[], hooks: DemuxHooks) {
+  constructor(fields: readonly number[], hooks: DemuxHooks, queueBytes = QUEUE_BYTES) {
     super();
     this.#fields = fields;
+    this.#width = Math.max(...fields);
     this.#hooks = hooks;
+    this.#queueBytes = queueBytes;
     this.counts = fields.map(() => ({ rows: 0, bytes: 0, sampled: 0, bits: [] }));
   }
 
   override _write(chunk: Buffer, _enc: BufferEncoding, done: (err?: Error | null) => void): void {
-    this.#take(chunk).then(() => done(), done);
+    try {
+      this.#split(chunk);
+    } catch (err) {
+      return done(err as Error);
+    }
+    this.#pump();
+    if (this.#queued <= this.#queueBytes) return done(this.#failed);
+    this.#held = () => done(this.#failed);
   }
 
   override _final(done: (err?: Error | null) => void): void {
     if (this.#rest) return done(new Error('the COPY stream ended in the middle of a row'));
-    this.#switchTo(this.#fields.length).then(() => done(), done);
+    this.#pump();
+    (async () => {
+      while (this.#pumping) await this.#pumping;
+      if (this.#failed) throw this.#failed;
+      await this.#switchTo(this.#fields.length);
+    })().then(() => done(), done);
   }
 
-  async #take(chunk: Buffer): Promise<void> {
+  /** Cuts a chunk into per-table runs of whole rows, counted, and queues them. */
+  #split(chunk: Buffer): void {
     const buf = this.#rest ? Buffer.concat([this.#rest, chunk]) : chunk;
-    let out: Buffer[] = [];
-    let rows = 0;
     let start = 0;
-    const flush = async () => {
-      if (!out.length) return;
-      const data = out.length === 1 ? out[0]! : Buffer.concat(out);
-      const c = this.counts[this.#current]!;
-      c.rows += rows;
-      c.bytes += data.length;
-      this.#hooks.rows?.(this.#current, rows);
-      out = [];
-      rows = 0;
-      if (!this.#sink!.write(data)) await once(this.#sink!, 'drain');
+    let parts: Buffer[] = [];
+    const endRun = () => {
+      if (!parts.length) return;
+      const data = parts.length === 1 ? parts[0]! : Buffer.concat(parts);
+      this.counts[this.#read]!.bytes += data.length;
+      this.#queue.push({ table: this.#read, rows: parts.length, data });
+      this.#queued += data.length;
+      parts = [];
     };
-    for (;;) {
-      // The row's index and flags are digits; COPY text escapes tabs and newlines inside values,
-      // so each tab ends a field and the newline ends the row.
+    for (let nl = buf.indexOf(10, start); nl >= 0; nl = buf.indexOf(10, start)) {
+      // The table index and the flags are digits, each ended by a tab; COPY text escapes tabs and
+      // newlines inside values, and every padding field is `\t\N`, so the table's fields end 3 bytes
+      // per padding field before the newline.
       let i = start;
       let table = 0;
-      for (; i < buf.length && buf[i] !== 9; i++) table = table * 10 + (buf[i]! - 48);
+      for (; buf[i] !== 9; i++) table = table * 10 + (buf[i]! - 48);
       let flags = 0;
-      for (i++; i < buf.length && buf[i] !== 9; i++) flags = flags * 10 + (buf[i]! - 48);
-      const first = ++i;
+      for (i++; buf[i] !== 9; i++) flags = flags * 10 + (buf[i]! - 48);
+      const first = i + 1;
       const fields = this.#fields[table];
-      let end = -1;
-      for (let tabs = 0; i < buf.length; i++) {
-        const b = buf[i];
-        if (b === 10) break;
-        if (b === 9 && ++tabs === fields && end < 0) end = i;
+      if (fields === undefined || i >= nl) throw new Error(`the combined COPY sent a row of table ${table}, which is not in the plan`);
+      if (table < this.#read) throw new Error(`the combined COPY sent table ${table} after table ${this.#read}`);
+      const end = nl - 3 * (this.#width - fields);
+      if (end < first || (end < nl && buf[end] !== 9)) throw new Error(`the combined COPY sent a row of table ${table} without its padding`);
+      buf[end] = 10;
+      if (table !== this.#read) {
+        endRun();
+        this.#read = table;
       }
-      if (i >= buf.length) break;
-      if (fields === undefined) throw new Error(`the combined COPY sent a row of table ${table}, which is not in the plan`);
-      if (table !== this.#current) {
-        if (table < this.#current) throw new Error(`the combined COPY sent table ${table} after table ${this.#current}`);
-        await flush();
-        await this.#switchTo(table);
-      }
-      // The padding starts at the tab after the table's last field: a newline there ends the row.
-      if (end >= 0) buf[end] = 10;
-      out.push(buf.subarray(first, (end >= 0 ? end : i) + 1));
-      rows++;
+      parts.push(buf.subarray(first, end + 1));
       const c = this.counts[table]!;
+      c.rows++;
       if (flags & 1) c.sampled++;
       for (let f = Math.floor(flags / 2), bit = 1; f > 0; f = Math.floor(f / 2), bit++) if (f % 2) c.bits[bit] = (c.bits[bit] ?? 0) + 1;
-      start = i + 1;
+      start = nl + 1;
     }
+    endRun();
     this.#rest = start < buf.length ? buf.subarray(start) : undefined;
-    await flush();
+  }
+
+  /** Feeds the queue to the sinks, one at a time, in order; releases EA's stream when the queue has room. */
+  #pump(): void {
+    if (this.#pumping || !this.#queue.length || this.#failed) return;
+    this.#pumping = this.#drain().finally(() => {
+      this.#pumping = undefined;
+      this.#pump();
+    });
+  }
+
+  async #drain(): Promise<void> {
+    try {
+      for (let item = this.#queue.shift(); item; item = this.#queue.shift()) {
+        if (item.table !== this.#current) await this.#switchTo(item.table);
+        this.#hooks.rows?.(item.table, item.rows);
+        if (!this.#sink!.write(item.data)) await once(this.#sink!, 'drain');
+        this.#queued -= item.data.length;
+        if (this.#held && this.#queued <= this.#queueBytes / 2) {
+          const release = this.#held;
+          this.#held = undefined;
+          release();
+        }
+      }
+    } catch (err) {
+      this.#failed = err as Error;
+      this.destroy(this.#failed);
+    }
   }
 
   /** Finishes the current table's sink, reports every table before `next` as done, and opens next's sink. */
@@ -258,6 +305,8 @@ async function schemaFromSource(source: pg.ClientConfig, eb: pg.Client): Promise
   const file = path.join(dir, 'schema.sql');
   const fd = openSync(file, 'w', 0o600);
   try {
+    // Loaded here only: pgtools brings zx, a good share of the start-up time no other step needs.
+    const { runPg, stderrTail } = await import('./pgtools.ts');
     const r = await runPg('pg_dump', { kind: 'local', connection: source }, { database: String(source.database), args: ['--schema-only', '--no-owner', '--schema=public'] }, { stdout: fd });
     if (r.exitCode !== 0) throw new JobError(`pg_dump --schema-only of ${describeConnection(source)} failed: ${stderrTail(r.stderr)}.`, 'Check that pg_dump is as new as EA\'s server.');
     closeSync(fd);
@@ -292,6 +341,9 @@ async function readOnlySnapshot(client: pg.Client, config: SamplingConfig): Prom
   // Membership sets are small and the tables big: hashing the set and scanning the table once beats
   // the merge joins the planner picks from its guesses (it sorts, or walks an index in random order).
   await client.query('SET LOCAL enable_mergejoin = off');
+  // The sets are small next to the tables: walking a foreign key's index for each member beats
+  // hashing the whole table, once random reads are priced as what they are on EA's SSD.
+  await client.query('SET LOCAL random_page_cost = 1.1');
 }
 
 /**
@@ -343,6 +395,10 @@ export async function sampleDataToDev(opts: SampleDataOptions): Promise<SampleDa
   const config = opts.config ?? makapixSampling;
   const { ui } = opts;
   const started = Date.now();
+  // Hashed in slices between the network round trips that follow, not in one 0.1 s block.
+  const dev = opts.dev.vars.DEV_LOGIN_PASSWORD;
+  const passwordHash = bcrypt.hash(dev.isEmpty ? randomBytes(24).toString('base64') : dev.reveal(), 10);
+  passwordHash.catch(() => undefined);
   const ea = await connect({ ...opts.source, application_name: 'makapix-ops sample-data (read)' });
   let eb: pg.Client | undefined;
   try {
@@ -369,12 +425,10 @@ export async function sampleDataToDev(opts: SampleDataOptions): Promise<SampleDa
       const missing = opts.users.filter((u) => !rows.some((r) => r.id === u));
       if (missing.length) throw new ConfigError(`--users names ${missing.join(', ')}, not in EA's ${root.name}.`, missing, 'Give ids of existing users.');
     }
-    const dev = opts.dev.vars.DEV_LOGIN_PASSWORD;
-    const passwordHash = bcrypt.hashSync(dev.isEmpty ? randomBytes(24).toString('base64') : dev.reveal(), 10);
     const runConfig = opts.schemaFromProd ? { ...config, tables: Object.fromEntries(Object.entries(config.tables).map(([t, m]) => [t, m === 'keep' ? ('whole' as const) : m])) } : config;
     let plan: SamplingPlan;
     try {
-      plan = planSampling({ catalog, config: runConfig, options: opts, anonymization: { salt: randomBytes(16).toString('hex'), passwordHash } });
+      plan = planSampling({ catalog, config: runConfig, options: opts, anonymization: { salt: randomBytes(16).toString('hex'), passwordHash: await passwordHash } });
     } catch (err) {
       if (err instanceof UnruledColumnsError) {
         throw new ConfigError(`Stopped before writing: ${err.problems.length} column(s) look sensitive and have no anonymization rule: ${err.problems.join(', ')}.`, err.problems, 'Add a rule for each in lib/anonymize.ts (docs/sample-data.md), e.g. keep, hashed or nulled.');
