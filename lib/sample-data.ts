@@ -481,7 +481,7 @@ export async function sampleDataToDev(opts: SampleDataOptions): Promise<SampleDa
         for (const s of plan.sequences) {
           await target.query(`SELECT setval(${target.escapeLiteral(s.sequence)}::regclass, COALESCE(m, 1), m IS NOT NULL) FROM (SELECT max(${q(s.column)})::bigint AS m FROM ${q(s.table)}) x`);
         }
-        const bad = await ui.run('checking every foreign key on EB', () => foreignKeyViolations(target));
+        const bad = await ui.run('checking every foreign key on EB', () => foreignKeyViolations(target, opts.schemaFromProd ? undefined : targetCatalog));
         if (bad.length) throw new JobError(`The sample breaks ${bad.length} foreign key(s) on EB: ${bad.map((b) => `${b.constraint} (${b.rows} rows)`).join(', ')}; nothing was committed.`, 'This is a bug in the sampling plan; run with --dry-run --verbose and report it.');
         await target.query('COMMIT');
         return out;

@@ -1,7 +1,7 @@
 import { readFile } from 'node:fs/promises';
 import path from 'node:path';
 import pg from 'pg';
-import { foreignKeysOf, readCatalog } from './catalog.ts';
+import { readCatalog, type Catalog } from './catalog.ts';
 import { projectRoot } from './paths.ts';
 import { Secret } from './secret.ts';
 
@@ -59,15 +59,20 @@ async function grantApiWorker(client: pg.Client, user: string, password: Secret)
  * bypass the foreign-key triggers (COPY under session_replication_role = replica) prove their
  * result with this; it is also how a copied database is checked.
  */
-export async function foreignKeyViolations(client: pg.Client): Promise<{ constraint: string; table: string; rows: number }[]> {
+export async function foreignKeyViolations(client: pg.Client, catalog?: Catalog): Promise<{ constraint: string; table: string; rows: number }[]> {
   const out: { constraint: string; table: string; rows: number }[] = [];
-  for (const fk of foreignKeysOf(await readCatalog(client))) {
+  // One scan per table for all its keys: each joins the row it points at (unique, so no row
+  // repeats) and counts the rows where it finds none.
+  for (const { name: table, foreignKeys: fks } of (catalog ?? (await readCatalog(client))).values()) {
+    if (!fks.length) continue;
     const col = (alias: string, c: string) => `${alias}.${pg.escapeIdentifier(c)}`;
-    const notNull = fk.columns.map((c) => `${col('t', c)} IS NOT NULL`).join(' AND ');
-    const join = fk.columns.map((c, i) => `${col('r', fk.refColumns[i]!)} = ${col('t', c)}`).join(' AND ');
-    const { rows } = await client.query<{ n: string }>(`SELECT count(*) AS n FROM ${pg.escapeIdentifier(fk.table)} t WHERE ${notNull} AND NOT EXISTS (SELECT 1 FROM ${pg.escapeIdentifier(fk.refTable)} r WHERE ${join})`);
-    const n = Number(rows[0]!.n);
-    if (n > 0) out.push({ constraint: fk.name, table: fk.table, rows: n });
+    const joins = fks.map((fk, k) => `LEFT JOIN ${pg.escapeIdentifier(fk.refTable)} r${k} ON ${fk.columns.map((c, i) => `${col(`r${k}`, fk.refColumns[i]!)} = ${col('t', c)}`).join(' AND ')}`);
+    const counts = fks.map((fk, k) => `count(*) FILTER (WHERE ${fk.columns.map((c) => `${col('t', c)} IS NOT NULL`).join(' AND ')} AND ${col(`r${k}`, fk.refColumns[0]!)} IS NULL) AS v${k}`);
+    const { rows } = await client.query<Record<string, string>>(`SELECT ${counts.join(', ')} FROM ${pg.escapeIdentifier(table)} t ${joins.join(' ')}`);
+    fks.forEach((fk, k) => {
+      const n = Number(rows[0]![`v${k}`]);
+      if (n > 0) out.push({ constraint: fk.name, table: fk.table, rows: n });
+    });
   }
   return out;
 }

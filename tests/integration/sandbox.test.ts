@@ -62,6 +62,16 @@ test('both environments have the Makapix schema and an alembic_version row; only
 test('every foreign key holds; the users<->posts cycle, the comment self-reference and nullable FKs are there', async () => {
   const ea = await open(connectionFor(sb.prodCfg));
   assert.equal(await foreignKeyViolations(ea), []);
+  // Orphans made with the triggers off are found, per constraint, and a NULL reference is none.
+  await ea.query('BEGIN');
+  await ea.query('SET LOCAL session_replication_role = replica');
+  await ea.query('UPDATE view_events SET player_id = gen_random_uuid() WHERE id IN (SELECT id FROM view_events ORDER BY id LIMIT 3)');
+  await ea.query('UPDATE view_events SET viewer_user_id = NULL WHERE id IN (SELECT id FROM view_events ORDER BY id LIMIT 5)');
+  await ea.query('UPDATE comments SET parent_id = gen_random_uuid() WHERE id = (SELECT id FROM comments WHERE parent_id IS NOT NULL LIMIT 1)');
+  const broken = await foreignKeyViolations(ea);
+  await ea.query('ROLLBACK');
+  assert.equal(broken.map((b) => [b.table, b.rows]).sort(), [['comments', 1], ['view_events', 3]]);
+  assert.match(broken.find((b) => b.table === 'view_events')!.constraint, /player_id/);
   const fks = foreignKeysOf(await readCatalog(ea));
   const has = (table: string, column: string, ref: string) => fks.some((f) => f.table === table && f.columns.join() === column && f.refTable === ref);
   assert.ok(has('users', 'avatar_source_post_id', 'posts') && has('posts', 'owner_id', 'users'), 'users <-> posts cycle');
