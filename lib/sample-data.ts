@@ -17,7 +17,7 @@ import { ConfigError, JobError, OpsError, SafetyError, UsageError } from './erro
 import { Secret } from './secret.ts';
 import { withLock } from './lock.ts';
 import { projectRoot } from './paths.ts';
-import { foreignKeyViolations } from './schema.ts';
+import { foreignKeyChecks, type ForeignKeyViolation } from './schema.ts';
 import { formatBytes, type Ui, type Confirm } from './ui.ts';
 import type { DemoStep } from './demo.ts';
 import { PlanError, UnruledColumnsError, combinedCopy, makapixSampling, planSampling, type SamplingConfig, type SamplingPlan, type TablePlan } from './sampling.ts';
@@ -86,22 +86,26 @@ export interface TableCounts {
 }
 
 export interface DemuxHooks {
-  /** A table's rows begin; its sink receives them (EB's COPY FROM, or nothing). */
+  /** A table's first row came: its sink receives its rows (EB's COPY FROM, or nothing). */
   open(table: number): Writable;
   rows?(table: number, n: number): void;
-  /** A table is complete: its sink has finished (EB acknowledged its COPY). Tables without rows too. */
+  /** A table is complete: its end row came and its sink, if it had rows, has finished. In table order. */
   done?(table: number, counts: TableCounts): void;
+  /** Between tables, while EA computes the next one: one piece of deferred work on the sinks' connection; false when none is ready. */
+  idle?(): Promise<boolean>;
 }
 
 /** Rows read from EA but not yet loaded into EB, at most: EA runs ahead while EB digests, in bounded memory. */
 const QUEUE_BYTES = 32 * 1024 * 1024;
 
+type Queued = { table: number; rows: number; data: Buffer } | { table: number; end: true };
+
 /**
  * Splits combinedCopy's stream back into tables: reads each row's table index and flags, counts
  * them, cuts the padding past the table's own fields, and writes each table's rows to its own sink,
- * opened at its first row and finished before the next table's. Between EA and the sinks sits a
- * queue of at most `queueBytes`, so that EA computes the next tables' sets while EB still loads
- * the last rows; beyond it, a slow sink pauses the reading of EA.
+ * opened at its first row and finished at its end row. Between EA and the sinks sits a queue of at
+ * most `queueBytes`, so that EA computes the next tables' sets while EB still loads the last rows;
+ * beyond it, a slow sink pauses the reading of EA.
  */
 export class TableDemux extends Writable {
   readonly counts: TableCounts[];
@@ -109,18 +113,18 @@ export class TableDemux extends Writable {
   readonly #width: number;
   readonly #hooks: DemuxHooks;
   readonly #queueBytes: number;
-  readonly #queue: { table: number; rows: number; data: Buffer }[] = [];
+  readonly #queue: Queued[] = [];
   #queued = 0;
   /** The _write callback held back while the queue is full. */
   #held: (() => void) | undefined;
   #pumping: Promise<void> | undefined;
   #failed: Error | undefined;
-  /** The table of the last row read (the sinks may be behind it). */
-  #read = -1;
-  #current = -1;
-  #sink: Writable | undefined;
-  #reported = 0;
+  /** The last table whose end row was read. */
+  #ended = -1;
   #rest: Buffer | undefined;
+  #sink: { table: number; stream: Writable } | undefined;
+  /** Whether idle work may be ready: set when a table completes, cleared when the hook has none. */
+  #idleReady = false;
 
   /** fields[i]: how many fields table i has; the stream carries max(fields) per row. */
   constructor(fields: readonly number[], hooks: DemuxHooks, queueBytes = QUEUE_BYTES) {
@@ -145,24 +149,25 @@ export class TableDemux extends Writable {
 
   override _final(done: (err?: Error | null) => void): void {
     if (this.#rest) return done(new Error('the COPY stream ended in the middle of a row'));
+    if (this.#ended !== this.#fields.length - 1) return done(new Error(`the COPY stream ended before table ${this.#ended + 1} was complete`));
     this.#pump();
     (async () => {
       while (this.#pumping) await this.#pumping;
       if (this.#failed) throw this.#failed;
-      await this.#switchTo(this.#fields.length);
     })().then(() => done(), done);
   }
 
-  /** Cuts a chunk into per-table runs of whole rows, counted, and queues them. */
+  /** Cuts a chunk into per-table runs of whole rows, counted, and queues them with each table's end. */
   #split(chunk: Buffer): void {
     const buf = this.#rest ? Buffer.concat([this.#rest, chunk]) : chunk;
+    const open = () => this.#ended + 1;
     let start = 0;
     let parts: Buffer[] = [];
     const endRun = () => {
       if (!parts.length) return;
       const data = parts.length === 1 ? parts[0]! : Buffer.concat(parts);
-      this.counts[this.#read]!.bytes += data.length;
-      this.#queue.push({ table: this.#read, rows: parts.length, data });
+      this.counts[open()]!.bytes += data.length;
+      this.#queue.push({ table: open(), rows: parts.length, data });
       this.#queued += data.length;
       parts = [];
     };
@@ -172,20 +177,22 @@ export class TableDemux extends Writable {
       // per padding field before the newline.
       let i = start;
       let table = 0;
-      for (; buf[i] !== 9; i++) table = table * 10 + (buf[i]! - 48);
+      for (; buf[i] !== 9 && i < nl; i++) table = table * 10 + (buf[i]! - 48);
+      if (table !== open() || table >= this.#fields.length || i >= nl) throw new Error(`the combined COPY sent a row of table ${table} while table ${open()} was open`);
+      if (buf[i + 1] === 45) {
+        // The end row (flags -1): the table is complete.
+        endRun();
+        this.#queue.push({ table, end: true });
+        this.#ended = table;
+        start = nl + 1;
+        continue;
+      }
       let flags = 0;
-      for (i++; buf[i] !== 9; i++) flags = flags * 10 + (buf[i]! - 48);
+      for (i++; buf[i] !== 9 && i < nl; i++) flags = flags * 10 + (buf[i]! - 48);
       const first = i + 1;
-      const fields = this.#fields[table];
-      if (fields === undefined || i >= nl) throw new Error(`the combined COPY sent a row of table ${table}, which is not in the plan`);
-      if (table < this.#read) throw new Error(`the combined COPY sent table ${table} after table ${this.#read}`);
-      const end = nl - 3 * (this.#width - fields);
+      const end = nl - 3 * (this.#width - this.#fields[table]!);
       if (end < first || (end < nl && buf[end] !== 9)) throw new Error(`the combined COPY sent a row of table ${table} without its padding`);
       buf[end] = 10;
-      if (table !== this.#read) {
-        endRun();
-        this.#read = table;
-      }
       parts.push(buf.subarray(first, end + 1));
       const c = this.counts[table]!;
       c.rows++;
@@ -208,10 +215,28 @@ export class TableDemux extends Writable {
 
   async #drain(): Promise<void> {
     try {
-      for (let item = this.#queue.shift(); item; item = this.#queue.shift()) {
-        if (item.table !== this.#current) await this.#switchTo(item.table);
+      for (;;) {
+        const item = this.#queue.shift();
+        if (!item) {
+          // Nothing to load and no COPY open: the sinks' connection is free until EA sends more.
+          if (!this.#sink && this.#idleReady && this.#hooks.idle) {
+            this.#idleReady = await this.#hooks.idle();
+            continue;
+          }
+          return;
+        }
+        if ('end' in item) {
+          await this.#close(item.table);
+          continue;
+        }
+        if (!this.#sink) {
+          const stream = this.#hooks.open(item.table);
+          // A sink that fails (EB refused a row) fails the whole stream.
+          stream.on('error', (err) => this.destroy(err));
+          this.#sink = { table: item.table, stream };
+        }
         this.#hooks.rows?.(item.table, item.rows);
-        if (!this.#sink!.write(item.data)) await once(this.#sink!, 'drain');
+        if (!this.#sink.stream.write(item.data)) await once(this.#sink.stream, 'drain');
         this.#queued -= item.data.length;
         if (this.#held && this.#queued <= this.#queueBytes / 2) {
           const release = this.#held;
@@ -225,21 +250,14 @@ export class TableDemux extends Writable {
     }
   }
 
-  /** Finishes the current table's sink, reports every table before `next` as done, and opens next's sink. */
-  async #switchTo(next: number): Promise<void> {
+  async #close(table: number): Promise<void> {
     if (this.#sink) {
-      this.#sink.end();
-      await finished(this.#sink);
+      this.#sink.stream.end();
+      await finished(this.#sink.stream);
       this.#sink = undefined;
     }
-    for (; this.#reported < next; this.#reported++) this.#hooks.done?.(this.#reported, this.counts[this.#reported]!);
-    this.#current = next;
-    if (next < this.#fields.length) {
-      const sink = this.#hooks.open(next);
-      // A sink that fails (EB refused a row) fails the whole stream.
-      sink.on('error', (err) => this.destroy(err));
-      this.#sink = sink;
-    }
+    this.#hooks.done?.(table, this.counts[table]!);
+    this.#idleReady = true;
   }
 }
 
@@ -352,7 +370,8 @@ async function readOnlySnapshot(client: pg.Client, config: SamplingConfig): Prom
  * next rows while EB loads the last ones; rows wait in socket buffers (backpressure), never in this
  * process's memory.
  */
-async function copyAll(ea: pg.Client, plans: TablePlan[], ui: Ui, sinkFor: (p: TablePlan) => Writable): Promise<TableReport[]> {
+async function copyAll(ea: pg.Client, plans: TablePlan[], ui: Ui, sinkFor: (p: TablePlan) => Writable, idle?: (complete: ReadonlySet<string>) => Promise<boolean>): Promise<TableReport[]> {
+  const complete = new Set<string>();
   const out: TableReport[] = [];
   let progress: { table: number; line: ReturnType<Ui['progress']> } | undefined;
   const progressOf = (i: number) => (progress?.table === i ? progress.line : (progress = { table: i, line: ui.progress(`copying ${plans[i]!.table}`, 'rows') }).line);
@@ -374,8 +393,10 @@ async function copyAll(ea: pg.Client, plans: TablePlan[], ui: Ui, sinkFor: (p: T
           if (r) repointed[key] = r;
         });
         out.push({ table: p.table, mode: p.mode, rows: c.rows, sampled: c.sampled, referenced: c.rows - c.sampled, nulled, repointed, bytes: c.bytes, ms: Date.now() - since });
+        complete.add(p.table);
         since = Date.now();
       },
+      ...(idle && { idle: () => idle(complete) }),
     },
   );
   await pipeline(ea.query(copyTo(combinedCopy(plans))), demux);
@@ -473,15 +494,27 @@ export async function sampleDataToDev(opts: SampleDataOptions): Promise<SampleDa
       await target.query('BEGIN');
       try {
         // Foreign-key triggers off for this transaction only: the users <-> posts cycle loads in any
-        // order, and the integrity check below proves every key instead.
+        // order, and the integrity checks below prove every key instead.
         await target.query('SET LOCAL session_replication_role = replica');
         if (opts.schemaFromProd) await ui.run('recreating EB\'s schema from EA\'s', () => schemaFromSource(opts.source, target));
         if (plan.truncate.length) await target.query(`TRUNCATE ${plan.truncate.map(q).join(', ')}`);
-        const out = merge(await copyAll(ea, copied, ui, (p) => target.query(copyFrom(`COPY ${q(p.table)} (${p.columns.map(q).join(', ')}) FROM STDIN`))));
+        // Each table's foreign keys are checked once it and the tables it points at are loaded, in
+        // EB's idle moments between tables (EA still computing); what is left, after the last.
+        const pending = foreignKeyChecks(opts.schemaFromProd ? await readCatalog(target) : targetCatalog);
+        const untouched = plan.tables.filter((p) => !p.copy).map((p) => p.table);
+        const bad: ForeignKeyViolation[] = [];
+        const checkReady = async (complete: ReadonlySet<string>) => {
+          const ready = (t: string) => complete.has(t) || untouched.includes(t);
+          const i = pending.findIndex((c) => ready(c.table) && c.refTables.every(ready));
+          if (i < 0) return false;
+          bad.push(...(await pending.splice(i, 1)[0]!.run(target)));
+          return true;
+        };
+        const out = merge(await copyAll(ea, copied, ui, (p) => target.query(copyFrom(`COPY ${q(p.table)} (${p.columns.map(q).join(', ')}) FROM STDIN`)), checkReady));
         for (const s of plan.sequences) {
           await target.query(`SELECT setval(${target.escapeLiteral(s.sequence)}::regclass, COALESCE(m, 1), m IS NOT NULL) FROM (SELECT max(${q(s.column)})::bigint AS m FROM ${q(s.table)}) x`);
         }
-        const bad = await ui.run('checking every foreign key on EB', () => foreignKeyViolations(target, opts.schemaFromProd ? undefined : targetCatalog));
+        if (pending.length) await ui.run(`checking the foreign keys of ${pending.length} more table(s) on EB`, async () => { for (const c of pending) bad.push(...(await c.run(target))); });
         if (bad.length) throw new JobError(`The sample breaks ${bad.length} foreign key(s) on EB: ${bad.map((b) => `${b.constraint} (${b.rows} rows)`).join(', ')}; nothing was committed.`, 'This is a bug in the sampling plan; run with --dry-run --verbose and report it.');
         await target.query('COMMIT');
         return out;

@@ -322,7 +322,8 @@ export function planSampling({ catalog, config, options, anonymization }: PlanIn
   const tablePlans: TablePlan[] = [];
   const warnings: string[] = [];
   const copied: Table[] = [];
-  const byOrder = [...order, ...[...catalog.keys()].sort().filter((t) => !order.includes(t))];
+  // Lookups first: the tables that point at them can then be checked as soon as they are loaded.
+  const byOrder = [...[...catalog.keys()].sort().filter((t) => !order.includes(t)), ...order];
   for (const name of byOrder) {
     const t = catalog.get(name)!;
     const { mode, why } = modes.get(name)!;
@@ -509,7 +510,9 @@ const copyOf = (query: NonNullable<TablePlan['query']>) => `COPY (${withOf(query
  * One COPY of every table's rows, so that each membership set is computed once for all of them
  * (EA's read-only snapshot cannot keep them in temporary tables between statements). Every row is
  * `<index in tables>\t<flags>\t<fields as text>`, padded with NULLs to the widest table; the tables
- * come one after the other, in the order given. TableDemux splits the stream back into tables.
+ * come one after the other, in the order given, each closed by an end row whose flags are -1: EA
+ * sends it as soon as the table is complete, before it computes the next one's sets. TableDemux
+ * splits the stream back into tables.
  */
 export function combinedCopy(tables: readonly TablePlan[]): string {
   const ctes = new Map<string, Cte>();
@@ -520,11 +523,11 @@ export function combinedCopy(tables: readonly TablePlan[]): string {
       ctes.set(c.name, c);
     }
   const width = Math.max(...tables.map((p) => p.query!.fields.length));
-  const branches = tables.map(({ query }, i) => {
-    const fields = query!.fields.map((f) => `(${f})::text`);
-    const padding = Array.from({ length: width - fields.length }, () => 'NULL::text');
-    return `SELECT ${i} AS "__table", ${query!.flags}::bigint AS "__flags", ${[...fields, ...padding].join(', ')} FROM ${query!.from}`;
-  });
+  const padding = (n: number) => Array.from({ length: n }, () => ', NULL::text').join('');
+  const branches = tables.flatMap(({ query }, i) => [
+    `SELECT ${i} AS "__table", ${query!.flags}::bigint AS "__flags", ${query!.fields.map((f) => `(${f})::text`).join(', ')}${padding(width - query!.fields.length)} FROM ${query!.from}`,
+    `SELECT ${i}, -1::bigint${padding(width)}`,
+  ]);
   return `COPY (${withOf([...ctes.values()])}${branches.join(' UNION ALL ')}) TO STDOUT`;
 }
 

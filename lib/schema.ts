@@ -54,25 +54,49 @@ async function grantApiWorker(client: pg.Client, user: string, password: Secret)
   for (const sql of apiWorkerGrantStatements(user, rows[0]!.db)) await client.query(sql);
 }
 
+export interface ForeignKeyViolation {
+  constraint: string;
+  table: string;
+  rows: number;
+}
+
+/** The check of one table's foreign keys: it can run once the table and every table it points at are complete. */
+export interface ForeignKeyCheck {
+  table: string;
+  refTables: string[];
+  run(client: pg.Client): Promise<ForeignKeyViolation[]>;
+}
+
+/**
+ * One check per table with foreign keys: a single scan that joins, for each key, the row it points
+ * at (unique, so no row repeats) and counts the rows where it finds none.
+ */
+export function foreignKeyChecks(catalog: Catalog): ForeignKeyCheck[] {
+  const col = (alias: string, c: string) => `${alias}.${pg.escapeIdentifier(c)}`;
+  return [...catalog.values()]
+    .filter((t) => t.foreignKeys.length)
+    .map(({ name: table, foreignKeys: fks }) => {
+      const joins = fks.map((fk, k) => `LEFT JOIN ${pg.escapeIdentifier(fk.refTable)} r${k} ON ${fk.columns.map((c, i) => `${col(`r${k}`, fk.refColumns[i]!)} = ${col('t', c)}`).join(' AND ')}`);
+      const counts = fks.map((fk, k) => `count(*) FILTER (WHERE ${fk.columns.map((c) => `${col('t', c)} IS NOT NULL`).join(' AND ')} AND ${col(`r${k}`, fk.refColumns[0]!)} IS NULL) AS v${k}`);
+      const sql = `SELECT ${counts.join(', ')} FROM ${pg.escapeIdentifier(table)} t ${joins.join(' ')}`;
+      return {
+        table,
+        refTables: [...new Set(fks.map((fk) => fk.refTable))],
+        run: async (client: pg.Client) => {
+          const { rows } = await client.query<Record<string, string>>(sql);
+          return fks.flatMap((fk, k) => (Number(rows[0]![`v${k}`]) > 0 ? [{ constraint: fk.name, table, rows: Number(rows[0]![`v${k}`]) }] : []));
+        },
+      };
+    });
+}
+
 /**
  * Rows whose foreign key points at nothing, per constraint (only the ones with any). Loads that
  * bypass the foreign-key triggers (COPY under session_replication_role = replica) prove their
  * result with this; it is also how a copied database is checked.
  */
-export async function foreignKeyViolations(client: pg.Client, catalog?: Catalog): Promise<{ constraint: string; table: string; rows: number }[]> {
-  const out: { constraint: string; table: string; rows: number }[] = [];
-  // One scan per table for all its keys: each joins the row it points at (unique, so no row
-  // repeats) and counts the rows where it finds none.
-  for (const { name: table, foreignKeys: fks } of (catalog ?? (await readCatalog(client))).values()) {
-    if (!fks.length) continue;
-    const col = (alias: string, c: string) => `${alias}.${pg.escapeIdentifier(c)}`;
-    const joins = fks.map((fk, k) => `LEFT JOIN ${pg.escapeIdentifier(fk.refTable)} r${k} ON ${fk.columns.map((c, i) => `${col(`r${k}`, fk.refColumns[i]!)} = ${col('t', c)}`).join(' AND ')}`);
-    const counts = fks.map((fk, k) => `count(*) FILTER (WHERE ${fk.columns.map((c) => `${col('t', c)} IS NOT NULL`).join(' AND ')} AND ${col(`r${k}`, fk.refColumns[0]!)} IS NULL) AS v${k}`);
-    const { rows } = await client.query<Record<string, string>>(`SELECT ${counts.join(', ')} FROM ${pg.escapeIdentifier(table)} t ${joins.join(' ')}`);
-    fks.forEach((fk, k) => {
-      const n = Number(rows[0]![`v${k}`]);
-      if (n > 0) out.push({ constraint: fk.name, table: fk.table, rows: n });
-    });
-  }
+export async function foreignKeyViolations(client: pg.Client, catalog?: Catalog): Promise<ForeignKeyViolation[]> {
+  const out: ForeignKeyViolation[] = [];
+  for (const check of foreignKeyChecks(catalog ?? (await readCatalog(client)))) out.push(...(await check.run(client)));
   return out;
 }
