@@ -2,7 +2,7 @@ import { readFile, stat, chown, mkdir } from 'node:fs/promises';
 import { existsSync } from 'node:fs';
 import { randomBytes } from 'node:crypto';
 import path from 'node:path';
-import bcrypt from 'bcryptjs';
+import { hashPassword } from './password.ts';
 import { $ } from 'zx';
 import { caddyDir } from './paths.ts';
 import { ConfigError, JobError, UsageError } from './errors.ts';
@@ -159,7 +159,6 @@ export function applyChange(current: readonly Credential[], change: Change, now:
   }
 }
 
-export const hashPassword = (password: Secret, cost: number): Promise<string> => bcrypt.hash(password.reveal(), cost);
 
 /** Reads a whole secret from a stream (stdin), without the final line break. */
 export async function readSecret(stream: NodeJS.ReadableStream): Promise<Secret> {

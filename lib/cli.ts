@@ -3,7 +3,7 @@ import path from 'node:path';
 import { Exit, OpsError, UsageError, type ExitCode } from './errors.ts';
 import { parseEnvironment, type Environment } from './config.ts';
 import { redact } from './secret.ts';
-import { Ui, makeConfirm, makeTypedConfirm, type Confirm } from './ui.ts';
+import { Ui, loadSpinners, makeConfirm, makeTypedConfirm, type Confirm } from './ui.ts';
 
 export interface FlagSpec {
   type: 'boolean' | 'string';
@@ -107,6 +107,7 @@ const defaultIo = (): Io => ({ stdout: process.stdout, stderr: process.stderr, t
 export async function executeCommand<F extends Record<string, FlagSpec>, R>(spec: CommandSpec<F, R>, argv: string[], io: Io = defaultIo()): Promise<ExitCode> {
   const verbose = argv.includes('--verbose') || argv.includes('-v');
   const json = argv.includes('--json') && spec.common.includes('json');
+  if (io.tty) await loadSpinners();
   const ui = new Ui({ tty: io.tty, verbose, stream: io.stderr });
   try {
     const options: Record<string, { type: 'boolean' | 'string'; short?: string; multiple?: boolean; default?: string | boolean }> = {};

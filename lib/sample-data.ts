@@ -9,7 +9,7 @@ import { openSync, closeSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import pg from 'pg';
-import bcrypt from 'bcryptjs';
+import { hashPassword } from './password.ts';
 import { from as copyFrom, to as copyTo } from 'pg-copy-streams';
 import type { EnvConfig } from './config.ts';
 import { connect, connectionFor, databaseIdentity, describeConnection, sameDatabase, type DatabaseIdentity } from './database.ts';
@@ -416,14 +416,22 @@ export async function sampleDataToDev(opts: SampleDataOptions): Promise<SampleDa
   const config = opts.config ?? makapixSampling;
   const { ui } = opts;
   const started = Date.now();
-  // Hashed in slices between the network round trips that follow, not in one 0.1 s block.
+  // Hashed on a worker thread while the connections and catalogs below are set up.
   const dev = opts.dev.vars.DEV_LOGIN_PASSWORD;
-  const passwordHash = bcrypt.hash(dev.isEmpty ? randomBytes(24).toString('base64') : dev.reveal(), 10);
+  const passwordHash = hashPassword(dev.isEmpty ? new Secret(randomBytes(24).toString('base64')) : dev, 10);
   passwordHash.catch(() => undefined);
-  const ea = await connect({ ...opts.source, application_name: 'makapix-ops sample-data (read)' });
-  let eb: pg.Client | undefined;
+  // Both connections at once; EA's failure is the one reported, and whichever did open is closed.
+  const [eaOpen, ebOpen] = await Promise.allSettled([
+    connect({ ...opts.source, application_name: 'makapix-ops sample-data (read)' }),
+    connect({ ...opts.target, application_name: 'makapix-ops sample-data (load)' }),
+  ]);
+  if (eaOpen.status === 'rejected' || ebOpen.status === 'rejected') {
+    for (const c of [eaOpen, ebOpen]) if (c.status === 'fulfilled') await c.value.end().catch(() => undefined);
+    throw eaOpen.status === 'rejected' ? eaOpen.reason : (ebOpen as PromiseRejectedResult).reason;
+  }
+  const ea = eaOpen.value;
+  const eb = ebOpen.value;
   try {
-    eb = await connect({ ...opts.target, application_name: 'makapix-ops sample-data (load)' });
     // A connection that dies (killed backend, network) fails the statement in flight, which rolls
     // everything back; the client's own 'error' event must not also crash the process.
     for (const c of [ea, eb]) c.on('error', () => undefined);
@@ -434,9 +442,9 @@ export async function sampleDataToDev(opts: SampleDataOptions): Promise<SampleDa
 
     // One consistent snapshot of EA for the catalog and every COPY; only ACCESS SHARE locks.
     await readOnlySnapshot(ea, config);
-    const catalog = await readCatalog(ea);
-    const targetCatalog = await readCatalog(eb);
-    const diff = schemaDifferences(catalog, targetCatalog, { source: await revisions(ea, catalog), target: await revisions(eb, targetCatalog) });
+    const [catalog, targetCatalog] = await Promise.all([readCatalog(ea), readCatalog(eb)]);
+    const [eaRevision, ebRevision] = await Promise.all([revisions(ea, catalog), revisions(eb, targetCatalog)]);
+    const diff = schemaDifferences(catalog, targetCatalog, { source: eaRevision, target: ebRevision });
     if (diff.length && !opts.schemaFromProd) {
       throw new JobError(`EB's schema differs from EA's (${diff.length} difference${diff.length === 1 ? '' : 's'}): ${diff.slice(0, 12).join('; ')}${diff.length > 12 ? '; …' : ''}.`, 'Migrate EB to EA\'s revision, or pass --schema-from-prod to recreate EB\'s schema from EA\'s.');
     }
@@ -530,7 +538,7 @@ export async function sampleDataToDev(opts: SampleDataOptions): Promise<SampleDa
     throw new JobError(`Sampling EA into EB failed: ${(err as Error).message}; EB was left as it was.`, 'Run again with --verbose for details.', { cause: err });
   } finally {
     await ea.end().catch(() => undefined);
-    await eb?.end().catch(() => undefined);
+    await eb.end().catch(() => undefined);
   }
 }
 

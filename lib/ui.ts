@@ -1,5 +1,4 @@
-import ora, { type Ora } from 'ora';
-import prompts from 'prompts';
+import type { Ora } from 'ora';
 import { SafetyError, UsageError } from './errors.ts';
 import { Secret } from './secret.ts';
 
@@ -59,6 +58,14 @@ export function describeProgress(done: number, total: number | undefined, unit: 
 }
 
 /** Progress, spinners and log lines that work the same under a terminal and under cron. */
+// ora and prompts are loaded only for a terminal: under cron or a pipe nothing spins or asks, and
+// the script starts without their modules (a tenth of a second).
+let ora: typeof import('ora').default | undefined;
+export async function loadSpinners(): Promise<void> {
+  ora ??= (await import('ora')).default;
+}
+const prompts = async (...args: Parameters<typeof import('prompts')>) => (await import('prompts')).default(...args);
+
 export class Ui {
   readonly tty: boolean;
   readonly verbose: boolean;
@@ -93,7 +100,7 @@ export class Ui {
   step(label: string): Step {
     const started = this.#now();
     const took = () => formatDuration(this.#now() - started);
-    if (this.tty) {
+    if (this.tty && ora) {
       const spinner: Ora = ora({ text: label, stream: this.#out as NodeJS.WriteStream }).start();
       return {
         succeed: (detail) => spinner.succeed(`${label}${detail ? `: ${detail}` : ''} (${took()})`),
@@ -125,7 +132,7 @@ export class Ui {
     const started = this.#now();
     let done = 0;
     let lastPrint = started;
-    const spinner = this.tty ? ora({ text: label, stream: this.#out as NodeJS.WriteStream }).start() : undefined;
+    const spinner = this.tty && ora ? ora({ text: label, stream: this.#out as NodeJS.WriteStream }).start() : undefined;
     const render = () => `${label}: ${describeProgress(done, total, unit, this.#now() - started)}`;
     return {
       tick: (amount = 1) => {
