@@ -162,14 +162,19 @@ export class TableDemux extends Writable {
     const buf = this.#rest ? Buffer.concat([this.#rest, chunk]) : chunk;
     const open = () => this.#ended + 1;
     let start = 0;
-    let parts: Buffer[] = [];
+    // Rows are compacted in place, each moved down over the cut bytes: a run of rows of one table
+    // becomes one slice of the chunk, with no allocation per row.
+    let runStart = 0;
+    let w = 0;
+    let rows = 0;
     const endRun = () => {
-      if (!parts.length) return;
-      const data = parts.length === 1 ? parts[0]! : Buffer.concat(parts);
+      if (!rows) return;
+      const data = buf.subarray(runStart, w);
       this.counts[open()]!.bytes += data.length;
-      this.#queue.push({ table: open(), rows: parts.length, data });
+      this.#queue.push({ table: open(), rows, data });
       this.#queued += data.length;
-      parts = [];
+      runStart = w;
+      rows = 0;
     };
     for (let nl = buf.indexOf(10, start); nl >= 0; nl = buf.indexOf(10, start)) {
       // The table index and the flags are digits, each ended by a tab; COPY text escapes tabs and
@@ -192,8 +197,10 @@ export class TableDemux extends Writable {
       const first = i + 1;
       const end = nl - 3 * (this.#width - this.#fields[table]!);
       if (end < first || (end < nl && buf[end] !== 9)) throw new Error(`the combined COPY sent a row of table ${table} without its padding`);
-      buf[end] = 10;
-      parts.push(buf.subarray(first, end + 1));
+      buf.copyWithin(w, first, end);
+      w += end - first;
+      buf[w++] = 10;
+      rows++;
       const c = this.counts[table]!;
       c.rows++;
       if (flags & 1) c.sampled++;
