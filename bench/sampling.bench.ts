@@ -127,12 +127,23 @@ try {
   const seeded = await withClient(ea, 'makapix', (cl) => seedDatabase(cl, { users, seed: 1 }));
   await withClient(ea, 'makapix_small', (cl) => seedDatabase(cl, { users: small, seed: 1 }));
   log(`seeded ${users.toLocaleString('en-US')} users: ${seeded.totalRows.toLocaleString('en-US')} rows, ${formatBytes(seeded.databaseBytes)} (${formatDuration(performance.now() - t)}); and ${small.toLocaleString('en-US')} users`);
+  // EA at rest, as production is: a freshly loaded database would otherwise be vacuumed by
+  // autovacuum (and its hint bits set by the first reader) during the timed runs.
+  for (const db of ['makapix', 'makapix_small']) await withClient(ea, db, (cl) => cl.query('VACUUM (ANALYZE)'));
+  await withClient(ea, 'postgres', (cl) => cl.query('CHECKPOINT'));
 
   writeEnv(envDir, 'prod', ea, 'makapix');
   writeEnv(envDir, 'dev', eb, 'makapix_dev');
   const smallUrl = `postgresql://${ea.superuser}:${ea.password.reveal()}@127.0.0.1:${ea.port}/makapix_small`;
 
+  // Every timed run starts on quiet clusters: the previous load's autovacuum and dirty pages are
+  // dealt with first, not charged to whichever run comes next.
+  const quiesce = async () => {
+    await withClient(eb, 'makapix_dev', (cl) => cl.query('VACUUM (ANALYZE)'));
+    for (const c of [ea, eb]) await withClient(c, 'postgres', (cl) => cl.query('CHECKPOINT'));
+  };
   const smallRun = await runTool(envDir, ['--source-url', smallUrl]);
+  await quiesce();
   const tool = await runTool(envDir, []);
   const tables = tool.report.tables.filter((x) => x.mode !== 'keep').map((x) => x.table);
 
@@ -144,14 +155,18 @@ try {
     [path.join(pgBin, 'psql'), ['--host=127.0.0.1', `--port=${ea.port}`, `--username=${ea.superuser}`, '--no-password', '--quiet', '--set=ON_ERROR_STOP=1', '--dbname=bench_rows']],
     { ...dumpEnv, PGPASSWORD: eb.password.reveal() === ea.password.reveal() ? eb.password.reveal() : dumpEnv.PGPASSWORD },
   );
+  await withClient(ea, 'bench_rows', (cl) => cl.query('VACUUM (ANALYZE)'));
   log(`staged the tool's rows for the lower bound (${formatDuration(performance.now() - t)})`);
+  await quiesce();
   const toolMs = [tool.ms];
   const lowerMs = [await bareCopy(ea, 'bench_rows', eb, 'makapix_dev', tables)];
   let peakRss = tool.peakRss;
   while (toolMs.length < runs) {
+    await quiesce();
     const again = await runTool(envDir, []);
     toolMs.push(again.ms);
     peakRss = Math.max(peakRss, again.peakRss);
+    await quiesce();
     lowerMs.push(await bareCopy(ea, 'bench_rows', eb, 'makapix_dev', tables));
   }
   const [toolMedian, lower] = [median(toolMs), median(lowerMs)];

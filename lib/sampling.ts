@@ -352,9 +352,10 @@ export function planSampling({ catalog, config, options, anonymization }: PlanIn
     // This table's own CTEs are named after it: one COPY of every table holds them all.
     const baseName = `b_${name}`;
 
-    // Layer 1: membership first, materialized (the planner cannot know how small the sets are, and
-    // would otherwise join every row of a big table to the stand-ins before filtering), then every
-    // reference resolved by its policy.
+    // Layer 1: membership first (the table's rows in the sample, its base), then every reference
+    // resolved by its policy. The base is a plain CTE: inlined where the query reads it once (the
+    // planner, which sizes the sets as small, starts from them), kept where it reads it twice (a
+    // reply's parent, an array's members).
     const m = membership(t);
     const pulledBy = pulls.get(name) ?? [];
     const inBase = new Set(m.joins.map((r) => r.alias));
@@ -427,7 +428,7 @@ export function planSampling({ catalog, config, options, anonymization }: PlanIn
     const where = pullJoins.length ? `((${m.where}) OR ${pullJoins.map((p) => p.test).join(' OR ')})` : m.where;
     const baseCte: Cte[] = useBase
       ? [
-          { name: baseName, sql: `${baseName} AS MATERIALIZED (SELECT x.*${[...m.joins].map((r) => `, ${inTest(r)} AS ${q(`__in_${r.alias}`)}`).join('')}${pullJoins.length ? `, (${m.where}) AS "__member"` : ''} ` +
+          { name: baseName, sql: `${baseName} AS (SELECT x.*${[...m.joins].map((r) => `, ${inTest(r)} AS ${q(`__in_${r.alias}`)}`).join('')}${pullJoins.length ? `, (${m.where}) AS "__member"` : ''} ` +
             `FROM ${q(name)} x ${joinsOf(m)} ${pullJoins.map((p) => p.join).join(' ')} WHERE ${where})` },
         ]
       : [];
