@@ -369,6 +369,9 @@ async function readOnlySnapshot(client: pg.Client, config: SamplingConfig): Prom
   // The sets are small next to the tables: walking a foreign key's index for each member beats
   // hashing the whole table, once random reads are priced as what they are on EA's SSD.
   await client.query('SET LOCAL random_page_cost = 1.1');
+  // One core of EA's, not more: production keeps the rest, and the union's tables come out in
+  // order (a parallel append would interleave them; TableDemux would refuse the stream).
+  await client.query('SET LOCAL max_parallel_workers_per_gather = 0');
 }
 
 /**
