@@ -10,7 +10,7 @@ export interface TableCounts {
   bytes: number;
   /** Rows with flag bit 0 (in the sample by the rules, not pulled in). */
   sampled: number;
-  /** Count per flag bit (index 1.. as in TablePlan.copy). */
+  /** Count per flag bit (index 1.. as in TablePlan.query). */
   bits: number[];
 }
 

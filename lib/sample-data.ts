@@ -301,7 +301,7 @@ export async function sampleDataToDev(opts: SampleDataOptions): Promise<SampleDa
     };
     const skipped = (p: TablePlan): TableReport => ({ table: p.table, mode: p.mode, rows: 0, sampled: 0, referenced: 0, nulled: {}, repointed: {}, bytes: 0, ms: 0 });
 
-    const copied = plan.tables.filter((p) => p.copy);
+    const copied = plan.tables.filter((p) => p.query);
     const merge = (done: TableReport[]) => plan.tables.map((p) => done.find((t) => t.table === p.table) ?? skipped(p));
 
     if (opts.dryRun) {
@@ -326,7 +326,7 @@ export async function sampleDataToDev(opts: SampleDataOptions): Promise<SampleDa
         // Each table's foreign keys are checked once it and the tables it points at are loaded, in
         // EB's idle moments between tables (EA still computing); what is left, after the last.
         const pending = foreignKeyChecks(opts.schemaFromProd ? await readCatalog(target) : targetCatalog);
-        const untouched = plan.tables.filter((p) => !p.copy).map((p) => p.table);
+        const untouched = plan.tables.filter((p) => !p.query).map((p) => p.table);
         const bad: ForeignKeyViolation[] = [];
         const checkReady = async (complete: ReadonlySet<string>) => {
           const ready = (t: string) => complete.has(t) || untouched.includes(t);

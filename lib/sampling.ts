@@ -83,18 +83,14 @@ export interface TablePlan {
   /** Columns EB receives, in COPY order (generated columns are EB's own). */
   columns: string[];
   references: ReferencePlan[];
-  /**
-   * `COPY (SELECT flags, <columns>) TO STDOUT` on EA; the first field of each row is a bit set:
-   * bit 0 the row is sampled (else pulled in by a reference), then per reference i of
-   * `touching` bit 1+2i nulled and bit 2+2i re-pointed.
-   */
-  copy?: string;
   /** The references whose null/repoint a row's flags report, in bit order. */
   touching: string[];
   /**
-   * The same query in parts, for one COPY of every table (combinedCopy): the CTEs it needs (the
-   * membership sets `s_<table>` and stand-ins `st_<table>` are the same in every table's list),
-   * then `SELECT <flags>, <fields> FROM <from>`.
+   * How EA reads the table (absent when it is not read), in parts for combinedCopy: the CTEs it
+   * needs (the membership sets `s_<table>` and stand-ins `st_<table>` are the same in every
+   * table's list), then `SELECT <flags>, <fields> FROM <from>`. The flags are a bit set: bit 0 the
+   * row is sampled (else pulled in by a reference), then per reference i of `touching` bit 1+2i
+   * nulled and bit 2+2i re-pointed.
    */
   query?: { ctes: Cte[]; flags: string; fields: string[]; from: string };
   /** Rows anchored to the sample but left out by a drop policy or a unique-index clash (dry run). */
@@ -103,7 +99,7 @@ export interface TablePlan {
 
 export interface Cte {
   name: string;
-  /** `name AS MATERIALIZED (...)` */
+  /** `name AS [MATERIALIZED] (...)` */
   sql: string;
 }
 
@@ -140,7 +136,8 @@ const pick = (expr: string, seed: number, pct: number) => {
   const h = `mod(hashtextextended(${expr}::text, ${seed}), ${PICK_SCALE})`;
   const t = Math.round((pct * PICK_SCALE) / 100);
   // |h| < t written as a range, which the planner estimates as a small share (a lone `<` on an
-  // expression it has no statistics for counts as a third): it then hashes the small sets.
+  // expression it has no statistics for counts as a third): it then starts its joins from the
+  // small sets, walking indexes, instead of hashing whole tables.
   return `${h} > -${t} AND ${h} < ${t}`;
 };
 
@@ -346,7 +343,7 @@ export function planSampling({ catalog, config, options, anonymization }: PlanIn
     const outCols = t.columns.filter((c) => !c.generated);
     if (mode === 'whole') {
       const query = { ctes: [], flags: '1::bigint', fields: outCols.map(anonymized), from: q(name) };
-      tablePlans.push({ table: name, mode, why, columns, references, touching: [], query, copy: copyOf(query) });
+      tablePlans.push({ table: name, mode, why, columns, references, touching: [], query });
       continue;
     }
     // This table's own CTEs are named after it: one COPY of every table holds them all.
@@ -489,7 +486,6 @@ export function planSampling({ catalog, config, options, anonymization }: PlanIn
       references,
       touching: touching.map((r) => fkKey(r.fk)),
       query,
-      copy: copyOf(query),
       droppedCount: `${withClause}SELECT (SELECT count(*) FROM ${q(name)} x ${joinsOf(outer)} WHERE ${anchoredIn} AND NOT (${outer.where}))${clashDrops} AS n`,
     });
   }
@@ -505,7 +501,6 @@ export function planSampling({ catalog, config, options, anonymization }: PlanIn
 }
 
 const withOf = (ctes: readonly Cte[]) => (ctes.length ? `WITH ${ctes.map((c) => c.sql).join(', ')} ` : '');
-const copyOf = (query: NonNullable<TablePlan['query']>) => `COPY (${withOf(query.ctes)}SELECT ${query.flags} AS "__flags", ${query.fields.join(', ')} FROM ${query.from}) TO STDOUT`;
 
 /**
  * One COPY of every table's rows, so that each membership set is computed once for all of them

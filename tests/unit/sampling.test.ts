@@ -1,6 +1,6 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { combinedCopy, planSampling, makapixSampling, PlanError, UnruledColumnsError, type SamplingConfig, type SampleOptions } from '../../lib/sampling.ts';
+import { combinedCopy, planSampling, makapixSampling, PlanError, UnruledColumnsError, type SamplingConfig, type SampleOptions, type TablePlan } from '../../lib/sampling.ts';
 import type { Catalog, Column, ForeignKey, Table } from '../../lib/catalog.ts';
 import { keep, makapixRules } from '../../lib/anonymize.ts';
 import { connectionFromUrl, parsePct, parseSeed, parseUsers, schemaDifferences } from '../../lib/sample-data.ts';
@@ -46,6 +46,8 @@ const anonymization = { salt: 's', passwordHash: 'h' };
 const plan = (over: { tables?: Partial<Table>[]; config?: Partial<SamplingConfig>; options?: Partial<SampleOptions> } = {}) =>
   planSampling({ catalog: catalogOf(...(over.tables ?? base())), config: { ...config, ...over.config }, options: { ...options, ...over.options }, anonymization });
 const tableOf = (p: ReturnType<typeof plan>, name: string) => p.tables.find((t) => t.table === name)!;
+/** The SQL EA runs for one table: its part of the combined COPY. */
+const sqlOf = (t: TablePlan) => combinedCopy([t]);
 
 test('table modes come from the catalog: the root is picked, lookups copied whole, secrets emptied, alembic_version kept', () => {
   const p = plan();
@@ -57,7 +59,7 @@ test('table modes come from the catalog: the root is picked, lookups copied whol
     ['alembic_version', 'keep'],
   ];
   for (const [t, mode] of cases) assert.is(tableOf(p, t).mode, mode, t);
-  assert.not.ok(tableOf(p, 'refresh_tokens').copy, 'an emptied table is never read');
+  assert.not.ok(tableOf(p, 'refresh_tokens').query, 'an emptied table is never read');
   assert.ok(p.truncate.includes('refresh_tokens') && !p.truncate.includes('alembic_version'));
   assert.equal(p.sequences, [{ table: 'users', column: 'id', sequence: 'users_id_seq' }]);
   // Membership sets are built before the tables that need them.
@@ -92,25 +94,25 @@ test('the pick: PCT as a hash threshold, named users, --exclude-banned', () => {
     [{ users: ['12', '34'] }, /OR x\."id" IN \('12', '34'\)/],
     [{ excludeBanned: true }, /AND NOT \(COALESCE\(banned_until IS NOT NULL AND banned_until > now\(\), false\)\)/],
   ];
-  for (const [o, expected] of cases) assert.match(tableOf(plan({ options: o }), 'users').copy!, expected, JSON.stringify(o));
+  for (const [o, expected] of cases) assert.match(sqlOf(tableOf(plan({ options: o }), 'users')), expected, JSON.stringify(o));
 });
 
 test('membership follows the drop policies through sets; re-pointing and unique clashes are planned in SQL', () => {
   const p = plan();
-  const comments = tableOf(p, 'comments').copy!;
+  const comments = sqlOf(tableOf(p, 'comments'));
   assert.match(comments, /^COPY \(WITH s_users AS MATERIALIZED \(.*\), s_posts AS MATERIALIZED/);
   assert.match(comments, /st_users AS MATERIALIZED \(SELECT "id" AS id, row_number\(\) OVER \(ORDER BY "id"\) - 1 AS n FROM s_users\)/);
   assert.match(comments, /LEFT JOIN b_comments r2 ON r2\."id" = x\."parent_id"/, 'a reply keeps its parent when the parent is in');
   assert.not.match(comments, /s_comments AS/, 'the sampled comments are its base set itself, not computed twice');
   assert.equal(tableOf(p, 'comments').touching, ['comments.author_id', 'comments.parent_id']);
   // One reaction per user, post and emoji: the partial index's predicate partitions the clash check.
-  assert.match(tableOf(p, 'reactions').copy!, /row_number\(\) OVER \(PARTITION BY \(\(user_id IS NOT NULL\)\), "post_id", "user_id", "emoji"/);
+  assert.match(sqlOf(tableOf(p, 'reactions')), /row_number\(\) OVER \(PARTITION BY \(\(user_id IS NOT NULL\)\), "post_id", "user_id", "emoji"/);
   // Follows need both sides: two inner joins on the membership set, no stand-ins.
-  const follows = tableOf(p, 'follows').copy!;
+  const follows = sqlOf(tableOf(p, 'follows'));
   assert.match(follows, /FROM "follows" x JOIN s_users r0 ON r0\."id" = x\."follower_id" JOIN s_users r1 ON r1\."id" = x\."following_id"/);
   assert.not.match(follows, /st_users/);
   // Emails are anonymized in the COPY itself.
-  assert.match(tableOf(p, 'users').copy!, /'user' \|\| "id"::text \|\| '@dev\.makapix\.local'/);
+  assert.match(sqlOf(tableOf(p, 'users')), /'user' \|\| "id"::text \|\| '@dev\.makapix\.local'/);
 });
 
 test('a table added tomorrow with a foreign key to posts is sampled with no code change', () => {
@@ -118,15 +120,15 @@ test('a table added tomorrow with a foreign key to posts is sampled with no code
   const notes = tableOf(p, 'post_notes');
   assert.is(notes.mode, 'sample');
   assert.is(notes.references[0]!.policy, 'drop');
-  assert.match(notes.copy!, /FROM "post_notes" x JOIN s_posts r0 ON r0\."id" = x\."post_id"/);
+  assert.match(sqlOf(notes), /FROM "post_notes" x JOIN s_posts r0 ON r0\."id" = x\."post_id"/);
   // A nullable reference that still decides (ON DELETE CASCADE): outer join, NULL or in the sample.
   const q2 = plan({ tables: [...base(), { name: 'mentions', columns: [col('id', 'integer', false), col('post_id'), col('user_id', 'integer', false)], foreignKeys: [fk('mentions', 'post_id', 'posts'), fk('mentions', 'user_id', 'users')] }] });
-  assert.match(tableOf(q2, 'mentions').copy!, /LEFT JOIN s_posts r0 ON r0\."id" = x\."post_id" JOIN s_users r1 .* WHERE \(\(x\."post_id" IS NULL\) OR r0\."id" IS NOT NULL\)/);
+  assert.match(sqlOf(tableOf(q2, 'mentions')), /LEFT JOIN s_posts r0 ON r0\."id" = x\."post_id" JOIN s_users r1 .* WHERE \(\(x\."post_id" IS NULL\) OR r0\."id" IS NOT NULL\)/);
 });
 
 test('configured policies: pull copies referenced rows in; impossible ones are refused', () => {
   const pulled = plan({ config: { policies: { 'comments.author_id': 'pull' } } });
-  assert.match(tableOf(pulled, 'users').copy!, /p_users_0 AS MATERIALIZED \(SELECT DISTINCT x\."author_id" AS "id" FROM "comments" x/);
+  assert.match(sqlOf(tableOf(pulled, 'users')), /p_users_0 AS MATERIALIZED \(SELECT DISTINCT x\."author_id" AS "id" FROM "comments" x/);
   assert.match(tableOf(pulled, 'users').why, /pulled in/);
   const cases: [Partial<SamplingConfig>, RegExp][] = [
     [{ policies: { 'posts.owner_id': 'null' } }, /posts\.owner_id: policy null on a NOT NULL column/],
@@ -155,12 +157,12 @@ test('a sensitive-looking column without a rule stops the plan, listing it', () 
     (err: Error) => err instanceof UnruledColumnsError && err.problems.join() === 'users.contact_email',
   );
   const ruled = plan({ tables, config: { rules: { ...rules, columns: { ...rules.columns, 'users.contact_email': keep } } } });
-  assert.ok(tableOf(ruled, 'users').copy);
+  assert.ok(tableOf(ruled, 'users').query);
 });
 
 test('one COPY for every table: each set is defined once, every row padded to the widest table, every table closed by an end row', () => {
   const p = plan();
-  const copied = p.tables.filter((t) => t.copy);
+  const copied = p.tables.filter((t) => t.query);
   const sql = combinedCopy(copied);
   assert.is(sql.match(/\bs_posts AS MATERIALIZED/g)?.length, 1, 'the posts set is computed once for all tables');
   const width = Math.max(...copied.map((t) => t.columns.length));
