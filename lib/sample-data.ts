@@ -336,6 +336,9 @@ export async function sampleDataToDev(opts: SampleDataOptions): Promise<SampleDa
           return true;
         };
         const out = merge(await copyAll(ea, copied, ui, (p) => target.query(copyFrom(`COPY ${q(p.table)} (${p.columns.map(q).join(', ')}) FROM STDIN`)), checkReady));
+        // EA's snapshot ends as soon as its rows are read (production's vacuum waits on it), and
+        // before EB commits: a failure there still leaves EB as it was.
+        await ea.query('COMMIT');
         for (const s of plan.sequences) {
           await target.query(`SELECT setval(${target.escapeLiteral(s.sequence)}::regclass, COALESCE(m, 1), m IS NOT NULL) FROM (SELECT max(${q(s.column)})::bigint AS m FROM ${q(s.table)}) x`);
         }
@@ -348,7 +351,6 @@ export async function sampleDataToDev(opts: SampleDataOptions): Promise<SampleDa
         throw err;
       }
     });
-    await ea.query('COMMIT');
     return report(tables);
   } catch (err) {
     if (err instanceof OpsError) throw err;

@@ -263,9 +263,14 @@ test('privacy: no EA e-mail, IP, token, password hash, OAuth id or device secret
   });
 });
 
-test('fault injection: killing the EB connection mid-load leaves the previous data intact', async () => {
+/**
+ * Runs the tool while a trigger (it fires even under session_replication_role = replica) slows
+ * EB's load of view_events, and calls kill once that load is under way: kill terminates a
+ * backend and says whether it did. The run must fail and leave EB exactly as it was.
+ */
+async function failMidLoad(kill: () => Promise<boolean>): Promise<void> {
   const before = await checksum(w.eb, 'makapix_dev');
-  // A trigger that fires even under session_replication_role = replica slows one table's COPY down.
+  const eaBefore = await checksum(w.ea, 'makapix');
   await withClient(w.eb, 'makapix_dev', (eb) =>
     eb.query(`CREATE FUNCTION slow_row() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN PERFORM pg_sleep(0.01); RETURN NEW; END $$;
               CREATE TRIGGER slow_row BEFORE INSERT ON view_events FOR EACH ROW EXECUTE FUNCTION slow_row();
@@ -276,8 +281,8 @@ test('fault injection: killing the EB connection mid-load leaves the previous da
     let killed = false;
     await withClient(w.eb, 'makapix_dev', async (eb) => {
       for (let i = 0; i < 600 && !killed; i++) {
-        const { rows } = await eb.query<{ pid: number }>("SELECT pid FROM pg_stat_activity WHERE query LIKE 'COPY \"view_events\"%' AND state = 'active'");
-        if (rows.length) killed = (await eb.query('SELECT pg_terminate_backend($1)', [rows[0]!.pid])).rowCount === 1;
+        const { rows } = await eb.query("SELECT 1 FROM pg_stat_activity WHERE query LIKE 'COPY \"view_events\"%' AND state = 'active'");
+        if (rows.length) killed = await kill();
         else await new Promise((r) => setTimeout(r, 50));
       }
     });
@@ -289,7 +294,16 @@ test('fault injection: killing the EB connection mid-load leaves the previous da
     await withClient(w.eb, 'makapix_dev', (eb) => eb.query('DROP TRIGGER slow_row ON view_events; DROP FUNCTION slow_row()'));
   }
   assert.is(await checksum(w.eb, 'makapix_dev'), before, 'EB changed');
-});
+  assert.is(await checksum(w.ea, 'makapix'), eaBefore, 'EA changed');
+}
+
+/** Terminates the backends of cluster c (database db) whose application_name is name; true if any. */
+const terminate = (c: Cluster, db: string, name: string) =>
+  withClient(c, db, async (cl) => (await cl.query('SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = $1', [name])).rowCount! > 0);
+
+test('fault injection: killing the EB connection mid-load leaves the previous data intact', () => failMidLoad(() => terminate(w.eb, 'makapix_dev', 'makapix-ops sample-data (load)')));
+
+test('fault injection: losing EA after its rows were read, before EB commits, leaves EB intact too', () => failMidLoad(() => terminate(w.ea, 'makapix', 'makapix-ops sample-data (read)')));
 
 test('genericity: a new table with a foreign key to posts is sampled; a new contact_email column stops the run until it has a rule', async () => {
   const ddl = `CREATE TABLE post_notes (id serial PRIMARY KEY, post_id integer NOT NULL REFERENCES posts (id) ON DELETE CASCADE, body text NOT NULL);
