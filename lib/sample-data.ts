@@ -184,8 +184,8 @@ async function readOnlySnapshot(client: pg.Client, config: SamplingConfig): Prom
 /**
  * Streams every planned table from EA in one COPY (combinedCopy: each membership set is computed
  * once) into the sink each table gets, EB's COPY FROM or nothing for --dry-run. EA computes the
- * next rows while EB loads the last ones; rows wait in socket buffers (backpressure), never in this
- * process's memory.
+ * next rows while EB loads the last ones; rows wait in TableDemux's bounded queue, then in socket
+ * buffers (backpressure): never a whole table in this process's memory.
  */
 async function copyAll(ea: pg.Client, plans: TablePlan[], ui: Ui, sinkFor: (p: TablePlan) => Writable, idle?: (complete: ReadonlySet<string>) => Promise<boolean>): Promise<TableReport[]> {
   const complete = new Set<string>();
