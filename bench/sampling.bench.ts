@@ -3,7 +3,7 @@
 //   lower bound: a bare COPY of exactly the rows the tool loaded (no planning, no transforms),
 //   naive: pg_dump -Fc | pg_restore of the whole database;
 // and the tool's peak RSS at 10,000 users and at BENCH_USERS (it must stay flat). The tool and the
-// lower bound run BENCH_RUNS times each (default 3), interleaved; the ratio is of their medians.
+// lower bound run BENCH_RUNS times each (default 5), interleaved; the ratio is of their medians.
 import { spawn } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -22,7 +22,7 @@ import type { SampleDataReport } from '../lib/sample-data.ts';
 const users = Number(process.env.BENCH_USERS ?? 100_000);
 const small = Math.min(10_000, users);
 const PCT = 10;
-const runs = Math.max(1, Number(process.env.BENCH_RUNS ?? 3));
+const runs = Math.max(1, Number(process.env.BENCH_RUNS ?? 5));
 const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
 const log = (s: string) => process.stdout.write(`${s}\n`);
 
