@@ -314,40 +314,39 @@ export async function sampleDataToDev(opts: SampleDataOptions): Promise<SampleDa
       return report(tables);
     }
 
-    const target = eb;
     const tables = await withLock(opts.lockPath ?? lockFor(targetId), 'sample-data-to-dev', async () => {
-      await target.query('BEGIN');
+      await eb.query('BEGIN');
       try {
         // Foreign-key triggers off for this transaction only: the users <-> posts cycle loads in any
         // order, and the integrity checks below prove every key instead.
-        await target.query('SET LOCAL session_replication_role = replica');
-        if (opts.schemaFromProd) await ui.run('recreating EB\'s schema from EA\'s', () => schemaFromSource(opts.source, target));
-        if (plan.truncate.length) await target.query(`TRUNCATE ${plan.truncate.map(q).join(', ')}`);
+        await eb.query('SET LOCAL session_replication_role = replica');
+        if (opts.schemaFromProd) await ui.run('recreating EB\'s schema from EA\'s', () => schemaFromSource(opts.source, eb));
+        if (plan.truncate.length) await eb.query(`TRUNCATE ${plan.truncate.map(q).join(', ')}`);
         // Each table's foreign keys are checked once it and the tables it points at are loaded, in
         // EB's idle moments between tables (EA still computing); what is left, after the last.
-        const pending = foreignKeyChecks(opts.schemaFromProd ? await readCatalog(target) : targetCatalog);
+        const pending = foreignKeyChecks(opts.schemaFromProd ? await readCatalog(eb) : targetCatalog);
         const untouched = plan.tables.filter((p) => !p.query).map((p) => p.table);
         const bad: ForeignKeyViolation[] = [];
         const checkReady = async (complete: ReadonlySet<string>) => {
           const ready = (t: string) => complete.has(t) || untouched.includes(t);
           const i = pending.findIndex((c) => ready(c.table) && c.refTables.every(ready));
           if (i < 0) return false;
-          bad.push(...(await pending.splice(i, 1)[0]!.run(target)));
+          bad.push(...(await pending.splice(i, 1)[0]!.run(eb)));
           return true;
         };
-        const out = merge(await copyAll(ea, copied, ui, (p) => target.query(copyFrom(`COPY ${q(p.table)} (${p.columns.map(q).join(', ')}) FROM STDIN`)), checkReady));
+        const out = merge(await copyAll(ea, copied, ui, (p) => eb.query(copyFrom(`COPY ${q(p.table)} (${p.columns.map(q).join(', ')}) FROM STDIN`)), checkReady));
         // EA's snapshot ends as soon as its rows are read (production's vacuum waits on it), and
         // before EB commits: a failure there still leaves EB as it was.
         await ea.query('COMMIT');
         for (const s of plan.sequences) {
-          await target.query(`SELECT setval(${target.escapeLiteral(s.sequence)}::regclass, COALESCE(m, 1), m IS NOT NULL) FROM (SELECT max(${q(s.column)})::bigint AS m FROM ${q(s.table)}) x`);
+          await eb.query(`SELECT setval(${eb.escapeLiteral(s.sequence)}::regclass, COALESCE(m, 1), m IS NOT NULL) FROM (SELECT max(${q(s.column)})::bigint AS m FROM ${q(s.table)}) x`);
         }
-        if (pending.length) await ui.run(`checking the foreign keys of ${pending.length} more table(s) on EB`, async () => { for (const c of pending) bad.push(...(await c.run(target))); });
+        if (pending.length) await ui.run(`checking the foreign keys of ${pending.length} more table(s) on EB`, async () => { for (const c of pending) bad.push(...(await c.run(eb))); });
         if (bad.length) throw new JobError(`The sample breaks ${bad.length} foreign key(s) on EB: ${bad.map((b) => `${b.constraint} (${b.rows} rows)`).join(', ')}; nothing was committed.`, 'This is a bug in the sampling plan; run with --dry-run --verbose and report it.');
-        await target.query('COMMIT');
+        await eb.query('COMMIT');
         return out;
       } catch (err) {
-        await target.query('ROLLBACK').catch(() => undefined);
+        await eb.query('ROLLBACK').catch(() => undefined);
         throw err;
       }
     });

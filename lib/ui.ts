@@ -57,7 +57,6 @@ export function describeProgress(done: number, total: number | undefined, unit: 
   return `${of} (${pct}%), ${rateText}, ETA ${eta}`;
 }
 
-/** Progress, spinners and log lines that work the same under a terminal and under cron. */
 // ora and prompts are loaded only for a terminal: under cron or a pipe nothing spins or asks, and
 // the script starts without their modules (a tenth of a second).
 let ora: typeof import('ora').default | undefined;
@@ -66,6 +65,7 @@ export async function loadSpinners(): Promise<void> {
 }
 const prompts = async (...args: Parameters<typeof import('prompts')>) => (await import('prompts')).default(...args);
 
+/** Progress, spinners and log lines that work the same under a terminal and under cron. */
 export class Ui {
   readonly tty: boolean;
   readonly verbose: boolean;
