@@ -12,12 +12,12 @@ import { pipeline } from 'node:stream/promises';
 import pg from 'pg';
 import { from as copyFrom, to as copyTo } from 'pg-copy-streams';
 import { startTestCluster } from '../tests/harness/postgres.ts';
-import { createMakapixSchema } from '../lib/schema.ts';
-import { seedDatabase } from '../lib/seed.ts';
-import { pgBin, type Cluster } from '../lib/cluster.ts';
-import { projectRoot } from '../lib/paths.ts';
-import { formatBytes, formatDuration } from '../lib/ui.ts';
-import type { SampleDataReport } from '../lib/sample-data.ts';
+import { createMakapixSchema } from '../lib/tools/schema.ts';
+import { seedDatabase } from '../dev/seed.ts';
+import { pgBin, type Cluster } from '../dev/cluster.ts';
+import { projectRoot } from '../lib/core/paths.ts';
+import { formatBytes, formatDuration } from '../lib/core/ui.ts';
+import type { SampleDataReport } from '../lib/jobs/sample-data.ts';
 
 const users = Number(process.env.BENCH_USERS ?? 100_000);
 const small = Math.min(10_000, users);

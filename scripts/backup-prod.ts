@@ -1,9 +1,9 @@
 #!/usr/bin/env -S sh -c 'exec "$(dirname "$0")/../bin/ts" "$0" "$@"'
-import { runScript } from '../lib/cli.ts';
-import { loadEnvConfig } from '../lib/config.ts';
-import { detectComposeFlavor } from '../lib/compose.ts';
-import { backupDatabase, describeBackupPlan, parseBackupOptions, renderBackup, type BackupResult } from '../lib/backup.ts';
-import { withPings } from '../lib/healthcheck.ts';
+import { runScript } from '../lib/core/cli.ts';
+import { loadEnvConfig } from '../lib/core/config.ts';
+import { detectComposeFlavor } from '../lib/tools/compose.ts';
+import { backupDatabase, describeBackupPlan, parseBackupOptions, renderBackup, type BackupResult } from '../lib/jobs/backup.ts';
+import { withPings } from '../lib/tools/healthcheck.ts';
 
 await runScript({
   name: 'backup-prod',

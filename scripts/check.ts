@@ -1,7 +1,7 @@
 #!/usr/bin/env -S sh -c 'exec "$(dirname "$0")/../bin/ts" "$0" "$@"'
-import { runScript } from '../lib/cli.ts';
-import { Exit } from '../lib/errors.ts';
-import { runIsolationAudit, renderCheckTable } from '../lib/isolation.ts';
+import { runScript } from '../lib/core/cli.ts';
+import { Exit } from '../lib/core/errors.ts';
+import { runIsolationAudit, renderCheckTable } from '../lib/jobs/check.ts';
 
 await runScript({
   name: 'check',

@@ -1,7 +1,7 @@
 #!/usr/bin/env -S sh -c 'exec "$(dirname "$0")/../bin/ts" "$0" "$@"'
-import { runScript } from '../lib/cli.ts';
-import { describeDemo, runDemo } from '../lib/demo.ts';
-import { parseSandboxSize } from '../lib/sandbox.ts';
+import { runScript } from '../lib/core/cli.ts';
+import { describeDemo, runDemo } from '../dev/demo.ts';
+import { parseSandboxSize } from '../dev/sandbox.ts';
 
 await runScript({
   name: 'demo',

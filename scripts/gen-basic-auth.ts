@@ -1,7 +1,7 @@
 #!/usr/bin/env -S sh -c 'exec "$(dirname "$0")/../bin/ts" "$0" "$@"'
-import { runScript } from '../lib/cli.ts';
-import { askNewSecret } from '../lib/ui.ts';
-import { runBasicAuth, renderBasicAuth, defaultCost } from '../lib/basic-auth.ts';
+import { runScript } from '../lib/core/cli.ts';
+import { askNewSecret } from '../lib/core/ui.ts';
+import { runBasicAuth, renderBasicAuth, defaultCost } from '../lib/jobs/basic-auth.ts';
 
 await runScript({
   name: 'gen-basic-auth',

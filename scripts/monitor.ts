@@ -1,9 +1,9 @@
 #!/usr/bin/env -S sh -c 'exec "$(dirname "$0")/../bin/ts" "$0" "$@"'
-import { runScript } from '../lib/cli.ts';
-import { loadEnvConfig } from '../lib/config.ts';
-import { checkNames, defaultThresholds, nagiosExit, parseOnly, positiveCount, parseThresholds, ping, runMonitor, type MonitorResult } from '../lib/monitor.ts';
-import { parseResolve } from '../lib/probe.ts';
-import { pingUrl } from '../lib/healthcheck.ts';
+import { runScript } from '../lib/core/cli.ts';
+import { loadEnvConfig } from '../lib/core/config.ts';
+import { checkNames, defaultThresholds, nagiosExit, parseOnly, positiveCount, parseThresholds, ping, runMonitor, type MonitorResult } from '../lib/jobs/monitor.ts';
+import { parseResolve } from '../lib/tools/probe.ts';
+import { pingUrl } from '../lib/tools/healthcheck.ts';
 
 await runScript({
   name: 'monitor',

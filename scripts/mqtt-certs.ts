@@ -1,6 +1,6 @@
 #!/usr/bin/env -S sh -c 'exec "$(dirname "$0")/../bin/ts" "$0" "$@"'
-import { runScript } from '../lib/cli.ts';
-import { runMqttCerts, renderCertsResult, defaultDays, keyAlgorithm } from '../lib/certs.ts';
+import { runScript } from '../lib/core/cli.ts';
+import { runMqttCerts, renderCertsResult, defaultDays, keyAlgorithm } from '../lib/jobs/mqtt-certs.ts';
 
 await runScript({
   name: 'mqtt-certs',

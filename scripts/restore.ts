@@ -1,9 +1,9 @@
 #!/usr/bin/env -S sh -c 'exec "$(dirname "$0")/../bin/ts" "$0" "$@"'
 import { existsSync } from 'node:fs';
-import { runScript } from '../lib/cli.ts';
-import { envFilePath, loadEnvConfig } from '../lib/config.ts';
-import { renderDrill, renderRestore, restoreDatabase, restoreDrill, type DrillResult, type RestoreResult } from '../lib/restore.ts';
-import { UsageError } from '../lib/errors.ts';
+import { runScript } from '../lib/core/cli.ts';
+import { envFilePath, loadEnvConfig } from '../lib/core/config.ts';
+import { renderDrill, renderRestore, restoreDatabase, restoreDrill, type DrillResult, type RestoreResult } from '../lib/jobs/restore.ts';
+import { UsageError } from '../lib/core/errors.ts';
 
 await runScript({
   name: 'restore',

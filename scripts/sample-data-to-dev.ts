@@ -1,7 +1,7 @@
 #!/usr/bin/env -S sh -c 'exec "$(dirname "$0")/../bin/ts" "$0" "$@"'
-import { runScript } from '../lib/cli.ts';
-import { loadEnvConfig } from '../lib/config.ts';
-import { sampleDataToDev, describeReport, optionsFromFlags } from '../lib/sample-data.ts';
+import { runScript } from '../lib/core/cli.ts';
+import { loadEnvConfig } from '../lib/core/config.ts';
+import { sampleDataToDev, describeReport, optionsFromFlags } from '../lib/jobs/sample-data.ts';
 
 await runScript({
   name: 'sample-data-to-dev',

@@ -1,7 +1,7 @@
 #!/usr/bin/env -S sh -c 'exec "$(dirname "$0")/../bin/ts" "$0" "$@"'
-import { runScript } from '../lib/cli.ts';
-import { UsageError } from '../lib/errors.ts';
-import { describeSandbox, parseSandboxSize, sandboxDown, sandboxStatus, sandboxUp } from '../lib/sandbox.ts';
+import { runScript } from '../lib/core/cli.ts';
+import { UsageError } from '../lib/core/errors.ts';
+import { describeSandbox, parseSandboxSize, sandboxDown, sandboxStatus, sandboxUp } from '../dev/sandbox.ts';
 
 await runScript({
   name: 'sandbox',

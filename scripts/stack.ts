@@ -1,7 +1,7 @@
 #!/usr/bin/env -S sh -c 'exec "$(dirname "$0")/../bin/ts" "$0" "$@"'
-import { runScript } from '../lib/cli.ts';
-import { loadEnvConfig } from '../lib/config.ts';
-import { parseStackAction, runEdge, runStack, stackActions } from '../lib/stack.ts';
+import { runScript } from '../lib/core/cli.ts';
+import { loadEnvConfig } from '../lib/core/config.ts';
+import { parseStackAction, runEdge, runStack, stackActions } from '../lib/jobs/stack.ts';
 
 await runScript({
   name: 'stack.ts',

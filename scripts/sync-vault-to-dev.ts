@@ -1,6 +1,6 @@
 #!/usr/bin/env -S sh -c 'exec "$(dirname "$0")/../bin/ts" "$0" "$@"'
-import { runScript } from '../lib/cli.ts';
-import { runSyncVault, describeSync } from '../lib/vault-sync.ts';
+import { runScript } from '../lib/core/cli.ts';
+import { runSyncVault, describeSync } from '../lib/jobs/vault-sync.ts';
 
 await runScript({
   name: 'sync-vault-to-dev',

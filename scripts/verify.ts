@@ -1,12 +1,12 @@
 #!/usr/bin/env -S sh -c 'exec "$(dirname "$0")/../bin/ts" "$0" "$@"'
-import { runScript } from '../lib/cli.ts';
-import { loadEnvConfig } from '../lib/config.ts';
-import { Exit } from '../lib/errors.ts';
-import { credentialsDir } from '../lib/basic-auth.ts';
-import { runIsolationAudit } from '../lib/isolation.ts';
-import { positiveCount } from '../lib/monitor.ts';
-import { parseResolve, readCaFiles } from '../lib/probe.ts';
-import { credentialsFromEnvironment, parseTarget, parseVaultFiles, renderChecklist, runPreChecks, runVerify, type CheckLine, type VerifyResult } from '../lib/verify.ts';
+import { runScript } from '../lib/core/cli.ts';
+import { loadEnvConfig } from '../lib/core/config.ts';
+import { Exit } from '../lib/core/errors.ts';
+import { credentialsDir } from '../lib/jobs/basic-auth.ts';
+import { runIsolationAudit } from '../lib/jobs/check.ts';
+import { positiveCount } from '../lib/jobs/monitor.ts';
+import { parseResolve, readCaFiles } from '../lib/tools/probe.ts';
+import { credentialsFromEnvironment, parseTarget, parseVaultFiles, renderChecklist, runPreChecks, runVerify, type CheckLine, type VerifyResult } from '../lib/jobs/verify.ts';
 
 await runScript({
   name: 'verify',

@@ -7,7 +7,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import { $ } from 'zx';
 import { World, Prober, downtime } from './harness/world.ts';
-import { imageTag, lockPathFor, parseDeployLog, type DeployRecord } from '../../lib/deploy.ts';
+import { imageTag, lockPathFor, parseDeployLog, type DeployRecord } from '../../lib/jobs/deploy.ts';
 
 let w: World;
 let v1 = '';

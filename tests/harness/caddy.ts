@@ -5,9 +5,9 @@ import { chmodSync, existsSync, mkdtempSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { $ } from 'zx';
-import { caddyfileArgv, edgeCaddyfile, edgeEnvironment, type EdgeSettings } from '../../lib/edge.ts';
-import { freePort } from '../../lib/ports.ts';
-import { peerCertificate } from '../../lib/probe.ts';
+import { caddyfileArgv, edgeCaddyfile, edgeEnvironment, type EdgeSettings } from '../../lib/tools/caddy.ts';
+import { freePort } from '../../dev/ports.ts';
+import { peerCertificate } from '../../lib/tools/probe.ts';
 import { spawnServer } from './server.ts';
 
 export interface Edge {

@@ -1,20 +1,20 @@
 // A real Mosquitto (Debian package) running the project's compose/mosquitto/mosquitto.conf on
-// loopback, with an environment's MQTT_CERTS_DIR made by lib/certs.ts. Stopped when the test
+// loopback, with an environment's MQTT_CERTS_DIR made by lib/jobs/mqtt-certs.ts. Stopped when the test
 // process ends, even on failure.
 import { spawnSync } from 'node:child_process';
 import { chmodSync, mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { containerDirs, listenerPorts, mosquittoConf, renderForHost } from '../../lib/mosquitto.ts';
-import { initCa, issueDevice, type CertsSettings } from '../../lib/certs.ts';
-import type { Environment } from '../../lib/config.ts';
-import { freePort } from '../../lib/ports.ts';
+import { containerDirs, listenerPorts, mosquittoConf, renderForHost } from '../../lib/tools/mosquitto.ts';
+import { initCa, issueDevice, type CertsSettings } from '../../lib/jobs/mqtt-certs.ts';
+import type { Environment } from '../../lib/core/config.ts';
+import { freePort } from '../../dev/ports.ts';
 import { spawnServer, waitForPort } from './server.ts';
 
 /** Mosquitto started as root drops to its own user before reading files: server.key goes to that uid. */
 export const brokerUid = (): number => (process.getuid?.() === 0 ? Number(spawnSync('id', ['-u', 'mosquitto'], { encoding: 'utf8' }).stdout.trim()) : process.getuid!());
 
-/** An environment's PKI (CA, server certificate for `publicHost`, CRL) plus the named devices, by lib/certs.ts. */
+/** An environment's PKI (CA, server certificate for `publicHost`, CRL) plus the named devices, by lib/jobs/mqtt-certs.ts. */
 export async function makeCerts(env: Environment, dir: string, publicHost: string, devices: readonly string[], publicPort = 8883): Promise<CertsSettings> {
   const settings: CertsSettings = { env, dir, publicHost, publicPort, brokerUid: brokerUid() };
   const opts = { dryRun: false, force: false, days: undefined, crlDays: 3650, confirm: async () => undefined };

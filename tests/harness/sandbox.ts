@@ -2,10 +2,10 @@ import { mkdtempSync, chmodSync, rmSync } from 'node:fs';
 import { mkdir, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import type { Cluster } from '../../lib/cluster.ts';
-import type { EnvConfig, Environment } from '../../lib/config.ts';
-import { adminUser, generateSecrets, provisionEnvironment, writeEnvFile, type EnvSecrets } from '../../lib/sandbox.ts';
-import type { SeedReport, VaultReport } from '../../lib/seed.ts';
+import type { Cluster } from '../../dev/cluster.ts';
+import type { EnvConfig, Environment } from '../../lib/core/config.ts';
+import { adminUser, generateSecrets, provisionEnvironment, writeEnvFile, type EnvSecrets } from '../../dev/sandbox.ts';
+import type { SeedReport, VaultReport } from '../../dev/seed.ts';
 import { startTestCluster } from './postgres.ts';
 import { onExit } from './cleanup.ts';
 

@@ -3,9 +3,9 @@ import path from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import pg from 'pg';
 import { from as copyFrom, to as copyTo } from 'pg-copy-streams';
-import type { Cluster } from '../../lib/cluster.ts';
-import { sandboxDatabases } from '../../lib/sandbox.ts';
-import { hasUpscaledVariant, vaultFilePath, vaultVariantPath } from '../../lib/seed.ts';
+import type { Cluster } from '../../dev/cluster.ts';
+import { sandboxDatabases } from '../../dev/sandbox.ts';
+import { hasUpscaledVariant, vaultFilePath, vaultVariantPath } from '../../dev/seed.ts';
 
 /**
  * Stands in for sample-data-to-dev: copies EA's posts matching `postFilter` (SQL on posts `p`),
@@ -43,7 +43,7 @@ export async function samplePostsBetween(from: pg.ClientConfig, to: pg.ClientCon
 /**
  * The files EB's posts should have in the vault, from the seed generator's own rules (one file per
  * post_files row, plus the upscaled variant it writes for some png originals): an account of the
- * expected set that does not go through lib/vault.ts.
+ * expected set that does not go through lib/domain/vault.ts.
  */
 export async function expectedVaultFiles(dev: Cluster, seed: number): Promise<Set<string>> {
   const eb = new pg.Client(dev.connection(sandboxDatabases.dev));

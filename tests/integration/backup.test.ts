@@ -7,11 +7,11 @@ import { copyFile, mkdir, open, readdir, readFile, rm, writeFile } from 'node:fs
 import { createServer } from 'node:http';
 import path from 'node:path';
 import pg from 'pg';
-import { projectRoot } from '../../lib/paths.ts';
-import { Ui } from '../../lib/ui.ts';
-import type { EnvConfig } from '../../lib/config.ts';
-import { backupDatabase, checksumLine, listBackups, manifestFileName, sha256File, stemTime, verifyChecksum, type BackupManifest } from '../../lib/backup.ts';
-import { restoreInto } from '../../lib/restore.ts';
+import { projectRoot } from '../../lib/core/paths.ts';
+import { Ui } from '../../lib/core/ui.ts';
+import type { EnvConfig } from '../../lib/core/config.ts';
+import { backupDatabase, checksumLine, listBackups, manifestFileName, sha256File, stemTime, verifyChecksum, type BackupManifest } from '../../lib/jobs/backup.ts';
+import { restoreInto } from '../../lib/jobs/restore.ts';
 import { startSandbox, type TestSandbox } from '../harness/sandbox.ts';
 
 const ui = new Ui({ tty: false, verbose: false, stream: { write: () => true } as unknown as NodeJS.WritableStream });

@@ -6,9 +6,9 @@ import { mkdtempSync, readFileSync, statSync, rmSync, writeFileSync, existsSync 
 import { createServer, request, type Server } from 'node:http';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { freePort } from '../../lib/ports.ts';
-import { projectRoot, caddyDir } from '../../lib/paths.ts';
-import { caddyAdminAnswers } from '../../lib/basic-auth.ts';
+import { freePort } from '../../dev/ports.ts';
+import { projectRoot, caddyDir } from '../../lib/core/paths.ts';
+import { caddyAdminAnswers } from '../../lib/jobs/basic-auth.ts';
 import { onExit } from '../harness/cleanup.ts';
 import { runCommand } from '../harness/server.ts';
 

@@ -9,9 +9,9 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync, existsSync } from 'no
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import bcrypt from 'bcryptjs';
-import { freePort } from '../../lib/ports.ts';
-import { caddyfileArgv, edgeCaddyfile, edgeEnvironment, ensureCredentials, type EdgeSettings } from '../../lib/edge.ts';
-import { caddyCommand, renderCredentials } from '../../lib/basic-auth.ts';
+import { freePort } from '../../dev/ports.ts';
+import { caddyfileArgv, edgeCaddyfile, edgeEnvironment, ensureCredentials, type EdgeSettings } from '../../lib/tools/caddy.ts';
+import { caddyCommand, renderCredentials } from '../../lib/jobs/basic-auth.ts';
 import { onExit } from '../harness/cleanup.ts';
 
 const work = mkdtempSync(path.join(tmpdir(), 'caddy-test-'));

@@ -8,11 +8,11 @@ import path from 'node:path';
 import { spawnSync } from 'node:child_process';
 import { $ } from 'zx';
 import { parse as parseYaml } from 'yaml';
-import { composeCommand, detectComposeFlavor } from '../../lib/compose.ts';
-import { loadEnvConfig, type Environment } from '../../lib/config.ts';
-import { composeDir, projectRoot } from '../../lib/paths.ts';
-import { limitsOf, servicesOf, publishedPorts, runIsolationAudit, type CheckRow } from '../../lib/isolation.ts';
-import { Ui } from '../../lib/ui.ts';
+import { composeCommand, detectComposeFlavor } from '../../lib/tools/compose.ts';
+import { loadEnvConfig, type Environment } from '../../lib/core/config.ts';
+import { composeDir, projectRoot } from '../../lib/core/paths.ts';
+import { limitsOf, servicesOf, publishedPorts, runIsolationAudit, type CheckRow } from '../../lib/jobs/check.ts';
+import { Ui } from '../../lib/core/ui.ts';
 import { Writable } from 'node:stream';
 import { onExit } from '../harness/cleanup.ts';
 

@@ -5,7 +5,7 @@ import { spawnSync } from 'node:child_process';
 import { readdirSync, mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { projectRoot } from '../../lib/paths.ts';
+import { projectRoot } from '../../lib/core/paths.ts';
 
 const scripts = readdirSync(path.join(projectRoot, 'scripts')).filter((f) => f.endsWith('.ts'));
 

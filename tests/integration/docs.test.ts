@@ -5,8 +5,8 @@ import * as assert from 'uvu/assert';
 import { readFileSync, readdirSync, existsSync } from 'node:fs';
 import { spawnSync } from 'node:child_process';
 import path from 'node:path';
-import { projectRoot } from '../../lib/paths.ts';
-import { commandsInMarkdown, makeTargets } from '../../lib/docs.ts';
+import { projectRoot } from '../../lib/core/paths.ts';
+import { commandsInMarkdown, makeTargets } from '../harness/docs.ts';
 
 const docs = ['README.md', ...readdirSync(path.join(projectRoot, 'docs')).filter((f) => f.endsWith('.md')).map((f) => `docs/${f}`)];
 const targets = makeTargets(readFileSync(path.join(projectRoot, 'Makefile'), 'utf8'));

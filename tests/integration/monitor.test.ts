@@ -9,12 +9,12 @@ import { spawn } from 'node:child_process';
 import { once } from 'node:events';
 import pg from 'pg';
 import { $ } from 'zx';
-import { loadEnvConfig, type EnvConfig } from '../../lib/config.ts';
-import { composeDir, projectRoot } from '../../lib/paths.ts';
-import { freePort } from '../../lib/ports.ts';
-import { backupName } from '../../lib/backup.ts';
-import { defaultThresholds, httpsHosts, runMonitor, type CheckName, type MonitorOptions } from '../../lib/monitor.ts';
-import { initCa, issueDevice, revokeDevice } from '../../lib/certs.ts';
+import { loadEnvConfig, type EnvConfig } from '../../lib/core/config.ts';
+import { composeDir, projectRoot } from '../../lib/core/paths.ts';
+import { freePort } from '../../dev/ports.ts';
+import { backupName } from '../../lib/jobs/backup.ts';
+import { defaultThresholds, httpsHosts, runMonitor, type CheckName, type MonitorOptions } from '../../lib/jobs/monitor.ts';
+import { initCa, issueDevice, revokeDevice } from '../../lib/jobs/mqtt-certs.ts';
 import { brokerUid } from '../harness/mosquitto.ts';
 import { startTestCluster } from '../harness/postgres.ts';
 import { onExit } from '../harness/cleanup.ts';
@@ -79,7 +79,7 @@ async function listen(server: http.Server | tls.Server): Promise<number> {
 
 test('a certificate that expires in 5 days makes certs WARNING, naming it; the others stay OK', async () => {
   const env = envFiles({});
-  // The real layout, written by lib/certs.ts: a device certificate with 5 days left, and a revoked
+  // The real layout, written by lib/jobs/mqtt-certs.ts: a device certificate with 5 days left, and a revoked
   // device whose old certificate (2 days left) is no one's concern any more.
   const pki = (e: 'prod' | 'dev') => ({ env: e, dir: env[e].vars.MQTT_CERTS_DIR, publicHost: env[e].vars.MQTT_PUBLIC_HOST, publicPort: env[e].vars.MQTT_PUBLIC_PORT, brokerUid: brokerUid() });
   const opts = (days?: number) => ({ dryRun: false, force: false, days, crlDays: 3650, confirm: async () => undefined });

@@ -9,8 +9,8 @@ import { chmodSync, chownSync, mkdirSync, mkdtempSync, readFileSync, rmSync, wri
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import mqtt from 'mqtt';
-import { certFiles, containerDirs, listenerPorts, mosquittoConf, passwordFile, renderForHost } from '../../lib/mosquitto.ts';
-import { freePort } from '../../lib/ports.ts';
+import { certFiles, containerDirs, listenerPorts, mosquittoConf, passwordFile, renderForHost } from '../../lib/tools/mosquitto.ts';
+import { freePort } from '../../dev/ports.ts';
 import { brokerUid, makeCerts } from '../harness/mosquitto.ts';
 import { onExit } from '../harness/cleanup.ts';
 import { waitForPort } from '../harness/server.ts';

@@ -7,8 +7,8 @@ import { mkdtempSync, mkdirSync, readFileSync, writeFileSync, statSync, chmodSyn
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import mqtt from 'mqtt';
-import { freePort } from '../../lib/ports.ts';
-import { projectRoot, composeDir } from '../../lib/paths.ts';
+import { freePort } from '../../dev/ports.ts';
+import { projectRoot, composeDir } from '../../lib/core/paths.ts';
 import { onExit } from '../harness/cleanup.ts';
 import { runCommand, waitForPort } from '../harness/server.ts';
 

@@ -10,15 +10,15 @@ import { Writable } from 'node:stream';
 import pg from 'pg';
 import bcrypt from 'bcryptjs';
 import { startSandbox, type TestSandbox } from '../harness/sandbox.ts';
-import { foreignKeysOf, readCatalog } from '../../lib/catalog.ts';
-import { freePort } from '../../lib/ports.ts';
-import { pgBin, type Cluster } from '../../lib/cluster.ts';
-import { loadEnvConfig } from '../../lib/config.ts';
-import { Ui } from '../../lib/ui.ts';
-import { sampleDataToDev, type SampleDataReport } from '../../lib/sample-data.ts';
-import { makapixSampling } from '../../lib/sampling.ts';
-import { fakeEmail, makapixRules } from '../../lib/anonymize.ts';
-import { projectRoot } from '../../lib/paths.ts';
+import { foreignKeysOf, readCatalog } from '../../lib/tools/catalog.ts';
+import { freePort } from '../../dev/ports.ts';
+import { pgBin, type Cluster } from '../../dev/cluster.ts';
+import { loadEnvConfig } from '../../lib/core/config.ts';
+import { Ui } from '../../lib/core/ui.ts';
+import { sampleDataToDev, type SampleDataReport } from '../../lib/jobs/sample-data.ts';
+import { makapixSampling } from '../../lib/domain/sampling.ts';
+import { fakeEmail, makapixRules } from '../../lib/domain/anonymize.ts';
+import { projectRoot } from '../../lib/core/paths.ts';
 
 const USERS = 2000;
 const PCT = 10;
@@ -319,7 +319,7 @@ test('genericity: a new table with a foreign key to posts is sampled; a new cont
   assert.is(stopped.code, 2, stopped.stderr);
   assert.match(stopped.stderr, /users\.contact_email/);
   assert.is(await checksum(w.eb, 'makapix_dev'), before, 'EB changed although the run stopped');
-  // The same run with a rule for the new column (lib/anonymize.ts would get one line).
+  // The same run with a rule for the new column (lib/domain/anonymize.ts would get one line).
   const config = { ...makapixSampling, rules: { ...makapixRules, columns: { ...makapixRules.columns, 'users.contact_email': fakeEmail } } };
   const quiet = new Ui({ tty: false, verbose: false, stream: new Writable({ write: (_c, _e, done) => done() }) });
   const dev = loadEnvConfig('dev', path.join(w.envDir, '.env.dev'));

@@ -9,11 +9,11 @@ import pg from 'pg';
 import { startSandbox, type TestSandbox } from '../harness/sandbox.ts';
 import { onExit } from '../harness/cleanup.ts';
 import { expectedVaultFiles, listTree, samplePosts } from '../harness/vault.ts';
-import { sandboxDatabases } from '../../lib/sandbox.ts';
-import { isTemporaryName } from '../../lib/atomic-file.ts';
-import { runSyncVault, type SyncVaultRequest, type SyncVaultSummary } from '../../lib/vault-sync.ts';
-import { OpsError } from '../../lib/errors.ts';
-import { Ui, makeConfirm } from '../../lib/ui.ts';
+import { sandboxDatabases } from '../../dev/sandbox.ts';
+import { isTemporaryName } from '../../lib/core/atomic-file.ts';
+import { runSyncVault, type SyncVaultRequest, type SyncVaultSummary } from '../../lib/jobs/vault-sync.ts';
+import { OpsError } from '../../lib/core/errors.ts';
+import { Ui, makeConfirm } from '../../lib/core/ui.ts';
 import { Writable } from 'node:stream';
 
 const root = path.resolve(import.meta.dirname, '../..');

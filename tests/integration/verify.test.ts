@@ -1,5 +1,5 @@
 // verify against a real Caddy (the project's Caddyfile) and two real Mosquittos (the project's
-// config, certificates from lib/certs.ts), all on loopback: it passes on a correct setup and fails
+// config, certificates from lib/jobs/mqtt-certs.ts), all on loopback: it passes on a correct setup and fails
 // with the right line when one protection is taken away.
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
@@ -10,19 +10,19 @@ import http from 'node:http';
 import { spawn, spawnSync } from 'node:child_process';
 import { once } from 'node:events';
 import { randomUUID } from 'node:crypto';
-import { loadEnvConfig, type Environment } from '../../lib/config.ts';
-import { projectRoot } from '../../lib/paths.ts';
-import { freePort } from '../../lib/ports.ts';
-import { Secret } from '../../lib/secret.ts';
-import { edgeCaddyfile, edgeEnvironment } from '../../lib/edge.ts';
-import { credentialsFileName, renderCredentials, type Scope } from '../../lib/basic-auth.ts';
-import { hashPassword } from '../../lib/password.ts';
-import { runVerify, type CheckLine, type VerifyOptions, type VerifyResult } from '../../lib/verify.ts';
+import { loadEnvConfig, type Environment } from '../../lib/core/config.ts';
+import { projectRoot } from '../../lib/core/paths.ts';
+import { freePort } from '../../dev/ports.ts';
+import { Secret } from '../../lib/core/secret.ts';
+import { edgeCaddyfile, edgeEnvironment } from '../../lib/tools/caddy.ts';
+import { credentialsFileName, renderCredentials, type Scope } from '../../lib/jobs/basic-auth.ts';
+import { hashPassword } from '../../lib/core/password.ts';
+import { runVerify, type CheckLine, type VerifyOptions, type VerifyResult } from '../../lib/jobs/verify.ts';
 import { startCaddy, type Edge } from '../harness/caddy.ts';
 import { brokerUid, makeCerts, startMosquitto, type Broker } from '../harness/mosquitto.ts';
 import { startSandbox, type TestSandbox } from '../harness/sandbox.ts';
 import { onExit } from '../harness/cleanup.ts';
-import { backupName } from '../../lib/backup.ts';
+import { backupName } from '../../lib/jobs/backup.ts';
 
 const root = mkdtempSync(path.join(tmpdir(), 'verify-'));
 chmodSync(root, 0o755); // the brokers' own user reads the certificate folders below

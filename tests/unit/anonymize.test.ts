@@ -17,8 +17,8 @@ import {
   userEmail,
   type AnonymizationRules,
   type Rule,
-} from '../../lib/anonymize.ts';
-import type { Column, Table } from '../../lib/catalog.ts';
+} from '../../lib/domain/anonymize.ts';
+import type { Column, Table } from '../../lib/tools/catalog.ts';
 
 const col = (name: string, type = 'text', nullable = true): Column => ({ name, type, nullable, generated: false });
 const table = (name: string, columns: Column[]): Table => ({ name, columns, primaryKey: ['id'], foreignKeys: [], uniques: [], sequences: [] });

@@ -14,8 +14,8 @@ import {
   spaceReserveBytes,
   staleTemporaries,
   type BackupSet,
-} from '../../lib/backup.ts';
-import { OpsError } from '../../lib/errors.ts';
+} from '../../lib/jobs/backup.ts';
+import { OpsError } from '../../lib/core/errors.ts';
 
 const sha = 'a'.repeat(64);
 

@@ -17,9 +17,9 @@ import {
   validateUsername,
   generatePassword,
   type Credential,
-} from '../../lib/basic-auth.ts';
-import { ConfigError, UsageError } from '../../lib/errors.ts';
-import { Secret } from '../../lib/secret.ts';
+} from '../../lib/jobs/basic-auth.ts';
+import { ConfigError, UsageError } from '../../lib/core/errors.ts';
+import { Secret } from '../../lib/core/secret.ts';
 
 const h = (c: string) => `$2b$04$${c.repeat(53).slice(0, 53)}`;
 const alice: Credential = { user: 'alice', hash: h('a'), addedAt: '2026-11-25T20:00:00Z' };

@@ -16,8 +16,8 @@ import {
   serverSans,
   subjects,
   validateDeviceName,
-} from '../../lib/certs.ts';
-import { ConfigError, UsageError } from '../../lib/errors.ts';
+} from '../../lib/jobs/mqtt-certs.ts';
+import { ConfigError, UsageError } from '../../lib/core/errors.ts';
 
 const layout = certsLayout('/etc/makapix/dev/mqtt');
 

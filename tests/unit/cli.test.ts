@@ -1,9 +1,9 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { PassThrough } from 'node:stream';
-import { executeCommand, type CommandSpec, type Io } from '../../lib/cli.ts';
-import { JobError, SafetyError } from '../../lib/errors.ts';
-import { Secret } from '../../lib/secret.ts';
+import { executeCommand, type CommandSpec, type Io } from '../../lib/core/cli.ts';
+import { JobError, SafetyError } from '../../lib/core/errors.ts';
+import { Secret } from '../../lib/core/secret.ts';
 
 function io(): Io & { out: () => string; err: () => string } {
   const stdout = new PassThrough();

@@ -1,6 +1,6 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { composeCommand, composeFiles } from '../../lib/compose.ts';
+import { composeCommand, composeFiles } from '../../lib/tools/compose.ts';
 
 const dir = '/ops/compose';
 const table = [

@@ -4,10 +4,10 @@ import { mkdtempSync, writeFileSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { inspect } from 'node:util';
-import { envSchema, loadEnvConfig, parseEnvFile, parseEnvironment, secretsOf } from '../../lib/config.ts';
-import { ConfigError, SafetyError, Exit } from '../../lib/errors.ts';
-import { Secret } from '../../lib/secret.ts';
-import { composeDir } from '../../lib/paths.ts';
+import { envSchema, loadEnvConfig, parseEnvFile, parseEnvironment, secretsOf } from '../../lib/core/config.ts';
+import { ConfigError, SafetyError, Exit } from '../../lib/core/errors.ts';
+import { Secret } from '../../lib/core/secret.ts';
+import { composeDir } from '../../lib/core/paths.ts';
 
 const example = (env: 'prod' | 'dev') => readFileSync(path.join(composeDir, `.env.${env}.example`), 'utf8');
 

@@ -1,7 +1,7 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { cutoverPlan, cutoverRollbackCommand } from '../../lib/cutover.ts';
-import type { EnvConfig } from '../../lib/config.ts';
+import { cutoverPlan, cutoverRollbackCommand } from '../../lib/jobs/cutover.ts';
+import type { EnvConfig } from '../../lib/core/config.ts';
 
 test('cutover plan and its rollback command', () => {
   const cfg = { env: 'prod', file: '/x/.env.prod', vars: { DB_VOLUME_NAME: 'makapix_pg_data', BACKUP_DIR: '/backups' } } as unknown as EnvConfig;

@@ -2,7 +2,7 @@ import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { Readable, Writable } from 'node:stream';
 import { finished, pipeline } from 'node:stream/promises';
-import { TableDemux } from '../../lib/demux.ts';
+import { TableDemux } from '../../lib/domain/demux.ts';
 
 test('the combined COPY is split back into tables: flags counted, padding cut, whatever the chunk boundaries', async () => {
   // Three tables of 2, 3 and 2 fields; table 1 has no rows. A NULL among a table's own fields stays.

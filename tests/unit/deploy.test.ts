@@ -13,8 +13,8 @@ import {
   withEnvValue,
   type DeployFacts,
   type DeployRecord,
-} from '../../lib/deploy.ts';
-import { Exit } from '../../lib/errors.ts';
+} from '../../lib/jobs/deploy.ts';
+import { Exit } from '../../lib/core/errors.ts';
 
 const a = 'a'.repeat(40);
 const b = 'b'.repeat(40);

@@ -1,6 +1,6 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { commandsInMarkdown, makeTargets } from '../../lib/docs.ts';
+import { commandsInMarkdown, makeTargets } from '../harness/docs.ts';
 
 test('finds make and script commands only inside code blocks, with their flags', () => {
   const md = ['Run `make nothing` here.', '```sh', '$ make sample-data PCT=10 ARGS="--seed 7 --yes"', '0 3 * * * /opt/makapix-ops/scripts/backup-prod.ts --json # nightly', './scripts/restore.ts --env dev --file x', 'docker ps --all', '```'].join('\n');

@@ -3,8 +3,8 @@ import * as assert from 'uvu/assert';
 import { mkdirSync, mkdtempSync, readFileSync, writeFileSync, readdirSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { caddyfileArgv, defaultCredentialsDir, edgeCaddyfile, edgeEnvironment, ensureCredentials, readableCredentialsDir } from '../../lib/edge.ts';
-import { parseCredentials } from '../../lib/basic-auth.ts';
+import { caddyfileArgv, defaultCredentialsDir, edgeCaddyfile, edgeEnvironment, ensureCredentials, readableCredentialsDir } from '../../lib/tools/caddy.ts';
+import { parseCredentials } from '../../lib/jobs/basic-auth.ts';
 
 test('no settings: no variables, so every placeholder takes its production default', () => {
   assert.equal(edgeEnvironment({}), {});

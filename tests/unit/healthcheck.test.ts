@@ -1,7 +1,7 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { pingUrl } from '../../lib/healthcheck.ts';
-import { OpsError } from '../../lib/errors.ts';
+import { pingUrl } from '../../lib/tools/healthcheck.ts';
+import { OpsError } from '../../lib/core/errors.ts';
 
 test('healthchecks-style URLs: base for success, /start and /fail beside it', () => {
   const table: [string, Parameters<typeof pingUrl>[1], string][] = [

@@ -2,9 +2,9 @@ import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
-import { parseEnvFile, validateEnv, type EnvConfig, type Environment } from '../../lib/config.ts';
-import { composeDir } from '../../lib/paths.ts';
-import { auditIsolation, analyzeCaddyHost, parseMemory, publishedPorts, renderCheckTable, type AuditInput, type CheckRow } from '../../lib/isolation.ts';
+import { parseEnvFile, validateEnv, type EnvConfig, type Environment } from '../../lib/core/config.ts';
+import { composeDir } from '../../lib/core/paths.ts';
+import { auditIsolation, analyzeCaddyHost, parseMemory, publishedPorts, renderCheckTable, type AuditInput, type CheckRow } from '../../lib/jobs/check.ts';
 
 // ---- fixtures: what `docker compose config` and `caddy adapt` render, small and editable ----------
 

@@ -4,9 +4,9 @@ import { mkdtempSync, writeFileSync, existsSync, readdirSync, readFileSync, stat
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { spawnSync } from 'node:child_process';
-import { acquireLock, withLock } from '../../lib/lock.ts';
-import { writeFileAtomic, isTemporaryName, temporaryName } from '../../lib/atomic-file.ts';
-import { JobError } from '../../lib/errors.ts';
+import { acquireLock, withLock } from '../../lib/core/lock.ts';
+import { writeFileAtomic, isTemporaryName, temporaryName } from '../../lib/core/atomic-file.ts';
+import { JobError } from '../../lib/core/errors.ts';
 
 const dir = () => mkdtempSync(path.join(tmpdir(), 'lock-'));
 

@@ -20,12 +20,12 @@ import {
   worst,
   type MonitorResult,
   type Status,
-} from '../../lib/monitor.ts';
+} from '../../lib/jobs/monitor.ts';
 import { PassThrough } from 'node:stream';
-import { executeCommand, type CommandSpec } from '../../lib/cli.ts';
-import { backupName, parseBackupName } from '../../lib/backup.ts';
-import { parseResolve } from '../../lib/probe.ts';
-import { ConfigError, UsageError } from '../../lib/errors.ts';
+import { executeCommand, type CommandSpec } from '../../lib/core/cli.ts';
+import { backupName, parseBackupName } from '../../lib/jobs/backup.ts';
+import { parseResolve } from '../../lib/tools/probe.ts';
+import { ConfigError, UsageError } from '../../lib/core/errors.ts';
 
 const t = defaultThresholds;
 const now = new Date('2026-11-25T12:00:00Z');

@@ -1,8 +1,8 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { readFileSync } from 'node:fs';
-import { containerDirs, listenerPorts, mosquittoConf, renderForHost } from '../../lib/mosquitto.ts';
-import { ConfigError } from '../../lib/errors.ts';
+import { containerDirs, listenerPorts, mosquittoConf, renderForHost } from '../../lib/tools/mosquitto.ts';
+import { ConfigError } from '../../lib/core/errors.ts';
 
 const conf = readFileSync(mosquittoConf, 'utf8');
 const layout = { dirs: { [containerDirs.certs]: '/tmp/t/certs/', [containerDirs.data]: '/tmp/t/data' }, ports: { [listenerPorts.plain]: 41883, [listenerPorts.tls]: 48883 }, bind: '127.0.0.1' };

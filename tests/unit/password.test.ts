@@ -1,8 +1,8 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import bcrypt from 'bcryptjs';
-import { hashPassword } from '../../lib/password.ts';
-import { Secret } from '../../lib/secret.ts';
+import { hashPassword } from '../../lib/core/password.ts';
+import { Secret } from '../../lib/core/secret.ts';
 
 test('a worker thread hashes with bcrypt: the hash verifies, carries its cost and a fresh salt', async () => {
   const pw = new Secret('correct horse battery');

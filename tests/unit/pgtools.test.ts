@@ -1,9 +1,9 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import path from 'node:path';
-import { loadEnvConfig } from '../../lib/config.ts';
-import { composeDir } from '../../lib/paths.ts';
-import { containerPassword, dumpArgs, globalsArgs, pgCommand, restoreArchiveArgs, restoreScriptArgs, verifyArgs, type PgPlace } from '../../lib/pgtools.ts';
+import { loadEnvConfig } from '../../lib/core/config.ts';
+import { composeDir } from '../../lib/core/paths.ts';
+import { containerPassword, dumpArgs, globalsArgs, pgCommand, restoreArchiveArgs, restoreScriptArgs, verifyArgs, type PgPlace } from '../../lib/tools/pgtools.ts';
 
 const prod = loadEnvConfig('prod', path.join(composeDir, '.env.prod.example'));
 const local: PgPlace = { kind: 'local', connection: { host: '127.0.0.1', port: 5433, user: 'owner', password: 's3cret-pass', database: 'makapix' } };

@@ -1,6 +1,6 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { createDatabaseStatements, drillProblems, formatOfFile, productionConsent, restoreDatabaseNames, scratchDatabaseName, swapStatements } from '../../lib/restore.ts';
+import { createDatabaseStatements, drillProblems, formatOfFile, productionConsent, restoreDatabaseNames, scratchDatabaseName, swapStatements } from '../../lib/jobs/restore.ts';
 
 test('production needs typed consent or both flags; --yes alone is refused; dev needs none', () => {
   const table: [Parameters<typeof productionConsent>[0], boolean, boolean, ReturnType<typeof productionConsent>][] = [

@@ -1,10 +1,10 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { combinedCopy, planSampling, makapixSampling, PlanError, UnruledColumnsError, type SamplingConfig, type SampleOptions, type TablePlan } from '../../lib/sampling.ts';
-import type { Catalog, Column, ForeignKey, Table } from '../../lib/catalog.ts';
-import { keep, makapixRules } from '../../lib/anonymize.ts';
-import { connectionFromUrl, parsePct, parseSeed, parseUsers, schemaDifferences } from '../../lib/sample-data.ts';
-import { UsageError } from '../../lib/errors.ts';
+import { combinedCopy, planSampling, makapixSampling, PlanError, UnruledColumnsError, type SamplingConfig, type SampleOptions, type TablePlan } from '../../lib/domain/sampling.ts';
+import type { Catalog, Column, ForeignKey, Table } from '../../lib/tools/catalog.ts';
+import { keep, makapixRules } from '../../lib/domain/anonymize.ts';
+import { connectionFromUrl, parsePct, parseSeed, parseUsers, schemaDifferences } from '../../lib/jobs/sample-data.ts';
+import { UsageError } from '../../lib/core/errors.ts';
 
 // A small Makapix-shaped catalog, as readCatalog returns it.
 const col = (name: string, type = 'integer', nullable = true): Column => ({ name, type, nullable, generated: false });

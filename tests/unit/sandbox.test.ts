@@ -1,8 +1,8 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { parseEnvFile, validateEnv, envSchema, type Environment } from '../../lib/config.ts';
-import { UsageError } from '../../lib/errors.ts';
-import { describeSandbox, envInput, generateSecrets, parseSandboxSize, renderActivate, renderEnvFile, sandboxEnvVars, sandboxPaths, sandboxShellEnv } from '../../lib/sandbox.ts';
+import { parseEnvFile, validateEnv, envSchema, type Environment } from '../../lib/core/config.ts';
+import { UsageError } from '../../lib/core/errors.ts';
+import { describeSandbox, envInput, generateSecrets, parseSandboxSize, renderActivate, renderEnvFile, sandboxEnvVars, sandboxPaths, sandboxShellEnv } from '../../dev/sandbox.ts';
 
 const paths = sandboxPaths('/tmp/some-sandbox');
 const input = (env: Environment, port: number) => envInput(paths, env, port, generateSecrets(env));

@@ -26,8 +26,8 @@ import {
   vaultFileContent,
   vaultFilePath,
   vaultVariantPath,
-} from '../../lib/seed.ts';
-import { UsageError } from '../../lib/errors.ts';
+} from '../../dev/seed.ts';
+import { UsageError } from '../../lib/core/errors.ts';
 
 test('copyCell writes COPY text format: NULL, booleans, numbers and escaped separators', () => {
   const cases: [Parameters<typeof copyCell>[0], string][] = [

@@ -1,6 +1,6 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { parseStackAction, stackPlan } from '../../lib/stack.ts';
+import { parseStackAction, stackPlan } from '../../lib/jobs/stack.ts';
 
 test('stackPlan: rebuild builds before it recreates; down keeps volumes; rebuild refuses prod', () => {
   assert.equal(stackPlan('dev', 'rebuild').map((s) => s.args), [['build'], ['up', '-d', '--remove-orphans']]);

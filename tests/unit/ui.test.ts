@@ -1,8 +1,8 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { PassThrough } from 'node:stream';
-import { Ui, describeProgress, formatBytes, formatDuration, makeConfirm } from '../../lib/ui.ts';
-import { SafetyError } from '../../lib/errors.ts';
+import { Ui, describeProgress, formatBytes, formatDuration, makeConfirm } from '../../lib/core/ui.ts';
+import { SafetyError } from '../../lib/core/errors.ts';
 
 function capture() {
   const stream = new PassThrough();

@@ -1,6 +1,6 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { SafetyError, UsageError } from '../../lib/errors.ts';
+import { SafetyError, UsageError } from '../../lib/core/errors.ts';
 import {
   ReferenceIndex,
   belongsTo,
@@ -19,7 +19,7 @@ import {
   type FileState,
   type VaultRelPath,
   type VaultRoot,
-} from '../../lib/vault.ts';
+} from '../../lib/domain/vault.ts';
 
 const artwork = vaultLayout.kinds[0]!;
 const refused = (e: unknown) => e instanceof SafetyError && e.exitCode === 3;

@@ -17,8 +17,8 @@ import {
   parseVaultFiles,
   renderChecklist,
   type Judgement,
-} from '../../lib/verify.ts';
-import { UsageError } from '../../lib/errors.ts';
+} from '../../lib/jobs/verify.ts';
+import { UsageError } from '../../lib/core/errors.ts';
 
 const answer = (status: number, headers: IncomingHttpHeaders = {}, body = '') => ({ status, headers, body, ms: 5 });
 const check = (j: Judgement, result: 'pass' | 'fail', detail: RegExp, name: string) => {

@@ -7,7 +7,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { $ } from 'zx';
-import { withLock } from '../../../lib/lock.ts';
+import { withLock } from '../../../lib/core/lock.ts';
 import { cacheDir } from './engine.ts';
 
 const here = path.dirname(fileURLToPath(import.meta.url));

@@ -1,0 +1,95 @@
+import { copyFile, mkdir, readFile } from 'node:fs/promises';
+import { constants } from 'node:fs';
+import path from 'node:path';
+import { caddyDir } from '../core/paths.ts';
+import { scopes, credentialsFileName, credentialsDir } from '../jobs/basic-auth.ts';
+
+/**
+ * The shared edge proxy (caddy/): its Caddyfile, the credentials it imports, and the environment
+ * a Caddy process reads the Caddyfile's `{$VAR:default}` placeholders from.
+ */
+
+export const edgeCaddyfile = path.join(caddyDir, 'Caddyfile');
+/** Committed, valid credentials that lock everyone out (one account, random thrown-away password). */
+export const defaultCredentialsDir = path.join(caddyDir, 'credentials.default');
+
+/**
+ * Puts the committed lock-everyone-out files in place for every credentials file that is missing,
+ * so Caddy can start before anyone ran `make basic-auth`. An existing file is never touched
+ * (COPYFILE_EXCL makes that race-free). Returns the files it created.
+ */
+export async function ensureCredentials(dir = credentialsDir()): Promise<string[]> {
+  await mkdir(dir, { recursive: true, mode: 0o700 });
+  const created: string[] = [];
+  for (const scope of scopes) {
+    const target = path.join(dir, credentialsFileName(scope));
+    try {
+      await copyFile(path.join(defaultCredentialsDir, credentialsFileName(scope)), target, constants.COPYFILE_EXCL);
+      created.push(target);
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
+    }
+  }
+  return created;
+}
+
+/** The credentials folder a read-only reader (caddy adapt in `make check`) should use: the real one once complete, else the defaults. */
+export async function readableCredentialsDir(dir = credentialsDir()): Promise<string> {
+  const complete = await Promise.all(scopes.map((s) => readFile(path.join(dir, credentialsFileName(s))).then(() => true, () => false)));
+  return complete.every(Boolean) ? dir : defaultCredentialsDir;
+}
+
+/**
+ * The placeholders the Caddyfile reads. Unset ones take the Caddyfile's production defaults;
+ * tests set hosts to loopback names, upstreams to local servers and ports to free high ones.
+ */
+export interface EdgeSettings {
+  admin?: string;
+  credentialsDir?: string;
+  /** Global options appended to the Caddyfile's global block (tests: local_certs, ports). */
+  extraGlobalOptions?: string[];
+  eaHost?: string;
+  eaVaultHost?: string;
+  ebHost?: string;
+  ebVaultHost?: string;
+  eaApiUpstream?: string;
+  eaWebUpstream?: string;
+  eaVaultUpstream?: string;
+  ebApiUpstream?: string;
+  ebWebUpstream?: string;
+  ebVaultUpstream?: string;
+  /** Paths of EB open without credentials (Caddy path patterns); empty by default. */
+  ebAuthExemptPaths?: string[];
+}
+
+const placeholders: Record<Exclude<keyof EdgeSettings, 'extraGlobalOptions' | 'ebAuthExemptPaths'>, string> = {
+  admin: 'CADDY_ADMIN',
+  credentialsDir: 'MAKAPIX_CREDENTIALS_DIR',
+  eaHost: 'EA_HOST',
+  eaVaultHost: 'EA_VAULT_HOST',
+  ebHost: 'EB_HOST',
+  ebVaultHost: 'EB_VAULT_HOST',
+  eaApiUpstream: 'EA_API_UPSTREAM',
+  eaWebUpstream: 'EA_WEB_UPSTREAM',
+  eaVaultUpstream: 'EA_VAULT_UPSTREAM',
+  ebApiUpstream: 'EB_API_UPSTREAM',
+  ebWebUpstream: 'EB_WEB_UPSTREAM',
+  ebVaultUpstream: 'EB_VAULT_UPSTREAM',
+};
+
+/** The environment variables for a Caddy process running the edge Caddyfile with these settings. */
+export function edgeEnvironment(s: EdgeSettings): Record<string, string> {
+  const env: Record<string, string> = {};
+  for (const [key, name] of Object.entries(placeholders) as [keyof typeof placeholders, string][]) {
+    const value = s[key];
+    if (value !== undefined) env[name] = value;
+  }
+  if (s.extraGlobalOptions?.length) env.CADDY_EXTRA_GLOBAL_OPTIONS = s.extraGlobalOptions.join('\n');
+  if (s.ebAuthExemptPaths?.length) env.EB_AUTH_EXEMPT_PATHS = s.ebAuthExemptPaths.join(' ');
+  return env;
+}
+
+/** argv for the caddy subcommands the edge uses to read a Caddyfile (validate, adapt, run). */
+export function caddyfileArgv(action: 'validate' | 'adapt' | 'run' | 'reload', caddyfile = edgeCaddyfile): string[] {
+  return [action, '--config', caddyfile, '--adapter', 'caddyfile'];
+}

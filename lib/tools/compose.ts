@@ -1,0 +1,54 @@
+import path from 'node:path';
+import { $ } from 'zx';
+import { composeDir } from '../core/paths.ts';
+import { JobError } from '../core/errors.ts';
+import type { EnvConfig, Environment } from '../core/config.ts';
+
+/** Compose v2 is a docker CLI plugin; Debian 12 ships only v1 as its own binary. */
+export type ComposeFlavor = 'v2' | 'v1';
+
+export interface Command {
+  cmd: string;
+  argv: string[];
+}
+
+export const projectName = (env: Environment) => `makapix-${env}` as const;
+
+/** The compose files of an environment: the shared base, then its override. */
+export function composeFiles(env: Environment, dir = composeDir): string[] {
+  return [path.join(dir, 'docker-compose.yml'), path.join(dir, `docker-compose.${env}.yml`)];
+}
+
+/** The one place that builds a `docker compose` command line for an environment. */
+export function composeCommand(cfg: Pick<EnvConfig, 'env' | 'file'>, args: readonly string[], flavor: ComposeFlavor, dir = composeDir): Command {
+  const common = [...composeFiles(cfg.env, dir).flatMap((f) => ['-f', f]), '--env-file', cfg.file, '-p', projectName(cfg.env), ...args];
+  return flavor === 'v2' ? { cmd: 'docker', argv: ['compose', ...common] } : { cmd: 'docker-compose', argv: common };
+}
+
+/** The shared edge Caddy: its own project and file, no env file (caddy/docker-compose.edge.yml). */
+export const edgeProject = 'makapix-edge';
+export function edgeComposeCommand(args: readonly string[], flavor: ComposeFlavor, dir = path.join(composeDir, '..', 'caddy')): Command {
+  const common = ['-f', path.join(dir, 'docker-compose.edge.yml'), '-p', edgeProject, ...args];
+  return flavor === 'v2' ? { cmd: 'docker', argv: ['compose', ...common] } : { cmd: 'docker-compose', argv: common };
+}
+
+let detected: Promise<ComposeFlavor> | undefined;
+
+/** Prefers Compose v2 and falls back to v1; detected once per process. */
+export function detectComposeFlavor(): Promise<ComposeFlavor> {
+  detected ??= (async () => {
+    if ((await $({ nothrow: true, quiet: true })`docker compose version`).exitCode === 0) return 'v2';
+    if ((await $({ nothrow: true, quiet: true })`docker-compose version`).exitCode === 0) return 'v1';
+    throw new JobError('Neither `docker compose` (v2) nor `docker-compose` (v1) is installed.', 'Install docker-compose (make setup-e2e) or the Compose v2 plugin.');
+  })();
+  return detected;
+}
+
+/** Runs docker compose for an environment; output is captured unless `stream` is set. */
+export async function runCompose(cfg: EnvConfig, args: readonly string[], opts: { stream?: boolean; nothrow?: boolean; env?: Record<string, string> } = {}) {
+  const { cmd, argv } = composeCommand(cfg, args, await detectComposeFlavor());
+  // `env` overrides the env file for this call (Compose gives the process environment precedence),
+  // e.g. the IMAGE_TAG of a deploy before the file records it.
+  const env = opts.env ? { ...process.env, ...opts.env } : process.env;
+  return $({ quiet: !opts.stream, nothrow: opts.nothrow ?? false, stdio: opts.stream ? 'inherit' : 'pipe', env })`${cmd} ${argv}`;
+}
