@@ -13,6 +13,7 @@ import { JobError, UsageError } from '../core/errors.ts';
 import { acquireLock, isAlive } from '../core/lock.ts';
 import { fsyncDir, isTemporaryName, temporaryName, writeFileAtomic } from '../core/atomic-file.ts';
 import { dumpArgs, globalsArgs, pgCommand, runPg, startPg, stderrTail, verifyArgs, type DumpFormat, type PgPlace, type PgRunResult } from '../tools/pgtools.ts';
+import { renderCommand, type Command } from '../core/exec.ts';
 import type { ComposeFlavor } from '../tools/compose.ts';
 import { formatBytes, formatDuration, type Ui } from '../core/ui.ts';
 
@@ -601,7 +602,7 @@ export function describeBackupPlan(cfg: EnvConfig, opts: Omit<BackupOptions, 'ui
   const root = opts.dir ?? cfg.vars.BACKUP_DIR;
   const dir = opts.pinned ? path.join(root, pinnedDirName) : root;
   const place = placeFor(cfg, opts.mode);
-  const line = (c: { cmd: string; argv: string[] }) => [c.cmd, ...c.argv].join(' ');
+  const line = (c: Command) => renderCommand(c);
   return [
     `lock ${path.join(root, lockFileName)}`,
     `check free space in ${dir} against pg_database_size(${cfg.vars.DB_DATABASE})`,

@@ -7,10 +7,8 @@ import type { EnvConfig, Environment } from '../core/config.ts';
 /** Compose v2 is a docker CLI plugin; Debian 12 ships only v1 as its own binary. */
 export type ComposeFlavor = 'v2' | 'v1';
 
-export interface Command {
-  cmd: string;
-  argv: string[];
-}
+export type { Command } from '../core/exec.ts';
+import type { Command } from '../core/exec.ts';
 
 export const projectName = (env: Environment) => `makapix-${env}` as const;
 
