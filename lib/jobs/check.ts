@@ -7,7 +7,7 @@ import { environments, envFilePath, loadEnvConfig, parseEnvFile, secretsOf, type
 import { composeCommand, detectComposeFlavor } from '../tools/compose.ts';
 import { caddyTarget } from './basic-auth.ts';
 import { caddyfileArgv, edgeCaddyfile, readableCredentialsDir } from '../tools/caddy.ts';
-import { certFiles } from '../tools/mosquitto.ts';
+import { aclFile, aclUsers, certFiles } from '../tools/mosquitto.ts';
 import { JobError } from '../core/errors.ts';
 import { redact, type Secret } from '../core/secret.ts';
 import type { Ui } from '../core/ui.ts';
@@ -41,6 +41,8 @@ export interface AuditInput {
   dev: StackInput;
   /** The Caddyfile adapted to Caddy's JSON (`caddy adapt`). */
   caddy: unknown;
+  /** The brokers' topic rights, compose/mosquitto/acls (both environments mount the same file). */
+  acl: string;
 }
 
 /** EB's total budget: the VPS is shared, development gets at most this much. */
@@ -360,6 +362,8 @@ export function auditIsolation(input: AuditInput): CheckRow[] {
   else if (!prod.caFingerprint || !dev.caFingerprint) rows.push(row('MQTT CA', 'warn', `separate folders; no CA yet in ${[!prod.caFingerprint && pv.MQTT_CERTS_DIR, !dev.caFingerprint && dv.MQTT_CERTS_DIR].filter(Boolean).join(' and ')} (make mqtt-certs)`));
   else rows.push(row('MQTT CA', 'ok', 'separate folders, different CAs'));
 
+  rows.push(backendAccountRow(both, input.acl));
+
   rows.push(nested(pv.VAULT_HOST_PATH, dv.VAULT_HOST_PATH) ? row('vault path', 'fail', `VAULT_HOST_PATH overlaps: ${pv.VAULT_HOST_PATH} / ${dv.VAULT_HOST_PATH}`) : row('vault path', 'ok', `${pv.VAULT_HOST_PATH} / ${dv.VAULT_HOST_PATH}`));
 
   rows.push(environmentRow(both));
@@ -417,6 +421,18 @@ function budgetRow(devModel: unknown): CheckRow {
     ...(memory > ebBudget.memoryBytes ? [`memory limits add up to ${gib(memory)} > ${gib(ebBudget.memoryBytes)}`] : []),
   ];
   return problems.length ? row('EB resource budget', 'fail', `${problems.join('; ')}`) : row('EB resource budget', 'ok', total);
+}
+
+/**
+ * The api and worker log into the broker as MQTT_BACKEND_USER; the ACL grants the backend's topics
+ * to one account by name, so any other name connects fine and then silently gets no topic at all.
+ */
+function backendAccountRow(both: [Environment, StackInput][], acl: string): CheckRow {
+  const granted = aclUsers(acl);
+  const wrong = both.filter(([, s]) => !granted.includes(s.cfg.vars.MQTT_BACKEND_USER)).map(([env, s]) => `${env} MQTT_BACKEND_USER=${s.cfg.vars.MQTT_BACKEND_USER} (${path.basename(s.cfg.file)})`);
+  return wrong.length
+    ? row('MQTT backend account', 'fail', `${wrong.join(', ')} has no rights in compose/mosquitto/acls, which grants ${granted.join(', ') || 'no account'}: the api would reach no topic`)
+    : row('MQTT backend account', 'ok', `${[...new Set(both.map(([, s]) => s.cfg.vars.MQTT_BACKEND_USER))].join(', ')} granted the backend's topics`);
 }
 
 function caddyRows(caddy: unknown, ebHost: string, ebVaultHost: string): CheckRow[] {
@@ -526,6 +542,7 @@ export async function runIsolationAudit(opts: AuditOptions): Promise<AuditResult
   if (adapted.exitCode !== 0) {
     throw new JobError(`caddy adapt rejected ${caddyfile}: ${redact(`${adapted.stderr}`).trim().split('\n').slice(-2).join(' / ')}.`, `Run caddy validate --config ${caddyfile} --adapter caddyfile for details.`);
   }
-  const rows = auditIsolation({ prod, dev, caddy: JSON.parse(`${adapted.stdout}`) });
+  const acl = await readFile(aclFile, 'utf8');
+  const rows = auditIsolation({ prod, dev, caddy: JSON.parse(`${adapted.stdout}`), acl });
   return { ok: rows.every((r) => r.status !== 'fail'), rows };
 }

@@ -4,7 +4,11 @@ import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { parseEnvFile, validateEnv, type EnvConfig, type Environment } from '../../lib/core/config.ts';
 import { composeDir } from '../../lib/core/paths.ts';
+import { aclFile } from '../../lib/tools/mosquitto.ts';
 import { auditIsolation, analyzeCaddyHost, parseMemory, publishedPorts, renderCheckTable, type AuditInput, type CheckRow } from '../../lib/jobs/check.ts';
+
+/** The real file: the audit must pass on what the repository ships. */
+const committedAcl = readFileSync(aclFile, 'utf8');
 
 // ---- fixtures: what `docker compose config` and `caddy adapt` render, small and editable ----------
 
@@ -94,6 +98,7 @@ function input(edit: (i: AuditInput) => void = () => {}): AuditInput {
     prod: { cfg: envConfig('prod'), rendered: stack('prod'), warnings: [], caFingerprint: 'aa' },
     dev: { cfg: envConfig('dev'), rendered: stack('dev'), warnings: [], caFingerprint: 'bb' },
     caddy: caddy(),
+    acl: committedAcl,
   };
   edit(i);
   return i;
@@ -124,6 +129,7 @@ const broken: { name: string; edit: (i: AuditInput) => void; check: string; deta
   { name: 'the same OAuth client', edit: (i) => void (i.dev.cfg = envConfig('dev', { GITHUB_OAUTH_CLIENT_ID: 'change-me-prod-oauth-id' })), check: 'OAuth client', detail: /change-me-prod-oauth-id/ },
   { name: 'the same MQTT CA certificate', edit: (i) => void (i.dev.caFingerprint = 'aa'), check: 'MQTT CA', detail: /same certificate/ },
   { name: 'one MQTT certificate folder inside the other', edit: (i) => void (i.dev.cfg = envConfig('dev', { MQTT_CERTS_DIR: '/etc/makapix/prod/mqtt/dev' })), check: 'MQTT CA', detail: /overlaps/ },
+  { name: "the app's fallback MQTT account (api-server), which the ACL does not know", edit: (i) => void (i.dev.cfg = envConfig('dev', { MQTT_BACKEND_USER: 'api-server' })), check: 'MQTT backend account', detail: /dev MQTT_BACKEND_USER=api-server \(\.env\.dev\.example\) has no rights in compose\/mosquitto\/acls, which grants svc_backend/ },
   { name: 'the same vault path', edit: (i) => void (i.dev.cfg = envConfig('dev', { VAULT_HOST_PATH: '/mnt/vault-1' })), check: 'vault path', detail: /overlaps: \/mnt\/vault-1/ },
   { name: 'EB over its CPU budget', edit: (i) => void (svc(i, 'dev', 'db').cpus = 1.0), check: 'EB resource budget', detail: /CPU limits add up to 2\.35 > 2/ },
   { name: 'EB over its memory budget (v2 renders bytes)', edit: (i) => void (svc(i, 'dev', 'db').mem_limit = String(1024 ** 3)), check: 'EB resource budget', detail: /2176 MiB > 2048 MiB/ },
