@@ -9,7 +9,7 @@ import { $ } from 'zx';
 import type { EnvConfig } from '../core/config.ts';
 import { connect, connectionFor, describeConnection } from '../tools/database.ts';
 import { UsageError } from '../core/errors.ts';
-import { parseBackupName } from './backup.ts';
+import { parseBackupName } from '../domain/backup-files.ts';
 import { projectName, type Command } from '../tools/compose.ts';
 import { certificatesIn, httpRequest, peerCertificate, type CertificateInfo, type ResolveMap } from '../tools/probe.ts';
 import { formatBytes, type Ui } from '../core/ui.ts';

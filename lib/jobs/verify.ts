@@ -14,7 +14,8 @@ import { Secret } from '../core/secret.ts';
 import { httpRequest, peerCertificate, type HttpAnswer, type ResolveMap } from '../tools/probe.ts';
 import { vaultLayout, fileGroup } from '../domain/vault.ts';
 import { certsLayout, deviceFiles } from './mqtt-certs.ts';
-import { credentialsFileName, parseCredentials, scopes } from './basic-auth.ts';
+import { credentialsFileName, scopes } from '../tools/caddy.ts';
+import { parseCredentials } from '../domain/credentials.ts';
 import { defaultThresholds, evaluateBackup, probeBackup } from './monitor.ts';
 import { formatDuration } from '../core/ui.ts';
 

@@ -12,7 +12,7 @@ import { $ } from 'zx';
 import { loadEnvConfig, type EnvConfig } from '../../lib/core/config.ts';
 import { composeDir, projectRoot } from '../../lib/core/paths.ts';
 import { freePort } from '../../dev/ports.ts';
-import { backupName } from '../../lib/jobs/backup.ts';
+import { backupName } from '../../lib/domain/backup-files.ts';
 import { defaultThresholds, httpsHosts, runMonitor, type CheckName, type MonitorOptions } from '../../lib/jobs/monitor.ts';
 import { initCa, issueDevice, revokeDevice } from '../../lib/jobs/mqtt-certs.ts';
 import { brokerUid } from '../harness/mosquitto.ts';

@@ -23,7 +23,7 @@ import {
 } from '../../lib/jobs/monitor.ts';
 import { PassThrough } from 'node:stream';
 import { executeCommand, type CommandSpec } from '../../lib/core/cli.ts';
-import { backupName, parseBackupName } from '../../lib/jobs/backup.ts';
+import { backupName, parseBackupName } from '../../lib/domain/backup-files.ts';
 import { parseResolve } from '../../lib/tools/probe.ts';
 import { ConfigError, UsageError } from '../../lib/core/errors.ts';
 
