@@ -3,8 +3,20 @@
 import { randomBytes } from 'node:crypto';
 import { ConfigError, UsageError } from '../core/errors.ts';
 import { Secret } from '../core/secret.ts';
-import { snippetName, type Scope } from '../tools/caddy.ts';
 
+/**
+ * Who may see EB through the shared Caddy. Two separate credential sets, so a device password
+ * sniffed on plain-HTTP vault-dev never opens a developer's account:
+ *  - developers: the EB site (snippet eb_developers_auth, file developers.caddy)
+ *  - devices:    vault-dev only (snippet eb_devices_auth, file devices.caddy)
+ */
+export type Scope = 'developers' | 'devices';
+export const scopes: readonly Scope[] = ['developers', 'devices'];
+
+export const snippetName = (scope: Scope) => `eb_${scope}_auth` as const;
+export const credentialsFileName = (scope: Scope) => `${scope}.caddy` as const;
+
+/** Where the Caddyfile imports credentials from (git-ignored); MAKAPIX_CREDENTIALS_DIR overrides it. */
 export const minPasswordLength = 12;
 /** bcrypt reads at most 72 bytes: anything longer would be silently cut, so it is refused. */
 const maxPasswordBytes = 72;

@@ -7,9 +7,8 @@ import { compose } from '../tools/compose.ts';
 import { tail } from '../core/exec.ts';
 import { backupDatabase } from '../tools/backup-store.ts';
 import { containerHealthy, defaultHealth, docker, prepareEnvironment, serviceContainers, waitHealthy, type HealthPolicy } from '../tools/docker.ts';
-import { projectName } from '../tools/compose.ts';
 import { formatBytes, type Ui } from '../core/ui.ts';
-import type { EnvConfig } from '../core/config.ts';
+import { projectName, type EnvConfig } from '../core/config.ts';
 
 export interface CutoverPlan {
   oldProject: string;

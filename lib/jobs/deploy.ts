@@ -16,7 +16,7 @@ import YAML from 'yaml';
 import { JobError, OpsError, SafetyError, UsageError } from '../core/errors.ts';
 import { acquireLock, type Lock } from '../core/lock.ts';
 import { writeFileAtomic } from '../core/atomic-file.ts';
-import { projectName } from '../tools/compose.ts';
+import { projectName } from '../core/config.ts';
 import { compose } from '../tools/compose.ts';
 import { tail } from '../core/exec.ts';
 import { containerHealthy, defaultHealth, docker, serviceContainers, waitHealthy, type HealthPolicy } from '../tools/docker.ts';

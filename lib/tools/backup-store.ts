@@ -18,6 +18,7 @@ import {
   lockFileName, manifestFileName, parseBackupFileName, parseChecksumLine, pinnedDirName, planRotation, spaceCheck, spaceReserveBytes, staleTemporaries,
   type BackupFiles, type BackupManifest, type BackupMode, type TableEstimate,
 } from '../domain/backup-files.ts';
+import type { BackupMeasure } from '../domain/monitoring.ts';
 
 // ---- runners -----------------------------------------------------------------------------
 
@@ -361,3 +362,14 @@ export async function backupDatabase(cfg: EnvConfig, opts: BackupOptions): Promi
   }
 }
 
+/** What a backup folder holds, for evaluateBackup (verify --pre reads it too). */
+export async function probeBackup(dir: string): Promise<BackupMeasure> {
+  try {
+    return { dir, names: await readdir(dir) };
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    return code === 'ENOENT' ? { dir, error: 'does not exist: no backup was ever taken here', missing: true } : { dir, error: `cannot read: ${code ?? message(err)}` };
+  }
+}
+
+const message = (err: unknown) => (err instanceof Error ? err.message : String(err));

@@ -3,6 +3,7 @@ import { constants } from 'node:fs';
 import path from 'node:path';
 import { caddyDir } from '../core/paths.ts';
 import { redact } from '../core/secret.ts';
+import { credentialsFileName, scopes } from '../domain/credentials.ts';
 import { JobError } from '../core/errors.ts';
 import { run } from '../core/exec.ts';
 
@@ -11,19 +12,6 @@ import { run } from '../core/exec.ts';
  * a Caddy process reads the Caddyfile's `{$VAR:default}` placeholders from.
  */
 
-/**
- * Who may see EB through the shared Caddy. Two separate credential sets, so a device password
- * sniffed on plain-HTTP vault-dev never opens a developer's account:
- *  - developers: the EB site (snippet eb_developers_auth, file developers.caddy)
- *  - devices:    vault-dev only (snippet eb_devices_auth, file devices.caddy)
- */
-export type Scope = 'developers' | 'devices';
-export const scopes: readonly Scope[] = ['developers', 'devices'];
-
-export const snippetName = (scope: Scope) => `eb_${scope}_auth` as const;
-export const credentialsFileName = (scope: Scope) => `${scope}.caddy` as const;
-
-/** Where the Caddyfile imports credentials from (git-ignored); MAKAPIX_CREDENTIALS_DIR overrides it. */
 export const credentialsDir = (): string => path.resolve(process.env.MAKAPIX_CREDENTIALS_DIR ?? path.join(caddyDir, 'credentials'));
 
 export const edgeCaddyfile = path.join(caddyDir, 'Caddyfile');

@@ -1,7 +1,7 @@
 import path from 'node:path';
 import { composeDir } from '../core/paths.ts';
 import { JobError } from '../core/errors.ts';
-import type { EnvConfig, Environment } from '../core/config.ts';
+import { projectName, type EnvConfig, type Environment } from '../core/config.ts';
 
 /** Compose v2 is a docker CLI plugin; Debian 12 ships only v1 as its own binary. */
 export type ComposeFlavor = 'v2' | 'v1';
@@ -9,7 +9,6 @@ export type ComposeFlavor = 'v2' | 'v1';
 export type { Command } from '../core/exec.ts';
 import { run, tail, type Command, type RunResult } from '../core/exec.ts';
 
-export const projectName = (env: Environment) => `makapix-${env}` as const;
 
 /** The compose files of an environment: the shared base, then its override. */
 export function composeFiles(env: Environment, dir = composeDir): string[] {

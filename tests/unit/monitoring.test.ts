@@ -1,26 +1,7 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import {
-  defaultThresholds,
-  diskUsage,
-  dockerArgs,
-  evaluateBackup,
-  evaluateCerts,
-  evaluateConnections,
-  evaluateContainers,
-  evaluateDisk,
-  evaluateLatency,
-  nagiosExit,
-  parseContainerStats,
-  parseDockerSize,
-  parseOnly,
-  parseThresholds,
-  percentile,
-  summarize,
-  worst,
-  type MonitorResult,
-  type Status,
-} from '../../lib/jobs/monitor.ts';
+import { defaultThresholds, diskUsage, evaluateBackup, evaluateCerts, evaluateConnections, evaluateContainers, evaluateDisk, evaluateLatency, nagiosExit, parseOnly, parseThresholds, percentile, summarize, worst, type MonitorResult, type Status } from '../../lib/domain/monitoring.ts';
+import { dockerArgs, parseContainerStats, parseDockerSize } from '../../lib/jobs/monitor.ts';
 import { PassThrough } from 'node:stream';
 import { executeCommand, type CommandSpec } from '../../lib/core/cli.ts';
 import { backupName, parseBackupName } from '../../lib/domain/backup-files.ts';
