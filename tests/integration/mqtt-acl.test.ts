@@ -15,7 +15,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import mqtt, { type MqttClient } from 'mqtt';
 import { makeCerts, startMosquitto, type Broker } from '../harness/mosquitto.ts';
-import { onExit } from '../harness/cleanup.ts';
+import { onExit } from '../../dev/cleanup.ts';
 
 const work = mkdtempSync(path.join(tmpdir(), 'mqtt-acl-test-'));
 chmodSync(work, 0o755); // the broker drops root for its own user before reading the certificates
