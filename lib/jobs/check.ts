@@ -159,6 +159,8 @@ export interface HostAnalysis {
   plainHttp: boolean;
   /** Handlers that can answer before any authentication, e.g. "reverse_proxy web.makapix-dev:3000". */
   unprotected: string[];
+  /** What the host serves, authenticated or not: "reverse_proxy <dial>" and "file_server <root>". */
+  serves: string[];
   /** Path patterns exempted from authentication (the allow-list). */
   exemptPaths: string[];
   authenticated: boolean;
@@ -192,7 +194,7 @@ function routesForHost(routes: unknown[], host: string): unknown[] {
 export function analyzeCaddyHost(caddy: unknown, host: string): HostAnalysis {
   const http = obj(obj(obj(caddy).apps).http);
   const httpPort = Number(http.http_port ?? 80);
-  const result: HostAnalysis = { host, served: false, plainHttp: false, unprotected: [], exemptPaths: [], authenticated: false, noindex: false, accounts: [] };
+  const result: HostAnalysis = { host, served: false, plainHttp: false, unprotected: [], serves: [], exemptPaths: [], authenticated: false, noindex: false, accounts: [] };
   let everyAuthenticated = true;
   let everyNoindex = true;
   for (const server of Object.values(obj(http.servers))) {
@@ -204,6 +206,8 @@ export function analyzeCaddyHost(caddy: unknown, host: string): HostAnalysis {
     const state: { cover: Cover } = { cover: { kind: 'none' } };
     let noindex = false;
     let decided = false;
+    // The folder `root` set last (a vars handler), which a file_server without its own root serves.
+    let root = '';
     const walk = (rs: unknown[], conditions: unknown[][]): void => {
       for (const r of rs) {
         const route = obj(r);
@@ -225,9 +229,13 @@ export function analyzeCaddyHost(caddy: unknown, host: string): HostAnalysis {
             if (c.kind === 'all' || (c.kind === 'except' && state.cover.kind === 'none')) state.cover = c;
           } else if (kind === 'subroute') {
             walk(list(handler.routes), conds);
+          } else if (kind === 'vars' && typeof handler.root === 'string') {
+            root = handler.root;
           } else if (!passiveHandlers.has(kind)) {
             decided = true;
-            if (state.cover.kind === 'none') result.unprotected.push(describeHandler(handler));
+            const what = describeHandler(handler, root);
+            if (state.cover.kind === 'none') result.unprotected.push(what);
+            if ((kind === 'reverse_proxy' || kind === 'file_server') && !result.serves.includes(what)) result.serves.push(what);
           }
         }
       }
@@ -258,9 +266,10 @@ function coverOf(conditions: unknown[][]): Cover {
   return { kind: 'none' };
 }
 
-function describeHandler(h: Obj): string {
+function describeHandler(h: Obj, root: string): string {
   const upstreams = list(h.upstreams).map((u) => String(obj(u).dial));
   if (h.handler === 'reverse_proxy') return `reverse_proxy ${upstreams.join(', ')}`;
+  if (h.handler === 'file_server') return `file_server ${typeof h.root === 'string' ? h.root : root || '(working directory)'}`;
   if (h.handler === 'static_response') return `static_response ${h.status_code ?? 200}`;
   return String(h.handler);
 }
@@ -435,6 +444,30 @@ function backendAccountRow(both: [Environment, StackInput][], acl: string): Chec
     : row('MQTT backend account', 'ok', `${[...new Set(both.map(([, s]) => s.cfg.vars.MQTT_BACKEND_USER))].join(', ')} granted the backend's topics`);
 }
 
+/** Every host a site of the adapted config answers for. */
+export function caddyHosts(caddy: unknown): string[] {
+  const hosts = new Set<string>();
+  for (const server of Object.values(obj(obj(obj(obj(caddy).apps).http).servers))) {
+    for (const r of list(obj(server).routes)) for (const m of list(obj(r).match)) for (const h of list(obj(m).host)) hosts.add(String(h).toLowerCase());
+  }
+  return [...hosts];
+}
+
+/**
+ * EB's upstreams and vault folder must be reachable through EB's own (authenticated) hosts only:
+ * another site, e.g. the public App Link host app-dev, may answer constants but never proxy to EB
+ * or serve its files without credentials.
+ */
+function ebOnlyRow(caddy: unknown, eb: HostAnalysis[]): CheckRow {
+  const ebServes = new Set(eb.flatMap((h) => h.serves));
+  const others = caddyHosts(caddy).filter((h) => !eb.some((e) => e.host.toLowerCase() === h));
+  const leaks = others.flatMap((host) => {
+    const open = analyzeCaddyHost(caddy, host).unprotected.filter((u) => ebServes.has(u));
+    return open.length ? [`${host} answers without credentials with EB's ${open.join(', ')}`] : [];
+  });
+  return leaks.length ? row('EB only through its hosts', 'fail', leaks.join('; ')) : row('EB only through its hosts', 'ok', `no other host (${others.length}) reaches ${[...ebServes].join(', ') || 'EB'}`);
+}
+
 function caddyRows(caddy: unknown, ebHost: string, ebVaultHost: string): CheckRow[] {
   const hosts = [analyzeCaddyHost(caddy, ebHost), analyzeCaddyHost(caddy, ebVaultHost)];
   const auth: string[] = [];
@@ -457,6 +490,7 @@ function caddyRows(caddy: unknown, ebHost: string, ebVaultHost: string): CheckRo
   return [
     auth.length ? row('EB behind basic auth', 'fail', auth.join('; ')) : row('EB behind basic auth', 'ok', `${ebHost}, ${ebVaultHost}`),
     noindex.length ? row('EB noindex', 'fail', noindex.join('; ')) : row('EB noindex', 'ok', 'X-Robots-Tag on every response, 401s included'),
+    ebOnlyRow(caddy, hosts),
     exempt.length ? row('EB auth exemptions', 'warn', `open without credentials: ${exempt.join(', ')}`) : row('EB auth exemptions', 'ok', 'none (EB_AUTH_EXEMPT_PATHS is empty)'),
     leaked.length || plainSite.length
       ? row('EB credentials on plain HTTP', 'fail', [...(leaked.length ? [`developer account${leaked.length > 1 ? 's' : ''} ${leaked.join(', ')} also open ${ebVaultHost}, which is plain HTTP`] : []), ...plainSite].join('; '))

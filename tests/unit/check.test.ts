@@ -55,9 +55,17 @@ const proxy = (dial: string): Handler => ({ handler: 'reverse_proxy', upstreams:
 const site = (host: string, routes: unknown[]) => ({ match: [{ host: [host] }], handle: [{ handler: 'subroute', routes }], terminal: true });
 const sub = (routes: unknown[], match?: unknown[]) => ({ ...(match && { match }), handle: [{ handler: 'subroute', routes }] });
 
+const files = (root: string): Handler[] => [{ handler: 'vars', root }, { handler: 'file_server', hide: ['caddy/Caddyfile'] }];
+const mkpx404 = { match: [{ path: ['/mkpx/*'] }], handle: [{ handler: 'static_response', status_code: 404 }] };
+/** The App Link hosts: constants only. */
+const appLinks = (host: string, extra: Handler[] = []) =>
+  site(host, [{ handle: extra }, sub([{ handle: [{ handler: 'static_response', status_code: 200, body: '[]' }] }], [{ path: ['/.well-known/assetlinks.json'] }]), sub([{ handle: [{ handler: 'static_response', status_code: 404 }] }])]);
+
 interface CaddyShape {
   ebSite?: unknown;
   ebVault?: unknown;
+  eaVault?: unknown;
+  ebApp?: unknown;
 }
 /** The adapted Caddyfile, shaped like caddy adapt's output for caddy/Caddyfile. */
 function caddy(shape: CaddyShape = {}) {
@@ -79,13 +87,14 @@ function caddy(shape: CaddyShape = {}) {
         ],
       },
     ]);
-  const ebVault = shape.ebVault ?? site('vault-dev.makapix.club', [{ handle: [...noindex, { handler: 'subroute', routes: [{ handle: [auth('tv1', '$2b$device')] }, { handle: [proxy('vault.makapix-dev:8080')] }] }] }]);
-  const eaVault = site('vault.makapix.club', [{ handle: [proxy('vault.makapix-prod:8080')] }]);
+  const ebVault = shape.ebVault ?? site('vault-dev.makapix.club', [{ handle: [...noindex, { handler: 'subroute', routes: [{ handle: [auth('tv1', '$2b$device')] }, mkpx404, { handle: files('/srv/vault-dev') }] }] }]);
+  const eaVault = shape.eaVault ?? site('vault.makapix.club', [{ handle: [{ handler: 'subroute', routes: [mkpx404, { handle: files('/srv/vault-prod') }] }] }]);
+  const ebApp = shape.ebApp ?? appLinks('app-dev.makapix.club', noindex);
   return {
     apps: {
       http: {
         servers: {
-          srv0: { listen: [':443'], routes: [ebSite, ebVault, eaVault, site('makapix.club', [sub([{ handle: [proxy('web.makapix-prod:3000')] }])])] },
+          srv0: { listen: [':443'], routes: [ebSite, ebVault, ebApp, eaVault, appLinks('app.makapix.club'), site('makapix.club', [sub([{ handle: [proxy('web.makapix-prod:3000')] }])])] },
           srv1: { listen: [':80'], routes: [ebVault, eaVault] },
         },
       },
@@ -145,6 +154,18 @@ const broken: { name: string; edit: (i: AuditInput) => void; check: string; deta
     edit: (i) => void (i.caddy = caddy({ ebVault: site('vault-dev.makapix.club', [{ handle: [...noindex, proxy('vault.makapix-dev:8080')] }]) })),
     check: 'EB behind basic auth',
     detail: /vault-dev\.makapix\.club has no basic auth; vault-dev\.makapix\.club answers without credentials: reverse_proxy vault\.makapix-dev:8080/,
+  },
+  {
+    name: "the public App Link host proxying to EB's web",
+    edit: (i) => void (i.caddy = caddy({ ebApp: appLinks('app-dev.makapix.club', [...noindex, proxy('web.makapix-dev:3000')]) })),
+    check: 'EB only through its hosts',
+    detail: /^app-dev\.makapix\.club answers without credentials with EB's reverse_proxy web\.makapix-dev:3000$/,
+  },
+  {
+    name: "EA's vault serving EB's vault folder",
+    edit: (i) => void (i.caddy = caddy({ eaVault: site('vault.makapix.club', [{ handle: files('/srv/vault-dev') }]) })),
+    check: 'EB only through its hosts',
+    detail: /vault\.makapix\.club answers without credentials with EB's file_server \/srv\/vault-dev/,
   },
   {
     name: 'an EB route answering before authentication',
@@ -211,6 +232,9 @@ test('host analysis: the plain-HTTP listener, exemptions and accounts', () => {
   const a = analyzeCaddyHost(caddy(), 'vault-dev.makapix.club');
   assert.equal({ served: a.served, plainHttp: a.plainHttp, authenticated: a.authenticated, noindex: a.noindex, unprotected: a.unprotected, exemptPaths: a.exemptPaths }, { served: true, plainHttp: true, authenticated: true, noindex: true, unprotected: [], exemptPaths: [] });
   assert.equal(a.accounts.map((x) => x.username), ['tv1', 'tv1']);
+  assert.equal(a.serves, ['file_server /srv/vault-dev']);
+  const app = analyzeCaddyHost(caddy(), 'app-dev.makapix.club');
+  assert.equal({ authenticated: app.authenticated, noindex: app.noindex, unprotected: app.unprotected, serves: app.serves }, { authenticated: false, noindex: true, unprotected: ['static_response 200', 'static_response 404'], serves: [] });
   const ea = analyzeCaddyHost(caddy(), 'makapix.club');
   assert.equal({ plainHttp: ea.plainHttp, authenticated: ea.authenticated, noindex: ea.noindex, unprotected: ea.unprotected }, { plainHttp: false, authenticated: false, noindex: false, unprotected: ['reverse_proxy web.makapix-prod:3000'] });
 });
