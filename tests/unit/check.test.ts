@@ -32,7 +32,7 @@ function stack(env: Environment) {
     db: { container_name: `${p}-db`, ports: [`127.0.0.1:${env === 'prod' ? 5432 : 5433}:5432/tcp`], volumes: ['db_data:/var/lib/postgresql/data:rw'], networks: { internal: {} } },
     cache: { container_name: `${p}-cache`, networks: { internal: {} } },
     api: { container_name: `${p}-api`, environment: { ...environment }, volumes: [`${vault}:/vault:rw`], networks: { internal: {}, caddy_net: {} } },
-    worker: { container_name: `${p}-worker`, environment: { ...environment }, volumes: [`${vault}:/vault:rw`], networks: { internal: {} } },
+    worker: { container_name: `${p}-worker`, environment: { ...environment }, volumes: [`${vault}:/vault:rw`, '/var/log/caddy:/var/log/caddy:ro'], networks: { internal: {} } },
     web: { container_name: `${p}-web`, environment: { ...environment }, networks: { internal: {}, caddy_net: {} } },
     mqtt: { container_name: `${p}-mqtt`, ports: [{ published: env === 'prod' ? 8883 : 8884, target: 8883 }], volumes: [`/etc/makapix/${env}/mqtt:/mosquitto/certs:ro`, '/ops/compose/mosquitto:/mosquitto/config:ro'], networks: { internal: {} } },
     vault: { container_name: `${p}-vault`, volumes: [`${vault}:/vault:ro`], networks: { internal: {}, caddy_net: {} } },
@@ -60,6 +60,9 @@ const mkpx404 = { match: [{ path: ['/mkpx/*'] }], handle: [{ handler: 'static_re
 /** The App Link hosts: constants only. */
 const appLinks = (host: string, extra: Handler[] = []) =>
   site(host, [{ handle: extra }, sub([{ handle: [{ handler: 'static_response', status_code: 200, body: '[]' }] }], [{ path: ['/.well-known/assetlinks.json'] }]), sub([{ handle: [{ handler: 'static_response', status_code: 404 }] }])]);
+
+/** The rendered edge project (caddy/docker-compose.edge.yml with its defaults), v1's short syntax. */
+const edgeStack = (volumes = ['/mnt/vault-1:/srv/vault-prod:ro', '/mnt/vault-dev:/srv/vault-dev:ro', '/var/log/caddy:/var/log/caddy:rw']) => ({ services: { caddy: { volumes: ['/opt/makapix-ops/caddy:/etc/caddy:ro', ...volumes] } } });
 
 interface CaddyShape {
   ebSite?: unknown;
@@ -108,6 +111,7 @@ function input(edit: (i: AuditInput) => void = () => {}): AuditInput {
     dev: { cfg: envConfig('dev'), rendered: stack('dev'), warnings: [], caFingerprint: 'bb' },
     caddy: caddy(),
     acl: committedAcl,
+    edge: edgeStack(),
   };
   edit(i);
   return i;
@@ -139,7 +143,17 @@ const broken: { name: string; edit: (i: AuditInput) => void; check: string; deta
   { name: 'the same MQTT CA certificate', edit: (i) => void (i.dev.caFingerprint = 'aa'), check: 'MQTT CA', detail: /same certificate/ },
   { name: 'one MQTT certificate folder inside the other', edit: (i) => void (i.dev.cfg = envConfig('dev', { MQTT_CERTS_DIR: '/etc/makapix/prod/mqtt/dev' })), check: 'MQTT CA', detail: /overlaps/ },
   { name: "the app's fallback MQTT account (api-server), which the ACL does not know", edit: (i) => void (i.dev.cfg = envConfig('dev', { MQTT_BACKEND_USER: 'api-server' })), check: 'MQTT backend account', detail: /dev MQTT_BACKEND_USER=api-server \(\.env\.dev\.example\) has no rights in compose\/mosquitto\/acls, which grants svc_backend/ },
-  { name: 'the same vault path', edit: (i) => void (i.dev.cfg = envConfig('dev', { VAULT_HOST_PATH: '/mnt/vault-1' })), check: 'vault path', detail: /overlaps: \/mnt\/vault-1/ },
+  {
+    name: "the edge mounting EB's vault where Caddy serves EA's",
+    edit: (i) => void (i.edge = edgeStack(['/mnt/vault-dev:/srv/vault-prod:ro', '/mnt/vault-dev:/srv/vault-dev:ro', '/var/log/caddy:/var/log/caddy'])),
+    check: 'edge vault folders',
+    detail: /^vault\.makapix\.club serves \/mnt\/vault-dev, not prod's VAULT_HOST_PATH=\/mnt\/vault-1 \(set it in caddy\/\.env\)$/,
+  },
+  { name: 'a vault mounted writable in the edge', edit: (i) => void (i.edge = edgeStack(['/mnt/vault-1:/srv/vault-prod', '/mnt/vault-dev:/srv/vault-dev:ro', '/var/log/caddy:/var/log/caddy'])), check: 'edge vault folders', detail: /mounts \/mnt\/vault-1 writable/ },
+  { name: 'a vault folder the edge does not mount', edit: (i) => void (i.edge = edgeStack(['/mnt/vault-1:/srv/vault-prod:ro', '/var/log/caddy:/var/log/caddy'])), check: 'edge vault folders', detail: /vault-dev\.makapix\.club serves \/srv\/vault-dev, which the edge does not mount/ },
+  { name: 'no log folder in the edge', edit: (i) => void (i.edge = edgeStack(['/mnt/vault-1:/srv/vault-prod:ro', '/mnt/vault-dev:/srv/vault-dev:ro'])), check: 'edge access logs', detail: /mounts no host folder at \/var\/log\/caddy/ },
+  { name: 'a worker reading another log folder', edit: (i) => void (svc(i, 'prod', 'worker').volumes = ['/srv/logs:/var/log/caddy:ro']), check: 'edge access logs', detail: /^prod worker reads \/srv\/logs, the edge writes \/var\/log\/caddy$/ },
+  { name: 'the same vault path', edit: (i) => void (i.dev.cfg = envConfig('dev', { VAULT_HOST_PATH: '/mnt/vault-1' })), check: 'vault path', detail: /overlaps: \/mnt\/vault-1/, also: ['edge vault folders'] },
   { name: 'EB over its CPU budget', edit: (i) => void (svc(i, 'dev', 'db').cpus = 1.0), check: 'EB resource budget', detail: /CPU limits add up to 2\.35 > 2/ },
   { name: 'EB over its memory budget (v2 renders bytes)', edit: (i) => void (svc(i, 'dev', 'db').mem_limit = String(1024 ** 3)), check: 'EB resource budget', detail: /2176 MiB > 2048 MiB/ },
   { name: 'an EB service without a limit', edit: (i) => void delete svc(i, 'dev', 'vault').mem_limit, check: 'EB resource budget', detail: /no limit on vault \(memory\)/ },
@@ -151,9 +165,9 @@ const broken: { name: string; edit: (i: AuditInput) => void; check: string; deta
   { name: "EA's database volume under another name", edit: (i) => void ((i.prod.rendered as ReturnType<typeof stack>).volumes.db_data = { external: true, name: 'db_data' }), check: 'EA database volume', detail: /uses volume db_data, not DB_VOLUME_NAME=makapix_pg_data/ },
   {
     name: 'an EB host without basic auth',
-    edit: (i) => void (i.caddy = caddy({ ebVault: site('vault-dev.makapix.club', [{ handle: [...noindex, proxy('vault.makapix-dev:8080')] }]) })),
+    edit: (i) => void (i.caddy = caddy({ ebVault: site('vault-dev.makapix.club', [{ handle: [...noindex, ...files('/srv/vault-dev')] }]) })),
     check: 'EB behind basic auth',
-    detail: /vault-dev\.makapix\.club has no basic auth; vault-dev\.makapix\.club answers without credentials: reverse_proxy vault\.makapix-dev:8080/,
+    detail: /vault-dev\.makapix\.club has no basic auth; vault-dev\.makapix\.club answers without credentials: file_server \/srv\/vault-dev/,
   },
   {
     name: "the public App Link host proxying to EB's web",
@@ -166,6 +180,7 @@ const broken: { name: string; edit: (i: AuditInput) => void; check: string; deta
     edit: (i) => void (i.caddy = caddy({ eaVault: site('vault.makapix.club', [{ handle: files('/srv/vault-dev') }]) })),
     check: 'EB only through its hosts',
     detail: /vault\.makapix\.club answers without credentials with EB's file_server \/srv\/vault-dev/,
+    also: ['edge vault folders'],
   },
   {
     name: 'an EB route answering before authentication',
@@ -179,16 +194,16 @@ const broken: { name: string; edit: (i: AuditInput) => void; check: string; deta
     check: 'EB behind basic auth',
     detail: /has no basic auth/,
   },
-  { name: 'an EB host missing from the Caddyfile', edit: (i) => void (i.dev.cfg = envConfig('dev', { VAULT_DOMAIN: 'vault-eb.makapix.club' })), check: 'EB behind basic auth', detail: /vault-eb\.makapix\.club has no site/, also: ['EB noindex'] },
+  { name: 'an EB host missing from the Caddyfile', edit: (i) => void (i.dev.cfg = envConfig('dev', { VAULT_DOMAIN: 'vault-eb.makapix.club' })), check: 'EB behind basic auth', detail: /vault-eb\.makapix\.club has no site/, also: ['EB noindex', 'edge vault folders'] },
   {
     name: 'noindex only deferred (a 401 would miss it)',
-    edit: (i) => void (i.caddy = caddy({ ebVault: site('vault-dev.makapix.club', [{ handle: [noindex[1], auth('tv1', 'h'), proxy('vault.makapix-dev:8080')] }]) })),
+    edit: (i) => void (i.caddy = caddy({ ebVault: site('vault-dev.makapix.club', [{ handle: [noindex[1], auth('tv1', 'h'), ...files('/srv/vault-dev')] }]) })),
     check: 'EB noindex',
     detail: /vault-dev\.makapix\.club does not set X-Robots-Tag/,
   },
   {
     name: 'a developer account on plain-HTTP vault-dev',
-    edit: (i) => void (i.caddy = caddy({ ebVault: site('vault-dev.makapix.club', [{ handle: [...noindex, auth('alice', '$2b$dev'), proxy('vault.makapix-dev:8080')] }]) })),
+    edit: (i) => void (i.caddy = caddy({ ebVault: site('vault-dev.makapix.club', [{ handle: [...noindex, auth('alice', '$2b$dev'), ...files('/srv/vault-dev')] }]) })),
     check: 'EB credentials on plain HTTP',
     detail: /developer account alice also open vault-dev/,
   },
@@ -220,6 +235,14 @@ test('an exempt EB path is reported as a warning, not hidden and not a failure',
   const exempt = rows.find((r) => r.check === 'EB auth exemptions')!;
   assert.is(exempt.status, 'warn');
   assert.is(exempt.detail, 'open without credentials: development.makapix.club/api/provision/*');
+});
+
+test('workers that read the edge logs: ok; a worker that does not mount them: a warning', () => {
+  const mount = (i: AuditInput) => (['prod', 'dev'] as const).forEach((env) => (svc(i, env, 'worker').volumes = ['/var/log/caddy:/var/log/caddy:ro']));
+  const ok = auditIsolation(input(mount)).find((r) => r.check === 'edge access logs')!;
+  assert.equal([ok.status, ok.detail], ['ok', '/var/log/caddy, read by both workers']);
+  const warn = auditIsolation(input((i) => (mount(i), (svc(i, 'dev', 'worker').volumes = [])))).find((r) => r.check === 'edge access logs')!;
+  assert.equal([warn.status, warn.detail], ['warn', '/var/log/caddy; the dev worker does not mount it at /var/log/caddy, so download statistics stay empty']);
 });
 
 test('a missing CA is a warning until make mqtt-certs ran', () => {
