@@ -178,12 +178,11 @@ const fallback = (k: KeySpec, i: EnvInputs): Omit<Entry, 'key' | 'secret'> | und
 
 function placeholder(k: KeySpec, env: Environment, templateName: string): Omit<Entry, 'key' | 'secret'> {
   const hint =
-    issuer(k.key) ??
-    (env === 'dev'
-      ? `set it by hand (see ${templateName})`
+    env === 'dev'
+      ? (issuer(k.key) ?? `set it by hand (see ${templateName})`)
       : readFromOldStack.has(k.key)
         ? "the old stack: `docker inspect` of its db container (its volume on /var/lib/postgresql/data, its image, its POSTGRES_* variables) or its env file (give it with --from)"
-        : "production's current value: the old stack's env file or `docker inspect` of its api container (give the file with --from)");
+        : "production's current value: the old stack's env file or `docker inspect` of its api container (give the file with --from)";
   return { value: '', origin: 'placeholder', source: 'not found', hint };
 }
 
