@@ -149,6 +149,9 @@ export const envSchema = {
 type Schema = typeof envSchema;
 export type EnvVars = { [K in keyof Schema]: Schema[K] extends Field<infer T> ? T : never };
 
+/** Each environment is one Compose project of this name. */
+export const projectName = (env: Environment) => `makapix-${env}` as const;
+
 /** A parsed, validated environment file. */
 export interface EnvConfig {
   readonly env: Environment;

@@ -13,7 +13,7 @@ import { writeFileAtomic } from '../core/atomic-file.ts';
 import { run, tail } from '../core/exec.ts';
 import { redact } from '../core/secret.ts';
 import type { Ui } from '../core/ui.ts';
-import { composeServiceContainers, dockerReachable, inspectContainer, passwordLoginCommand } from '../tools/docker.ts';
+import { serviceContainers, dockerReachable, inspectContainer, passwordLoginCommand } from '../tools/docker.ts';
 import {
   apiContainerSource,
   candidatesOf,
@@ -127,14 +127,14 @@ interface Live {
 /** The first of the projects with a running db container: its db, api and web containers as sources. */
 async function readLive(projects: readonly string[], notes: string[]): Promise<Live | undefined> {
   for (const project of projects) {
-    const [dbId] = await composeServiceContainers(project, 'db');
+    const [dbId] = await serviceContainers(project, 'db');
     if (!dbId) continue;
     const db = containerFacts(await inspectContainer(dbId));
     const fromDb = dbContainerSource(db);
     notes.push(...fromDb.notes);
     const sources: Source[] = [fromDb.source];
     for (const service of ['api', 'web']) {
-      const [id] = await composeServiceContainers(project, service);
+      const [id] = await serviceContainers(project, service);
       if (id) sources.push(apiContainerSource(containerFacts(await inspectContainer(id))));
     }
     return { project, db, sources };
