@@ -20,6 +20,7 @@ import {
   containerFacts,
   dbContainerSource,
   dbPasswords,
+  isTemplatePlaceholder,
   planEnvFiles,
   renderEnvFile,
   schemaKeys,
@@ -217,8 +218,17 @@ export async function makeEnvFiles(o: EnvFilesOptions): Promise<EnvFilesResult> 
     notes.push(o.docker ? 'No Docker engine answers: only the env files were read (no container, volume or login was checked).' : 'Containers were not read (--no-docker): only the env files.');
   }
 
-  const prodSources = [...(prodLive?.sources ?? []), ...prodFileSources];
-  const devSources = [...(devLive?.sources ?? []), ...devFileSources];
+  // Last come the checkouts named on the command line (each environment's APP_DIR) and the file being
+  // replaced (--force): a value filled by hand there, or a secret EB may already use, is kept.
+  const checkout = (dir: string, flag: string): Source => ({ label: flag, values: new Map([['APP_DIR', { value: path.resolve(dir), where: flag }]]) });
+  const replaced = async (env: Environment): Promise<Source[]> => {
+    const s = existsSync(targets[env]) ? await fileSource(targets[env], false, notes) : undefined;
+    if (!s) return [];
+    report.push({ env, label: `${targets[env]} (the file being replaced)`, found: true });
+    return [{ label: s.label, values: new Map([...s.values].filter(([, f]) => !isTemplatePlaceholder(f.value)).map(([k, f]) => [k, { ...f, where: `${f.where} (the file being replaced)` }])) }];
+  };
+  const prodSources = [...(prodLive?.sources ?? []), ...prodFileSources, checkout(o.appDir, '--app-dir'), ...(await replaced('prod'))];
+  const devSources = [...(devLive?.sources ?? []), ...devFileSources, checkout(o.devAppDir, '--dev-app-dir'), ...(await replaced('dev'))];
   const logins = [
     ...(prodLive ? await o.ui.run("confirm EA's database passwords by logging in", () => confirmPasswords('prod', prodLive, prodSources, notes)) : []),
     ...(devLive ? await o.ui.run("confirm EB's database passwords by logging in", () => confirmPasswords('dev', devLive, devSources, notes)) : []),
