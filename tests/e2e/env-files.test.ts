@@ -21,7 +21,8 @@ const adminPassword = randomBytes(16).toString('hex');
 const workerPassword = randomBytes(16).toString('hex');
 const jwt = randomBytes(32).toString('hex');
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-const labels = (service: string, extra: string[] = []) => ['--label', 'com.docker.compose.project=makapix', '--label', `com.docker.compose.service=${service}`, ...extra];
+// The labels Compose puts on a service's containers.
+const labels = (service: string, extra: string[] = []) => ['--label', 'com.docker.compose.project=makapix', '--label', `com.docker.compose.service=${service}`, '--label', 'com.docker.compose.oneoff=False', ...extra];
 
 test.before(async () => {
   w = await World.create();
