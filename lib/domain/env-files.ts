@@ -66,6 +66,32 @@ export const readFromOldStack: ReadonlySet<string> = new Set([...volumeBound, 'D
 /** Fixed per environment by the toolkit: the validator refuses a file declaring the other one. */
 export const identityOf = (env: Environment): Readonly<Record<string, string>> => ({ COMPOSE_PROJECT_NAME: `makapix-${env}`, ENVIRONMENT: appEnvironmentName[env] });
 
+/**
+ * Values that follow from another one when no source holds them. NEXT_PUBLIC_API_BASE_URL is an
+ * origin: the app's web appends /api/... itself (web/src, `NEXT_PUBLIC_API_BASE_URL || window.location.origin`;
+ * deploy/stack/docker-compose.prod.yml of the app sets https://makapix.club).
+ */
+export const derived: Readonly<Record<string, { from: string; derive(value: string): string | undefined; why: string }>> = {
+  NEXT_PUBLIC_API_BASE_URL: {
+    from: 'BASE_URL',
+    derive: (v) => {
+      try {
+        return new URL(v).origin;
+      } catch {
+        return undefined;
+      }
+    },
+    why: "the origin of BASE_URL (the app's web appends /api itself)",
+  },
+};
+
+function derive(key: string, planned: readonly Entry[]): Omit<Entry, 'key' | 'secret'> | undefined {
+  const rule = derived[key];
+  const base = rule && planned.find((e) => e.key === rule.from && e.origin !== 'placeholder');
+  const value = base && rule.derive(base.value);
+  return value ? { value, origin: 'derived', source: rule.why } : undefined;
+}
+
 /** Secrets another party issues: nothing to generate, only where to get them. */
 export const issuedElsewhere: readonly (readonly [RegExp, string])[] = [
   [/^GITHUB_OAUTH_/, "the environment's own GitHub OAuth app (docs/RUNBOOK.md 2.1; EB's is registered in phase 7)"],
@@ -100,7 +126,7 @@ export function secretShapeProblems(key: string, value: string): string[] {
 
 // ---- the merge ---------------------------------------------------------------------------------
 
-export type Origin = 'carried' | 'fixed' | 'from-ea' | 'template' | 'default' | 'generated' | 'placeholder';
+export type Origin = 'carried' | 'fixed' | 'from-ea' | 'derived' | 'template' | 'default' | 'generated' | 'placeholder';
 
 export interface Entry {
   key: string;
@@ -203,7 +229,7 @@ function planProd(keys: readonly KeySpec[], i: EnvInputs): Planned {
       out.disagreements.push(...disagreementsOf(env, k.key, chosen, found));
     } else {
       const mustBeFound = (k.secret && k.default === undefined) || readFromOldStack.has(k.key);
-      e = (mustBeFound ? undefined : fallback(k, i)) ?? placeholder(k, env, i.templateName);
+      e = (mustBeFound ? undefined : (derive(k.key, out.entries) ?? fallback(k, i))) ?? placeholder(k, env, i.templateName);
     }
     out.entries.push({ key: k.key, secret: k.secret, ...e });
   }
@@ -246,7 +272,7 @@ function planDev(keys: readonly KeySpec[], i: EnvInputs, prod: Planned, random: 
     } else if (k.secret && k.default === undefined) {
       e = issuer(k.key) ? placeholder(k, env, i.templateName) : fresh(k);
     } else {
-      e = fallback(k, i) ?? placeholder(k, env, i.templateName);
+      e = derive(k.key, out.entries) ?? fallback(k, i) ?? placeholder(k, env, i.templateName);
     }
     out.entries.push({ key: k.key, secret: k.secret, ...e });
   }

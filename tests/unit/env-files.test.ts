@@ -35,6 +35,8 @@ const keys: KeySpec[] = [
   { key: 'COMPOSE_PROJECT_NAME', secret: false },
   { key: 'ENVIRONMENT', secret: false },
   { key: 'ROOT_DOMAIN', secret: false },
+  { key: 'BASE_URL', secret: false },
+  { key: 'NEXT_PUBLIC_API_BASE_URL', secret: false },
   { key: 'DB_DATABASE', secret: false },
   { key: 'DB_ADMIN_USER', secret: false },
   { key: 'DB_ADMIN_PASSWORD', secret: true },
@@ -180,6 +182,16 @@ test("EB already running: its database passwords are carried (they live in its v
     [['SQIDS_ALPHABET', '/opt/makapix-dev/deploy/stack/.env.dev:5']],
   );
   assert.match(dev.disagreements[0]!.chosen, /^EA's/);
+});
+
+test("NEXT_PUBLIC_API_BASE_URL: the origin of BASE_URL when no source has it (never the example's /api), a found value carried", () => {
+  const template = { BASE_URL: 'https://development.makapix.club', NEXT_PUBLIC_API_BASE_URL: 'https://development.makapix.club/api' };
+  const { prod, dev } = planEnvFiles(keys, inputs([src('.env', { BASE_URL: 'https://makapix.club/' })], { NEXT_PUBLIC_API_BASE_URL: 'https://makapix.club/api' }), inputs([], template), random);
+  assert.is(get(prod, 'NEXT_PUBLIC_API_BASE_URL').value, 'https://makapix.club');
+  assert.is(get(prod, 'NEXT_PUBLIC_API_BASE_URL').origin, 'derived');
+  assert.is(get(dev, 'NEXT_PUBLIC_API_BASE_URL').value, 'https://development.makapix.club');
+  const web = src('docker inspect makapix-web-1', { NEXT_PUBLIC_API_BASE_URL: 'https://makapix.club' });
+  assert.is(get(planEnvFiles(keys, inputs([web]), inputs([]), random).prod, 'NEXT_PUBLIC_API_BASE_URL').source, 'docker inspect makapix-web-1:1');
 });
 
 test('the PostgreSQL image is pinned to the running major, keeping its libc variant', () => {
