@@ -5,7 +5,8 @@
 import { JobError, UsageError } from '../core/errors.ts';
 import { detectComposeFlavor, edgeComposeCommand, runCompose } from '../tools/compose.ts';
 import { ensureCredentials } from '../tools/caddy.ts';
-import { caddyTarget, reloadCaddy } from '../tools/caddy.ts';
+import { reloadCaddy } from '../tools/caddy.ts';
+import type { Settings } from '../core/settings.ts';
 import { ensureNetwork, edgeNetwork, prepareEnvironment } from '../tools/docker.ts';
 import { compose } from '../tools/compose.ts';
 import { run, tail } from '../core/exec.ts';
@@ -80,14 +81,14 @@ export type EdgeAction = 'up' | 'reload';
 export const edgeContainer = 'makapix-edge-caddy';
 
 /** up-edge: network and default credentials first, then the edge project; reload-edge: caddy reload inside it. */
-export async function runEdge(action: EdgeAction, ui: Ui, dryRun = false): Promise<{ action: EdgeAction; created: string[]; steps: string[] }> {
+export async function runEdge(action: EdgeAction, settings: Pick<Settings, 'credentialsDir' | 'caddy'>, ui: Ui, dryRun = false): Promise<{ action: EdgeAction; created: string[]; steps: string[] }> {
   const { cmd, argv } = edgeComposeCommand(['up', '-d'], await detectComposeFlavor());
   if (dryRun) return { action, created: [], steps: [action === 'reload' ? `docker exec ${edgeContainer} caddy reload --config /etc/caddy/Caddyfile --adapter caddyfile` : `${cmd} ${argv.join(' ')}`] };
   if (action === 'reload') {
-    await ui.run('Reload the edge Caddy', () => reloadCaddy({ ...caddyTarget(), container: edgeContainer }));
+    await ui.run('Reload the edge Caddy', () => reloadCaddy({ ...settings.caddy, container: edgeContainer }));
     return { action, created: [], steps: [] };
   }
-  const created = [...((await ensureNetwork(edgeNetwork)) ? [`network ${edgeNetwork}`] : []), ...(await ensureCredentials())];
+  const created = [...((await ensureNetwork(edgeNetwork)) ? [`network ${edgeNetwork}`] : []), ...(await ensureCredentials(settings.credentialsDir))];
   for (const c of created) ui.info(`created ${c}`);
   await ui.run('Start the edge Caddy', async () => {
     const out = await run({ cmd, argv }, { nothrow: true });
