@@ -25,7 +25,7 @@ await runScript({
     force: { type: 'boolean', description: 'replace existing files (each is kept as <file>.bak-<date>)' },
   },
   run: (ctx) => {
-    const envDir = ctx.flags['env-dir'] ?? process.env.MAKAPIX_ENV_DIR ?? composeDir;
+    const envDir = ctx.flags['env-dir'] ?? ctx.settings.envDir;
     return makeEnvFiles({
       appDir: ctx.flags['app-dir'],
       devAppDir: ctx.flags['dev-app-dir'],
@@ -39,9 +39,9 @@ await runScript({
       force: ctx.flags.force,
       dryRun: ctx.dryRun,
       ui: ctx.ui,
-      audit: (dir) => runIsolationAudit({ envDir: dir, ui: ctx.ui }),
+      audit: (dir) => runIsolationAudit({ envDir: dir, settings: ctx.settings, ui: ctx.ui }),
     });
   },
   render: (r) => process.stdout.write(renderEnvFilesReport(r)),
   exitCode: envFilesExitCode,
-});
+}, process.argv, process.env);

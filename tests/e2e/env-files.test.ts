@@ -12,7 +12,7 @@ import { parseEnvFile } from '../../lib/core/config.ts';
 import { withEnvValue } from '../../lib/jobs/deploy.ts';
 import type { EnvFilesResult } from '../../lib/jobs/env-files.ts';
 import { World } from './harness/world.ts';
-import { runAtExit } from '../harness/cleanup.ts';
+import { runAtExit } from '../../dev/cleanup.ts';
 
 let w: World;
 const oldDb = 'makapix-envfiles-db-1';
