@@ -182,11 +182,12 @@ export async function makeEnvFiles(o: EnvFilesOptions): Promise<EnvFilesResult> 
   const now = o.now ?? new Date();
   const targets = { prod: envFilePath('prod', o.envDir), dev: envFilePath('dev', o.envDir) };
   const existing = Object.values(targets).filter((f) => existsSync(f));
-  if (existing.length && !o.force) {
+  if (existing.length && !o.force && !o.dryRun) {
     throw new SafetyError(`${existing.join(' and ')} already exist${existing.length === 1 ? 's' : ''}; nothing was written.`, 'Run again with --force to replace them (a dated copy of each is kept), or move them away.');
   }
   const notes: string[] = [];
   const report: EnvFilesResult['sources'] = [];
+  if (existing.length && !o.force) notes.push(`${existing.join(' and ')} exist${existing.length === 1 ? 's' : ''}: the real run refuses (exit 3) unless given --force.`);
 
   // The env files, in the order they win after the live containers.
   const stack = (dir: string) => path.join(dir, 'deploy', 'stack');
@@ -234,6 +235,14 @@ export async function makeEnvFiles(o: EnvFilesOptions): Promise<EnvFilesResult> 
     ...(devLive ? await o.ui.run("confirm EB's database passwords by logging in", () => confirmPasswords('dev', devLive, devSources, notes)) : []),
   ];
   if (!prodLive) notes.push("EA's database passwords were not confirmed by a login (no running production database was read).");
+
+  // The new stacks pass on only the schema's variables (compose/docker-compose.yml lists them):
+  // whatever else the app's files set is named, so nothing is dropped unnoticed.
+  const known = new Set(schemaKeys().map((k) => k.key));
+  for (const s of [...prodFileSources, ...devFileSources]) {
+    const unknown = [...s.values.keys()].filter((k) => !known.has(k));
+    if (unknown.length) notes.push(`${s.label} sets ${unknown.length} variable${unknown.length > 1 ? 's' : ''} the schema (lib/core/config.ts) does not know, not carried: ${unknown.join(', ')}.`);
+  }
 
   const templates = { prod: await templateOf(o.templateDir, 'prod'), dev: await templateOf(o.templateDir, 'dev') };
   const inputs = (env: Environment, sources: Source[]): EnvInputs => ({ sources, template: templates[env].map, templateName: templates[env].name, logins });

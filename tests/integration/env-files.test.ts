@@ -101,17 +101,22 @@ test("without EB's OAuth app: both files written (0600), EB's OAuth listed to fi
   const human = spawnSync(path.join(projectRoot, 'scripts/env-files.ts'), [...base, ...from, '--dry-run', '--force'], { encoding: 'utf8' });
   assert.is(human.status, 2);
   assert.match(human.stdout, /To fill before anything runs/);
+  // Variables of the app's files the schema lacks are named, not silently dropped.
+  assert.match(r.result!.notes.join('\n'), /deploy\/stack\/\.env sets \d+ variables the schema .* not carried: .*ACME_EMAIL/);
   assert.equal(noSecretIn(human.stdout + human.stderr, [...eaSecrets, ...devSecrets]), []);
   // The disagreement between the app's two files is named by both places, the interpolated one written.
   const d = r.result!.disagreements.find((x) => x.key === 'VAULT_HOST_PATH')!;
   assert.equal([d.chosen, d.other], [`${path.join(stack, '.env.prod')}:8`, `${path.join(stack, '.env')}:7`]);
 });
 
-test('a second run without --force refuses (exit 3) and changes nothing', () => {
+test('a second run without --force refuses (exit 3) and changes nothing; its --dry-run says it would', () => {
   const before = readFileSync(envFilePath('prod', envDir), 'utf8');
   const r = envFiles([...base, ...from, '--dev-from', ebOauth]);
   assert.is(r.code, 3, r.stderr);
   assert.match(r.stderr, /already exist.*--force/s);
+  assert.is(readFileSync(envFilePath('prod', envDir), 'utf8'), before);
+  const dry = envFiles([...base, ...from, '--dev-from', ebOauth, '--dry-run']);
+  assert.match(dry.result!.notes.join('\n'), /the real run refuses \(exit 3\) unless given --force/);
   assert.is(readFileSync(envFilePath('prod', envDir), 'utf8'), before);
 });
 
