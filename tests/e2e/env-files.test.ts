@@ -1,6 +1,7 @@
-// env-files against a running stand-in of the old production stack (Compose project "makapix"): the
-// database password and volume come from `docker inspect`, a stale password in the app's env file is
-// caught by logging in, and EA started from the written file (make up-prod) reaches the existing data.
+// env-files against a running stand-in of the old production stack (Compose project "makapix") and of
+// EB's database (makapix-dev): the database passwords and volumes come from `docker inspect`, a stale
+// password in the app's env file is caught by logging in, and EA started from the written file
+// (make up-prod) reaches the existing data.
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
@@ -17,20 +18,24 @@ import { runAtExit } from '../../dev/cleanup.ts';
 let w: World;
 const oldDb = 'makapix-envfiles-db-1';
 const oldApi = 'makapix-envfiles-api-1';
+const ebDb = 'makapix-envfiles-devdb-1';
+const ebPassword = randomBytes(16).toString('hex');
 const adminPassword = randomBytes(16).toString('hex');
 const workerPassword = randomBytes(16).toString('hex');
 const jwt = randomBytes(32).toString('hex');
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 // The labels Compose puts on a service's containers.
-const labels = (service: string, extra: string[] = []) => ['--label', 'com.docker.compose.project=makapix', '--label', `com.docker.compose.service=${service}`, '--label', 'com.docker.compose.oneoff=False', ...extra];
+const labels = (service: string, extra: string[] = [], project = 'makapix') => ['--label', `com.docker.compose.project=${project}`, '--label', `com.docker.compose.service=${service}`, '--label', 'com.docker.compose.oneoff=False', ...extra];
 
 test.before(async () => {
   w = await World.create();
-  runAtExit('docker', ['rm', '-f', oldDb, oldApi]);
+  runAtExit('docker', ['rm', '-f', oldDb, oldApi, ebDb]);
+  // EB already runs (as on the real VPS): its database, with its own password, on its own volume.
+  await $({ quiet: true })`docker run -d --name ${ebDb} ${labels('db', [], 'makapix-dev')} -v ${`${w.volumes.dev}:/var/lib/postgresql/data`} -e POSTGRES_USER=owner -e ${`POSTGRES_PASSWORD=${ebPassword}`} -e POSTGRES_DB=makapix_dev ${w.images.postgres}`;
   // The old stack's database, on the volume production keeps using; the worker role as the app's
   // db/init-users.sh makes it.
   await $({ quiet: true })`docker run -d --name ${oldDb} ${labels('db')} -v ${`${w.volumes.prod}:/var/lib/postgresql/data`} -e POSTGRES_USER=owner -e ${`POSTGRES_PASSWORD=${adminPassword}`} -e POSTGRES_DB=makapix -e DB_API_WORKER_USER=api_worker -e ${`DB_API_WORKER_PASSWORD=${workerPassword}`} ${w.images.postgres}`;
-  for (let i = 0; i < 60 && (await $({ quiet: true, nothrow: true })`docker exec ${oldDb} pg_isready -h 127.0.0.1 -U owner -d makapix`).exitCode !== 0; i++) await sleep(500);
+  for (const db of [oldDb, ebDb]) for (let i = 0; i < 60 && (await $({ quiet: true, nothrow: true })`docker exec ${db} pg_isready -h 127.0.0.1 -U owner -d postgres`).exitCode !== 0; i++) await sleep(500);
   await $({ quiet: true })`docker exec ${oldDb} psql -U owner -d makapix -qc ${`CREATE ROLE api_worker LOGIN PASSWORD '${workerPassword}'; CREATE TABLE users (id int PRIMARY KEY); INSERT INTO users SELECT generate_series(1, 321); GRANT SELECT ON users TO api_worker;`}`;
   // Its api: the environment the app's compose gives it (env_file .env plus DATABASE_URL), started
   // from the app checkout's deploy/stack (Compose records that folder in a label).
@@ -72,6 +77,16 @@ test('the database password and volume come from docker inspect; a stale passwor
   assert.match(stale.reason ?? '', /password authentication failed/);
   assert.ok(result.logins.some((l) => l.key === 'DB_ADMIN_PASSWORD' && l.ok));
   assert.ok(result.disagreements.some((d) => d.key === 'DB_API_WORKER_PASSWORD' && /docker inspect/.test(d.chosen) && /\.env\.prod:3$/.test(d.other)));
+
+  // EB: its running database's password and volume carried, confirmed by a login; its other secrets fresh.
+  const devFile = path.join(out, '.env.dev');
+  const dev = new Map([...parseEnvFile(readFileSync(devFile, 'utf8'), devFile).entries].map(([k, e]) => [k, e.value]));
+  assert.is(dev.get('DB_ADMIN_PASSWORD'), ebPassword);
+  assert.is(dev.get('DB_VOLUME_NAME'), w.volumes.dev);
+  assert.is(dev.get('DB_DATABASE'), 'makapix_dev');
+  assert.ok(result.logins.some((l) => l.env === 'dev' && l.key === 'DB_ADMIN_PASSWORD' && l.ok));
+  assert.match(dev.get('JWT_SECRET_KEY')!, /^[0-9a-f]{64}$/);
+  await $({ quiet: true })`docker rm -f ${ebDb}`;
 
   // EA from the written file: only this machine's settings (images, ports, folders) are the world's.
   let text = readFileSync(prodFile, 'utf8');
