@@ -159,6 +159,18 @@ test("with EB's OAuth app and --force: dated copies kept, the validator and make
   assert.ok(d.get('JWT_SECRET_KEY')!.length >= 32);
 });
 
+test("--force over the committed examples copied by hand: their change-me values are not taken for values", () => {
+  const dir = path.join(work, 'copied');
+  mkdirSync(dir);
+  for (const env of ['prod', 'dev']) writeFileSync(path.join(dir, `.env.${env}`), readFileSync(path.join(projectRoot, 'compose', `.env.${env}.example`), 'utf8'));
+  const r = envFiles(['--no-docker', '--app-dir', app, '--dev-app-dir', devApp, '--env-dir', dir, ...from, '--dev-from', ebOauth, '--force']);
+  assert.is(r.code, 0, `${r.stdout}\n${r.stderr}`);
+  for (const env of ['prod', 'dev'] as const) {
+    const leftovers = [...valuesOf(envFilePath(env, dir))].filter(([, v]) => /change-me/.test(v)).map(([k]) => k);
+    assert.equal(leftovers, [], env);
+  }
+});
+
 test('--dry-run writes nothing', () => {
   const dir = path.join(work, 'dry');
   const r = envFiles(['--no-docker', '--app-dir', app, '--dev-app-dir', devApp, '--env-dir', dir, ...from, '--dev-from', ebOauth, '--dry-run']);
