@@ -111,9 +111,10 @@ export const isTemplatePlaceholder = (v: string) => v === '' || /^change-me/i.te
 // ---- secrets of the right shape --------------------------------------------------------------
 
 /**
- * How many random bytes a fresh secret gets; it is written as hex. Hex because the app builds its
- * database URL without encoding (api/app/db.py, the compose files' DATABASE_URL) and Mosquitto's
- * password file and the shell must take it as is; 32 bytes (64 characters) for signing keys and
+ * How many random bytes a fresh secret gets; it is written as hex. Hex because the app's compose
+ * files build the worker's DATABASE_URL without encoding (deploy/stack/docker-compose.yml; only
+ * api/app/db.py encodes) and Mosquitto's password file and the shell must take it as is; 32 bytes
+ * (64 characters) for signing keys and
  * salts (JWT needs at least 32 characters; the app's own advice for the salt is `openssl rand -hex 32`).
  */
 export function secretBytes(key: string): number {
@@ -391,6 +392,7 @@ export function apiContainerSource(f: ContainerFacts): Source {
   const where = `docker inspect ${f.name}`;
   const values = new Map<string, Found>();
   for (const [k, v] of f.env) if (v !== '') values.set(k, { value: v, where });
+  // The api's own DB_* win (api/app/db.py builds its URL from them); DATABASE_URL fills the gaps.
   const url = f.env.get('DATABASE_URL');
   if (url) {
     try {
