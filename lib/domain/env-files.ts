@@ -124,7 +124,7 @@ export function secretBytes(key: string): number {
 /** What is wrong with a secret's shape for this variable ([] when nothing). */
 export function secretShapeProblems(key: string, value: string): string[] {
   const out: string[] = [];
-  if (!/^[A-Za-z0-9._~-]+$/.test(value)) out.push(`${key} holds characters that are not URL-safe`);
+  if (key in dbPasswords && !/^[A-Za-z0-9._~-]+$/.test(value)) out.push(`${key} holds characters that are not URL-safe`);
   if (/JWT/.test(key) && value.length < 32) out.push(`${key} is shorter than 32 characters`);
   return out;
 }
@@ -232,6 +232,7 @@ function planProd(keys: readonly KeySpec[], i: EnvInputs): Planned {
       const chosen = choose(env, k.key, found, i.logins ?? []);
       e = { value: chosen.value, origin: 'carried', source: chosen.where };
       out.disagreements.push(...disagreementsOf(env, k.key, chosen, found));
+      if (k.secret) out.notes.push(...secretShapeProblems(k.key, chosen.value).map((p) => `${p} (${chosen.where}); kept, since production runs with it.`));
     } else {
       const mustBeFound = (k.secret && k.default === undefined) || readFromOldStack.has(k.key);
       e = (mustBeFound ? undefined : (derive(k.key, out.entries) ?? fallback(k, i))) ?? placeholder(k, env, i.templateName);
@@ -265,6 +266,7 @@ function planDev(keys: readonly KeySpec[], i: EnvInputs, prod: Planned, random: 
       const chosen = choose(env, k.key, found, i.logins ?? []);
       e = { value: chosen.value, origin: 'carried', source: chosen.where };
       out.disagreements.push(...disagreementsOf(env, k.key, chosen, found));
+      if (k.secret) out.notes.push(...secretShapeProblems(k.key, chosen.value).map((p) => `${p} (${chosen.where}); kept, since EB runs with it.`));
       if (k.secret && fromEa?.value === chosen.value) {
         if (volumeBound.has(k.key)) out.notes.push(`${k.key}: EB's value (${chosen.where}) is EA's too and lives in EB's volume: change it there (ALTER ROLE) and in this file; make check fails until then.`);
         else {

@@ -269,10 +269,16 @@ test('written values read back unchanged by the env-file parser; the file says w
   assert.throws(() => formatEnvValue('K', `it's "both" #`), /single quote/);
 });
 
-test('secret shapes: URL-safe characters only, JWT at least 32 characters', () => {
+test('secret shapes: URL-safe database passwords, JWT at least 32 characters; a carried one of another shape is reported', () => {
   assert.equal(secretShapeProblems('DB_ADMIN_PASSWORD', 'abc-DEF_123.~'), []);
   assert.equal(secretShapeProblems('DB_ADMIN_PASSWORD', 'p@ss/word'), ['DB_ADMIN_PASSWORD holds characters that are not URL-safe']);
   assert.equal(secretShapeProblems('JWT_SECRET_KEY', 'short'), ['JWT_SECRET_KEY is shorter than 32 characters']);
+  assert.equal(secretShapeProblems('GITHUB_OAUTH_CLIENT_SECRET', 'a/b'), [], 'only database passwords go into a URL');
+  // A carried secret of the wrong shape is kept (the environment runs with it) and reported.
+  const { prod } = planEnvFiles(keys, inputs([src('.env', { ...ea, DB_ADMIN_PASSWORD: 'p@ss', JWT_SECRET_KEY: 'short' })]), inputs([]), random);
+  assert.is(get(prod, 'DB_ADMIN_PASSWORD').value, 'p@ss');
+  assert.match(prod.notes.join('\n'), /DB_ADMIN_PASSWORD holds characters that are not URL-safe \(\.env:3\); kept/);
+  assert.match(prod.notes.join('\n'), /JWT_SECRET_KEY is shorter than 32 characters/);
 });
 
 const result = (over: Partial<EnvFilesResult>): EnvFilesResult => ({ dryRun: false, files: [], sources: [], placeholders: [], disagreements: [], logins: [], notes: [], problems: [], ...over });
