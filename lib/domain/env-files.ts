@@ -361,11 +361,14 @@ const sourceOf = (label: string, entries: [string, string | undefined][], where:
  * (deploy/stack/docker-compose.yml of the app maps them), the volume on its data folder and its image.
  * Its environment is the one it was created with: the passwords are confirmed by logging in.
  */
-export function dbContainerSource(f: ContainerFacts): { source: Source; notes: string[] } {
+export function dbContainerSource(f: ContainerFacts, dataMajor?: string): { source: Source; notes: string[] } {
   const where = `docker inspect ${f.name}`;
   const e = (k: string) => f.env.get(k);
   const volume = f.mounts.find((m) => m.destination === pgDataDir)?.name;
-  const pinned = pinnedPostgresImage(f.image, e('PG_MAJOR'));
+  // The data folder's own PG_VERSION is what a server must match; the image's PG_MAJOR says the same
+  // of a running official image.
+  const major = dataMajor ?? e('PG_MAJOR');
+  const pinned = pinnedPostgresImage(f.image, major);
   const source = sourceOf(
     where,
     [
@@ -381,6 +384,9 @@ export function dbContainerSource(f: ContainerFacts): { source: Source; notes: s
   const values = new Map(source.values);
   if (volume) values.set('DB_VOLUME_NAME', { value: volume, where: `${where} (the volume on ${pgDataDir})` });
   const notes = [...(pinned.note ? [`POSTGRES_IMAGE: ${pinned.note}.`] : [])];
+  if (major && pinned.image === f.image && !/^(?:docker\.io\/)?(?:library\/)?postgres(?::|$)/.test(f.image)) {
+    notes.push(`POSTGRES_IMAGE: ${f.image} is not an official postgres image and is kept as it is; the data folder needs PostgreSQL ${major}.`);
+  }
   if (!volume) notes.push(`${f.name} keeps ${pgDataDir} in no named volume: DB_VOLUME_NAME could not be read.`);
   return { source: { label: where, values }, notes };
 }

@@ -13,7 +13,7 @@ import { writeFileAtomic } from '../core/atomic-file.ts';
 import { run, tail } from '../core/exec.ts';
 import { redact } from '../core/secret.ts';
 import type { Ui } from '../core/ui.ts';
-import { serviceContainers, dockerReachable, inspectContainer, passwordLoginCommand } from '../tools/docker.ts';
+import { docker, dockerReachable, inspectContainer, passwordLoginCommand, serviceContainers } from '../tools/docker.ts';
 import {
   apiContainerSource,
   candidatesOf,
@@ -21,6 +21,7 @@ import {
   dbContainerSource,
   dbPasswords,
   isTemplatePlaceholder,
+  pgDataDir,
   planEnvFiles,
   renderEnvFile,
   schemaKeys,
@@ -131,7 +132,8 @@ async function readLive(projects: readonly string[], notes: string[]): Promise<L
     const [dbId] = await serviceContainers(project, 'db');
     if (!dbId) continue;
     const db = containerFacts(await inspectContainer(dbId));
-    const fromDb = dbContainerSource(db);
+    const version = await docker(['exec', db.name, 'cat', `${pgDataDir}/PG_VERSION`], { nothrow: true });
+    const fromDb = dbContainerSource(db, version.ok && /^\d+$/.test(version.stdout) ? version.stdout : undefined);
     notes.push(...fromDb.notes);
     const sources: Source[] = [fromDb.source];
     for (const service of ['api', 'web']) {

@@ -69,6 +69,7 @@ test('the database password and volume come from docker inspect; a stale passwor
   assert.match(source('DB_ADMIN_PASSWORD'), new RegExp(`docker inspect ${oldDb}`));
   assert.is(values.get('DB_API_WORKER_PASSWORD'), workerPassword, 'the password that logs in, not the stale one');
   assert.is(values.get('POSTGRES_IMAGE'), w.images.postgres);
+  assert.match(result.notes.join('\n'), /not an official postgres image .*PostgreSQL 15/, "the data folder's major version is read");
   assert.is(values.get('JWT_SECRET_KEY'), jwt);
   assert.is(values.get('APP_DIR'), w.prodApp);
   // The stale value: a disagreement naming both places, and a failed login naming the file.

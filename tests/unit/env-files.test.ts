@@ -226,6 +226,11 @@ test('docker inspect of the db container: POSTGRES_* as the app names them, the 
   assert.is(source.values.get('DB_VOLUME_NAME')!.where, 'docker inspect makapix-db-1 (the volume on /var/lib/postgresql/data)');
   assert.is(v('POSTGRES_IMAGE'), 'postgres:17-alpine');
   assert.match(notes.join(), /pinned/);
+  // The data folder's PG_VERSION decides; a stand-in image is kept, with a note naming the major.
+  assert.is(dbContainerSource(f, '16').source.values.get('POSTGRES_IMAGE')!.value, 'postgres:16-alpine');
+  const standIn = dbContainerSource(containerFacts(inspected({ Config: { Image: 'makapix-e2e/postgres:abc', Env: ['POSTGRES_PASSWORD=x'] } })), '15');
+  assert.is(standIn.source.values.get('POSTGRES_IMAGE')!.value, 'makapix-e2e/postgres:abc');
+  assert.match(standIn.notes.join(), /not an official postgres image .* PostgreSQL 15/);
   const bind = dbContainerSource(containerFacts(inspected({ Mounts: [{ Type: 'bind', Source: '/srv/pg', Destination: '/var/lib/postgresql/data' }] })));
   assert.not.ok(bind.source.values.has('DB_VOLUME_NAME'));
   assert.match(bind.notes.join(), /no named volume/);
