@@ -17,11 +17,11 @@ await runScript({
   flags: {
     from: { type: 'string', multiple: true, value: 'file', description: "EA's env file, repeatable, first wins (default: the app checkout's deploy/stack/.env.prod, then .env)" },
     'dev-from': { type: 'string', multiple: true, value: 'file', description: "EB's env file, repeatable (default: the EB checkout's deploy/stack/.env.dev when it exists)" },
-    'app-dir': { type: 'string', value: 'dir', default: '/opt/makapix', description: "EA's app checkout" },
-    'dev-app-dir': { type: 'string', value: 'dir', default: '/opt/makapix-dev', description: "EB's app checkout" },
+    'app-dir': { type: 'path', value: 'dir', default: '/opt/makapix', description: "EA's app checkout" },
+    'dev-app-dir': { type: 'path', value: 'dir', default: '/opt/makapix-dev', description: "EB's app checkout" },
     'old-project': { type: 'string', value: 'name', default: 'makapix', description: 'the Compose project of the running production stack (makapix-prod is tried next)' },
     'no-docker': { type: 'boolean', description: 'read only the env files, no container' },
-    'env-dir': { type: 'string', value: 'dir', description: 'where to write .env.prod and .env.dev (default: MAKAPIX_ENV_DIR or compose/)' },
+    'env-dir': { type: 'path', value: 'dir', description: 'where to write .env.prod and .env.dev (default: MAKAPIX_ENV_DIR or compose/)' },
     force: { type: 'boolean', description: 'replace existing files (each is kept as <file>.bak-<date>)' },
   },
   run: (ctx) => {
