@@ -4,8 +4,10 @@
 // network and EB's vault folder must exist before `up`).
 import { mkdir, chown, stat } from 'node:fs/promises';
 import { $ } from 'zx';
-import { JobError, UsageError } from '../core/errors.ts';
-import { detectComposeFlavor, edgeComposeCommand, runCompose } from '../tools/compose.ts';
+import { JobError, SafetyError, UsageError } from '../core/errors.ts';
+import { detectComposeFlavor, edgeComposeCommand, edgeProject, projectName, runCompose } from '../tools/compose.ts';
+import { listContainers } from '../tools/docker.ts';
+import { classifyLayout, upDecision, type Layout } from '../domain/layout.ts';
 import { ensureCredentials } from '../tools/caddy.ts';
 import { caddyTarget, reloadCaddy } from './basic-auth.ts';
 import type { EnvConfig, Environment } from '../core/config.ts';
@@ -35,16 +37,18 @@ export function parseStackAction(value: string | undefined): StackAction {
 /**
  * The compose calls one action makes. `rebuild` builds first and only then runs `up -d`, which
  * recreates just the services whose image or configuration changed: a failed build stops before
- * anything running is touched. `down` never passes `-v`: volumes hold the data.
+ * anything running is touched. `down` never passes `-v`: volumes hold the data. None passes
+ * `--remove-orphans`: the app's own production project is also `makapix-prod`, and its Caddy,
+ * `www-redirect` and `redis` would be "orphans" of ours (lib/domain/layout.ts).
  */
 export function stackPlan(env: Environment, action: StackAction, service?: string): StackStep[] {
   const only = service ? [service] : [];
   switch (action) {
     case 'up':
-      return [{ label: `start ${env}`, args: ['up', '-d', '--remove-orphans', ...only], stream: false }];
+      return [{ label: `start ${env}`, args: ['up', '-d', ...only], stream: false }];
     case 'down':
       if (service) return [{ label: `stop ${service} (${env})`, args: ['rm', '--stop', '--force', service], stream: false }];
-      return [{ label: `stop ${env}`, args: ['down', '--remove-orphans'], stream: false }];
+      return [{ label: `stop ${env}`, args: ['down'], stream: false }];
     case 'logs':
       return [{ label: `logs of ${env}`, args: ['logs', '--follow', '--tail', '200', ...only], stream: true }];
     case 'ps':
@@ -53,7 +57,7 @@ export function stackPlan(env: Environment, action: StackAction, service?: strin
       if (env !== 'dev') throw new UsageError('rebuild is for the development environment only.', 'Production changes go through make deploy-prod.');
       return [
         { label: 'build dev images', args: ['build', ...only], stream: false },
-        { label: 'recreate changed dev services', args: ['up', '-d', '--remove-orphans', ...only], stream: false },
+        { label: 'recreate changed dev services', args: ['up', '-d', ...only], stream: false },
       ];
   }
 }
@@ -91,6 +95,28 @@ export async function prepareEnvironment(cfg: EnvConfig): Promise<string[]> {
   return created;
 }
 
+/** The migration plan's old single-environment project (docs/RUNBOOK.md, phase 0). */
+export const planProject = 'makapix';
+
+/** What this host holds for an environment's project (read-only: docker inspect, compose config). */
+export async function inspectLayout(cfg: EnvConfig): Promise<Layout> {
+  const services = (await compose(cfg, ['config', '--services'])).split('\n').map((l) => l.trim()).filter(Boolean);
+  return classifyLayout(await listContainers(), { project: projectName(cfg.env), ...(cfg.env === 'prod' && { planProject }), edgeProject, ourServices: services });
+}
+
+/**
+ * Before `up`: production refuses (exit 3) a layout it would damage (the app's stack with its Caddy,
+ * the old single stack, unknown containers in its project) and lists what it found; EB only notes
+ * containers it leaves alone (the app's dev stack is recreated in place, on the same volume name).
+ */
+export async function guardLayout(cfg: EnvConfig, ui: Ui): Promise<void> {
+  const layout = await inspectLayout(cfg);
+  const decision = upDecision(layout);
+  if (!decision.ok && cfg.env === 'prod') throw new SafetyError(decision.reason, decision.next);
+  const notes = decision.ok ? decision.notes : [`not the toolkit's, left alone: ${layout.found.join('; ')}`];
+  for (const n of notes) ui.info(n);
+}
+
 export interface StackResult {
   env: Environment;
   action: StackAction;
@@ -103,7 +129,10 @@ export async function runStack(cfg: EnvConfig, action: StackAction, opts: { serv
   const plan = stackPlan(cfg.env, action, opts.service);
   const result: StackResult = { env: cfg.env, action, steps: plan.map((s) => `docker compose ${s.args.join(' ')}`), created: [] };
   if (opts.dryRun) return result;
-  if (action === 'up' || action === 'rebuild') result.created = await prepareEnvironment(cfg);
+  if (action === 'up' || action === 'rebuild') {
+    await guardLayout(cfg, opts.ui);
+    result.created = await prepareEnvironment(cfg);
+  }
   for (const c of result.created) opts.ui.info(`created ${c}`);
   for (const step of plan) {
     if (!step.stream) await opts.ui.run(step.label, () => compose(cfg, step.args));
