@@ -2,7 +2,8 @@
 import { runScript } from '../lib/core/cli.ts';
 import { loadEnvConfig } from '../lib/core/config.ts';
 import { detectComposeFlavor } from '../lib/tools/compose.ts';
-import { backupDatabase, describeBackupPlan, parseBackupOptions, renderBackup, type BackupResult } from '../lib/jobs/backup.ts';
+import { backupDatabase, type BackupResult } from '../lib/tools/backup-store.ts';
+import { describeBackupPlan, parseBackupOptions, renderBackup } from '../lib/jobs/backup.ts';
 import { withPings } from '../lib/tools/healthcheck.ts';
 
 await runScript({

@@ -1,7 +1,8 @@
 #!/usr/bin/env -S sh -c 'exec "$(dirname "$0")/../bin/ts" "$0" "$@"'
 import { runScript } from '../lib/core/cli.ts';
 import { loadEnvConfig } from '../lib/core/config.ts';
-import { defaultHealth, deployToProd, parseSeconds, rollbackProd, renderDeploy } from '../lib/jobs/deploy.ts';
+import { defaultHealth } from '../lib/tools/docker.ts';
+import { deployToProd, parseSeconds, rollbackProd, renderDeploy } from '../lib/jobs/deploy.ts';
 
 await runScript({
   name: 'deploy-to-prod',

@@ -1,7 +1,8 @@
 #!/usr/bin/env -S sh -c 'exec "$(dirname "$0")/../bin/ts" "$0" "$@"'
 import { runScript } from '../lib/core/cli.ts';
 import { loadEnvConfig } from '../lib/core/config.ts';
-import { checkNames, defaultThresholds, nagiosExit, parseOnly, positiveCount, parseThresholds, ping, runMonitor, type MonitorResult } from '../lib/jobs/monitor.ts';
+import { checkNames, defaultThresholds, nagiosExit, parseOnly, positiveCount, parseThresholds, type MonitorResult } from '../lib/domain/monitoring.ts';
+import { ping, runMonitor } from '../lib/jobs/monitor.ts';
 import { parseResolve } from '../lib/tools/probe.ts';
 import { pingUrl } from '../lib/tools/healthcheck.ts';
 

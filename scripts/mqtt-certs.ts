@@ -1,6 +1,7 @@
 #!/usr/bin/env -S sh -c 'exec "$(dirname "$0")/../bin/ts" "$0" "$@"'
 import { runScript } from '../lib/core/cli.ts';
-import { runMqttCerts, renderCertsResult, defaultDays, keyAlgorithm } from '../lib/jobs/mqtt-certs.ts';
+import { runMqttCerts, renderCertsResult } from '../lib/jobs/mqtt-certs.ts';
+import { defaultDays, keyAlgorithm } from '../lib/domain/pki.ts';
 
 await runScript({
   name: 'mqtt-certs',

@@ -2,9 +2,9 @@
 import { runScript } from '../lib/core/cli.ts';
 import { loadEnvConfig } from '../lib/core/config.ts';
 import { Exit } from '../lib/core/errors.ts';
-import { credentialsDir } from '../lib/jobs/basic-auth.ts';
+import { credentialsDir } from '../lib/tools/caddy.ts';
 import { runIsolationAudit } from '../lib/jobs/check.ts';
-import { positiveCount } from '../lib/jobs/monitor.ts';
+import { positiveCount } from '../lib/domain/monitoring.ts';
 import { parseResolve, readCaFiles } from '../lib/tools/probe.ts';
 import { credentialsFromEnvironment, parseTarget, parseVaultFiles, renderChecklist, runPreChecks, runVerify, type CheckLine, type VerifyResult } from '../lib/jobs/verify.ts';
 

@@ -188,6 +188,9 @@ export type EnvVars = { [K in Exclude<keyof Schema, FeatureKeys>]: Schema[K] ext
   [K in FeatureKeys]?: Schema[K] extends Field<infer T> ? T : never;
 };
 
+/** Each environment is one Compose project of this name. */
+export const projectName = (env: Environment) => `makapix-${env}` as const;
+
 /** A parsed, validated environment file. */
 export interface EnvConfig {
   readonly env: Environment;

@@ -77,8 +77,8 @@ export interface PollPolicy {
   consecutive?: number;
 }
 
-/** Polls `probe` until it holds `consecutive` times in a row; returns the attempts, or throws after the deadline. */
-export async function poll(what: string, probe: () => Promise<boolean>, policy: PollPolicy, hint = 'Look at its logs and run again.'): Promise<number> {
+/** Polls `probe` until it holds `consecutive` times in a row, or the deadline passes. */
+export async function poll(probe: () => Promise<boolean>, policy: PollPolicy): Promise<{ met: boolean; attempts: number }> {
   const started = Date.now();
   const need = policy.consecutive ?? 1;
   let streak = 0;
@@ -86,11 +86,10 @@ export async function poll(what: string, probe: () => Promise<boolean>, policy: 
   while (Date.now() - started < policy.timeoutMs) {
     attempts++;
     streak = (await probe()) ? streak + 1 : 0;
-    if (streak >= need) return attempts;
+    if (streak >= need) return { met: true, attempts };
     await new Promise((r) => setTimeout(r, policy.intervalMs));
   }
-  const times = need > 1 ? ` ${need} times in a row` : '';
-  throw new JobError(`${what} did not hold${times} within ${formatDuration(policy.timeoutMs)} (${attempts} checks).`, hint);
+  return { met: false, attempts };
 }
 
 /** Runs `fn` over `items` with at most `concurrency` at once; results keep the items' order. */
@@ -150,7 +149,10 @@ export async function runPlan(steps: readonly Step[], ui: PlanRunner): Promise<v
           await ui.run(s.title, () => run(s.command, { stream: s.stream ?? false }));
           break;
         case 'wait':
-          await ui.run(s.title, () => poll(s.title, async () => (await run(s.probe, { nothrow: true })).exitCode === 0, s.policy));
+          await ui.run(s.title, async () => {
+            const { met, attempts } = await poll(async () => (await run(s.probe, { nothrow: true })).exitCode === 0, s.policy);
+            if (!met) throw new JobError(`${s.title}: \`${renderCommand(s.probe)}\` did not succeed within ${formatDuration(s.policy.timeoutMs)} (${attempts} checks).`, 'Look at its logs and run again.');
+          });
           break;
         case 'task':
           await ui.run(s.title, s.run);

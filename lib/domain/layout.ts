@@ -8,6 +8,9 @@ import type { SeenContainer } from '../tools/docker.ts';
 
 export type { SeenContainer };
 
+/** The migration plan's old single-environment project (docs/RUNBOOK.md, phase 0). */
+export const planProject = 'makapix';
+
 /** The label every service of the toolkit's compose files carries (compose/docker-compose.yml). */
 export const managedLabel = 'club.makapix.ops.managed';
 export const projectLabel = 'com.docker.compose.project';

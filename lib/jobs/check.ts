@@ -5,7 +5,7 @@ import { $ } from 'zx';
 import { parse as parseYaml } from 'yaml';
 import { environments, envFilePath, loadEnvConfig, parseEnvFile, secretsOf, type EnvConfig, type Environment } from '../core/config.ts';
 import { composeCommand, detectComposeFlavor } from '../tools/compose.ts';
-import { caddyTarget } from './basic-auth.ts';
+import { caddyTarget } from '../tools/caddy.ts';
 import { caddyfileArgv, edgeCaddyfile, readableCredentialsDir } from '../tools/caddy.ts';
 import { certFiles } from '../tools/mosquitto.ts';
 import { JobError } from '../core/errors.ts';

@@ -18,7 +18,6 @@ import { withLock } from '../core/lock.ts';
 import { projectRoot } from '../core/paths.ts';
 import { foreignKeyChecks, type ForeignKeyViolation } from '../tools/schema.ts';
 import { formatBytes, type Ui, type Confirm } from '../core/ui.ts';
-import type { DemoStep } from '../../dev/demo.ts';
 import { PlanError, UnruledColumnsError, combinedCopy, makapixSampling, planSampling, type SamplingConfig, type SamplingPlan, type TablePlan } from '../domain/sampling.ts';
 import { readCatalog, type Catalog } from '../tools/catalog.ts';
 import { TableDemux } from '../domain/demux.ts';
@@ -449,24 +448,3 @@ export function optionsFromFlags(flags: SampleDataFlags, loadEnv: (env: 'prod' |
 }
 
 /** `make demo`: a 10 % sample of the sandbox's EA into its EB (before sync-vault copies their files). */
-export const sampleDataDemoStep: DemoStep = {
-  name: 'sample-data',
-  description: "replace EB's data with an anonymized 10% sample of EA",
-  run: async (ctx) => {
-    const dev = ctx.config('dev');
-    const report = await sampleDataToDev({
-      source: connectionFor(ctx.config('prod')),
-      target: connectionFor(dev),
-      dev,
-      pct: 10,
-      seed: ctx.seed,
-      users: [],
-      excludeBanned: false,
-      schemaFromProd: false,
-      dryRun: false,
-      ui: ctx.ui,
-      confirm: async () => undefined, // the sandbox's own EB: nothing to ask
-    });
-    return describeReport(report);
-  },
-};

@@ -2,24 +2,19 @@
 // The compose argument lists are decided here (pure, unit-tested); lib/tools/compose.ts turns them into
 // the one `docker compose` command line; the runner adds what Compose cannot do (the external
 // network and EB's vault folder must exist before `up`).
-import { mkdir, chown, stat } from 'node:fs/promises';
-import { $ } from 'zx';
 import { JobError, SafetyError, UsageError } from '../core/errors.ts';
-import { detectComposeFlavor, edgeComposeCommand, edgeProject, projectName, runCompose } from '../tools/compose.ts';
-import { listContainers } from '../tools/docker.ts';
-import { classifyLayout, upDecision, type Layout } from '../domain/layout.ts';
+import { detectComposeFlavor, edgeComposeCommand, edgeProject, runCompose } from '../tools/compose.ts';
+import { classifyLayout, planProject, upDecision, type Layout } from '../domain/layout.ts';
 import { ensureCredentials } from '../tools/caddy.ts';
-import { caddyTarget, reloadCaddy } from './basic-auth.ts';
-import type { EnvConfig, Environment } from '../core/config.ts';
+import { caddyTarget, reloadCaddy } from '../tools/caddy.ts';
+import { ensureNetwork, edgeNetwork, listContainers, prepareEnvironment } from '../tools/docker.ts';
+import { compose } from '../tools/compose.ts';
+import { run, tail } from '../core/exec.ts';
+import { projectName, type EnvConfig, type Environment } from '../core/config.ts';
 import type { Ui } from '../core/ui.ts';
 
 export type StackAction = 'up' | 'down' | 'logs' | 'ps' | 'rebuild';
 export const stackActions: readonly StackAction[] = ['up', 'down', 'logs', 'ps', 'rebuild'];
-
-/** The external network the shared Caddy and both environments' public services join. */
-export const edgeNetwork = 'caddy_net';
-/** EB's vault folder is written by the app's containers, which run as uid 1000 (makapix-facts.md). */
-export const vaultOwnerUid = 1000;
 
 export interface StackStep {
   label: string;
@@ -61,42 +56,6 @@ export function stackPlan(env: Environment, action: StackAction, service?: strin
       ];
   }
 }
-
-/** The last lines of a failed command's output: what an operator needs, bounded. */
-export const tail = (text: string, lines = 5) => text.trim().split('\n').slice(-lines).join(' | ');
-
-/** Runs compose and returns its stdout; a failure is a JobError naming the command and its output. */
-export async function compose(cfg: EnvConfig, args: readonly string[], env?: Record<string, string>): Promise<string> {
-  const out = await runCompose(cfg, args, { nothrow: true, ...(env && { env }) });
-  if (out.exitCode !== 0) {
-    throw new JobError(`docker compose ${args.join(' ')} failed for ${cfg.env} (exit ${out.exitCode}): ${tail(out.stderr || out.stdout)}`, `Run make ps-${cfg.env} and make logs-${cfg.env} to see the containers.`);
-  }
-  return out.stdout;
-}
-
-const exists = (p: string) => stat(p).then(() => true, () => false);
-
-/** Creates the external network when missing; `docker network create` is idempotent only this way. */
-export async function ensureNetwork(name: string): Promise<boolean> {
-  if ((await $({ nothrow: true, quiet: true })`docker network inspect ${name}`).exitCode === 0) return false;
-  await $({ quiet: true })`docker network create ${name}`;
-  return true;
-}
-
-/** What has to exist before an environment starts. Returns what it created, for the log. */
-export async function prepareEnvironment(cfg: EnvConfig): Promise<string[]> {
-  const created: string[] = [];
-  if (await ensureNetwork(edgeNetwork)) created.push(`network ${edgeNetwork}`);
-  if (cfg.env === 'dev' && !(await exists(cfg.vars.VAULT_HOST_PATH))) {
-    await mkdir(cfg.vars.VAULT_HOST_PATH, { recursive: true });
-    await chown(cfg.vars.VAULT_HOST_PATH, vaultOwnerUid, vaultOwnerUid);
-    created.push(`vault folder ${cfg.vars.VAULT_HOST_PATH} (uid ${vaultOwnerUid})`);
-  }
-  return created;
-}
-
-/** The migration plan's old single-environment project (docs/RUNBOOK.md, phase 0). */
-export const planProject = 'makapix';
 
 /** What this host holds for an environment's project (read-only: docker inspect, compose config). */
 export async function inspectLayout(cfg: EnvConfig): Promise<Layout> {
@@ -156,7 +115,7 @@ export async function runEdge(action: EdgeAction, ui: Ui, dryRun = false): Promi
   const created = [...((await ensureNetwork(edgeNetwork)) ? [`network ${edgeNetwork}`] : []), ...(await ensureCredentials())];
   for (const c of created) ui.info(`created ${c}`);
   await ui.run('Start the edge Caddy', async () => {
-    const out = await $({ quiet: true, nothrow: true })`${cmd} ${argv}`;
+    const out = await run({ cmd, argv }, { nothrow: true });
     if (out.exitCode !== 0) throw new JobError(`Starting the edge Caddy failed: ${tail(out.stderr)}`, 'Check caddy/Caddyfile (make check) and that ports 80/443 are free.');
   });
   return { action, created, steps: [] };

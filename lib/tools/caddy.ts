@@ -2,12 +2,17 @@ import { copyFile, mkdir, readFile } from 'node:fs/promises';
 import { constants } from 'node:fs';
 import path from 'node:path';
 import { caddyDir } from '../core/paths.ts';
-import { scopes, credentialsFileName, credentialsDir } from '../jobs/basic-auth.ts';
+import { redact } from '../core/secret.ts';
+import { credentialsFileName, scopes } from '../domain/credentials.ts';
+import { JobError } from '../core/errors.ts';
+import { run } from '../core/exec.ts';
 
 /**
  * The shared edge proxy (caddy/): its Caddyfile, the credentials it imports, and the environment
  * a Caddy process reads the Caddyfile's `{$VAR:default}` placeholders from.
  */
+
+export const credentialsDir = (): string => path.resolve(process.env.MAKAPIX_CREDENTIALS_DIR ?? path.join(caddyDir, 'credentials'));
 
 export const edgeCaddyfile = path.join(caddyDir, 'Caddyfile');
 /** Committed, valid credentials that lock everyone out (one account, random thrown-away password). */
@@ -93,3 +98,74 @@ export function edgeEnvironment(s: EdgeSettings): Record<string, string> {
 export function caddyfileArgv(action: 'validate' | 'adapt' | 'run' | 'reload', caddyfile = edgeCaddyfile): string[] {
   return [action, '--config', caddyfile, '--adapter', 'caddyfile'];
 }
+
+// ---- the running Caddy ----------------------------------------------------------------------
+
+export interface CaddyTarget {
+  /** Admin API address, host:port (CADDY_ADMIN, as the Caddyfile's `admin {$CADDY_ADMIN:localhost:2019}`). */
+  admin: string;
+  /** The Caddyfile the running Caddy was started with (MAKAPIX_CADDYFILE; default caddy/Caddyfile). */
+  caddyfile: string;
+  /** The caddy binary (CADDY_BIN). */
+  bin: string;
+  /**
+   * The Docker container of the shared Caddy (CADDY_CONTAINER, default makapix-edge-caddy from
+   * caddy/docker-compose.edge.yml; empty for a Caddy on the host). When it runs, the reload happens
+   * inside it, where its own Caddyfile (/etc/caddy/Caddyfile) and environment are, so the
+   * placeholders adapt the same; its admin API is never published on the host.
+   */
+  container?: string;
+}
+
+export const defaultCaddyContainer = 'makapix-edge-caddy';
+
+export const caddyTarget = (): CaddyTarget => {
+  const container = process.env.CADDY_CONTAINER ?? defaultCaddyContainer;
+  return {
+    admin: process.env.CADDY_ADMIN || 'localhost:2019',
+    caddyfile: path.resolve(process.env.MAKAPIX_CADDYFILE ?? path.join(caddyDir, 'Caddyfile')),
+    bin: process.env.CADDY_BIN || 'caddy',
+    ...(container && { container }),
+  };
+};
+
+/**
+ * The one caddy argv builder. `caddy reload` adapts the Caddyfile where it runs (so the environment
+ * placeholders take that process's values) and loads the result through the admin API.
+ */
+export function caddyCommand(target: CaddyTarget, action: 'reload' | 'validate'): { cmd: string; argv: string[] } {
+  if (target.container) return { cmd: 'docker', argv: ['exec', target.container, 'caddy', ...caddyfileArgv(action, '/etc/caddy/Caddyfile')] };
+  const argv = caddyfileArgv(action, target.caddyfile);
+  return { cmd: target.bin, argv: action === 'reload' ? [...argv, '--address', target.admin] : argv };
+}
+
+/** True when something answers as a Caddy admin API there; a refused connection means no Caddy. */
+export async function caddyAdminAnswers(admin: string): Promise<boolean> {
+  try {
+    const res = await fetch(`http://${admin}/config/`, { signal: AbortSignal.timeout(3000) });
+    await res.body?.cancel();
+    return res.ok;
+  } catch {
+    return false;
+  }
+}
+
+/** The Caddy to reload: its container when that runs, else one answering on the admin address, else none. */
+export async function runningCaddy(target: CaddyTarget): Promise<CaddyTarget | undefined> {
+  if (target.container) {
+    const r = await run({ cmd: 'docker', argv: ['inspect', '-f', '{{.State.Running}}', target.container] }, { nothrow: true });
+    if (r.exitCode === 0 && `${r.stdout}`.trim() === 'true') return target;
+  }
+  const { container: _ignored, ...host } = target;
+  return (await caddyAdminAnswers(target.admin)) ? host : undefined;
+}
+
+export async function reloadCaddy(target: CaddyTarget): Promise<void> {
+  const { cmd, argv } = caddyCommand(target, 'reload');
+  const r = await run({ cmd, argv }, { nothrow: true });
+  if (r.exitCode !== 0) {
+    const why = redact(`${r.stderr}`.trim().split('\n').slice(-2).join(' / ')).slice(0, 500);
+    throw new JobError(`Caddy (${target.container ?? target.admin}) refused the new configuration (${why}).`, `The previous credentials file was put back; check ${target.caddyfile} with caddy validate.`);
+  }
+}
+

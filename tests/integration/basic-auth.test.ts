@@ -8,7 +8,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { freePort } from '../../dev/ports.ts';
 import { projectRoot, caddyDir } from '../../lib/core/paths.ts';
-import { caddyAdminAnswers } from '../../lib/jobs/basic-auth.ts';
+import { caddyAdminAnswers } from '../../lib/tools/caddy.ts';
 import { onExit } from '../harness/cleanup.ts';
 import { runCommand } from '../harness/server.ts';
 

@@ -11,7 +11,8 @@ import path from 'node:path';
 import bcrypt from 'bcryptjs';
 import { freePort } from '../../dev/ports.ts';
 import { caddyfileArgv, edgeCaddyfile, edgeEnvironment, ensureCredentials, type EdgeSettings } from '../../lib/tools/caddy.ts';
-import { caddyCommand, renderCredentials } from '../../lib/jobs/basic-auth.ts';
+import { caddyCommand } from '../../lib/tools/caddy.ts';
+import { renderCredentials } from '../../lib/domain/credentials.ts';
 import { onExit } from '../harness/cleanup.ts';
 
 const work = mkdtempSync(path.join(tmpdir(), 'caddy-test-'));

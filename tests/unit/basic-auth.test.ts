@@ -2,22 +2,9 @@ import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { PassThrough } from 'node:stream';
 import bcrypt from 'bcryptjs';
-import {
-  applyChange,
-  caddyCommand,
-  caddyTarget,
-  lockedAccount,
-  parseCost,
-  parseCredentials,
-  parseScope,
-  passwordSource,
-  readSecret,
-  renderCredentials,
-  validatePassword,
-  validateUsername,
-  generatePassword,
-  type Credential,
-} from '../../lib/jobs/basic-auth.ts';
+import { applyChange, lockedAccount, parseCredentials, renderCredentials, validatePassword, validateUsername, generatePassword, type Credential } from '../../lib/domain/credentials.ts';
+import { caddyCommand, caddyTarget } from '../../lib/tools/caddy.ts';
+import { parseCost, parseScope, passwordSource, readSecret } from '../../lib/jobs/basic-auth.ts';
 import { ConfigError, UsageError } from '../../lib/core/errors.ts';
 import { Secret } from '../../lib/core/secret.ts';
 
