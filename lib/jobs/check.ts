@@ -380,6 +380,11 @@ export function auditIsolation(input: AuditInput): CheckRow[] {
   );
 
   rows.push(prodVolumeRow(prod));
+  // The app's optional features left empty (lib/core/config.ts): what each environment loses.
+  for (const [env, s] of both) {
+    const off = s.cfg.warnings.map((w) => /: ([A-Z0-9_]+) is (?:empty|missing)/.exec(w)?.[1]).filter(Boolean);
+    rows.push(off.length ? row(`${env} app features`, 'warn', `off: ${off.join(', ')} (${path.basename(s.cfg.file)}; the warnings name what is lost)`) : row(`${env} app features`, 'ok', 'every optional feature of the app is configured'));
+  }
   return rows;
 }
 

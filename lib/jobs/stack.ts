@@ -89,6 +89,7 @@ export async function runStack(cfg: EnvConfig, action: StackAction, opts: { serv
   const result: StackResult = { env: cfg.env, action, steps: plan.map((s) => `docker compose ${s.args.join(' ')}`), created: [] };
   if (opts.dryRun) return result;
   if (action === 'up' || action === 'rebuild') {
+    for (const w of cfg.warnings) opts.ui.warn(w);
     await guardLayout(cfg, opts.ui);
     result.created = await prepareEnvironment(cfg);
   }

@@ -107,7 +107,18 @@ test('the committed configuration shape passes every check', () => {
   assert.equal(failing(rows), []);
   assert.ok(rows.length >= 20, `only ${rows.length} checks`);
   assert.match(rows.find((r) => r.check === 'EB resource budget')!.detail, /1\.95 CPUs, 1920 MiB/);
-  assert.match(renderCheckTable(rows), /All \d+ checks passed\./);
+  // The examples leave the app's optional features (e-mail, Sentry, ...) empty: warnings, not failures.
+  assert.match(renderCheckTable(rows), /All \d+ checks passed \(2 warnings\)\./);
+  assert.match(rows.find((r) => r.check === 'prod app features')!.detail, /^off: RESEND_API_KEY, SENTRY_DSN, HEALTHCHECKS_PING_KEY, MAKAPIX_ADMIN_USER, MAKAPIX_ADMIN_PASSWORD/);
+});
+
+test('with every feature of the app configured, nothing warns', () => {
+  const full = { RESEND_API_KEY: 're_1', SENTRY_DSN: 'https://k@sentry.invalid/1', HEALTHCHECKS_PING_KEY: 'k', MAKAPIX_ADMIN_USER: 'owner', MAKAPIX_ADMIN_PASSWORD: 'pw' };
+  const rows = auditIsolation(input((i) => {
+    i.prod.cfg = envConfig('prod', full);
+    i.dev.cfg = envConfig('dev', { ...full, HEALTHCHECKS_PING_KEY: 'k2' });
+  }));
+  assert.equal(rows.filter((r) => r.status === 'warn'), []);
 });
 
 // Each broken fact must fail exactly its own check, with a message that names the culprit.
