@@ -123,3 +123,14 @@ export function upDecision(layout: Layout): { ok: true; notes: string[] } | { ok
       };
   }
 }
+
+/**
+ * The certificate volumes the edge Caddy uses: its own when they exist (it ran before), else the
+ * app's Caddy's (moving Caddy re-issues no certificate: Let's Encrypt rate-limits re-issuance of
+ * every host), else its own names, to be created.
+ */
+export function edgeVolumes(existing: readonly string[]): { data: string; config: string; reused: boolean } {
+  if (existing.includes(edgeCaddyVolumes.data)) return { ...edgeCaddyVolumes, reused: false };
+  if (existing.includes(appCaddyVolumes.data)) return { ...appCaddyVolumes, reused: true };
+  return { ...edgeCaddyVolumes, reused: false };
+}

@@ -4,12 +4,12 @@
 // network and EB's vault folder must exist before `up`).
 import { JobError, SafetyError, UsageError } from '../core/errors.ts';
 import { detectComposeFlavor, edgeComposeCommand, edgeProject, runCompose } from '../tools/compose.ts';
-import { classifyLayout, planProject, upDecision, type Layout } from '../domain/layout.ts';
+import { classifyLayout, edgeVolumes, planProject, upDecision, type Layout } from '../domain/layout.ts';
 import { ensureCredentials } from '../tools/caddy.ts';
 import { caddyTarget, reloadCaddy } from '../tools/caddy.ts';
-import { ensureNetwork, edgeNetwork, listContainers, prepareEnvironment } from '../tools/docker.ts';
+import { ensureNetwork, ensureVolumes, edgeNetwork, listContainers, listVolumes, prepareEnvironment } from '../tools/docker.ts';
 import { compose } from '../tools/compose.ts';
-import { run, tail } from '../core/exec.ts';
+import { renderCommand, run, tail } from '../core/exec.ts';
 import { projectName, type EnvConfig, type Environment } from '../core/config.ts';
 import type { Ui } from '../core/ui.ts';
 
@@ -107,16 +107,22 @@ export const edgeContainer = 'makapix-edge-caddy';
 
 /** up-edge: network and default credentials first, then the edge project; reload-edge: caddy reload inside it. */
 export async function runEdge(action: EdgeAction, ui: Ui, dryRun = false): Promise<{ action: EdgeAction; created: string[]; steps: string[] }> {
-  const { cmd, argv } = edgeComposeCommand(['up', '-d'], await detectComposeFlavor());
-  if (dryRun) return { action, created: [], steps: [action === 'reload' ? `docker exec ${edgeContainer} caddy reload --config /etc/caddy/Caddyfile --adapter caddyfile` : `${cmd} ${argv.join(' ')}`] };
+  const volumes = action === 'up' ? edgeVolumes(await listVolumes()) : undefined;
+  const command = edgeComposeCommand(['up', '-d'], await detectComposeFlavor(), undefined, volumes);
+  if (dryRun) return { action, created: [], steps: [action === 'reload' ? `docker exec ${edgeContainer} caddy reload --config /etc/caddy/Caddyfile --adapter caddyfile` : renderCommand(command)] };
   if (action === 'reload') {
     await ui.run('Reload the edge Caddy', () => reloadCaddy({ ...caddyTarget(), container: edgeContainer }));
     return { action, created: [], steps: [] };
   }
-  const created = [...((await ensureNetwork(edgeNetwork)) ? [`network ${edgeNetwork}`] : []), ...(await ensureCredentials())];
+  const created = [
+    ...((await ensureNetwork(edgeNetwork)) ? [`network ${edgeNetwork}`] : []),
+    ...(await ensureCredentials()),
+    ...(await ensureVolumes([volumes!.data, volumes!.config])).map((v) => `volume ${v}`),
+  ];
   for (const c of created) ui.info(`created ${c}`);
+  if (volumes!.reused) ui.info(`certificates: the app's Caddy volumes ${volumes!.data}, ${volumes!.config} (no re-issuance)`);
   await ui.run('Start the edge Caddy', async () => {
-    const out = await run({ cmd, argv }, { nothrow: true });
+    const out = await run(command, { nothrow: true });
     if (out.exitCode !== 0) throw new JobError(`Starting the edge Caddy failed: ${tail(out.stderr)}`, 'Check caddy/Caddyfile (make check) and that ports 80/443 are free.');
   });
   return { action, created, steps: [] };

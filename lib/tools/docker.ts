@@ -112,3 +112,19 @@ export async function listContainers(): Promise<SeenContainer[]> {
 export async function volumeExists(name: string): Promise<boolean> {
   return (await docker(['volume', 'inspect', name], { nothrow: true })).ok;
 }
+
+/** Names of the volumes that exist. */
+export async function listVolumes(): Promise<string[]> {
+  return (await docker(['volume', 'ls', '--format', '{{.Name}}'])).stdout.split('\n').filter(Boolean);
+}
+
+/** Creates the named volumes that do not exist yet; returns the ones it created. */
+export async function ensureVolumes(names: readonly string[]): Promise<string[]> {
+  const created: string[] = [];
+  for (const name of names) {
+    if (await volumeExists(name)) continue;
+    await docker(['volume', 'create', name]);
+    created.push(name);
+  }
+  return created;
+}

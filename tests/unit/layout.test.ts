@@ -1,7 +1,7 @@
 // The layouts a production host can be in, as Docker reports them, and what up-prod does with each.
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { classifyLayout, managedLabel, upDecision, type SeenContainer } from '../../lib/domain/layout.ts';
+import { classifyLayout, edgeVolumes, managedLabel, upDecision, type SeenContainer } from '../../lib/domain/layout.ts';
 import { parseInspect } from '../../lib/tools/docker.ts';
 
 const ours = ['db', 'cache', 'broker', 'api', 'worker', 'web', 'mqtt', 'vault'];
@@ -93,6 +93,12 @@ test('parseInspect reads names, state, labels (commas included) and named volume
     { name: 'caddy', running: true, image: 'lucaslorentz/caddy-docker-proxy:2.9-alpine', labels: { 'com.docker.compose.project.config_files': '/a.yml,/b.yml' }, volumes: ['makapix-stack_caddy_data'] },
     { name: 'bare', running: false, image: 'alpine', labels: {}, volumes: [] },
   ]);
+});
+
+test("the edge reuses the app's certificate volumes (no re-issuance), and keeps its own once it has them", () => {
+  assert.equal(edgeVolumes(['makapix-stack_caddy_data', 'makapix-stack_caddy_config', 'other']), { data: 'makapix-stack_caddy_data', config: 'makapix-stack_caddy_config', reused: true });
+  assert.equal(edgeVolumes([]), { data: 'makapix-edge-caddy-data', config: 'makapix-edge-caddy-config', reused: false });
+  assert.equal(edgeVolumes(['makapix-edge-caddy-data', 'makapix-stack_caddy_data']).data, 'makapix-edge-caddy-data');
 });
 
 test.run();
