@@ -70,8 +70,8 @@ bench: setup-test ## benchmarks: ratios against baselines measured side by side 
 
 # ---- isolation audit ---------------------------------------------------------------------
 .PHONY: check
-check: setup ## prove EA and EB are isolated (compose configs, Caddyfile, env files); ARGS="--json"
-	$(TS) $(S)/check.ts $(ARGS)
+check: setup ## prove EA and EB are isolated (compose configs, Caddyfile, env files); APP_DIR=/opt/makapix also audits the app's contract; ARGS="--json"
+	$(TS) $(S)/check.ts $(if $(APP_DIR),--app-dir $(APP_DIR)) $(ARGS)
 
 # ---- sample data (docs/sample-data.md) ---------------------------------------------------
 PCT ?= 10
