@@ -145,25 +145,31 @@ const where = (r: EnvRead) => `${r.file}:${r.line}`;
 export function auditAppContract(input: ContractInput): ContractRow[] {
   const rows: ContractRow[] = [];
   for (const env of ['prod', 'dev'] as const) {
-    const errors: string[] = [];
-    const warnings: string[] = [];
+    // One entry per variable not passed: the services that read it, and its first read without a fallback.
+    const missing = new Map<string, { services: AppService[]; read: EnvRead }>();
     const leftToDefault = new Set<string>();
     for (const service of ['api', 'worker', 'web'] as const) {
-      const passed = input.passed[env][service];
-      const seen = new Map<string, EnvRead>();
-      for (const r of input.reads[service]) if (!seen.has(r.name) || (seen.get(r.name)!.hasDefault && !r.hasDefault)) seen.set(r.name, r);
-      for (const [name, r] of [...seen].sort(([a], [b]) => a.localeCompare(b))) {
-        if (passed.has(name)) continue;
-        const known = knownVariables[name];
-        const cls = known ? (env === 'dev' && known.dev ? known.dev : known.class) : r.hasDefault ? undefined : 'required';
-        if (cls === 'default' || cls === 'test') {
-          leftToDefault.add(name);
-          continue;
-        }
-        if (cls === 'required') errors.push(`${service} reads ${name} (${where(r)})${known ? `: ${known.why}` : ', without a fallback'}`);
-        else if (cls === 'feature') warnings.push(`${service} reads ${name} (${where(r)}): a feature (${known!.why})`);
-        else warnings.push(`${service} reads ${name} (${where(r)}) with a fallback; not classified (lib/domain/app-contract.ts)`);
+      for (const r of input.reads[service]) {
+        if (input.passed[env][service].has(r.name)) continue;
+        const m = missing.get(r.name) ?? { services: [], read: r };
+        if (!m.services.includes(service)) m.services.push(service);
+        if (m.read.hasDefault && !r.hasDefault) m.read = r;
+        missing.set(r.name, m);
       }
+    }
+    const errors: string[] = [];
+    const warnings: string[] = [];
+    for (const [name, { services, read: r }] of [...missing].sort(([a], [b]) => a.localeCompare(b))) {
+      const known = knownVariables[name];
+      const cls = known ? (env === 'dev' && known.dev ? known.dev : known.class) : r.hasDefault ? undefined : 'required';
+      if (cls === 'default' || cls === 'test') {
+        leftToDefault.add(name);
+        continue;
+      }
+      const who = `${name} (read by ${services.join(', ')}; ${where(r)})`;
+      if (cls === 'required') errors.push(`${who}${known ? `: ${known.why}` : ': no fallback'}`);
+      else if (cls === 'feature') warnings.push(`${who}: a feature (${known!.why})`);
+      else warnings.push(`${who}: has a fallback, not classified yet (lib/domain/app-contract.ts)`);
     }
     const detail = [...errors, ...warnings].join('; ');
     rows.push(

@@ -69,8 +69,7 @@ test('a variable added later without a fallback fails, per environment, with fil
   for (const env of ['prod', 'dev']) {
     const r = rowOf(rows, `${env} app variables`);
     assert.is(r.status, 'fail', env);
-    assert.match(r.detail, 'api reads STRIPE_SECRET_KEY (api/app/billing.py:4), without a fallback');
-    assert.match(r.detail, 'worker reads STRIPE_SECRET_KEY (api/app/billing.py:4)');
+    assert.match(r.detail, 'STRIPE_SECRET_KEY (read by api, worker; api/app/billing.py:4): no fallback');
   }
 });
 
@@ -79,14 +78,14 @@ test('a variable added later with a fallback warns until it is classified; a kno
   appendFileSync(path.join(dir, 'worker', 'worker.py'), 'poll = os.getenv("POLL_SECONDS", "30")\n');
   let rows = await audit(dir);
   assert.is(rowOf(rows, 'prod app variables').status, 'warn');
-  assert.match(rowOf(rows, 'prod app variables').detail, 'worker reads POLL_SECONDS (worker/worker.py:4) with a fallback; not classified');
+  assert.match(rowOf(rows, 'prod app variables').detail, 'POLL_SECONDS (read by worker; worker/worker.py:4): has a fallback, not classified yet');
   // MQTT_USERNAME is passed today; were it dropped from compose, its fallback (api-server) is known to be wrong.
   const prod = ourStack('prod') as { services: Record<string, { environment: Record<string, string> }> };
   delete prod.services.api!.environment.MQTT_USERNAME;
   const tree = await readAppTree(dir, (p) => servicesReading(p).length > 0 || p === appComposeFile);
   rows = auditAppContract(appContractInput(tree, prod, ourStack('dev')));
   assert.is(rowOf(rows, 'prod app variables').status, 'fail');
-  assert.match(rowOf(rows, 'prod app variables').detail, 'api reads MQTT_USERNAME (api/app/routers/player.py:3): fallback api-server');
+  assert.match(rowOf(rows, 'prod app variables').detail, 'MQTT_USERNAME (read by api; api/app/routers/player.py:3): fallback api-server');
   assert.is(rowOf(rows, 'dev app variables').status, 'warn', 'dev still passes it; only the unclassified one warns');
 });
 
