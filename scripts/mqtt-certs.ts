@@ -16,4 +16,4 @@ await runScript({
   },
   run: (ctx) => runMqttCerts({ env: ctx.env!, positionals: ctx.positionals, days: ctx.flags.days, crlDays: ctx.flags['crl-days'], force: ctx.flags.force, dryRun: ctx.dryRun, confirm: ctx.confirm }),
   render: (r) => renderCertsResult(r),
-});
+}, process.argv, process.env);

@@ -201,8 +201,8 @@ export interface EnvConfig {
   readonly warnings: readonly string[];
 }
 
-/** Where an environment's file lives: MAKAPIX_ENV_DIR overrides compose/ (the sandbox uses that). */
-export function envFilePath(env: Environment, dir = process.env.MAKAPIX_ENV_DIR ?? composeDir): string {
+/** Where an environment's file lives: compose/, or the folder Settings.envDir names (MAKAPIX_ENV_DIR: the sandbox uses that). */
+export function envFilePath(env: Environment, dir = composeDir): string {
   return path.resolve(dir, `.env.${env}`);
 }
 

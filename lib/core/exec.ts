@@ -1,7 +1,7 @@
 // The one seam for child processes. A job decides its work as values (a `Command`, a `Step` list);
 // `--dry-run` prints those values and the runner executes the very same ones, so a plan cannot
 // drift from what happens.
-import { spawn } from 'node:child_process';
+import { spawn, type ChildProcess, type StdioOptions } from 'node:child_process';
 import { JobError } from './errors.ts';
 import { formatDuration } from './ui.ts';
 
@@ -42,12 +42,18 @@ export function renderCommand(c: Command): string {
 /** The last lines of a tool's output, on one line: enough for an error message. */
 export const tail = (text: string, lines = 5) => text.trim().split('\n').slice(-lines).join(' | ');
 
+/** The environment a child gets: ours, with the command's own variables over it. */
+const childEnv = (c: Command) => (c.env ? { ...process.env, ...c.env } : process.env);
+
+/** Starts a command whose data streams (a dump is gigabytes): the caller wires its stdio and awaits its exit. */
+export const start = (c: Command, stdio: StdioOptions): ChildProcess => spawn(c.cmd, [...c.argv], { cwd: c.cwd, env: childEnv(c), stdio });
+
 /** Runs a command without a shell; throws a JobError naming it when it fails (unless `nothrow`). */
 export function run(c: Command, opts: RunOptions = {}): Promise<RunResult> {
   return new Promise((resolve, reject) => {
     const child = spawn(c.cmd, [...c.argv], {
       cwd: c.cwd,
-      env: c.env ? { ...process.env, ...c.env } : process.env,
+      env: childEnv(c),
       stdio: [opts.input === undefined ? 'ignore' : 'pipe', opts.stream ? 'inherit' : 'pipe', opts.stream ? 'inherit' : 'pipe'],
       timeout: opts.timeoutMs,
     });

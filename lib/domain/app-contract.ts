@@ -111,7 +111,7 @@ export function pythonEnvReads(file: string, text: string): EnvRead[] {
   return out;
 }
 
-/** Environment reads in JavaScript/TypeScript: process.env.X or process.env["X"], with a `??`/`||` fallback or not. */
+/** Environment reads in JavaScript/TypeScript (`env.X` or `env["X"]` of node's process object), with a `??`/`||` fallback or not. */
 export function scriptEnvReads(file: string, text: string): EnvRead[] {
   const out: EnvRead[] = [];
   for (const m of text.matchAll(/process\.env(?:\.([A-Z][A-Z0-9_]*)|\[\s*["']([A-Z][A-Z0-9_]*)["']\s*\])(\s*(?:\?\?|\|\|))?/g)) {

@@ -6,7 +6,8 @@ import { UsageError } from '../core/errors.ts';
 import { applyChange, generatePassword, parseCredentials, renderCredentials, validatePassword, validateUsername, type Change, type Credential } from '../domain/credentials.ts';
 import { Secret } from '../core/secret.ts';
 import { writeFileAtomic } from '../core/atomic-file.ts';
-import { caddyTarget, credentialsDir, reloadCaddy, runningCaddy, type CaddyTarget } from '../tools/caddy.ts';
+import { reloadCaddy, runningCaddy } from '../tools/caddy.ts';
+import type { CaddyTarget, Settings } from '../core/settings.ts';
 import { credentialsFileName, scopes, type Scope } from '../domain/credentials.ts';
 import { withLock } from '../core/lock.ts';
 import type { Environment } from '../core/config.ts';
@@ -155,6 +156,7 @@ export interface BasicAuthOptions {
   dryRun: boolean;
   confirm: Confirm;
   password: Omit<PasswordSources, 'tty'> & { tty: boolean };
+  settings: Pick<Settings, 'credentialsDir' | 'caddy'>;
 }
 
 export type BasicAuthResult = CredentialsResult & { command: BasicAuthCommand; user?: string; generatedPassword?: string };
@@ -168,7 +170,7 @@ export async function runBasicAuth(o: BasicAuthOptions): Promise<BasicAuthResult
   if (extra.length || (cmd === 'list' && user !== undefined)) throw new UsageError(`Too many arguments for ${cmd}.`, cmd === 'list' ? 'list takes no user.' : `${cmd} takes one user name.`);
   const scope = parseScope(o.scope);
   const cost = parseCost(o.cost);
-  const base = { scope, dir: credentialsDir(), cost, dryRun: o.dryRun, reload: o.reload, target: caddyTarget() };
+  const base = { scope, dir: o.settings.credentialsDir, cost, dryRun: o.dryRun, reload: o.reload, target: o.settings.caddy };
   if (cmd === 'list') return { command: cmd, ...(await runCredentialsJob({ ...base, password: async () => new Secret('') })) };
   const name = validateUsername(user);
   const source = cmd === 'remove' ? undefined : passwordSource(o.password);

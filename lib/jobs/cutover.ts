@@ -10,7 +10,8 @@ import { JobError, SafetyError } from '../core/errors.ts';
 import { compose, detectComposeFlavor, edgeComposeCommand, edgeProject } from '../tools/compose.ts';
 import { run, tail } from '../core/exec.ts';
 import { backupDatabase } from '../tools/backup-store.ts';
-import { ensureCredentials, defaultCaddyContainer } from '../tools/caddy.ts';
+import { ensureCredentials } from '../tools/caddy.ts';
+import { defaultCaddyContainer } from '../core/settings.ts';
 import { tcpAccepts } from '../tools/probe.ts';
 import {
   containerHealthy,
@@ -124,6 +125,8 @@ export interface CutoverOptions {
   dryRun: boolean;
   confirm: (q: string) => Promise<void>;
   health?: HealthPolicy;
+  /** The edge's credentials folder (settings): filled with the locked defaults before the edge starts. */
+  credentialsDir: string;
   /** Where the edge Caddy's HTTP port is reached from the host, to time the handover (default 127.0.0.1:80). */
   edgeHttp?: { host: string; port: number };
 }
@@ -218,7 +221,7 @@ async function cutoverFromApp(cfg: EnvConfig, layout: Layout, o: CutoverOptions)
   try {
     await ui.run("Build EA's images", () => compose(cfg, ['build']));
     await prepareEnvironment(cfg);
-    await ensureCredentials();
+    await ensureCredentials(o.credentialsDir);
     await ensureVolumes([edge.data, edge.config]);
     await ui.run(`Create ${edgeContainer} (not started)`, () => run(edgeComposeCommand(['up', '--no-start'], flavor, undefined, edge)));
     outageStart = Date.now();

@@ -9,7 +9,6 @@
 // connection (Caddy, the app's services) always find a live container. (container_name in the
 // compose files rules out `--scale api=2`, hence the helper.)
 import { appendFile, mkdir, open, readFile, stat, statfs } from 'node:fs/promises';
-import { userInfo } from 'node:os';
 import path from 'node:path';
 import { $ } from 'zx';
 import YAML from 'yaml';
@@ -377,6 +376,8 @@ export async function gatherFacts(prod: EnvConfig, dev: EnvConfig): Promise<Depl
 export interface DeployRunOptions extends DeployOptions {
   ui: Ui;
   dryRun: boolean;
+  /** Who deploys, for the log (Settings.operator). */
+  operator: string;
   health?: HealthPolicy;
   /** Free bytes required where images and backups go. */
   minFreeBytes?: number;
@@ -391,7 +392,6 @@ export interface DeployResult {
   manual: string[];
 }
 
-const deployUser = () => process.env.SUDO_USER ?? userInfo().username;
 export const lockPathFor = (deployLog: string) => path.join(path.dirname(deployLog), 'deploy.lock');
 
 /** Appends one record as one line, fsynced: the log is never rewritten. */
@@ -469,7 +469,7 @@ export async function deployToProd(prod: EnvConfig, dev: EnvConfig, o: DeployRun
     const record: DeployRecord = {
       at: new Date().toISOString(),
       kind: 'deploy',
-      user: deployUser(),
+      user: o.operator,
       from: plan.from,
       to: plan.to,
       images: imagesOf(facts, plan.to.tag),
@@ -573,7 +573,7 @@ export async function deployToProd(prod: EnvConfig, dev: EnvConfig, o: DeployRun
 }
 
 /** --rollback: back to the tag EA ran before the last successful deploy (no build, no migrations). */
-export async function rollbackProd(prod: EnvConfig, o: { ui: Ui; dryRun: boolean; health?: HealthPolicy }): Promise<DeployRecord | { dryRun: true; from: string; to: string }> {
+export async function rollbackProd(prod: EnvConfig, o: { ui: Ui; dryRun: boolean; operator: string; health?: HealthPolicy }): Promise<DeployRecord | { dryRun: true; from: string; to: string }> {
   const health = o.health ?? defaultHealth;
   const lock = o.dryRun ? undefined : await takeDeployLock(prod.vars.DEPLOY_LOG);
   try {
@@ -589,7 +589,7 @@ export async function rollbackProd(prod: EnvConfig, o: { ui: Ui; dryRun: boolean
     if (o.dryRun) return { dryRun: true, from: current, to: target.tag };
     const switches = [...services.filter((s) => switchStrategy(s) === 'overlap'), ...services.filter((s) => switchStrategy(s) === 'recreate')].map((s) => ({ service: s.name, strategy: switchStrategy(s) }));
     const steps: DeployRecord['steps'] = [];
-    const record: DeployRecord = { at: new Date().toISOString(), kind: 'rollback', user: deployUser(), from: { commit: null, tag: current }, to: target, images, backup: null, skipTests: false, migrations: [], steps, result: 'failed' };
+    const record: DeployRecord = { at: new Date().toISOString(), kind: 'rollback', user: o.operator, from: { commit: null, tag: current }, to: target, images, backup: null, skipTests: false, migrations: [], steps, result: 'failed' };
     try {
       const started = Date.now();
       await o.ui.run(`Switch EA back to ${target.tag}`, () => switchServices(prod, switches, target.tag, { health, ui: o.ui }));

@@ -6,7 +6,8 @@ import { JobError, SafetyError, UsageError } from '../core/errors.ts';
 import { detectComposeFlavor, edgeComposeCommand, edgeProject, runCompose } from '../tools/compose.ts';
 import { classifyLayout, edgeVolumes, planProject, upDecision, type Layout } from '../domain/layout.ts';
 import { ensureCredentials } from '../tools/caddy.ts';
-import { caddyTarget, reloadCaddy } from '../tools/caddy.ts';
+import { reloadCaddy } from '../tools/caddy.ts';
+import type { Settings } from '../core/settings.ts';
 import { ensureNetwork, ensureVolumes, edgeNetwork, listContainers, listVolumes, prepareEnvironment } from '../tools/docker.ts';
 import { compose } from '../tools/compose.ts';
 import { renderCommand, run, tail } from '../core/exec.ts';
@@ -106,17 +107,17 @@ export type EdgeAction = 'up' | 'reload';
 export const edgeContainer = 'makapix-edge-caddy';
 
 /** up-edge: network and default credentials first, then the edge project; reload-edge: caddy reload inside it. */
-export async function runEdge(action: EdgeAction, ui: Ui, dryRun = false): Promise<{ action: EdgeAction; created: string[]; steps: string[] }> {
+export async function runEdge(action: EdgeAction, settings: Pick<Settings, 'credentialsDir' | 'caddy'>, ui: Ui, dryRun = false): Promise<{ action: EdgeAction; created: string[]; steps: string[] }> {
   const volumes = action === 'up' ? edgeVolumes(await listVolumes()) : undefined;
   const command = edgeComposeCommand(['up', '-d'], await detectComposeFlavor(), undefined, volumes);
   if (dryRun) return { action, created: [], steps: [action === 'reload' ? `docker exec ${edgeContainer} caddy reload --config /etc/caddy/Caddyfile --adapter caddyfile` : renderCommand(command)] };
   if (action === 'reload') {
-    await ui.run('Reload the edge Caddy', () => reloadCaddy({ ...caddyTarget(), container: edgeContainer }));
+    await ui.run('Reload the edge Caddy', () => reloadCaddy({ ...settings.caddy, container: edgeContainer }));
     return { action, created: [], steps: [] };
   }
   const created = [
     ...((await ensureNetwork(edgeNetwork)) ? [`network ${edgeNetwork}`] : []),
-    ...(await ensureCredentials()),
+    ...(await ensureCredentials(settings.credentialsDir)),
     ...(await ensureVolumes([volumes!.data, volumes!.config])).map((v) => `volume ${v}`),
   ];
   for (const c of created) ui.info(`created ${c}`);

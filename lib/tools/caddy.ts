@@ -3,6 +3,7 @@ import { constants } from 'node:fs';
 import path from 'node:path';
 import { caddyDir } from '../core/paths.ts';
 import { redact } from '../core/secret.ts';
+import type { CaddyTarget } from '../core/settings.ts';
 import { credentialsFileName, scopes } from '../domain/credentials.ts';
 import { JobError } from '../core/errors.ts';
 import { run } from '../core/exec.ts';
@@ -12,7 +13,6 @@ import { run } from '../core/exec.ts';
  * a Caddy process reads the Caddyfile's `{$VAR:default}` placeholders from.
  */
 
-export const credentialsDir = (): string => path.resolve(process.env.MAKAPIX_CREDENTIALS_DIR ?? path.join(caddyDir, 'credentials'));
 
 export const edgeCaddyfile = path.join(caddyDir, 'Caddyfile');
 /** Committed, valid credentials that lock everyone out (one account, random thrown-away password). */
@@ -23,7 +23,7 @@ export const defaultCredentialsDir = path.join(caddyDir, 'credentials.default');
  * so Caddy can start before anyone ran `make basic-auth`. An existing file is never touched
  * (COPYFILE_EXCL makes that race-free). Returns the files it created.
  */
-export async function ensureCredentials(dir = credentialsDir()): Promise<string[]> {
+export async function ensureCredentials(dir: string): Promise<string[]> {
   await mkdir(dir, { recursive: true, mode: 0o700 });
   const created: string[] = [];
   for (const scope of scopes) {
@@ -39,7 +39,7 @@ export async function ensureCredentials(dir = credentialsDir()): Promise<string[
 }
 
 /** The credentials folder a read-only reader (caddy adapt in `make check`) should use: the real one once complete, else the defaults. */
-export async function readableCredentialsDir(dir = credentialsDir()): Promise<string> {
+export async function readableCredentialsDir(dir: string): Promise<string> {
   const complete = await Promise.all(scopes.map((s) => readFile(path.join(dir, credentialsFileName(s))).then(() => true, () => false)));
   return complete.every(Boolean) ? dir : defaultCredentialsDir;
 }
@@ -100,34 +100,6 @@ export function caddyfileArgv(action: 'validate' | 'adapt' | 'run' | 'reload', c
 }
 
 // ---- the running Caddy ----------------------------------------------------------------------
-
-export interface CaddyTarget {
-  /** Admin API address, host:port (CADDY_ADMIN, as the Caddyfile's `admin {$CADDY_ADMIN:localhost:2019}`). */
-  admin: string;
-  /** The Caddyfile the running Caddy was started with (MAKAPIX_CADDYFILE; default caddy/Caddyfile). */
-  caddyfile: string;
-  /** The caddy binary (CADDY_BIN). */
-  bin: string;
-  /**
-   * The Docker container of the shared Caddy (CADDY_CONTAINER, default makapix-edge-caddy from
-   * caddy/docker-compose.edge.yml; empty for a Caddy on the host). When it runs, the reload happens
-   * inside it, where its own Caddyfile (/etc/caddy/Caddyfile) and environment are, so the
-   * placeholders adapt the same; its admin API is never published on the host.
-   */
-  container?: string;
-}
-
-export const defaultCaddyContainer = 'makapix-edge-caddy';
-
-export const caddyTarget = (): CaddyTarget => {
-  const container = process.env.CADDY_CONTAINER ?? defaultCaddyContainer;
-  return {
-    admin: process.env.CADDY_ADMIN || 'localhost:2019',
-    caddyfile: path.resolve(process.env.MAKAPIX_CADDYFILE ?? path.join(caddyDir, 'Caddyfile')),
-    bin: process.env.CADDY_BIN || 'caddy',
-    ...(container && { container }),
-  };
-};
 
 /**
  * The one caddy argv builder. `caddy reload` adapts the Caddyfile where it runs (so the environment

@@ -13,7 +13,7 @@ import { freePort } from '../../dev/ports.ts';
 import { caddyfileArgv, edgeCaddyfile, edgeEnvironment, ensureCredentials, type EdgeSettings } from '../../lib/tools/caddy.ts';
 import { caddyCommand } from '../../lib/tools/caddy.ts';
 import { renderCredentials } from '../../lib/domain/credentials.ts';
-import { onExit } from '../harness/cleanup.ts';
+import { onExit } from '../../dev/cleanup.ts';
 
 const work = mkdtempSync(path.join(tmpdir(), 'caddy-test-'));
 const credentials = path.join(work, 'credentials');

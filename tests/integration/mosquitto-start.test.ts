@@ -8,7 +8,7 @@ import { mkdtempSync, readFileSync, rmSync, existsSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { composeDir } from '../../lib/core/paths.ts';
-import { onExit } from '../harness/cleanup.ts';
+import { onExit } from '../../dev/cleanup.ts';
 
 const work = mkdtempSync(path.join(tmpdir(), 'mosquitto-start-'));
 onExit(() => rmSync(work, { recursive: true, force: true }));

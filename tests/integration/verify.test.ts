@@ -21,7 +21,7 @@ import { runVerify, type CheckLine, type VerifyOptions, type VerifyResult } from
 import { startCaddy, type Edge } from '../harness/caddy.ts';
 import { brokerUid, makeCerts, startMosquitto, type Broker } from '../harness/mosquitto.ts';
 import { startSandbox, type TestSandbox } from '../harness/sandbox.ts';
-import { onExit } from '../harness/cleanup.ts';
+import { onExit } from '../../dev/cleanup.ts';
 import { backupName } from '../../lib/domain/backup-files.ts';
 
 const root = mkdtempSync(path.join(tmpdir(), 'verify-'));

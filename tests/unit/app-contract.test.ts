@@ -11,7 +11,7 @@ import { composeDir, projectRoot } from '../../lib/core/paths.ts';
 import { auditAppContract, pythonEnvReads, scriptEnvReads } from '../../lib/domain/app-contract.ts';
 import { appContractInput, servicesReading, appComposeFile } from '../../lib/jobs/check.ts';
 import { readAppTree } from '../../lib/tools/app-tree.ts';
-import { onExit } from '../harness/cleanup.ts';
+import { onExit } from '../../dev/cleanup.ts';
 
 const fixture = path.join(projectRoot, 'tests', 'fixtures', 'app');
 
