@@ -12,7 +12,7 @@ import { run, tail } from '../core/exec.ts';
 import { backupDatabase } from '../tools/backup-store.ts';
 import { ensureCredentials } from '../tools/caddy.ts';
 import { defaultCaddyContainer } from '../core/settings.ts';
-import { tcpAccepts } from '../tools/probe.ts';
+import { httpResponds } from '../tools/probe.ts';
 import {
   containerHealthy,
   defaultHealth,
@@ -97,7 +97,7 @@ export function appCutoverPlan(cfg: EnvConfig, layout: Layout, edge: { data: str
       `stop the app's containers ${appContainers.join(', ') || '(none running)'}; EA's services of the same names replace them (the site is down from here)`,
       `start EA's db on ${volume}, wait healthy; back up EA's database (pinned) to ${cfg.vars.BACKUP_DIR}/pinned/`,
       `start the rest of EA, wait until the api is healthy (the app's Caddy still routes to it by container name)`,
-      `Caddy handover: stop ${atHandover.join(', ')} (kept, not removed: not the toolkit's), start ${edgeContainer}, wait until it accepts connections; the gap is measured and printed`,
+      `Caddy handover: stop ${atHandover.join(', ')} (kept, not removed: not the toolkit's), start ${edgeContainer}, wait until it answers HTTP; the gap is measured and printed`,
     ],
     rollback: appRollbackCommand(layout.old.find((c) => c.labels[projectLabel] === project && c !== caddy) ?? caddy, project, edgeContainer),
   };
@@ -243,7 +243,7 @@ async function cutoverFromApp(cfg: EnvConfig, layout: Layout, o: CutoverOptions)
     await ui.run(`Caddy handover: stop ${atHandover.join(', ')}, start ${edgeContainer}`, async () => {
       await stopContainers(atHandover);
       await docker(['start', edgeContainer]);
-      await waitHealthy(`${edgeContainer} on ${at.host}:${at.port}`, () => tcpAccepts(at.host, at.port), { intervalMs: 50, timeoutMs: 60_000, consecutive: 1 });
+      await waitHealthy(`${edgeContainer} on ${at.host}:${at.port}`, () => httpResponds(at.host, at.port), { intervalMs: 50, timeoutMs: 60_000, consecutive: 1 });
     });
     const end = Date.now();
     const gaps = { outageMs: end - outageStart, handoverMs: end - handoverStart };

@@ -4,7 +4,6 @@
 import http from 'node:http';
 import https from 'node:https';
 import tls from 'node:tls';
-import net from 'node:net';
 import { X509Certificate } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
 import { readFileSync } from 'node:fs';
@@ -146,16 +145,18 @@ export async function certificatesIn(files: readonly string[]): Promise<Certific
   return found;
 }
 
-/** Whether something accepts a TCP connection at host:port within the timeout (a proxy that came up). */
-export function tcpAccepts(host: string, port: number, timeoutMs = 1000): Promise<boolean> {
+/**
+ * Whether an HTTP server answers at host:port within the timeout, with any status (a proxy's port 80
+ * answers with a redirect). A bare TCP connect would not do: Docker's proxy accepts connections on a
+ * published port before the server inside listens.
+ */
+export function httpResponds(host: string, port: number, timeoutMs = 1000): Promise<boolean> {
   return new Promise((resolve) => {
-    const socket = net.connect({ host, port });
-    const done = (ok: boolean) => {
-      socket.destroy();
-      resolve(ok);
-    };
-    socket.setTimeout(timeoutMs, () => done(false));
-    socket.once('connect', () => done(true));
-    socket.once('error', () => done(false));
+    const req = http.get({ host, port, path: '/', timeout: timeoutMs }, (res) => {
+      res.resume();
+      resolve(true);
+    });
+    req.on('timeout', () => req.destroy(new Error('timeout')));
+    req.on('error', () => resolve(false));
   });
 }
