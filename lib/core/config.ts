@@ -99,7 +99,7 @@ const oneOf = <T extends string>(...values: T[]): Field<T> => ({
 });
 
 /**
- * Every variable an environment file holds: the app's own (makapix-facts.md) and the toolkit's.
+ * Every variable an environment file holds: the app's own (read by its api/, worker/ and web/) and the toolkit's.
  * One table, so the example files, the validator and the types cannot drift apart.
  */
 export const envSchema = {

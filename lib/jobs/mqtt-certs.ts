@@ -5,10 +5,10 @@ import path from 'node:path';
 import { ConfigError, UsageError } from '../core/errors.ts';
 import { writeFileAtomic, temporaryName } from '../core/atomic-file.ts';
 import { withLock } from '../core/lock.ts';
-import { loadEnvConfig, type EnvConfig, type Environment } from '../core/config.ts';
+import type { EnvConfig, Environment } from '../core/config.ts';
 import type { Confirm } from '../core/ui.ts';
 import { openssl, opensslArgv } from '../tools/openssl.ts';
-import { keyAlgorithm, defaultDays, warnDays, type CertKind, type CertsLayout, certsLayout, deviceFiles, validateDeviceName, parseDays, subjects, serverSans, renderOpensslConfig, type IndexEntry, parseIndex, currentEntry, type InitStep, planInit, parseOpensslDate, renderBundle } from '../domain/pki.ts';
+import { keyAlgorithm, defaultDays, warnDays, type CertKind, type CertsLayout, certsLayout, deviceFiles, validateDeviceName, subjects, serverSans, renderOpensslConfig, type IndexEntry, parseIndex, currentEntry, type InitStep, planInit, parseOpensslDate, renderBundle } from '../domain/pki.ts';
 
 // ---- the runners ---------------------------------------------------------------------------
 
@@ -280,14 +280,14 @@ export function renderCertsResult(r: CertsResult, out: NodeJS.WritableStream = p
 }
 
 /** What `make mqtt-certs` does, from parsed flags. */
-export async function runMqttCerts(o: { env: Environment; positionals: readonly string[]; days: string | undefined; crlDays: string; force: boolean; dryRun: boolean; confirm: Confirm }): Promise<CertsResult> {
+export async function runMqttCerts(o: { cfg: EnvConfig; positionals: readonly string[]; days: number | undefined; crlDays: number; force: boolean; dryRun: boolean; confirm: Confirm }): Promise<CertsResult> {
   const [command, device, ...extra] = o.positionals;
   const takesDevice = command === 'issue' || command === 'revoke';
   if (!['init', 'issue', 'revoke', 'renew', 'list'].includes(command ?? '')) throw new UsageError(`Unknown command ${JSON.stringify(command ?? '')}.`, 'Use init, issue <device>, revoke <device>, renew or list.');
   if (extra.length || (!takesDevice && device !== undefined)) throw new UsageError(`Too many arguments for ${command}.`, takesDevice ? `${command} takes one device name.` : `${command} takes no name.`);
   if (takesDevice) validateDeviceName(device);
-  const opts: CertsOptions = { dryRun: o.dryRun, force: o.force, days: o.days === undefined ? undefined : parseDays(o.days, 0, '--days'), crlDays: parseDays(o.crlDays, defaultDays.crl, '--crl-days'), confirm: o.confirm };
-  const s = certsSettings(loadEnvConfig(o.env));
+  const opts: CertsOptions = { dryRun: o.dryRun, force: o.force, days: o.days, crlDays: o.crlDays, confirm: o.confirm };
+  const s = certsSettings(o.cfg);
   switch (command) {
     case 'init':
       return initCa(s, opts);

@@ -3,6 +3,7 @@
 import { test } from 'uvu';
 import { settingsFrom } from '../../lib/core/settings.ts';
 import * as assert from 'uvu/assert';
+import { runEntry } from '../harness/server.ts';
 import { cpSync, mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -58,7 +59,7 @@ interface CheckRun {
 
 /** Runs the real entry point, as cron or an operator would. */
 function check(args: string[], env: NodeJS.ProcessEnv = process.env): CheckRun {
-  const r = spawnSync(path.join(projectRoot, 'scripts/check.ts'), ['--json', ...args], { encoding: 'utf8', env, timeout: 60_000 });
+  const r = runEntry('check.ts', ['--json', ...args], { env });
   let rows: CheckRow[] = [];
   try {
     rows = (JSON.parse(r.stdout) as { rows?: CheckRow[] }).rows ?? [];
