@@ -325,7 +325,8 @@ export async function runCredentialsJob(job: CredentialsJob): Promise<Credential
   };
   if (job.dryRun) return apply();
   await mkdir(job.dir, { recursive: true, mode: 0o700 });
-  return withLock(path.join(job.dir, '.gen-basic-auth.lock'), 'gen-basic-auth', apply);
+  // Two developers adding themselves at once: the second waits for the first instead of failing.
+  return withLock(path.join(job.dir, '.gen-basic-auth.lock'), 'gen-basic-auth', apply, { waitMs: 5000 });
 }
 
 export interface PasswordSources {
