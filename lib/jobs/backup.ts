@@ -179,10 +179,22 @@ export function parseChecksumLine(text: string): string | undefined {
  * without its manifest, an empty file, a leftover) is not a backup and never pushes one out.
  */
 export function isVerifiedBackup(g: BackupFiles, facts: { dumpBytes?: number; checksumText?: string; manifest?: unknown }): boolean {
-  if (!g.dump || !g.format || !g.checksum || !g.manifest || facts.dumpBytes === undefined || facts.dumpBytes <= 0) return false;
+  return backupProblem(g, facts) === undefined;
+}
+
+/** Why a backup does not count (monitor says it), or undefined when it does; see isVerifiedBackup. */
+export function backupProblem(g: BackupFiles, facts: { dumpBytes?: number; checksumText?: string; manifest?: unknown }): string | undefined {
+  if (!g.dump || !g.format) return 'no single dump file';
+  if (facts.dumpBytes === undefined) return 'its dump cannot be read';
+  if (facts.dumpBytes <= 0) return 'its dump is empty';
+  if (!g.manifest) return 'it has no manifest (the backup never finished)';
+  if (!g.checksum) return 'it has no checksum file';
   const m = facts.manifest as Partial<BackupManifest> | undefined;
-  if (!m || m.verified !== true || m.file !== g.dump || m.format !== g.format || m.bytes !== facts.dumpBytes) return false;
-  return parseChecksumLine(facts.checksumText ?? '') === m.sha256;
+  if (!m || typeof m !== 'object') return 'its manifest is unreadable';
+  if (m.verified !== true || m.file !== g.dump || m.format !== g.format) return 'its manifest does not describe a verified dump of that name';
+  if (m.bytes !== facts.dumpBytes) return `its dump is ${facts.dumpBytes} bytes, its manifest says ${m.bytes} (truncated or replaced)`;
+  if (parseChecksumLine(facts.checksumText ?? '') !== m.sha256) return 'its checksum file and manifest disagree';
+  return undefined;
 }
 
 // ---- rotation ----------------------------------------------------------------------------
@@ -317,7 +329,7 @@ export interface FoundBackup {
 }
 
 /** Every backup in a folder with the facts that decide whether it is verified, newest first. */
-export async function scanBackups(dir: string): Promise<{ group: BackupFiles; verified: boolean; manifest?: BackupManifest }[]> {
+export async function scanBackups(dir: string): Promise<{ group: BackupFiles; verified: boolean; problem?: string; manifest?: BackupManifest }[]> {
   const entries = await readdir(dir, { withFileTypes: true }).catch((err: NodeJS.ErrnoException) => {
     if (err.code === 'ENOENT') return [];
     throw err;
@@ -328,8 +340,9 @@ export async function scanBackups(dir: string): Promise<{ group: BackupFiles; ve
       const dumpBytes = group.dump ? await stat(path.join(dir, group.dump)).then((s) => s.size, () => undefined) : undefined;
       const checksumText = group.checksum ? await readFile(path.join(dir, group.checksum), 'utf8').catch(() => undefined) : undefined;
       const manifest = group.manifest ? await readJson(path.join(dir, group.manifest)) : undefined;
-      const verified = isVerifiedBackup(group, { dumpBytes, checksumText, manifest });
-      return { group, verified, ...(verified && { manifest: manifest as BackupManifest }) };
+      const problem = backupProblem(group, { dumpBytes, checksumText, manifest });
+      const verified = problem === undefined;
+      return { group, verified, ...(problem !== undefined && { problem }), ...(verified && { manifest: manifest as BackupManifest }) };
     }),
   );
 }

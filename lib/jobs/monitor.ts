@@ -9,7 +9,7 @@ import { $ } from 'zx';
 import type { EnvConfig } from '../core/config.ts';
 import { connect, connectionFor, describeConnection } from '../tools/database.ts';
 import { UsageError } from '../core/errors.ts';
-import { parseBackupName } from './backup.ts';
+import { parseBackupName, scanBackups, sha256File } from './backup.ts';
 import { projectName, type Command } from '../tools/compose.ts';
 import { certificatesIn, httpRequest, peerCertificate, type CertificateInfo, type ResolveMap } from '../tools/probe.ts';
 import { formatBytes, type Ui } from '../core/ui.ts';
@@ -209,22 +209,51 @@ export function evaluateCerts(measures: readonly CertMeasure[], now: Date, t: Th
   return checkOf('certs', items, (s) => worstItems(items, s, `${items.length} certificates valid for ≥ ${t['cert-warn-days']} days`));
 }
 
-export type BackupMeasure = { dir: string; names: readonly string[] } | { dir: string; error: string; missing?: boolean };
+/** One backup found in the folder, as its own files describe it (see probeBackup). */
+export interface BackupCandidate {
+  /** The dump's file name. */
+  name: string;
+  /** The time in its name. */
+  takenAt: Date;
+  /** When the backup finished, from its manifest (absent when it has none). */
+  finishedAt?: Date;
+  /** Why it does not count: no manifest, a size or checksum that differs, damaged bytes... */
+  problem?: string;
+}
 
-/** The newest backup (by the time in its name) against the schedule; no backup at all is CRITICAL. */
+export type BackupMeasure = { dir: string; backups: readonly BackupCandidate[] } | { dir: string; error: string; missing?: boolean };
+
+/** A clock a little ahead of the backup host's is not "the future"; a year 2099 name is. */
+const futureSlackMs = 10 * 60_000;
+
+/**
+ * The newest backup that counts (its manifest, size and checksum agree, and it is not dated in the
+ * future) against the schedule; none at all is CRITICAL. A newer backup that does not count (empty,
+ * truncated, damaged, unfinished) makes the check at least WARNING and is named: a file name alone
+ * never reads OK.
+ */
 export function evaluateBackup(m: BackupMeasure, now: Date, t: Thresholds): Evaluated {
   if ('error' in m) {
     const status: Status = m.missing ? 'CRITICAL' : 'UNKNOWN';
     return checkOf('backup', [{ status, label: m.dir, detail: m.error }], () => `${m.dir}: ${m.error}`);
   }
-  const newest = m.names
-    .map((n) => ({ name: n, parsed: parseBackupName(n) }))
-    .filter((b) => b.parsed)
-    .sort((a, b) => b.parsed!.takenAt.getTime() - a.parsed!.takenAt.getTime())[0];
-  if (!newest) return checkOf('backup', [{ status: 'CRITICAL', label: m.dir, detail: 'holds no backup (makapix-YYYYMMDD-HHMMSS.dump|sql)' }], () => `${m.dir} holds no backup`);
-  const hours = (now.getTime() - newest.parsed!.takenAt.getTime()) / 3_600_000;
-  const status = level(hours, t['backup-warn-hours'], t['backup-crit-hours']);
-  const detail = `newest ${newest.name} is ${hours.toFixed(1)} h old (${status === 'OK' ? '≤' : '>'} ${status === 'CRITICAL' ? t['backup-crit-hours'] : t['backup-warn-hours']} h)`;
+  const judged = [...m.backups]
+    .map((b) => {
+      const future = Math.max(b.takenAt.getTime(), b.finishedAt?.getTime() ?? 0) > now.getTime() + futureSlackMs;
+      return { ...b, problem: b.problem ?? (future ? 'it is dated in the future' : undefined) };
+    })
+    .sort((a, b) => b.takenAt.getTime() - a.takenAt.getTime());
+  const newest = judged.find((b) => !b.problem);
+  const bad = judged.filter((b) => b.problem && (!newest || b.takenAt > newest.takenAt));
+  const badNote = bad.length ? `; ${bad[0]!.name} does not count: ${bad[0]!.problem}${bad.length > 1 ? ` (and ${bad.length - 1} more)` : ''}` : '';
+  if (!newest) {
+    const detail = judged.length ? `holds no verified backup${badNote}` : 'holds no backup (makapix-YYYYMMDD-HHMMSS.dump|sql)';
+    return checkOf('backup', [{ status: 'CRITICAL', label: m.dir, detail }], () => `${m.dir} ${detail}`);
+  }
+  const hours = (now.getTime() - (newest.finishedAt ?? newest.takenAt).getTime()) / 3_600_000;
+  const byAge = level(hours, t['backup-warn-hours'], t['backup-crit-hours']);
+  const status = bad.length ? worst([byAge, 'WARNING']) : byAge;
+  const detail = `newest ${newest.name} is ${hours.toFixed(1)} h old (${byAge === 'OK' ? '≤' : '>'} ${byAge === 'CRITICAL' ? t['backup-crit-hours'] : t['backup-warn-hours']} h)${badNote}`;
   return checkOf('backup', [{ status, label: m.dir, detail }], () => detail);
 }
 
@@ -428,10 +457,37 @@ async function crlNextUpdate(file: string): Promise<CertMeasure> {
   return { source: file, subject: 'CRL next update: past it the broker refuses every device', notAfter: new Date(parseOpensslDate(when)) };
 }
 
-/** What a backup folder holds, for evaluateBackup (verify --pre reads it too). */
+/** Dumps whose bytes are hashed per run: the newest that look right, until one is intact. */
+const hashedPerRun = 3;
+
+/**
+ * What a backup folder holds, for evaluateBackup (verify --pre reads it too): every backup with
+ * its manifest's verdict, and the newest that pass it hashed again against their manifest (a dump
+ * damaged in place keeps its size).
+ */
 export async function probeBackup(dir: string): Promise<BackupMeasure> {
   try {
-    return { dir, names: await readdir(dir) };
+    await readdir(dir);
+    const backups: BackupCandidate[] = [];
+    let hashed = 0;
+    for (const s of await scanBackups(dir)) {
+      const takenAt = s.group.dump ? parseBackupName(s.group.dump)?.takenAt : undefined;
+      if (!takenAt) continue;
+      const c: BackupCandidate = { name: s.group.dump!, takenAt, ...(s.problem !== undefined && { problem: s.problem }) };
+      if (s.manifest) {
+        const finished = new Date(s.manifest.finishedAt);
+        if (!Number.isNaN(finished.getTime())) c.finishedAt = finished;
+        // A backup dated in the future is judged by evaluateBackup; it must not stand in for the newest real one here.
+        const current = (b: BackupCandidate) => Math.max(b.takenAt.getTime(), b.finishedAt?.getTime() ?? 0) <= Date.now() + futureSlackMs;
+        if (!c.problem && current(c) && hashed < hashedPerRun && !backups.some((b) => !b.problem && current(b))) {
+          hashed++;
+          const actual = await sha256File(path.join(dir, c.name)).catch(() => undefined);
+          if (actual?.sha256 !== s.manifest.sha256) c.problem = actual ? 'its bytes are damaged (sha256 differs from its manifest)' : 'its dump cannot be read';
+        }
+      }
+      backups.push(c);
+    }
+    return { dir, backups };
   } catch (err) {
     const code = (err as NodeJS.ErrnoException).code;
     return code === 'ENOENT' ? { dir, error: 'does not exist: no backup was ever taken here', missing: true } : { dir, error: `cannot read: ${code ?? message(err)}` };
