@@ -20,7 +20,7 @@ import { link, lstat, mkdir, open, unlink } from 'node:fs/promises';
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { hostname } from 'node:os';
-import { JobError } from './errors.ts';
+import { JobError, systemError } from './errors.ts';
 import { temporaryName, writeFileAtomic } from './atomic-file.ts';
 
 export interface Lock {
@@ -190,14 +190,14 @@ export async function acquireLock(lockPath: string, job: string, opts: LockOptio
   try {
     await mkdir(path.dirname(lockPath), { recursive: true });
   } catch (err) {
-    throw new JobError(`Cannot create the folder of the lock ${lockPath}: ${(err as Error).message}.`, 'Check that folder and its permissions.', { cause: err });
+    throw systemError(err, path.dirname(lockPath), `creating the folder of the lock ${lockPath}`) ?? err;
   }
   const record = ownRecord(job);
   const tmp = temporaryName(lockPath);
   try {
     await writeFileAtomic(tmp, `${JSON.stringify(record)}\n`, 0o644);
   } catch (err) {
-    throw new JobError(`Cannot write the lock ${lockPath}: ${(err as Error).message}.`, 'Check free space and permissions of that folder; no lock was taken.', { cause: err });
+    throw systemError(err, path.dirname(lockPath), `writing the lock ${lockPath}`) ?? err;
   }
   try {
     // Bounded: each round either takes the lock, breaks a stale one, or waits for a live holder.
@@ -207,7 +207,7 @@ export async function acquireLock(lockPath: string, job: string, opts: LockOptio
         await link(tmp, lockPath);
         ino = (await lstat(tmp)).ino;
       } catch (err) {
-        if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw new JobError(`Cannot take the lock ${lockPath}: ${(err as Error).message}.`, 'Check that folder and its permissions.', { cause: err });
+        if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw systemError(err, path.dirname(lockPath), `taking the lock ${lockPath}`) ?? err;
         const seen = await inspect(lockPath, graceMs);
         if (seen.kind === 'stale') {
           if (!(await breakStale(lockPath, seen.ino))) await sleep(5 + Math.random() * 20);

@@ -9,7 +9,7 @@ import { createHash } from 'node:crypto';
 import path from 'node:path';
 import type { EnvConfig, Environment } from '../core/config.ts';
 import { connect, connectionFor } from '../tools/database.ts';
-import { JobError, UsageError } from '../core/errors.ts';
+import { JobError, UsageError, systemError } from '../core/errors.ts';
 import { acquireLock, isAlive } from '../core/lock.ts';
 import { fsyncDir, isTemporaryName, temporaryName, writeFileAtomic } from '../core/atomic-file.ts';
 import { dumpArgs, globalsArgs, pgCommand, runPg, startPg, stderrTail, verifyArgs, type DumpFormat, type PgPlace, type PgRunResult } from '../tools/pgtools.ts';
@@ -404,7 +404,7 @@ const plainTail = '-- PostgreSQL database dump complete';
  * the critical path: pg_dump compresses on one core, pg_restore reads on the other. pg_dump's and
  * pg_restore's own exit statuses are both checked; the file is fsynced.
  */
-async function dumpVerified(place: PgPlace, database: string, format: DumpFormat, file: string, ui: Ui): Promise<{ sha256: string; bytes: number; verifiedWith: string }> {
+async function dumpVerified(place: PgPlace, database: string, format: DumpFormat, file: string, ui: Ui, estimate: { needBytes: number; dbSizeBytes: number }): Promise<{ sha256: string; bytes: number; verifiedWith: string }> {
   const out = createWriteStream(file, { flags: 'wx', mode: 0o600 });
   const written = finished(out).then(() => undefined, (err: Error) => err);
   // pg_restore starts first, reading from a tee, so every consumer is attached before a byte flows.
@@ -439,8 +439,18 @@ async function dumpVerified(place: PgPlace, database: string, format: DumpFormat
   const dumped = await dump.done;
   const checked = await verify?.done;
   const writeError = await written;
+  // A write that failed stops pg_dump (killed above): the write's cause comes first, not pg_dump's exit.
+  if (writeError) {
+    const code = (writeError as NodeJS.ErrnoException).code;
+    if (code === 'ENOSPC' || code === 'EDQUOT') {
+      throw new JobError(
+        `The disk holding ${path.dirname(file)} filled up during the dump of ${database}, after ${formatBytes(bytes)}; the dump needs about ${formatBytes(estimate.needBytes)} (estimated from the database's ${formatBytes(estimate.dbSizeBytes)}).`,
+        `Nothing was kept; free at least ${formatBytes(estimate.needBytes + spaceReserveBytes)} there (the dump plus ${formatBytes(spaceReserveBytes)} to spare), then run again.`,
+      );
+    }
+    throw systemError(writeError, path.dirname(file), `writing the dump ${file}`) ?? new JobError(`Writing ${file} failed: ${writeError.message}.`, 'Nothing was kept; check the disk (space, permissions).');
+  }
   if (dumped.exitCode !== 0) throw failed('pg_dump', 'database', dumped);
-  if (writeError) throw new JobError(`Writing ${file} failed: ${writeError.message}.`, 'Nothing was kept; check the disk (space, permissions).');
   if (bytes === 0) throw new JobError(`pg_dump exited 0 but wrote nothing for ${database}.`, 'Nothing was kept; check the database.');
   if (checked && checked.exitCode !== 0) throw new JobError(`Reading the dump back with pg_restore failed: ${stderrTail(checked.stderr)}.`, 'The dump is incomplete or damaged; it was not kept.');
   if (format === 'plain' && (!head.includes(plainHead) || !tail.includes(plainTail))) {
@@ -530,7 +540,7 @@ export async function backupDatabase(cfg: EnvConfig, opts: BackupOptions): Promi
 
     // The roles dump runs beside the database dump: it is small, but its process start is not free.
     const [dumpOutcome, globalsOutcome] = await Promise.allSettled([
-      ui.run(`Dump ${facts.name} (${format}) to ${finalDump}, reading it back`, () => dumpVerified(place, facts.name, format, tmpDump, ui), (r) => `${formatBytes(r.bytes)}, sha256 ${r.sha256.slice(0, 12)}…`),
+      ui.run(`Dump ${facts.name} (${format}) to ${finalDump}, reading it back`, () => dumpVerified(place, facts.name, format, tmpDump, ui, { needBytes: need, dbSizeBytes: facts.sizeBytes }), (r) => `${formatBytes(r.bytes)}, sha256 ${r.sha256.slice(0, 12)}…`),
       ui.run('Dump the roles (pg_dumpall --globals-only)', () => dumpGlobals(place, tmpGlobals), (r) => formatBytes(r.bytes)),
     ]);
     if (dumpOutcome.status === 'rejected') throw dumpOutcome.reason;
