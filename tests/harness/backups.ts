@@ -1,7 +1,7 @@
 import { writeFileSync } from 'node:fs';
 import { createHash } from 'node:crypto';
 import path from 'node:path';
-import { backupName, checksumFileName, checksumLine, manifestFileName, type BackupManifest } from '../../lib/jobs/backup.ts';
+import { backupName, checksumFileName, checksumLine, manifestFileName, type BackupManifest } from '../../lib/domain/backup-files.ts';
 
 /**
  * A backup set as backup-prod leaves it (dump, its .sha256, a verified manifest) without a database:

@@ -7,10 +7,10 @@ import { mkdtempSync, readdirSync, watch } from 'node:fs';
 import path from 'node:path';
 import { projectRoot } from '../../lib/core/paths.ts';
 import { Ui } from '../../lib/core/ui.ts';
-import { backupDatabase } from '../../lib/jobs/backup.ts';
+import { backupDatabase } from '../../lib/tools/backup-store.ts';
 import { isTemporaryName } from '../../lib/core/atomic-file.ts';
 import { startSandbox, type TestSandbox } from '../harness/sandbox.ts';
-import { onExit } from '../harness/cleanup.ts';
+import { onExit } from '../../dev/cleanup.ts';
 
 const ui = new Ui({ tty: false, verbose: false, stream: { write: () => true } as unknown as NodeJS.WritableStream });
 let sb: TestSandbox;

@@ -6,8 +6,8 @@ import * as assert from 'uvu/assert';
 import { copyFileSync, mkdtempSync, openSync, readFileSync, truncateSync, writeFileSync, writeSync, closeSync, statSync, unlinkSync } from 'node:fs';
 import path from 'node:path';
 import { Ui } from '../../lib/core/ui.ts';
-import { backupDatabase, type BackupResult } from '../../lib/jobs/backup.ts';
-import { defaultThresholds, evaluateBackup, probeBackup } from '../../lib/jobs/monitor.ts';
+import { backupDatabase, probeBackup, type BackupResult } from '../../lib/tools/backup-store.ts';
+import { defaultThresholds, evaluateBackup } from '../../lib/domain/monitoring.ts';
 import { startSandbox, type TestSandbox } from '../harness/sandbox.ts';
 
 const ui = new Ui({ tty: false, verbose: false, stream: { write: () => true } as unknown as NodeJS.WritableStream });

@@ -9,8 +9,8 @@ import { chmodSync, chownSync, lstatSync, mkdirSync, mkdtempSync, readdirSync, r
 import path from 'node:path';
 import { Writable } from 'node:stream';
 import { startSandbox, type TestSandbox } from '../harness/sandbox.ts';
-import { onExit } from '../harness/cleanup.ts';
-import { expectedVaultFiles, samplePosts } from '../harness/vault.ts';
+import { onExit } from '../../dev/cleanup.ts';
+import { expectedVaultFiles, samplePosts } from '../../dev/vault-fixture.ts';
 import { runSyncVault, type SyncVaultSummary } from '../../lib/jobs/vault-sync.ts';
 import { OpsError } from '../../lib/core/errors.ts';
 import { Ui, makeConfirm } from '../../lib/core/ui.ts';

@@ -15,13 +15,13 @@ import { projectRoot } from '../../lib/core/paths.ts';
 import { freePort } from '../../dev/ports.ts';
 import { Secret } from '../../lib/core/secret.ts';
 import { edgeCaddyfile, edgeEnvironment } from '../../lib/tools/caddy.ts';
-import { credentialsFileName, renderCredentials, type Scope } from '../../lib/jobs/basic-auth.ts';
+import { credentialsFileName, renderCredentials, type Scope } from '../../lib/domain/credentials.ts';
 import { hashPassword } from '../../lib/core/password.ts';
 import { runVerify, type CheckLine, type VerifyOptions, type VerifyResult } from '../../lib/jobs/verify.ts';
 import { startCaddy, type Edge } from '../harness/caddy.ts';
 import { brokerUid, makeCerts, startMosquitto, type Broker } from '../harness/mosquitto.ts';
 import { startSandbox, type TestSandbox } from '../harness/sandbox.ts';
-import { onExit } from '../harness/cleanup.ts';
+import { onExit } from '../../dev/cleanup.ts';
 import { writeBackupSet } from '../harness/backups.ts';
 
 const root = mkdtempSync(path.join(tmpdir(), 'verify-'));
