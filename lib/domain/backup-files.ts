@@ -195,7 +195,11 @@ export interface BackupSet {
 
 export interface RotationPlan {
   kept: string[];
-  /** File names to delete: only files of verified backups this toolkit wrote, beyond the newest `keep`. */
+  /**
+   * File names to delete: files of verified backups this toolkit wrote, beyond the newest `keep`,
+   * and the leftovers no dump owns (a checksum, manifest or roles file whose run was killed before
+   * its dump got its final name, which is always the last one given).
+   */
   remove: string[];
   /** The stems removed (one per backup). */
   removedStems: string[];
@@ -215,7 +219,8 @@ export function planRotation(sets: readonly BackupSet[], keep: number, justMade:
   // The new backup always stays (even if a clock jump made older ones look newer); then the newest others.
   const kept = [justMade, ...verified.filter((s) => s.stem !== justMade).slice(0, keep - 1).map((s) => s.stem)];
   const going = verified.filter((s) => !kept.includes(s.stem));
-  return { kept, remove: going.flatMap((s) => s.files), removedStems: going.map((s) => s.stem) };
+  const orphans = sets.filter((s) => s.stem !== justMade && !s.files.some((f) => parseBackupFileName(f)?.role === 'dump'));
+  return { kept, remove: [...going, ...orphans].flatMap((s) => s.files), removedStems: going.map((s) => s.stem) };
 }
 
 // ---- space -------------------------------------------------------------------------------

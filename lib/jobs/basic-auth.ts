@@ -91,7 +91,9 @@ export async function runCredentialsJob(job: CredentialsJob): Promise<Credential
     const before = await readCurrent(file, job.scope);
     const now = (job.now?.() ?? new Date()).toISOString().replace(/\.\d{3}Z$/, 'Z');
     applyChange(before.users, asChange(change, ''), now, job.scope); // refuses before any prompt
-    const hash = change.action === 'remove' || job.dryRun ? '' : await hashPassword(validatePassword(await job.password()), job.cost);
+    // A dry run validates the password too (the same refusal as the real run); it only skips the hash.
+    const password = change.action === 'remove' ? undefined : validatePassword(await job.password());
+    const hash = password === undefined || job.dryRun ? '' : await hashPassword(password, job.cost);
     const users = applyChange(before.users, asChange(change, hash), now, job.scope);
     if (job.dryRun) return { scope: job.scope, file, users: publicView(users), changed: false, reloaded: false, note: 'dry run: nothing written' };
     const lockedHash = users.length ? '' : await hashPassword(generatePassword(), 10);

@@ -1,9 +1,10 @@
-// backup-prod on a disk that is full, fills up, or is read-only (tmpfs mounts): each says so in
-// one sentence naming the folder, never "Check that the database is up" or "Unexpected error".
+// backup-prod on a bad night (issue 20): a disk that is full, fills up, or is read-only (tmpfs
+// mounts) is named in one sentence, never "Check that the database is up" or "Unexpected error";
+// a killed run's leftovers are cleaned by the next one.
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { spawnSync } from 'node:child_process';
-import { mkdtempSync, readdirSync, watch } from 'node:fs';
+import { mkdtempSync, readdirSync, watch, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { projectRoot } from '../../lib/core/paths.ts';
 import { Ui } from '../../lib/core/ui.ts';
@@ -71,6 +72,16 @@ test('a disk already full at start, and a read-only one: one sentence naming the
   assert.not.match(r2.stderr, /Unexpected error/);
   assert.match(r2.stderr, new RegExp(`${ro} is on a read-only filesystem`));
   spawnSync('umount', [ro]);
+});
+
+test('a checksum, manifest or roles file that no dump owns (a run killed after its rename) is removed by the next run', async () => {
+  const dir = mkdtempSync(path.join(sb.dir, 'orphans-'));
+  const leftovers = ['makapix-20200101-000000.dump.sha256', 'makapix-20200102-000000.dump.sha256', 'makapix-20200102-000000.manifest.json', 'makapix-20200102-000000.globals.sql'];
+  for (const f of leftovers) writeFileSync(path.join(dir, f), 'left by a killed run\n');
+  writeFileSync(path.join(dir, 'notes.txt'), 'not ours');
+  const r = await backupDatabase(sb.prodCfg, { mode: 'direct', ui, dir });
+  const stem = path.basename(r.file, '.dump');
+  assert.equal(readdirSync(dir).sort(), [`${stem}.dump`, `${stem}.dump.sha256`, `${stem}.globals.sql`, `${stem}.manifest.json`, 'notes.txt'].sort());
 });
 
 test.after(async () => {
