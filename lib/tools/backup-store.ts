@@ -84,8 +84,14 @@ async function readDatabaseFacts(cfg: EnvConfig): Promise<DatabaseFacts> {
   }
 }
 
+/** A JSON file's value; undefined when it is missing or damaged (a manifest cut short by a kill is not a backup, never a crash). */
 async function readJson(file: string): Promise<unknown> {
-  return readFile(file, 'utf8').then((t) => JSON.parse(t) as unknown, () => undefined);
+  const text = await readFile(file, 'utf8').catch(() => undefined);
+  try {
+    return text === undefined ? undefined : (JSON.parse(text) as unknown);
+  } catch {
+    return undefined;
+  }
 }
 
 /** A verified backup found in a folder. */
