@@ -67,10 +67,6 @@ export function parseThresholds(values: readonly string[]): Thresholds {
 }
 
 /** A flag that must be a whole number ≥ min (probe counts, ports, days). */
-export function positiveCount(flag: string, value: string, min = 1): number {
-  if (/^\d+$/.test(value) && +value >= min) return +value;
-  throw new UsageError(`${flag} must be a whole number of at least ${min}, got ${JSON.stringify(value)}.`);
-}
 
 /** `--only certs,disk` or repeated `--only`; none means every check. */
 export function parseOnly(values: readonly string[]): CheckName[] {

@@ -6,9 +6,9 @@ import { createHash } from 'node:crypto';
 import path from 'node:path';
 import type pg from 'pg';
 import { open, type FileHandle } from 'node:fs/promises';
-import { ConfigError, JobError, SafetyError, UsageError } from '../core/errors.ts';
+import { ConfigError, JobError, SafetyError } from '../core/errors.ts';
 import { connect, connectionFor, describeConnection } from '../tools/database.ts';
-import { loadEnvConfig } from '../core/config.ts';
+import type { EnvConfig } from '../core/config.ts';
 import { isTemporaryName, syncFilesystem, temporaryName, writeFileAtomic } from '../core/atomic-file.ts';
 import { withLock } from '../core/lock.ts';
 import { ConfinedTree, type Folder } from '../core/confined-tree.ts';
@@ -577,7 +577,7 @@ export interface SyncVaultRequest {
   source?: string | undefined;
   target?: string | undefined;
   owner: string;
-  jobs: string;
+  jobs: number;
   link: boolean;
   checksum: boolean;
   prune: boolean;
@@ -591,12 +591,9 @@ export interface SyncVaultRequest {
  * sync-vault-to-dev: source from .env.prod's VAULT_HOST_PATH, target and database from .env.dev
  * (--source / --target override the folders; production's vault stays protected either way).
  */
-export function runSyncVault(r: SyncVaultRequest): Promise<SyncVaultSummary> {
-  const jobs = Number(r.jobs);
-  if (!Number.isInteger(jobs) || jobs < 1 || jobs > 64) throw new UsageError(`--jobs must be a whole number from 1 to 64, got ${JSON.stringify(r.jobs)}.`);
+export function runSyncVault(prod: EnvConfig, dev: EnvConfig, r: SyncVaultRequest): Promise<SyncVaultSummary> {
+  const { jobs } = r;
   const owner = parseOwner(r.owner);
-  const prod = loadEnvConfig('prod');
-  const dev = loadEnvConfig('dev');
   return syncVault({
     source: r.source ?? prod.vars.VAULT_HOST_PATH,
     target: r.target ?? dev.vars.VAULT_HOST_PATH,

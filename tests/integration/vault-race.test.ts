@@ -13,6 +13,7 @@ import { onExit } from '../../dev/cleanup.ts';
 import { expectedVaultFiles, samplePosts } from '../../dev/vault-fixture.ts';
 import { runSyncVault, type SyncVaultSummary } from '../../lib/jobs/vault-sync.ts';
 import { OpsError } from '../../lib/core/errors.ts';
+import { envFilePath, loadEnvConfig } from '../../lib/core/config.ts';
 import { Ui, makeConfirm } from '../../lib/core/ui.ts';
 
 const racer = path.resolve(import.meta.dirname, '../fixtures/vault-racer/racer.mjs');
@@ -22,10 +23,10 @@ let sb: TestSandbox;
 let expected: string[];
 
 async function sync(target: string): Promise<{ code: number; out?: SyncVaultSummary; error?: string }> {
-  process.env.MAKAPIX_ENV_DIR = sb.envDir;
   const stream = new Writable({ write: (_c, _e, done) => done() });
+  const config = (env: 'prod' | 'dev') => loadEnvConfig(env, envFilePath(env, sb.envDir));
   try {
-    const out = await runSyncVault({ target, owner: '1000:1000', jobs: '8', link: false, checksum: false, prune: false, strict: false, dryRun: false, ui: new Ui({ tty: false, verbose: false, stream }), confirm: makeConfirm({ yes: true, tty: false }) });
+    const out = await runSyncVault(config('prod'), config('dev'), { target, owner: '1000:1000', jobs: 8, link: false, checksum: false, prune: false, strict: false, dryRun: false, ui: new Ui({ tty: false, verbose: false, stream }), confirm: makeConfirm({ yes: true, tty: false }) });
     return { code: 0, out };
   } catch (err) {
     if (!(err instanceof OpsError)) return { code: -1, error: String((err as Error).stack ?? err) };

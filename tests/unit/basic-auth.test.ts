@@ -5,7 +5,7 @@ import bcrypt from 'bcryptjs';
 import { applyChange, lockedAccount, parseCredentials, renderCredentials, validatePassword, validateUsername, generatePassword, type Credential } from '../../lib/domain/credentials.ts';
 import { caddyCommand } from '../../lib/tools/caddy.ts';
 import { settingsFrom } from '../../lib/core/settings.ts';
-import { parseCost, parseScope, passwordSource, readSecret } from '../../lib/jobs/basic-auth.ts';
+import { passwordSource, readSecret } from '../../lib/jobs/basic-auth.ts';
 import { ConfigError, UsageError } from '../../lib/core/errors.ts';
 import { Secret } from '../../lib/core/secret.ts';
 
@@ -89,14 +89,6 @@ for (const [pw, ok] of passwords) {
   });
 }
 
-test('scope and cost flags', () => {
-  assert.is(parseScope(undefined), 'developers');
-  assert.is(parseScope('devices'), 'devices');
-  assert.throws(() => parseScope('admins'), (e: unknown) => e instanceof UsageError);
-  assert.is(parseCost(undefined), 14);
-  assert.is(parseCost('10'), 10);
-  for (const bad of ['3', '32', '1e1', 'x', '']) assert.throws(() => parseCost(bad), (e: unknown) => e instanceof UsageError);
-});
 
 test('changes: add, add --force, rotate, remove, and the refusals', () => {
   const now = '2026-12-01T00:00:00Z';
