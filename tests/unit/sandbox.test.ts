@@ -64,6 +64,10 @@ test('the activate file exports the env dir and the edge host names, shell-quote
   const text = renderActivate(sandboxShellEnv(paths));
   assert.match(text, `export MAKAPIX_ENV_DIR='${paths.envDir}'`);
   assert.match(text, "export EB_HOST='development.makapix.localhost'");
+  // The edge project's folders match the env files', or `make check` fails the edge rows.
+  assert.match(text, `export EA_VAULT_HOST_PATH='${paths.vault('prod')}'`);
+  assert.match(text, `export EB_VAULT_HOST_PATH='${paths.vault('dev')}'`);
+  assert.match(text, `export CADDY_LOG_DIR='${paths.dir}/state/caddy-logs'`);
   assert.match(renderActivate({ X: "it's" }), "export X='it'\\''s'");
 });
 
