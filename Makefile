@@ -75,8 +75,8 @@ env-files: setup ## write compose/.env.prod and .env.dev from the running app; A
 
 # ---- isolation audit ---------------------------------------------------------------------
 .PHONY: check
-check: setup ## prove EA and EB are isolated (compose configs, Caddyfile, env files); ARGS="--json"
-	$(TS) $(S)/check.ts $(ARGS)
+check: setup ## prove EA and EB are isolated (compose configs, Caddyfile, env files); APP_DIR=/opt/makapix also audits the app's contract; ARGS="--json"
+	$(TS) $(S)/check.ts $(if $(APP_DIR),--app-dir $(APP_DIR)) $(ARGS)
 
 # ---- sample data (docs/sample-data.md) ---------------------------------------------------
 PCT ?= 10

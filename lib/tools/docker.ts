@@ -93,3 +93,58 @@ export function passwordLoginCommand(container: string, address: string, user: s
   const script = 'IFS= read -r PGPASSWORD; export PGPASSWORD; exec psql -X -w -h "$1" -U "$2" -d "$3" -tAc "SELECT 1"';
   return dockerCommand(['exec', '-i', container, 'sh', '-c', script, 'sh', address, user, database]);
 }
+
+/** A container as `docker inspect` reports it (running or stopped). */
+export interface SeenContainer {
+  name: string;
+  running: boolean;
+  image: string;
+  labels: Readonly<Record<string, string>>;
+  /** Names of the named volumes it mounts. */
+  volumes: readonly string[];
+}
+
+interface Inspected {
+  Name: string;
+  State?: { Running?: boolean };
+  Config?: { Image?: string; Labels?: Record<string, string> | null };
+  Mounts?: { Type?: string; Name?: string }[] | null;
+}
+
+/** Reads `docker inspect` output into what the layout decisions need (lib/domain/layout.ts). */
+export function parseInspect(json: string): SeenContainer[] {
+  return (JSON.parse(json) as Inspected[]).map((c) => ({
+    name: c.Name.replace(/^\//, ''),
+    running: c.State?.Running === true,
+    image: c.Config?.Image ?? '',
+    labels: c.Config?.Labels ?? {},
+    volumes: (c.Mounts ?? []).filter((m) => m.Type === 'volume' && m.Name).map((m) => m.Name!),
+  }));
+}
+
+/** Every container on the engine, running or stopped (inspect, not `ps --format`: label values may hold commas). */
+export async function listContainers(): Promise<SeenContainer[]> {
+  const ids = (await docker(['ps', '-aq', '--no-trunc'])).stdout.split('\n').filter(Boolean);
+  if (!ids.length) return [];
+  return parseInspect((await docker(['inspect', ...ids])).stdout);
+}
+
+export async function volumeExists(name: string): Promise<boolean> {
+  return (await docker(['volume', 'inspect', name], { nothrow: true })).ok;
+}
+
+/** Names of the volumes that exist. */
+export async function listVolumes(): Promise<string[]> {
+  return (await docker(['volume', 'ls', '--format', '{{.Name}}'])).stdout.split('\n').filter(Boolean);
+}
+
+/** Creates the named volumes that do not exist yet; returns the ones it created. */
+export async function ensureVolumes(names: readonly string[]): Promise<string[]> {
+  const created: string[] = [];
+  for (const name of names) {
+    if (await volumeExists(name)) continue;
+    await docker(['volume', 'create', name]);
+    created.push(name);
+  }
+  return created;
+}
