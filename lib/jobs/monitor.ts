@@ -14,7 +14,8 @@ import { projectName, type Command } from '../tools/compose.ts';
 import { certificatesIn, httpRequest, peerCertificate, type CertificateInfo, type ResolveMap } from '../tools/probe.ts';
 import { formatBytes, type Ui } from '../core/ui.ts';
 import { sendPing } from '../tools/healthcheck.ts';
-import { certsLayout, opensslArgv, parseOpensslDate } from './mqtt-certs.ts';
+import { certsLayout } from '../tools/mosquitto.ts';
+import { crlNextUpdate as readCrlNextUpdate } from '../tools/openssl.ts';
 
 export type Status = 'OK' | 'WARNING' | 'CRITICAL' | 'UNKNOWN';
 /** Nagios plugin exit codes; they are monitor's own and differ from the toolkit's on purpose. */
@@ -418,14 +419,15 @@ async function probeCerts(o: MonitorOptions, timeoutMs: number): Promise<CertMea
 
 /**
  * Mosquitto refuses EVERY client once its CRL's next update has passed, so that date is watched
- * like an expiry. Node cannot read a CRL; openssl does, through lib/jobs/mqtt-certs.ts's argv builder.
+ * like an expiry. Node cannot read a CRL; openssl does (lib/tools/openssl.ts).
  */
 async function crlNextUpdate(file: string): Promise<CertMeasure> {
   if (!existsSync(file)) return { source: file, error: 'missing: the broker will not start (run make mqtt-certs ARGS="renew")' };
-  const r = await $({ quiet: true, nothrow: true })`openssl ${opensslArgv.crlInfo(file)}`;
-  const when = /nextUpdate=(.*)/.exec(`${r.stdout}`)?.[1];
-  if (r.exitCode !== 0 || !when) return { source: file, error: `openssl cannot read it: ${`${r.stderr}`.trim().split('\n').pop() || `exit ${r.exitCode}`}` };
-  return { source: file, subject: 'CRL next update: past it the broker refuses every device', notAfter: new Date(parseOpensslDate(when)) };
+  try {
+    return { source: file, subject: 'CRL next update: past it the broker refuses every device', notAfter: await readCrlNextUpdate(file) };
+  } catch (err) {
+    return { source: file, error: `openssl cannot read it: ${message(err)}` };
+  }
 }
 
 /** What a backup folder holds, for evaluateBackup (verify --pre reads it too). */

@@ -13,7 +13,7 @@ import { UsageError } from '../core/errors.ts';
 import { Secret } from '../core/secret.ts';
 import { httpRequest, peerCertificate, type HttpAnswer, type ResolveMap } from '../tools/probe.ts';
 import { vaultLayout, fileGroup } from '../domain/vault.ts';
-import { certsLayout, deviceFiles } from './mqtt-certs.ts';
+import { certsLayout, deviceFiles } from '../tools/mosquitto.ts';
 import { credentialsFileName, parseCredentials, scopes } from './basic-auth.ts';
 import { defaultThresholds, evaluateBackup, probeBackup } from './monitor.ts';
 import { formatDuration } from '../core/ui.ts';

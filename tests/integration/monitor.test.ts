@@ -77,6 +77,10 @@ async function listen(server: http.Server | tls.Server): Promise<number> {
   return port;
 }
 
+/** Player keys (the CN of a player certificate is its player_key). */
+const P1 = '11111111-1111-4111-8111-111111111111';
+const P0 = '00000000-0000-4000-8000-000000000000';
+
 test('a certificate that expires in 5 days makes certs WARNING, naming it; the others stay OK', async () => {
   const env = envFiles({});
   // The real layout, written by lib/jobs/mqtt-certs.ts: a device certificate with 5 days left, and a revoked
@@ -85,9 +89,9 @@ test('a certificate that expires in 5 days makes certs WARNING, naming it; the o
   const opts = (days?: number) => ({ dryRun: false, force: false, days, crlDays: 3650, confirm: async () => undefined });
   await initCa(pki('prod'), opts());
   await initCa(pki('dev'), opts());
-  await issueDevice(pki('dev'), 'player-1', opts(5));
-  await issueDevice(pki('dev'), 'player-0', opts(2));
-  await revokeDevice(pki('dev'), 'player-0', opts());
+  await issueDevice(pki('dev'), P1, opts(5));
+  await issueDevice(pki('dev'), P0, opts(2));
+  await revokeDevice(pki('dev'), P0, opts());
   // Every HTTPS host, pinned to a local TLS server whose certificate has a year left.
   const site = await makeCert(path.join(root, 'site'), 'site', 365);
   const port = await listen(tls.createServer({ cert: readFileSync(site.cert), key: readFileSync(site.key) }, (s) => s.end()));
@@ -100,10 +104,10 @@ test('a certificate that expires in 5 days makes certs WARNING, naming it; the o
   assert.not.ok(certs.items.some((i) => i.label.includes('revoked')), 'a revoked certificate was checked');
   const warned = certs.items.filter((i) => i.status === 'WARNING');
   assert.is(warned.length, 1, JSON.stringify(certs.items));
-  assert.match(warned[0]!.label, /mqtt-dev\/devices\/player-1\.crt$/);
+  assert.match(warned[0]!.label, new RegExp(`mqtt-dev/devices/${P1}\\.crt$`));
   assert.match(warned[0]!.detail, /expires in [45] days/);
   assert.ok(certs.items.filter((i) => i.label.endsWith(`:${port}`)).every((i) => i.status === 'OK' && /\(site\) expires in 36[45] days/.test(i.detail)));
-  assert.match(r.summary, /^MONITOR WARNING - certs WARNING: .*player-1\.crt \(.+\) expires in [45] days/);
+  assert.match(r.summary, new RegExp(`^MONITOR WARNING - certs WARNING: .*${P1}\\.crt \\(.+\\) expires in [45] days`));
 });
 
 test("the MQTT CRL's next update is watched like an expiry (Mosquitto refuses everyone after it)", async () => {
