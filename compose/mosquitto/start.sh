@@ -9,4 +9,6 @@ umask 077
 rm -f /mosquitto/data/passwords
 printf '%s\n%s\n' "$MQTT_PASSWORD" "$MQTT_PASSWORD" | mosquitto_passwd -c /mosquitto/data/passwords "$MQTT_BACKEND_USER" >/dev/null
 chown mosquitto:mosquitto /mosquitto/data/passwords
+# Reload on every new CRL (the app's api and worker rewrite it; see watch-crl.sh).
+/bin/sh /mosquitto/config/watch-crl.sh &
 exec mosquitto -c /mosquitto/config/mosquitto.conf

@@ -65,3 +65,15 @@ export function revocationIndex(revoked: readonly Revocation[]): string {
 
 /** The next CRL number: one past the current CRL's (the app's CRLs carry none: start at 1). */
 export const nextCrlNumber = (current: CrlFacts | undefined) => ((current?.number ?? 0n) + 1n).toString(16).toUpperCase().padStart(2, '0');
+
+export type CrlLoad = 'loaded' | 'pending' | 'not-loaded' | 'unknown';
+
+/**
+ * Whether the broker runs the CRL on disk: its watcher records the hash of the CRL it last loaded
+ * (compose/mosquitto/watch-crl.sh). A file younger than `graceMs` may simply not have been seen yet.
+ */
+export function crlLoadState(o: { fileSha: string; loadedSha: string | undefined; fileAgeMs: number; graceMs: number }): CrlLoad {
+  if (o.loadedSha === undefined) return 'unknown';
+  if (o.loadedSha === o.fileSha) return 'loaded';
+  return o.fileAgeMs < o.graceMs ? 'pending' : 'not-loaded';
+}

@@ -1,7 +1,8 @@
 // monitor: the plan's alert thresholds, checked like a Nagios plugin. Pure evaluators turn
 // measurements into statuses (table-tested); thin probes measure. A probe that cannot measure
 // makes its check UNKNOWN with a line saying why, and never stops the other checks.
-import { readdir, statfs } from 'node:fs/promises';
+import { readFile, readdir, stat, statfs } from 'node:fs/promises';
+import { createHash } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import path from 'node:path';
 import { performance } from 'node:perf_hooks';
@@ -16,6 +17,7 @@ import { formatBytes, type Ui } from '../core/ui.ts';
 import { sendPing } from '../tools/healthcheck.ts';
 import { certsLayout } from '../tools/mosquitto.ts';
 import { crlNextUpdate as readCrlNextUpdate } from '../tools/openssl.ts';
+import { crlLoadState, type CrlLoad } from '../domain/pki.ts';
 
 export type Status = 'OK' | 'WARNING' | 'CRITICAL' | 'UNKNOWN';
 /** Nagios plugin exit codes; they are monitor's own and differ from the toolkit's on purpose. */
@@ -57,6 +59,9 @@ export const defaultThresholds = {
   'container-warn-pct': 90,
   'cert-warn-days': 14,
   'cert-crit-days': 3,
+  /** The app signs its CRL for 30 days and its worker renews it nightly once 7 or fewer are left: under 5, two renewals failed. */
+  'crl-warn-days': 5,
+  'crl-crit-days': 2,
   /** Backups run daily: one schedule plus two hours of slack, then two missed runs. */
   'backup-warn-hours': 26,
   'backup-crit-hours': 50,
@@ -75,6 +80,7 @@ export function parseThresholds(values: readonly string[]): Thresholds {
   for (const [warn, crit] of [['latency-warn-ms', 'latency-crit-ms'], ['connections-warn-pct', 'connections-crit-pct'], ['disk-warn-pct', 'disk-crit-pct'], ['backup-warn-hours', 'backup-crit-hours']] as const) {
     if (t[warn] > t[crit]) throw new UsageError(`--threshold ${warn}=${t[warn]} is above ${crit}=${t[crit]}.`, 'A warning must come before the critical level.');
   }
+  if (t['crl-warn-days'] < t['crl-crit-days']) throw new UsageError(`--threshold crl-warn-days=${t['crl-warn-days']} is below crl-crit-days=${t['crl-crit-days']}.`, 'A warning must come before the critical level.');
   if (t['cert-warn-days'] < t['cert-crit-days']) throw new UsageError(`--threshold cert-warn-days=${t['cert-warn-days']} is below cert-crit-days=${t['cert-crit-days']}.`, 'A warning must come before the critical level.');
   return t;
 }
@@ -196,13 +202,22 @@ export function evaluateContainers(project: string, m: readonly ContainerMeasure
   return checkOf('containers', items, (s) => worstItems(items, s, `${items.length} ${project} containers below ${t['container-warn-pct']}% of their limits`));
 }
 
-export type CertMeasure = CertificateInfo | { source: string; error: string };
+export type CertMeasure = CertificateInfo | (CertificateInfo & { crl: true }) | { source: string; error: string } | { source: string; crlLoad: CrlLoad };
+
+const crlLoadItem = (source: string, load: CrlLoad): Item =>
+  load === 'not-loaded'
+    ? { status: 'CRITICAL', label: source, detail: 'the broker has not loaded this CRL: revocations in it are not in force, and the broker refuses every player once its old CRL expires (is watch-crl.sh running?)' }
+    : load === 'unknown'
+      ? { status: 'UNKNOWN', label: source, detail: 'the broker records no loaded CRL (/mosquitto/data/crl.loaded): its watch-crl.sh is not running' }
+      : { status: 'OK', label: source, detail: load === 'loaded' ? 'loaded by the broker' : 'new, the broker reloads it within seconds' };
 
 export function evaluateCerts(measures: readonly CertMeasure[], now: Date, t: Thresholds): Evaluated {
   const items = measures.map((m): Item => {
     if ('error' in m) return { status: 'UNKNOWN', label: m.source, detail: m.error };
+    if ('crlLoad' in m) return crlLoadItem(m.source, m.crlLoad);
     const days = (m.notAfter.getTime() - now.getTime()) / 86_400_000;
-    const status: Status = days < t['cert-crit-days'] ? 'CRITICAL' : days < t['cert-warn-days'] ? 'WARNING' : 'OK';
+    const [warn, crit] = 'crl' in m ? [t['crl-warn-days'], t['crl-crit-days']] : [t['cert-warn-days'], t['cert-crit-days']];
+    const status: Status = days < crit ? 'CRITICAL' : days < warn ? 'WARNING' : 'OK';
     const when = days < 0 ? `expired ${Math.ceil(-days)} days ago` : `expires in ${Math.floor(days)} days`;
     return { status, label: m.source, detail: `(${m.subject}) ${when}, ${m.notAfter.toISOString().slice(0, 10)}` };
   });
@@ -414,8 +429,23 @@ async function probeCerts(o: MonitorOptions, timeoutMs: number): Promise<CertMea
       return [{ source: dir, error: `cannot read: ${(err as NodeJS.ErrnoException).code ?? message(err)}` }];
     }
   });
-  return (await Promise.all([...remote, ...onDisk])).flat();
+  const loaded = [o.prod, o.dev].map(async (cfg): Promise<CertMeasure[]> => {
+    const crl = certsLayout(cfg.vars.MQTT_CERTS_DIR).crl;
+    if (!existsSync(crl)) return [];
+    const container = `${projectName(cfg.env)}-mqtt`;
+    // A broker that is not running loads the CRL when it starts (the containers check reports it down).
+    const running = await docker(o.docker, ['inspect', '--format', '{{.State.Running}}', container], timeoutMs).then((r) => r.trim() === 'true', () => false);
+    if (!running) return [];
+    const marker = await docker(o.docker, ['exec', container, 'cat', crlLoadedMarker], timeoutMs).then((r) => r.trim(), () => undefined);
+    const [text, st] = await Promise.all([readFile(crl), stat(crl)]);
+    const load = crlLoadState({ fileSha: createHash('sha256').update(text).digest('hex'), loadedSha: marker || undefined, fileAgeMs: (o.now?.() ?? new Date()).getTime() - st.mtimeMs, graceMs: 60_000 });
+    return [{ source: `${container}: ${crl}`, crlLoad: load }];
+  });
+  return (await Promise.all([...remote, ...onDisk, ...loaded])).flat();
 }
+
+/** Where the broker's watcher records the hash of the CRL it loaded (compose/mosquitto/watch-crl.sh). */
+const crlLoadedMarker = '/mosquitto/data/crl.loaded';
 
 /**
  * Mosquitto refuses EVERY client once its CRL's next update has passed, so that date is watched
@@ -424,7 +454,7 @@ async function probeCerts(o: MonitorOptions, timeoutMs: number): Promise<CertMea
 async function crlNextUpdate(file: string): Promise<CertMeasure> {
   if (!existsSync(file)) return { source: file, error: 'missing: the broker will not start (run make mqtt-certs ARGS="renew")' };
   try {
-    return { source: file, subject: 'CRL next update: past it the broker refuses every device', notAfter: await readCrlNextUpdate(file) };
+    return { source: file, subject: 'CRL next update: past it the broker refuses every device', notAfter: await readCrlNextUpdate(file), crl: true };
   } catch (err) {
     return { source: file, error: `openssl cannot read it: ${message(err)}` };
   }

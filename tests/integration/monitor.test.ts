@@ -1,6 +1,7 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { mkdtempSync, mkdirSync, readFileSync, writeFileSync, rmSync } from 'node:fs';
+import { mkdtempSync, mkdirSync, readFileSync, writeFileSync, rmSync, utimesSync } from 'node:fs';
+import { createHash } from 'node:crypto';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import http from 'node:http';
@@ -123,6 +124,33 @@ test("the MQTT CRL's next update is watched like an expiry (Mosquitto refuses ev
   assert.equal(items.filter((i) => i.label.startsWith(env.dev.vars.MQTT_CERTS_DIR)).map((i) => [path.basename(i.label), i.status]), [['ca.crt', 'OK'], ['server.crt', 'OK'], ['crl.pem', 'CRITICAL']]);
   assert.match(items.find((i) => i.label === env.prod.vars.MQTT_CERTS_DIR)!.detail, /^cannot read: ENOENT|holds no ca\.crt/);
   assert.is(r.status, 'CRITICAL');
+});
+
+test("a CRL within crl-warn-days of its next update is a WARNING; one the running broker has not loaded is CRITICAL", async () => {
+  const env = envFiles({});
+  const settings = { env: 'dev' as const, dir: env.dev.vars.MQTT_CERTS_DIR, publicHost: env.dev.vars.MQTT_PUBLIC_HOST, publicPort: 8884, brokerUid: brokerUid() };
+  await initCa(settings, { dryRun: false, force: false, days: undefined, crlDays: 4, confirm: async () => undefined });
+  const crlFile = path.join(env.dev.vars.MQTT_CERTS_DIR, 'crl.pem');
+  // A docker CLI standing in for the engine: EB's broker runs, and its watcher's marker says which CRL it loaded.
+  const marker = path.join(root, 'crl.loaded');
+  const fake = path.join(root, 'fake-docker');
+  writeFileSync(fake, `#!/bin/sh\ncase "$1 $2" in\n  "inspect --format") [ "$4" = makapix-dev-mqtt ] && echo true || exit 1 ;;\n  "exec makapix-dev-mqtt") cat ${marker} ;;\n  *) exit 1 ;;\nesac\n`, { mode: 0o755 });
+  const check = async () => (await runMonitor(options(env, ['certs'], { docker: fake, httpsPort: await freePort(), resolve: new Map(httpsHosts([env.prod, env.dev]).map((h) => [h, '127.0.0.1'])) }))).checks[0]!.items;
+  const sha = createHash('sha256').update(readFileSync(crlFile)).digest('hex');
+  writeFileSync(marker, `${sha}\n`);
+  let items = await check();
+  assert.equal(items.filter((i) => i.label.includes('crl.pem')).map((i) => [i.label.replace(env.dev.vars.MQTT_CERTS_DIR, '<dir>'), i.status]), [['<dir>/crl.pem', 'WARNING'], ['makapix-dev-mqtt: <dir>/crl.pem', 'OK']]);
+  // The broker still runs an older CRL, and the new one is older than the grace a watcher needs.
+  writeFileSync(marker, `${'0'.repeat(64)}\n`);
+  const old = new Date(Date.now() - 10 * 60_000);
+  utimesSync(crlFile, old, old);
+  items = await check();
+  const loaded = items.find((i) => i.label.startsWith('makapix-dev-mqtt'))!;
+  assert.is(loaded.status, 'CRITICAL');
+  assert.match(loaded.detail, /has not loaded this CRL/);
+  // Just written: the watcher reloads within seconds, no alarm yet.
+  utimesSync(crlFile, new Date(), new Date());
+  assert.is((await check()).find((i) => i.label.startsWith('makapix-dev-mqtt'))!.status, 'OK');
 });
 
 test('a slow health endpoint fails the latency check; a fast one passes', async () => {

@@ -6,6 +6,7 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { spawnSync } from 'node:child_process';
+import { createHash } from 'node:crypto';
 import { mkdtempSync, mkdirSync, readFileSync, writeFileSync, statSync, chmodSync, rmSync, existsSync, readdirSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -350,6 +351,30 @@ test('list: the adopted CA, the CRL with the app revocations counted, the toolki
   assert.is(l.crl.revoked, 3);
   const byName = Object.fromEntries(l.certificates.map((c: { name: string; status: string }) => [c.name, c.status]));
   assert.equal(byName, { [A]: 'revoked', [C]: 'valid' });
+});
+
+test("the broker's CRL watcher (compose/mosquitto/watch-crl.sh) picks up the app's revocation: refused at once, nobody dropped", async () => {
+  const marker = path.join(root, 'crl.loaded');
+  const watcher = spawnServer('sh', [path.join(composeDir, 'mosquitto', 'watch-crl.sh')], path.join(root, 'watcher'), { env: { ...process.env, CERT_DIR: certs.dev, CRL_LOADED_MARKER: marker, BROKER_PID: String(broker!.child.pid), CRL_WATCH_SECONDS: '1' } });
+  const sha = () => createHash('sha256').update(readFileSync(path.join(certs.dev, 'crl.pem'))).digest('hex');
+  const markerIs = async (want: string) => {
+    for (let i = 0; i < 50 && (existsSync(marker) ? readFileSync(marker, 'utf8').trim() : '') !== want; i++) await sleep(100);
+    return existsSync(marker) && readFileSync(marker, 'utf8').trim() === want;
+  };
+  assert.ok(await markerIs(sha()), 'the watcher did not record the CRL at its start');
+  const E = 'eeeeeeee-0000-4000-8000-0000000000e1';
+  const out = path.join(root, 'app-e');
+  const serial = app('mint', certs.dev, E, out);
+  const e = { crt: `${out}.crt`, key: `${out}.key` };
+  assert.equal(typeof (await connectPlayer(e)), 'object', 'the app-minted player does not get in');
+  const c = await connected(deviceFiles(certs.dev, C));
+  app('revoke', certs.dev, serial);
+  const written = Date.now();
+  assert.ok(await markerIs(sha()), 'the watcher did not reload the broker for the new CRL');
+  console.log(`  measured: the watcher reloaded the broker ${Date.now() - written} ms after the app wrote crl.pem`);
+  assert.match(String(await connectPlayer(e)), /^refused/);
+  assert.is(c.closes, 0, 'a connected player was dropped by the reload');
+  watcher.stop();
 });
 
 test('no private key on a command line or in the output', async () => {

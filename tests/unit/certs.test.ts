@@ -3,7 +3,7 @@ import * as assert from 'uvu/assert';
 import { caState, currentEntry, defaultDays, deviceExtensions, parseDays, parseIndex, parseIndexDate, renderBundle, renderOpensslConfig, serverSans, subjects } from '../../lib/jobs/mqtt-certs.ts';
 import { normalizeSerial, opensslArgv, parseCrlText, parseOpensslDate } from '../../lib/tools/openssl.ts';
 import { certsLayout, connectionsOf, deviceFiles, ssSelect } from '../../lib/tools/mosquitto.ts';
-import { appDeviceCert, indexDate, mergeRevocations, nextCrlNumber, revocationIndex, validatePlayerKey } from '../../lib/domain/pki.ts';
+import { appDeviceCert, crlLoadState, indexDate, mergeRevocations, nextCrlNumber, revocationIndex, validatePlayerKey } from '../../lib/domain/pki.ts';
 import { ConfigError, UsageError } from '../../lib/core/errors.ts';
 
 const layout = certsLayout('/etc/makapix/dev/mqtt');
@@ -189,6 +189,14 @@ test("the broker's log: the addresses a player (its CN as user name) connected f
   assert.equal(connectionsOf(log, 'nobody'), []);
   assert.equal(ssSelect({ host: '172.18.0.1', port: 50412 }, 8883), ['-Htn', 'state', 'established', 'dst', '172.18.0.1:50412', 'sport', '=', ':8883']);
   assert.equal(ssSelect({ host: '::ffff:10.0.0.5', port: 40000 }, 8883).slice(3, 5), ['dst', '[::ffff:10.0.0.5]:40000']);
+});
+
+test('is the CRL on disk the one the broker loaded? a new file gets a grace; no marker: unknown', () => {
+  const o = { fileSha: 'aa', graceMs: 60_000 };
+  assert.is(crlLoadState({ ...o, loadedSha: 'aa', fileAgeMs: 9e9 }), 'loaded');
+  assert.is(crlLoadState({ ...o, loadedSha: 'bb', fileAgeMs: 5_000 }), 'pending');
+  assert.is(crlLoadState({ ...o, loadedSha: 'bb', fileAgeMs: 60_000 }), 'not-loaded');
+  assert.is(crlLoadState({ ...o, loadedSha: undefined, fileAgeMs: 0 }), 'unknown');
 });
 
 test('the bundle: key, certificate, CA, and a header naming the broker', () => {
