@@ -1,6 +1,7 @@
 #!/usr/bin/env -S sh -c 'exec "$(dirname "$0")/../bin/ts" "$0" "$@"'
 import { runScript } from '../lib/core/cli.ts';
-import { runMqttCerts, renderCertsResult, defaultDays, keyAlgorithm } from '../lib/jobs/mqtt-certs.ts';
+import { runMqttCerts, renderCertsResult } from '../lib/jobs/mqtt-certs.ts';
+import { defaultDays, keyAlgorithm } from '../lib/domain/pki.ts';
 
 await runScript({
   name: 'mqtt-certs',
@@ -18,6 +19,6 @@ renew re-signs the CRL (--server: also a new broker certificate). Default validi
     server: { type: 'boolean', description: "renew: also replace the broker's certificate" },
     serial: { type: 'string', value: 'N', multiple: true, description: 'revoke: a serial the app issued (players.cert_serial_number), repeatable' },
   },
-  run: (ctx) => runMqttCerts({ env: ctx.env!, positionals: ctx.positionals, days: ctx.flags.days, crlDays: ctx.flags['crl-days'], force: ctx.flags.force, server: ctx.flags.server, serials: ctx.flags.serial ?? [], dryRun: ctx.dryRun, confirm: ctx.confirm }),
+  run: (ctx) => runMqttCerts({ cfg: ctx.config(ctx.env!), positionals: ctx.positionals, days: ctx.flags.days, crlDays: ctx.flags['crl-days'], force: ctx.flags.force, server: ctx.flags.server, serials: ctx.flags.serial ?? [], dryRun: ctx.dryRun, confirm: ctx.confirm }),
   render: (r) => renderCertsResult(r),
-});
+}, process.argv, process.env);

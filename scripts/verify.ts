@@ -1,12 +1,10 @@
 #!/usr/bin/env -S sh -c 'exec "$(dirname "$0")/../bin/ts" "$0" "$@"'
 import { runScript } from '../lib/core/cli.ts';
-import { loadEnvConfig } from '../lib/core/config.ts';
 import { Exit } from '../lib/core/errors.ts';
-import { credentialsDir } from '../lib/jobs/basic-auth.ts';
 import { runIsolationAudit } from '../lib/jobs/check.ts';
-import { positiveCount } from '../lib/jobs/monitor.ts';
-import { verifyPlayerKey } from '../lib/jobs/mqtt-certs.ts';
+import { positiveCount } from '../lib/domain/monitoring.ts';
 import { parseResolve, readCaFiles } from '../lib/tools/probe.ts';
+import { verifyPlayerKey } from '../lib/domain/pki.ts';
 import { credentialsFromEnvironment, parseTarget, parseVaultFiles, renderChecklist, runPreChecks, runVerify, type CheckLine, type VerifyResult } from '../lib/jobs/verify.ts';
 
 await runScript({
@@ -22,7 +20,7 @@ await runScript({
     'http-port': { type: 'string', value: 'N', default: '80', description: 'plain-HTTP port of the proxy (vaults)' },
     resolve: { type: 'string', multiple: true, value: 'host:address', description: 'connect to address for host (like curl --resolve)' },
     'ca-file': { type: 'string', multiple: true, value: 'PEM', description: 'also trust this CA for HTTPS (a sandbox proxy)' },
-    device: { type: 'string', value: 'NAME', default: verifyPlayerKey, description: 'player key of the certificate (make mqtt-certs issue KEY) for the MQTT checks' },
+    device: { type: 'string', value: 'KEY', default: verifyPlayerKey, description: 'player key of the certificate (make mqtt-certs issue KEY) for the MQTT checks' },
     'vault-file': { type: 'string', multiple: true, value: 'env=path', description: "a known vault file instead of a sample from the env's database" },
     'vault-sample': { type: 'string', value: 'N', default: '3', description: 'vault files sampled from the database' },
     'min-cert-days': { type: 'string', value: 'N', default: '14', description: 'days a TLS certificate must still be valid' },
@@ -33,8 +31,8 @@ await runScript({
     const options = f.pre
       ? undefined
       : {
-          prod: loadEnvConfig('prod'),
-          dev: loadEnvConfig('dev'),
+          prod: ctx.config('prod'),
+          dev: ctx.config('dev'),
           targets: parseTarget(f.env),
           httpsPort: positiveCount('--https-port', f['https-port']),
           httpPort: positiveCount('--http-port', f['http-port']),
@@ -54,10 +52,10 @@ await runScript({
     };
     const result = options
       ? await runVerify({ ...options, onLine })
-      : await runPreChecks({ credentialsDir: credentialsDir(), audit: () => runIsolationAudit({ ui: ctx.ui }), maxBackupHours: 24, onLine });
+      : await runPreChecks({ credentialsDir: ctx.settings.credentialsDir, audit: () => runIsolationAudit({ settings: ctx.settings, ui: ctx.ui }), maxBackupHours: 24, onLine });
     progress.done(`${result.checks.filter((c) => c.result === 'fail').length} of ${result.checks.length} failed`);
     return result;
   },
   render: (r) => console.log(renderChecklist(r)),
   exitCode: (r) => (r.ok ? Exit.ok : Exit.failed),
-});
+}, process.argv, process.env);

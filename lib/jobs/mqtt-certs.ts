@@ -12,168 +12,11 @@ import { ConfigError, JobError, SafetyError, UsageError } from '../core/errors.t
 import { writeFileAtomic, temporaryName } from '../core/atomic-file.ts';
 import { withLock } from '../core/lock.ts';
 import { run } from '../core/exec.ts';
-import { projectName } from '../tools/compose.ts';
 import { certFacts, keyMatchesCert, normalizeSerial, openssl, opensslArgv, readCrl, signedBy, type CrlFacts, type Revocation } from '../tools/openssl.ts';
-import { certsLayout, containerBroker, deviceFiles, disconnectUser, type BrokerAccess, type CertsLayout, type ClientAddress } from '../tools/mosquitto.ts';
-import { appCa, appCrl, appDeviceCert, appServiceUsers, mergeRevocations, nextCrlNumber, revocationIndex, validatePlayerKey } from '../domain/pki.ts';
-import { loadEnvConfig, type EnvConfig, type Environment } from '../core/config.ts';
+import { containerBroker, disconnectUser, type BrokerAccess, type ClientAddress } from '../tools/mosquitto.ts';
+import { appCa, appDeviceCert, appServiceUsers, caState, certsLayout, currentEntry, defaultDays, deviceExtensions, deviceFiles, keyAlgorithm, mergeRevocations, nextCrlNumber, parseDays, parseIndex, renderBundle, renderOpensslConfig, revocationIndex, serverSans, subjects, validatePlayerKey, warnDays, type CertsLayout, type IndexEntry } from '../domain/pki.ts';
+import { projectName, type EnvConfig, type Environment } from '../core/config.ts';
 import type { Confirm } from '../core/ui.ts';
-
-export const keyAlgorithm = `RSA as the app: CA ${appCa.keyBits} bits, players ${appDeviceCert.keyBits} bits`;
-
-/** Validity in days: the CA and players as the app makes them; the CRL as the app signs it (its worker renews it nightly when 7 days are left). */
-export const defaultDays = { ca: appCa.days, server: 825, device: appDeviceCert.days, crl: appCrl.days } as const;
-/** `list` warns when the CRL or the server certificate gets this close to its date. */
-export const warnDays = 14;
-
-export type CertKind = 'server' | 'device';
-
-export function parseDays(value: string | undefined, fallback: number, flag: string): number {
-  if (value === undefined) return fallback;
-  if (/^\d+$/.test(value) && +value >= 1 && +value <= 36500) return +value;
-  throw new UsageError(`${flag} must be a whole number of days from 1 to 36500, got ${JSON.stringify(value)}.`);
-}
-
-const envLabel = (env: Environment) => (env === 'prod' ? 'EA' : 'EB');
-
-/** Subjects (openssl -subj form) of what `init` makes; players get the app's subject (appDeviceCert). */
-export function subjects(env: Environment, publicHost: string) {
-  const o = `/O=Makapix Club/OU=${projectName(env)}`;
-  return { ca: `${o} mqtt ca/CN=Makapix ${envLabel(env)} MQTT CA`, server: `${o} mqtt broker/CN=${publicHost}` };
-}
-
-/** The names players and services reach the broker by: the public host, the container, the network alias. */
-export function serverSans(env: Environment, publicHost: string): string[] {
-  return [...new Set([publicHost, `${projectName(env)}-mqtt`, 'mqtt'])].map((h) => `DNS:${h}`);
-}
-
-/** The openssl configuration of the toolkit's side of this CA; written into the folder so an operator can use it by hand too. */
-export function renderOpensslConfig(layout: CertsLayout, env: Environment, publicHost: string): string {
-  return `# The ${envLabel(env)} (${env}) MQTT CA. Written by scripts/mqtt-certs.ts from compose/.env.${env}; rewritten on each run.
-[ ca ]
-default_ca = makapix_ca
-
-[ makapix_ca ]
-dir = ${layout.dir}
-database = $dir/index.txt
-new_certs_dir = $dir/newcerts
-certificate = $dir/ca.crt
-private_key = $dir/ca.key
-serial = $dir/serial
-crlnumber = $dir/crlnumber
-default_md = sha256
-default_crl_days = ${defaultDays.crl}
-policy = policy_makapix
-# A player can be issued again under the same key once its old certificate is revoked.
-unique_subject = no
-copy_extensions = none
-preserve = yes
-email_in_dn = no
-crl_extensions = crl_ext
-
-[ policy_makapix ]
-countryName = optional
-organizationName = optional
-organizationalUnitName = optional
-commonName = supplied
-
-[ req ]
-distinguished_name = req_dn
-string_mask = utf8only
-
-[ req_dn ]
-
-[ ca_ext ]
-basicConstraints = critical, CA:true
-keyUsage = critical, keyCertSign, cRLSign
-subjectKeyIdentifier = hash
-
-[ server_ext ]
-basicConstraints = critical, CA:false
-keyUsage = critical, digitalSignature, keyEncipherment
-extendedKeyUsage = serverAuth
-subjectKeyIdentifier = hash
-authorityKeyIdentifier = keyid
-subjectAltName = ${serverSans(env, publicHost).join(', ')}
-
-[ crl_ext ]
-authorityKeyIdentifier = keyid
-`;
-}
-
-/** A player's only extension, as the app's: its SAN (written per player into a throwaway file). */
-export const deviceExtensions = (playerKey: string) => `[ device_ext ]\nsubjectAltName = ${appDeviceCert.san(playerKey)}\n# openssl ca adds these by itself; the app's certificates carry neither.\nsubjectKeyIdentifier = none\nauthorityKeyIdentifier = none\n`;
-
-// ---- the CA database (index.txt): the certificates the toolkit itself signed ------------------
-
-export interface IndexEntry {
-  status: 'valid' | 'revoked' | 'expired';
-  notAfter: string;
-  revokedAt?: string;
-  serial: string;
-  subject: string;
-  kind: CertKind | 'other';
-  name: string;
-}
-
-/** openssl's index dates: UTCTime YYMMDDHHMMSSZ (years 1950-2049) or GeneralizedTime YYYYMMDDHHMMSSZ. */
-export function parseIndexDate(text: string): string {
-  const m = /^(\d{2}|\d{4})(\d{2})(\d{2})(\d{2})(\d{2})(\d{2})Z$/.exec(text);
-  if (!m) throw new ConfigError(`"${text}" is not a date in the CA database.`);
-  const year = m[1]!.length === 4 ? m[1]! : String(+m[1]! < 50 ? 2000 + +m[1]! : 1900 + +m[1]!);
-  return `${year}-${m[2]}-${m[3]}T${m[4]}:${m[5]}:${m[6]}Z`;
-}
-
-const isPlayerKey = (cn: string) => /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/.test(cn);
-
-/** Parses openssl's index.txt (tab-separated: status, expiry, revocation, serial, file, subject). */
-export function parseIndex(text: string, file = 'index.txt'): IndexEntry[] {
-  return text
-    .split('\n')
-    .filter((l) => l.trim() !== '')
-    .map((line, i) => {
-      const cols = line.split('\t');
-      if (cols.length !== 6 || !['V', 'R', 'E'].includes(cols[0]!)) throw new ConfigError(`${file}:${i + 1}: not a line of an openssl CA database.`, [], 'Restore the certificates folder from a backup.');
-      const [status, expiry, revocation, serial, , subject] = cols as [string, string, string, string, string, string];
-      const name = /\/CN=([^/]*)/.exec(subject)?.[1] ?? '';
-      const ou = /\/OU=([^/]*)/.exec(subject)?.[1] ?? '';
-      const kind: IndexEntry['kind'] = ou.endsWith(' mqtt broker') ? 'server' : isPlayerKey(name) ? 'device' : 'other';
-      return {
-        status: status === 'V' ? 'valid' : status === 'R' ? 'revoked' : 'expired',
-        notAfter: parseIndexDate(expiry),
-        ...(status === 'R' && { revokedAt: parseIndexDate(revocation.split(',')[0]!) }),
-        serial,
-        subject,
-        kind,
-        name,
-      };
-    });
-}
-
-/** The certificate currently in force for a device or the server: valid in the database and not past its date. */
-export function currentEntry(entries: readonly IndexEntry[], kind: CertKind, name: string | undefined, now: Date): IndexEntry | undefined {
-  return entries.filter((e) => e.kind === kind && (name === undefined || e.name === name) && e.status === 'valid' && Date.parse(e.notAfter) > now.getTime()).at(-1);
-}
-
-/** Where an environment's CA stands, from which files exist: what init and adopt may do. */
-export type CaState = 'none' | 'partial' | 'unregistered' | 'registered';
-export function caState(has: { caKey: boolean; caCrt: boolean; registration: boolean }): CaState {
-  if (!has.caKey && !has.caCrt) return 'none';
-  if (has.caKey !== has.caCrt) return 'partial';
-  return has.registration ? 'registered' : 'unregistered';
-}
-
-/** The bundle a player loads: its key, its certificate and the CA that signed the broker's. */
-export function renderBundle(o: { device: string; env: Environment; host: string; port: number; key: string; crt: string; ca: string }): string {
-  return [
-    `# Makapix ${envLabel(o.env)} (${o.env}) MQTT client bundle for player ${o.device}: broker ${o.host}:${o.port}, mutual TLS.`,
-    '# Contains the PRIVATE KEY of this player: keep it secret. Order: player key, player certificate, CA certificate.',
-    o.key.trim(),
-    o.crt.trim(),
-    o.ca.trim(),
-    '',
-  ].join('\n');
-}
 
 // ---- the runners ---------------------------------------------------------------------------
 
@@ -553,24 +396,20 @@ async function runningBroker(env: Environment): Promise<BrokerAccess | undefined
   return r.exitCode === 0 && r.stdout.trim() === 'true' ? containerBroker(container) : undefined;
 }
 
-/** The player key of the certificate `make verify` connects with (issue it once per environment). */
-export const verifyPlayerKey = 'e2e00000-0000-4000-8000-00000000e2e0';
-
 const commands = ['init', 'adopt', 'issue', 'revoke', 'renew', 'list'] as const;
 
 /** What `make mqtt-certs` does, from parsed flags. */
-export async function runMqttCerts(o: { env: Environment; positionals: readonly string[]; days: string | undefined; crlDays: string; force: boolean; server: boolean; serials: readonly string[]; dryRun: boolean; confirm: Confirm }): Promise<CertsResult> {
+export async function runMqttCerts(o: { cfg: EnvConfig; positionals: readonly string[]; days: string | undefined; crlDays: string; force: boolean; server: boolean; serials: readonly string[]; dryRun: boolean; confirm: Confirm }): Promise<CertsResult> {
   const [command, device, ...extra] = o.positionals;
   const takesDevice = command === 'issue' || command === 'revoke';
   if (!commands.includes(command as (typeof commands)[number])) throw new UsageError(`Unknown command ${JSON.stringify(command ?? '')}.`, 'Use init, adopt, issue <player-key>, revoke <player-key>, renew or list.');
   if (extra.length || (!takesDevice && device !== undefined)) throw new UsageError(`Too many arguments for ${command}.`, takesDevice ? `${command} takes one player key.` : `${command} takes no name.`);
-  const cfg = loadEnvConfig(o.env);
-  const s = certsSettings(cfg);
+  const s = certsSettings(o.cfg);
   if (takesDevice) validatePlayerKey(device, s.serviceUsers);
   const serials = o.serials.map(normalizeSerial);
   const opts: CertsOptions = { dryRun: o.dryRun, force: o.force, days: o.days === undefined ? undefined : parseDays(o.days, 0, '--days'), crlDays: parseDays(o.crlDays, defaultDays.crl, '--crl-days'), confirm: o.confirm, server: o.server, serials };
   if ((command === 'revoke' || command === 'renew') && !o.dryRun) {
-    const broker = await runningBroker(o.env);
+    const broker = await runningBroker(o.cfg.env);
     if (broker) opts.broker = broker;
   }
   switch (command) {

@@ -21,55 +21,6 @@ export const containerDirs = {
 
 /** Files inside the certificate folder the broker reads (mqtt-certs writes them, plus ca.key and devices/). */
 export const certFiles = { ca: 'ca.crt', cert: 'server.crt', key: 'server.key', crl: 'crl.pem' } as const;
-// ---- the certificate folder (an environment's MQTT_CERTS_DIR) -------------------------------------
-
-export interface CertsLayout {
-  dir: string;
-  caKey: string;
-  caCrt: string;
-  serverKey: string;
-  serverCrt: string;
-  crl: string;
-  devices: string;
-  revoked: string;
-  cnf: string;
-  index: string;
-  serial: string;
-  crlnumber: string;
-  newcerts: string;
-  /** The toolkit's record that it manages this CA (made by init, or by adopt for the app's). */
-  registration: string;
-  lock: string;
-}
-
-/** The folder's files. Those the broker config reads (compose/mosquitto/mosquitto.conf, and the app's mqtt/config/mosquitto.conf): ca.crt, server.crt, server.key, crl.pem. */
-export function certsLayout(dir: string): CertsLayout {
-  const f = (...p: string[]) => path.join(dir, ...p);
-  return {
-    dir,
-    caKey: f('ca.key'),
-    caCrt: f('ca.crt'),
-    serverKey: f('server.key'),
-    serverCrt: f('server.crt'),
-    crl: f('crl.pem'),
-    devices: f('devices'),
-    revoked: f('devices', 'revoked'),
-    cnf: f('openssl.cnf'),
-    index: f('index.txt'),
-    serial: f('serial'),
-    crlnumber: f('crlnumber'),
-    newcerts: f('newcerts'),
-    registration: f('makapix-ops.json'),
-    lock: f('.mqtt-certs.lock'),
-  };
-}
-
-export const deviceFiles = (layout: CertsLayout, device: string) => ({
-  crt: path.join(layout.devices, `${device}.crt`),
-  key: path.join(layout.devices, `${device}.key`),
-  bundle: path.join(layout.devices, `${device}.bundle.pem`),
-});
-
 export const passwordFile = `${containerDirs.data}/passwords`;
 /** The listeners inside the container: in-network plaintext, and mTLS for players. */
 export const listenerPorts = { plain: 1883, tls: 8883 } as const;

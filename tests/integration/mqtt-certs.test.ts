@@ -16,7 +16,7 @@ import { projectRoot, composeDir } from '../../lib/core/paths.ts';
 import { containerDirs, listenerPorts, mosquittoConf, renderForHost, type BrokerAccess } from '../../lib/tools/mosquitto.ts';
 import { certsSettings, revokeDevice, type CertsOptions } from '../../lib/jobs/mqtt-certs.ts';
 import { loadEnvConfig } from '../../lib/core/config.ts';
-import { onExit } from '../harness/cleanup.ts';
+import { onExit } from '../../dev/cleanup.ts';
 import { runCommand, spawnServer, waitForPort, type ServerProcess } from '../harness/server.ts';
 
 const root = mkdtempSync(path.join(tmpdir(), 'makapix-mqtt-'));

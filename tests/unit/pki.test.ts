@@ -1,9 +1,8 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { caState, currentEntry, defaultDays, deviceExtensions, parseDays, parseIndex, parseIndexDate, renderBundle, renderOpensslConfig, serverSans, subjects } from '../../lib/jobs/mqtt-certs.ts';
 import { normalizeSerial, opensslArgv, parseCrlText, parseOpensslDate } from '../../lib/tools/openssl.ts';
-import { certsLayout, connectionsOf, deviceFiles, ssSelect } from '../../lib/tools/mosquitto.ts';
-import { appDeviceCert, crlLoadState, indexDate, mergeRevocations, nextCrlNumber, revocationIndex, validatePlayerKey } from '../../lib/domain/pki.ts';
+import { connectionsOf, ssSelect } from '../../lib/tools/mosquitto.ts';
+import { appDeviceCert, caState, certsLayout, crlLoadState, currentEntry, defaultDays, deviceExtensions, deviceFiles, indexDate, mergeRevocations, nextCrlNumber, parseDays, parseIndex, parseIndexDate, renderBundle, renderOpensslConfig, revocationIndex, serverSans, subjects, validatePlayerKey } from '../../lib/domain/pki.ts';
 import { ConfigError, UsageError } from '../../lib/core/errors.ts';
 
 const layout = certsLayout('/etc/makapix/dev/mqtt');
