@@ -10,7 +10,7 @@
 # Started in the background by start.sh before it execs Mosquitto, so Mosquitto is PID 1.
 set -u
 crl="${CERT_DIR:-/mosquitto/certs}/crl.pem"
-marker="${CRL_LOADED_MARKER:-/mosquitto/data/crl.loaded}"
+marker="${CRL_LOADED_MARKER:-/tmp/crl.loaded}"
 broker="${BROKER_PID:-1}"
 sig() { sha256sum "$crl" 2>/dev/null | cut -d' ' -f1; }
 last="$(sig)"

@@ -138,11 +138,6 @@ export const warnDays = 14;
 
 export type CertKind = 'server' | 'device';
 
-export function parseDays(value: string | undefined, fallback: number, flag: string): number {
-  if (value === undefined) return fallback;
-  if (/^\d+$/.test(value) && +value >= 1 && +value <= 36500) return +value;
-  throw new UsageError(`${flag} must be a whole number of days from 1 to 36500, got ${JSON.stringify(value)}.`);
-}
 
 const envLabel = (env: Environment) => (env === 'prod' ? 'EA' : 'EB');
 

@@ -8,6 +8,8 @@ import { caddyfileArgv, edgeCaddyfile, readableCredentialsDir } from '../tools/c
 import { certFiles } from '../tools/mosquitto.ts';
 import { JobError } from '../core/errors.ts';
 import { redact, type Secret } from '../core/secret.ts';
+import { readAppTree, type AppTree } from '../tools/app-tree.ts';
+import { auditAppContract, pythonEnvReads, reliedOnFiles, scriptEnvReads, type AppService, type ContractInput } from '../domain/app-contract.ts';
 import type { Ui } from '../core/ui.ts';
 import { run } from '../core/exec.ts';
 import { definedOnly, type Settings } from '../core/settings.ts';
@@ -380,6 +382,11 @@ export function auditIsolation(input: AuditInput): CheckRow[] {
   );
 
   rows.push(prodVolumeRow(prod));
+  // The app's optional features left empty (lib/core/config.ts): what each environment loses.
+  for (const [env, s] of both) {
+    const off = s.cfg.warnings.map((w) => /: ([A-Z0-9_]+) is (?:empty|missing)/.exec(w)?.[1]).filter(Boolean);
+    rows.push(off.length ? row(`${env} app features`, 'warn', `off: ${off.join(', ')} (${path.basename(s.cfg.file)}; the warnings name what is lost)`) : row(`${env} app features`, 'ok', 'every optional feature of the app is configured'));
+  }
   return rows;
 }
 
@@ -472,9 +479,56 @@ export function renderCheckTable(rows: readonly CheckRow[]): string {
 
 // ---- the runner --------------------------------------------------------------------------------
 
+// ---- the app's contract (make check APP_DIR=...) ------------------------------------------------
+
+/** The app's compose, whose services ours is compared with. */
+export const appComposeFile = 'deploy/stack/docker-compose.yml';
+
+/** Which services' code a file of the app is: the worker imports the api's package, so it reads what the api reads. */
+export function servicesReading(relPath: string): AppService[] {
+  if (/^api\/(app|alembic)\/.*\.py$/.test(relPath)) return ['api', 'worker'];
+  if (/^worker\/.*\.py$/.test(relPath)) return ['worker'];
+  if (/^web\/src\/.*\.(tsx?|jsx?|mjs)$/.test(relPath) || /^web\/next\.config\.(mjs|js)$/.test(relPath)) return ['web'];
+  return [];
+}
+
+const envKeys = (v: unknown): string[] => (isObj(v) ? Object.keys(v) : list(v).map((e) => String(e).split('=')[0]!));
+
+/** The contract audit's input from a read checkout and both rendered stacks (pure). */
+export function appContractInput(tree: Pick<AppTree, 'paths' | 'sources'>, prod: unknown, dev: unknown): ContractInput {
+  const reads: ContractInput['reads'] = { api: [], worker: [], web: [] };
+  for (const [file, text] of tree.sources) {
+    const services = servicesReading(file);
+    if (!services.length) continue;
+    const found = file.endsWith('.py') ? pythonEnvReads(file, text) : scriptEnvReads(file, text);
+    for (const s of services) reads[s].push(...found);
+  }
+  const passedBy = (model: unknown): Record<AppService, Set<string>> => {
+    const svc = servicesOf(model);
+    const of = (name: AppService) => new Set([...envKeys(svc[name]?.environment), ...envKeys(obj(svc[name]?.build).args)]);
+    return { api: of('api'), worker: of('worker'), web: of('web') };
+  };
+  const files: ContractInput['files'] = {};
+  for (const rel of Object.keys(reliedOnFiles)) {
+    const base = path.posix.basename(rel);
+    const movedTo = tree.paths.find((p) => p !== rel && path.posix.basename(p) === base && (base !== 'Dockerfile' || p.startsWith(`${rel.split('/')[0]}`) || p.includes(`${rel.split('/')[0]}.`)));
+    files[rel] = { exists: tree.paths.includes(rel), ...(movedTo && { movedTo }) };
+  }
+  const appCompose = tree.sources.get(appComposeFile);
+  return {
+    reads,
+    passed: { prod: passedBy(prod), dev: passedBy(dev) },
+    files,
+    appServices: appCompose ? Object.keys(servicesOf(parseYaml(appCompose))) : [],
+    ourServices: Object.keys(servicesOf(prod)),
+  };
+}
+
 export interface AuditOptions {
   /** Where the compose files are (a copy, in tests); default compose/. */
   composeDir?: string;
+  /** An app checkout to audit the contract against (make check APP_DIR=...). */
+  appDir?: string;
   caddyfile?: string;
   /** Folder of .env.prod and .env.dev (default: settings.envDir). */
   envDir?: string;
@@ -528,5 +582,12 @@ export async function runIsolationAudit(opts: AuditOptions): Promise<AuditResult
     throw new JobError(`caddy adapt rejected ${caddyfile}: ${redact(`${adapted.stderr}`).trim().split('\n').slice(-2).join(' / ')}.`, `Run caddy validate --config ${caddyfile} --adapter caddyfile for details.`);
   }
   const rows = auditIsolation({ prod, dev, caddy: JSON.parse(`${adapted.stdout}`) });
+  if (opts.appDir) {
+    const appDir = opts.appDir;
+    const tree = await opts.ui.run(`read the app at ${appDir}`, () => readAppTree(appDir, (p) => servicesReading(p).length > 0 || p === appComposeFile));
+    if (!tree.paths.length) throw new JobError(`${appDir} holds no file: it is not an app checkout.`, 'Pass the folder of a fabkury/makapix checkout (APP_DIR=/opt/makapix).');
+    rows.push(...auditAppContract(appContractInput(tree, prod.rendered, dev.rendered)));
+    if (!tree.sources.has(appComposeFile)) rows.push(row('app compose', 'warn', `${appComposeFile} is not in ${appDir}: its services were not compared`));
+  }
   return { ok: rows.every((r) => r.status !== 'fail'), rows };
 }

@@ -8,13 +8,13 @@ import { readFile, writeFile, rm, mkdir, chmod, chown, stat, rename, mkdtemp } f
 import { existsSync } from 'node:fs';
 import { randomBytes } from 'node:crypto';
 import path from 'node:path';
-import { ConfigError, JobError, SafetyError, UsageError } from '../core/errors.ts';
+import { ConfigError, Exit, JobError, SafetyError, UsageError, type ExitCode } from '../core/errors.ts';
 import { writeFileAtomic, temporaryName } from '../core/atomic-file.ts';
 import { withLock } from '../core/lock.ts';
 import { run } from '../core/exec.ts';
 import { certFacts, keyMatchesCert, normalizeSerial, openssl, opensslArgv, readCrl, signedBy, type CrlFacts, type Revocation } from '../tools/openssl.ts';
 import { containerBroker, disconnectUser, type BrokerAccess, type ClientAddress } from '../tools/mosquitto.ts';
-import { appCa, appDeviceCert, appServiceUsers, caState, certsLayout, currentEntry, defaultDays, deviceExtensions, deviceFiles, keyAlgorithm, mergeRevocations, nextCrlNumber, parseDays, parseIndex, renderBundle, renderOpensslConfig, revocationIndex, serverSans, subjects, validatePlayerKey, warnDays, type CertsLayout, type IndexEntry } from '../domain/pki.ts';
+import { appCa, appDeviceCert, appServiceUsers, caState, certsLayout, currentEntry, defaultDays, deviceExtensions, deviceFiles, keyAlgorithm, mergeRevocations, nextCrlNumber, parseIndex, renderBundle, renderOpensslConfig, revocationIndex, serverSans, subjects, validatePlayerKey, warnDays, type CertsLayout, type IndexEntry } from '../domain/pki.ts';
 import { projectName, type EnvConfig, type Environment } from '../core/config.ts';
 import type { Confirm } from '../core/ui.ts';
 
@@ -170,7 +170,7 @@ export type CertsResult =
   | { command: 'issue'; env: Environment; dir: string; device: string; serial: string; notAfter: string; files: string[]; done: string[] }
   | { command: 'revoke'; env: Environment; dir: string; device: string; serials: string[]; done: string[]; cutOff?: { closed: ClientAddress[]; ms: number }; notes: string[] }
   | { command: 'renew'; env: Environment; dir: string; serial: string; notAfter: string; nextUpdate: string; kept: number; done: string[]; notes: string[] }
-  | { command: 'list'; env: Environment; dir: string; algorithm: string; origin: string; ca: { subject: string; serial: string; notAfter: string }; crl: { nextUpdate: string; revoked: number }; certificates: IndexEntry[]; warnings: string[] };
+  | { command: 'list'; env: Environment; dir: string; algorithm: string; origin: string; ca: { subject: string; serial: string; notAfter: string }; crl: { nextUpdate: string; revoked: number; expired: boolean }; certificates: IndexEntry[]; warnings: string[] };
 
 async function register(layout: CertsLayout, origin: Registration['origin'], now: Date): Promise<Registration> {
   const ca = await certFacts(layout.caCrt);
@@ -367,18 +367,20 @@ export async function listCerts(s: CertsSettings, o: Pick<CertsOptions, 'now'>):
   const certificates = (await loadIndex(layout)).map((e) => (e.status === 'valid' && Date.parse(e.notAfter) <= now.getTime() ? { ...e, status: 'expired' as const } : e));
   const soon = (d: Date | string) => new Date(d).getTime() - now.getTime() < warnDays * 86_400_000;
   const warnings: string[] = [];
+  const expired = crl !== undefined && crl.nextUpdate.getTime() <= now.getTime();
   if (!crl) warnings.push('crl.pem is missing: the broker will not start; run renew');
+  else if (expired) warnings.push(`the CRL expired: its next update (${crl.nextUpdate.toISOString()}) has passed, so the broker refuses EVERY player; run renew now`);
   else if (soon(crl.nextUpdate)) warnings.push(`the CRL's next update (${crl.nextUpdate.toISOString()}) is near: past it the broker refuses EVERY player; run renew`);
   const server = exists(layout.serverCrt) ? await certFacts(layout.serverCrt) : undefined;
   if (!server) warnings.push('there is no server certificate: run renew --server');
   else if (soon(server.notAfter)) warnings.push(`the server certificate expires ${server.notAfter.toISOString()}: run renew --server`);
   if (soon(ca.notAfter)) warnings.push(`the CA expires ${ca.notAfter}: plan a new CA and re-issue every player`);
-  return { command: 'list', env: s.env, dir: s.dir, algorithm: keyAlgorithm, origin: reg.origin, ca, crl: { nextUpdate: crl?.nextUpdate.toISOString() ?? '', revoked: crl?.revoked.length ?? 0 }, certificates, warnings };
+  return { command: 'list', env: s.env, dir: s.dir, algorithm: keyAlgorithm, origin: reg.origin, ca, crl: { nextUpdate: crl?.nextUpdate.toISOString() ?? '', revoked: crl?.revoked.length ?? 0, expired }, certificates, warnings };
 }
 
 export function renderCertsResult(r: CertsResult, out: NodeJS.WritableStream = process.stdout): void {
   if (r.command === 'list') {
-    out.write(`${r.env} MQTT CA in ${r.dir} (${r.origin}; ${r.algorithm})\n  CA       ${r.ca.subject}, serial ${r.ca.serial}, expires ${r.ca.notAfter}\n  CRL      next update ${r.crl.nextUpdate || 'MISSING'}, ${r.crl.revoked} revoked (the app's revocations included)\n`);
+    out.write(`${r.env} MQTT CA in ${r.dir} (${r.origin}; ${r.algorithm})\n  CA       ${r.ca.subject}, serial ${r.ca.serial}, expires ${r.ca.notAfter}\n  CRL      next update ${r.crl.nextUpdate || 'MISSING'}${r.crl.expired ? ' (EXPIRED)' : ''}, ${r.crl.revoked} revoked (the app's revocations included)\n`);
     for (const c of r.certificates) out.write(`  ${c.kind.padEnd(7)}  ${c.subject}\n           serial ${c.serial}, ${c.status}, expires ${c.notAfter}${c.revokedAt ? `, revoked ${c.revokedAt}` : ''}\n`);
     for (const w of r.warnings) out.write(`WARNING: ${w}\n`);
     return;
@@ -388,6 +390,9 @@ export function renderCertsResult(r: CertsResult, out: NodeJS.WritableStream = p
   if (r.command === 'issue' && r.serial) out.write(`Player ${r.device}: serial ${r.serial}, expires ${r.notAfter}. Give the player ${r.files[2]} (it holds its private key).\n`);
   if (r.command === 'revoke' && r.cutOff) out.write(`${r.device}: ${r.cutOff.closed.length} live session(s) closed; none left after ${r.cutOff.ms} ms.\n`);
 }
+
+/** list fails (exit 1) when the CRL has expired: every player is refused until renew. */
+export const certsExitCode = (r: CertsResult): ExitCode => (r.command === 'list' && r.crl.expired ? Exit.failed : Exit.ok);
 
 /** The environment's broker container when it runs; undefined when it does not (it reads the CRL when it starts). */
 async function runningBroker(env: Environment): Promise<BrokerAccess | undefined> {
@@ -399,7 +404,7 @@ async function runningBroker(env: Environment): Promise<BrokerAccess | undefined
 const commands = ['init', 'adopt', 'issue', 'revoke', 'renew', 'list'] as const;
 
 /** What `make mqtt-certs` does, from parsed flags. */
-export async function runMqttCerts(o: { cfg: EnvConfig; positionals: readonly string[]; days: string | undefined; crlDays: string; force: boolean; server: boolean; serials: readonly string[]; dryRun: boolean; confirm: Confirm }): Promise<CertsResult> {
+export async function runMqttCerts(o: { cfg: EnvConfig; positionals: readonly string[]; days: number | undefined; crlDays: number; force: boolean; server: boolean; serials: readonly string[]; dryRun: boolean; confirm: Confirm }): Promise<CertsResult> {
   const [command, device, ...extra] = o.positionals;
   const takesDevice = command === 'issue' || command === 'revoke';
   if (!commands.includes(command as (typeof commands)[number])) throw new UsageError(`Unknown command ${JSON.stringify(command ?? '')}.`, 'Use init, adopt, issue <player-key>, revoke <player-key>, renew or list.');
@@ -407,7 +412,7 @@ export async function runMqttCerts(o: { cfg: EnvConfig; positionals: readonly st
   const s = certsSettings(o.cfg);
   if (takesDevice) validatePlayerKey(device, s.serviceUsers);
   const serials = o.serials.map(normalizeSerial);
-  const opts: CertsOptions = { dryRun: o.dryRun, force: o.force, days: o.days === undefined ? undefined : parseDays(o.days, 0, '--days'), crlDays: parseDays(o.crlDays, defaultDays.crl, '--crl-days'), confirm: o.confirm, server: o.server, serials };
+  const opts: CertsOptions = { dryRun: o.dryRun, force: o.force, days: o.days, crlDays: o.crlDays, confirm: o.confirm, server: o.server, serials };
   if ((command === 'revoke' || command === 'renew') && !o.dryRun) {
     const broker = await runningBroker(o.cfg.env);
     if (broker) opts.broker = broker;

@@ -13,7 +13,7 @@ import { $ } from 'zx';
 import { loadEnvConfig, type EnvConfig } from '../../lib/core/config.ts';
 import { composeDir, projectRoot } from '../../lib/core/paths.ts';
 import { freePort } from '../../dev/ports.ts';
-import { backupName } from '../../lib/domain/backup-files.ts';
+import { writeBackupSet } from '../harness/backups.ts';
 import { defaultThresholds, type CheckName } from '../../lib/domain/monitoring.ts';
 import { httpsHosts, runMonitor, type MonitorOptions } from '../../lib/jobs/monitor.ts';
 import { initCa, issueDevice, revokeDevice } from '../../lib/jobs/mqtt-certs.ts';
@@ -98,7 +98,8 @@ test('a certificate that expires in 5 days makes certs WARNING, naming it; the o
   const site = await makeCert(path.join(root, 'site'), 'site', 365);
   const port = await listen(tls.createServer({ cert: readFileSync(site.cert), key: readFileSync(site.key) }, (s) => s.end()));
   const hosts = ['makapix.club', 'vault.makapix.club', 'development.makapix.club', 'vault-dev.makapix.club'];
-  const r = await runMonitor(options(env, ['certs'], { httpsPort: port, resolve: new Map(hosts.map((h) => [h, '127.0.0.1'])) }));
+  // No broker runs here (a docker CLI that is not there): the loaded-CRL items stay out of the count.
+  const r = await runMonitor(options(env, ['certs'], { httpsPort: port, docker: path.join(root, 'no-such-docker'), resolve: new Map(hosts.map((h) => [h, '127.0.0.1'])) }));
   const certs = r.checks[0]!;
   assert.is(certs.status, 'WARNING', r.summary);
   assert.is(r.exitCode, 1);
@@ -204,7 +205,7 @@ test('connections held open past 80 % of max_connections → CRITICAL; an unreac
 
 test('disk and backup measure real folders; without docker the containers check alone is UNKNOWN', async () => {
   const env = envFiles({});
-  writeFileSync(path.join(env.prod.vars.BACKUP_DIR, backupName(new Date(Date.now() - 3_600_000), 'dump')), 'x');
+  writeBackupSet(env.prod.vars.BACKUP_DIR, new Date(Date.now() - 3_600_000));
   const r = await runMonitor(options(env, ['disk', 'containers', 'backup'], { docker: path.join(root, 'no-such-docker'), dockerRoot: root }));
   const by = Object.fromEntries(r.checks.map((c) => [c.check, c]));
   assert.is(by.disk!.status, 'OK', by.disk!.summary);
@@ -241,7 +242,7 @@ test('the script exits like a Nagios plugin, pings on failure, and calls a usage
     }),
   );
   const env = envFiles({});
-  writeFileSync(path.join(env.prod.vars.BACKUP_DIR, backupName(new Date(Date.now() - 30 * 3_600_000), 'dump')), 'x');
+  writeBackupSet(env.prod.vars.BACKUP_DIR, new Date(Date.now() - 30 * 3_600_000));
   const warn = await monitorScript(env.dir, ['--only', 'backup', '--ping', `http://127.0.0.1:${port}/ping/abc`]);
   assert.is(warn.code, 1, warn.stderr);
   assert.match(warn.stdout.split('\n')[0]!, /^MONITOR WARNING - backup WARNING: newest makapix-\d{8}-\d{6}\.dump is 30\.0 h old \(> 26 h\)$/);

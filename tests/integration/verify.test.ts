@@ -23,7 +23,7 @@ import { startCaddy, type Edge } from '../harness/caddy.ts';
 import { brokerUid, makeCerts, startMosquitto, type Broker } from '../harness/mosquitto.ts';
 import { startSandbox, type TestSandbox } from '../harness/sandbox.ts';
 import { onExit } from '../../dev/cleanup.ts';
-import { backupName } from '../../lib/domain/backup-files.ts';
+import { writeBackupSet } from '../harness/backups.ts';
 
 const root = mkdtempSync(path.join(tmpdir(), 'verify-'));
 chmodSync(root, 0o755); // the brokers' own user reads the certificate folders below
@@ -286,7 +286,7 @@ test('--pre: env files, the isolation audit, backup age and credentials files, e
     if (!found) throw new Error(`no line ${name}: ${JSON.stringify(r.checks)}`);
     return found;
   };
-  writeFileSync(path.join(backups, backupName(new Date(Date.now() - 2 * 3_600_000), 'dump')), 'x');
+  writeBackupSet(backups, new Date(Date.now() - 2 * 3_600_000));
   // Compose v1 wants the app checkout's build folders to exist before it renders the config.
   for (const service of ['api', 'worker', 'web']) mkdirSync(path.join(sandbox.prodCfg.vars.APP_DIR, service), { recursive: true });
   const ok = await run({});

@@ -12,9 +12,9 @@ function envConfig(env: Environment, edits: Record<string, string> = {}): EnvCon
   const file = path.join(composeDir, `.env.${env}.example`);
   const { entries } = parseEnvFile(readFileSync(file, 'utf8'), file);
   for (const [k, v] of Object.entries(edits)) entries.set(k, { value: v, line: 0 });
-  const { vars, problems } = validateEnv(file, entries);
+  const { vars, problems, warnings } = validateEnv(file, entries);
   if (!vars) throw new Error(problems.join('; '));
-  return { env, file, vars };
+  return { env, file, vars, warnings };
 }
 
 const limits = { db: [0.6, '768M'], cache: [0.15, '128M'], api: [0.3, '384M'], worker: [0.3, '256M'], web: [0.3, '256M'], mqtt: [0.15, '64M'], vault: [0.15, '64M'] } as const;
@@ -37,7 +37,7 @@ function stack(env: Environment) {
   return {
     services,
     networks: { internal: { name: `${p}-internal` }, caddy_net: { external: true, name: 'caddy_net' } },
-    volumes: { db_data: env === 'prod' ? { external: true, name: 'makapix_pg_data' } : { name: 'makapix_dev_pg_data' } },
+    volumes: { db_data: env === 'prod' ? { external: true, name: 'makapix_pg_data' } : { name: 'makapix-dev_pg_data' } },
   };
 }
 
@@ -107,7 +107,18 @@ test('the committed configuration shape passes every check', () => {
   assert.equal(failing(rows), []);
   assert.ok(rows.length >= 20, `only ${rows.length} checks`);
   assert.match(rows.find((r) => r.check === 'EB resource budget')!.detail, /1\.95 CPUs, 1920 MiB/);
-  assert.match(renderCheckTable(rows), /All \d+ checks passed\./);
+  // The examples leave the app's optional features (e-mail, Sentry, ...) empty: warnings, not failures.
+  assert.match(renderCheckTable(rows), /All \d+ checks passed \(2 warnings\)\./);
+  assert.match(rows.find((r) => r.check === 'prod app features')!.detail, /^off: RESEND_API_KEY, SENTRY_DSN, HEALTHCHECKS_PING_KEY, MAKAPIX_ADMIN_USER, MAKAPIX_ADMIN_PASSWORD/);
+});
+
+test('with every feature of the app configured, nothing warns', () => {
+  const full = { RESEND_API_KEY: 're_1', SENTRY_DSN: 'https://k@sentry.invalid/1', HEALTHCHECKS_PING_KEY: 'k', MAKAPIX_ADMIN_USER: 'owner', MAKAPIX_ADMIN_PASSWORD: 'pw' };
+  const rows = auditIsolation(input((i) => {
+    i.prod.cfg = envConfig('prod', full);
+    i.dev.cfg = envConfig('dev', { ...full, HEALTHCHECKS_PING_KEY: 'k2' });
+  }));
+  assert.equal(rows.filter((r) => r.status === 'warn'), []);
 });
 
 // Each broken fact must fail exactly its own check, with a message that names the culprit.
@@ -120,7 +131,7 @@ const broken: { name: string; edit: (i: AuditInput) => void; check: string; deta
   { name: 'the plaintext MQTT listener published', edit: (i) => void (svc(i, 'prod', 'mqtt').ports = ['1883:1883']), check: 'published services', detail: /plaintext listener 1883/ },
   { name: 'a shared network other than caddy_net', edit: (i) => void ((i.dev.rendered as ReturnType<typeof stack>).networks.internal.name = 'makapix-prod-internal'), check: 'networks', detail: /makapix-prod-internal/ },
   { name: 'the same database password', edit: (i) => void (i.dev.cfg = envConfig('dev', { DB_API_WORKER_PASSWORD: 'change-me-prod-db-admin' })), check: 'database passwords', detail: /EB database password equals an EA one/ },
-  { name: 'the same JWT secret', edit: (i) => void (i.dev.cfg = envConfig('dev', { JWT_SECRET_KEY: 'change-me-prod-jwt' })), check: 'JWT secret', detail: /same JWT_SECRET_KEY/ },
+  { name: 'the same JWT secret', edit: (i) => void (i.dev.cfg = envConfig('dev', { JWT_SECRET_KEY: 'change-me-prod-jwt-secret-of-32-characters-or-more' })), check: 'JWT secret', detail: /same JWT_SECRET_KEY/ },
   { name: 'the same OAuth client', edit: (i) => void (i.dev.cfg = envConfig('dev', { GITHUB_OAUTH_CLIENT_ID: 'change-me-prod-oauth-id' })), check: 'OAuth client', detail: /change-me-prod-oauth-id/ },
   { name: 'the same MQTT CA certificate', edit: (i) => void (i.dev.caFingerprint = 'aa'), check: 'MQTT CA', detail: /same certificate/ },
   { name: 'one MQTT certificate folder inside the other', edit: (i) => void (i.dev.cfg = envConfig('dev', { MQTT_CERTS_DIR: '/etc/makapix/prod/mqtt/dev' })), check: 'MQTT CA', detail: /overlaps/ },
