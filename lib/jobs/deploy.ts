@@ -330,7 +330,8 @@ export interface DeployRecord {
   backup: string | null;
   skipTests: boolean;
   migrations: string[];
-  steps: { id: string; title: string; ms: number; ok: boolean }[];
+  /** `does`: the step's command as --dry-run prints it (absent in records older than the step plan). */
+  steps: { id: string; title: string; does?: string; ms: number; ok: boolean }[];
   result: 'succeeded' | 'failed' | 'rolled-back';
   error?: string;
   downtimeNote?: string;
@@ -672,15 +673,18 @@ export async function deployToProd(prod: EnvConfig, dev: EnvConfig, o: DeployRun
       return { plan, dryRun: false, nothingToDo, lines: [], refusals: [], manual: [] };
     }
     ui.info(`Deploying ${plan.from.tag} -> ${plan.to.tag}: ${plan.commits.length} commit(s), ${plan.migrations.length} migration file(s)${o.skipTests ? ', TESTS SKIPPED (--skip-tests --yes)' : ''}`);
+    // The log keeps what each step ran, as --dry-run printed it.
+    const does = new Map(steps.map((st) => [st.title, st.kind === 'task' ? st.detail : st.kind === 'wait' ? renderCommand(st.probe) : renderCommand(st.command)]));
     const timing: PlanRunner = {
       run: async (title, fn) => {
         const started = Date.now();
+        const entry = (ok: boolean) => ({ id: deployStepId(title), title, does: does.get(title) ?? '', ms: Date.now() - started, ok });
         try {
           const r = await ui.run(title, fn);
-          record.steps.push({ id: deployStepId(title), title, ms: Date.now() - started, ok: true });
+          record.steps.push(entry(true));
           return r;
         } catch (err) {
-          record.steps.push({ id: deployStepId(title), title, ms: Date.now() - started, ok: false });
+          record.steps.push(entry(false));
           throw err;
         }
       },

@@ -14,6 +14,7 @@ let w: World;
 const ebBranch = ['--eb-branch', 'main'];
 let v1 = '';
 let v2 = '';
+let dryRun = '';
 const head = async (dir: string) => (await $({ quiet: true, cwd: dir })`git rev-parse HEAD`).stdout.trim();
 const records = (): DeployRecord[] => parseDeployLog(existsSync(w.deployLog) ? readFileSync(w.deployLog, 'utf8') : '');
 const envTag = () => /^IMAGE_TAG=(.*)$/m.exec(readFileSync(w.envFile('prod'), 'utf8'))?.[1];
@@ -47,6 +48,7 @@ test('--dry-run prints the plan with real values and changes nothing', async () 
   assert.match(r.stdout, 'Apply migrations where the app keeps alembic.ini (/workspace/api)');
   assert.match(r.stdout, `git -C ${w.prodApp} merge --ff-only ${v2}`);
   assert.not.match(r.stdout, 'REFUSED');
+  dryRun = r.stdout;
   assert.is(await head(w.prodApp), v1, 'checkout untouched');
   assert.is(envTag(), imageTag(v1));
   assert.equal(records(), []);
@@ -83,6 +85,8 @@ test('a deploy of a new commit reaches EA with (almost) no downtime; a concurren
   assert.match(rec.backup!, `${path.sep}pinned${path.sep}`);
   assert.equal(rec.steps.map((s) => s.id).filter((id) => id !== 'test-db'), ['preflight', 'tests-stop', 'tests', 'tests-start', 'backup', 'update', 'build', 'revision', 'migrate', 'head', 'switch']);
   assert.match(rec.migrations[0]!, /^ran by this deploy: 0001_items -> 0002_price/);
+  // What ran is what --dry-run printed: every step's command, argv for argv.
+  for (const st of rec.steps) assert.ok(dryRun.includes(`${st.title}: ${st.does}`) || dryRun.includes(`if anything above failed, ${st.title}: ${st.does}`), `${st.title}: ${st.does}`);
   assert.ok(!existsSync(lock), 'lock released');
   const helpers = (await $({ quiet: true })`docker ps -aq --filter name=makapix-prod-api-next`).stdout.trim();
   assert.is(helpers, '', 'the helper container is gone');
@@ -102,6 +106,21 @@ test('a commit whose tests fail is never deployed', async () => {
   const rec = records().at(-1)!;
   assert.is(rec.result, 'failed');
   assert.equal(rec.steps.filter((s) => s.id !== 'test-db').map((s) => [s.id, s.ok]), [['preflight', true], ['tests-stop', true], ['tests', false], ['tests-start', true]]);
+});
+
+test('a commit whose test chunk runs out of memory is refused with that reason, not as failed tests; EB is whole again', async () => {
+  const oom = await w.commit('v3b: a test chunk needs 1.5 GiB', { version: 'v3b', tests: 'oom' });
+  await ebOnMain();
+  const r = await w.script('deploy-to-prod.ts', ebBranch);
+  assert.is(r.code, 1, r.stderr);
+  assert.match(r.stderr, /tests ran out of memory on EB/);
+  assert.not.match(r.stderr, /tests failed on EB/);
+  assert.is(await w.version('prod'), 'v2');
+  assert.is(await head(w.prodApp), v2, 'code not updated');
+  assert.is.not((await $({ quiet: true, nothrow: true })`docker image inspect ${`makapix-prod-api:${imageTag(oom)}`}`).exitCode, 0, 'nothing was built');
+  // The services stopped for the run are back.
+  const running = (await $({ quiet: true })`docker ps --format {{.Names}} --filter label=com.docker.compose.project=makapix-dev`).stdout;
+  for (const svc of ['api', 'worker', 'web']) assert.match(running, `makapix-dev-${svc}`);
 });
 
 test('a commit whose health check fails is rolled back automatically; EA keeps serving the previous version', async () => {
