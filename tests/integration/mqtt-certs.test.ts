@@ -1,7 +1,7 @@
 // mqtt-certs against what runs in the field: a CA made the way the app's broker makes one
 // (mqtt/config/scripts/gen-certs.sh: RSA-4096, 10 years), players minted and revoked the way the
 // app's api does it (tests/fixtures/app/pki.py, the same contract with Python's cryptography), the
-// real Mosquitto 2.0 with the project's config and an ACL following the app's mqtt/config/acls, and
+// real Mosquitto 2.0 with the project's config and ACL (compose/mosquitto/, following the app's), and
 // mqtt.js as the players' client.
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
@@ -89,12 +89,10 @@ function startBroker(): ServerProcess {
   const passwords = path.join(data, 'passwords');
   spawnSync('mosquitto_passwd', ['-c', passwords, backend.user], { input: `${backend.password}\n${backend.password}\n` });
   chmodSync(passwords, 0o644);
-  // Follows the app's mqtt/config/acls (the players' patterns on %u = the certificate's CN).
-  const acl = path.join(dir, 'acls');
-  writeFileSync(acl, ['user svc_backend', 'topic write makapix/player/+/command', 'topic read makapix/player/+/status', '', 'pattern read makapix/player/%u/command', 'pattern write makapix/player/%u/status', ''].join('\n'), { mode: 0o644 });
-  const conf = renderForHost(readFileSync(mosquittoConf, 'utf8'), { dirs: { [containerDirs.certs]: certs.dev, [containerDirs.data]: data }, ports: { [listenerPorts.plain]: ports.plain, [listenerPorts.tls]: ports.tls }, bind: '127.0.0.1' });
-  for (const must of ['log_dest stderr', 'require_certificate true', 'use_identity_as_username true', `crlfile ${certs.dev}/crl.pem`]) assert.ok(conf.includes(must), `the project config no longer has "${must}"`);
-  writeFileSync(path.join(dir, 'mosquitto.conf'), `${conf}\nacl_file ${acl}\n`, { mode: 0o644 });
+  // The project's own ACL (compose/mosquitto/acls, following the app's: players' patterns on %u = the certificate's CN).
+  const conf = renderForHost(readFileSync(mosquittoConf, 'utf8'), { dirs: { [containerDirs.config]: path.join(composeDir, 'mosquitto'), [containerDirs.certs]: certs.dev, [containerDirs.data]: data }, ports: { [listenerPorts.plain]: ports.plain, [listenerPorts.tls]: ports.tls }, bind: '127.0.0.1' });
+  for (const must of ['log_dest stderr', 'require_certificate true', 'use_identity_as_username true', `crlfile ${certs.dev}/crl.pem`, `acl_file ${composeDir}/mosquitto/acls`]) assert.ok(conf.includes(must), `the project config no longer has "${must}"`);
+  writeFileSync(path.join(dir, 'mosquitto.conf'), conf, { mode: 0o644 });
   return spawnServer('mosquitto', ['-c', path.join(dir, 'mosquitto.conf')], dir, {}, 10_000_000);
 }
 
