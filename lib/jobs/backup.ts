@@ -9,15 +9,24 @@ import { createHash } from 'node:crypto';
 import path from 'node:path';
 import type { EnvConfig, Environment } from '../core/config.ts';
 import { connect, connectionFor } from '../tools/database.ts';
-import { JobError, UsageError } from '../core/errors.ts';
-import { acquireLock, isAlive } from '../core/lock.ts';
+import { JobError, OpsError, UsageError } from '../core/errors.ts';
+import { acquireLock, isAlive, type Lock } from '../core/lock.ts';
 import { fsyncDir, isTemporaryName, temporaryName, writeFileAtomic } from '../core/atomic-file.ts';
 import { dumpArgs, globalsArgs, pgCommand, runPg, startPg, stderrTail, verifyArgs, type DumpFormat, type PgPlace, type PgRunResult } from '../tools/pgtools.ts';
-import { renderCommand, type Command } from '../core/exec.ts';
+import { renderCommand, run, runPlan, tail, type Step } from '../core/exec.ts';
+import { redact } from '../core/secret.ts';
+import {
+  clearStaleLocks, describeLock, describeRepo, failureError, parseBackupOutput, parseCheckOutput, parseSnapshots, resticArgs, resticCommand, runRestic, type ResticRepo,
+} from '../tools/restic.ts';
+import {
+  forgetArgs, lockHolderGone, offsiteExcludes, parseOffsiteStatus, planIncludes, snapshotTags, tagValue, toolkitTag, type Include, type OffsiteStatus, type RetentionPolicy,
+} from '../domain/offsite.ts';
 import type { ComposeFlavor } from '../tools/compose.ts';
 import { formatBytes, formatDuration, type Ui } from '../core/ui.ts';
 
 export type { DumpFormat } from '../tools/pgtools.ts';
+/** For backup-prod's entry (scripts reach tools through their job). */
+export { repoFromConfig, resticHostname } from '../tools/restic.ts';
 
 /** compose: the server's own pg_dump inside the db container; direct: the host's pg_dump over TCP. */
 export type BackupMode = 'compose' | 'direct';
@@ -456,6 +465,39 @@ export interface BackupOptions {
   ui: Ui;
   /** How many verified backups the rotation keeps; BACKUP_KEEP by default. */
   keep?: number;
+  /** After the local backup: the offsite copy (backup-prod's nightly run). */
+  offsite?: OffsiteOptions;
+}
+
+/** What the offsite step copies besides the backup, and where to. */
+export interface OffsiteOptions {
+  repo: ResticRepo;
+  /** This machine's name (tags, restic's --host). */
+  host: string;
+  /** EB's config when EB is set up: its env file and app checkout go offsite too. */
+  devCfg?: EnvConfig;
+  /** The edge proxy's credentials folder (caddy/credentials). */
+  edgeCredentialsDir: string;
+}
+
+export interface OffsiteResult {
+  repository: string;
+  snapshotId: string;
+  tags: string[];
+  paths: string[];
+  /** Optional paths that were absent (e.g. an app checkout without .env.dev). */
+  skipped: string[];
+  filesNew: number;
+  filesChanged: number;
+  filesUnmodified: number;
+  dataAddedBytes: number;
+  totalFiles: number;
+  totalBytes: number;
+  durationMs: number;
+  /** Reported, not fatal: sources restic could not read, vault files that changed while it ran. */
+  warnings: string[];
+  /** restic locks left by runs whose holder was gone, cleared before the snapshot. */
+  locksCleared: string[];
 }
 
 export interface BackupResult {
@@ -472,97 +514,248 @@ export interface BackupResult {
   manifestFile: string;
   globalsFile: string;
   database: { name: string; sizeBytes: number; serverVersion: string };
+  offsite?: OffsiteResult;
+}
+
+/** Where the offsite runs keep their state: beside the backups, outside the rotation's names. */
+export const offsiteDirName = 'offsite';
+export const offsiteLockFileName = '.makapix-offsite.lock';
+export const offsitePaths = (backupRoot: string) => ({
+  dir: path.join(backupRoot, offsiteDirName),
+  /** monitor reads it (lib/domain/offsite.ts evaluateOffsite). */
+  status: path.join(backupRoot, offsiteDirName, 'status.json'),
+  /** Which path of the snapshot is what; travels in the snapshot itself. */
+  contents: path.join(backupRoot, offsiteDirName, 'contents.json'),
+  lock: path.join(backupRoot, offsiteLockFileName),
+});
+
+/** A backup run as typed steps: `--dry-run` prints them, `runBackupPlan` executes the same ones. */
+export interface BackupPlan {
+  steps: Step[];
+  /** Releases the locks and removes the temporary files, whatever happened (the runner calls it). */
+  cleanup(): Promise<void>;
+  /** The outcome, once every step ran. */
+  result(): BackupResult;
+}
+
+/** What the offsite snapshot's contents.json says; restore --from-offsite reads it back. */
+export interface OffsiteContents {
+  version: 1;
+  host: string;
+  env: Environment;
+  stem: string;
+  dump: string;
+  takenAt: string;
+  includes: Include[];
+}
+
+async function exists(p: string): Promise<boolean> {
+  return stat(p).then(() => true, () => false);
+}
+
+/** Reads and updates the status file monitor reads (atomic write; a broken file starts over). */
+export async function updateOffsiteStatus(file: string, repository: string, change: (s: OffsiteStatus) => OffsiteStatus): Promise<void> {
+  const current = parseOffsiteStatus(await readFile(file, 'utf8').catch(() => '')) ?? { version: 1 as const, repository };
+  await mkdir(path.dirname(file), { recursive: true, mode: 0o700 });
+  await writeFileAtomic(file, `${JSON.stringify(change({ ...current, repository }), null, 2)}\n`);
 }
 
 /**
- * Takes a verified backup of an environment's database: roles and database dumped under temporary
- * names, pg_dump's own exit status checked, every byte read back and hashed, fsync, checksum and
- * manifest written, then the dump renamed to its final name; rotation afterwards. Holds the backup
- * lock of the folder throughout, so a second run refuses (exit 1) instead of interleaving.
+ * Vault files modified while the snapshot ran (mtime or ctime after its start): restic reads each
+ * file once, so such a file may be in the snapshot in either state; it is whole in the next one.
  */
-export async function backupDatabase(cfg: EnvConfig, opts: BackupOptions): Promise<BackupResult> {
+async function changedSince(root: string, since: number, limit = 5): Promise<{ count: number; examples: string[] }> {
+  let count = 0;
+  const examples: string[] = [];
+  const walk = async (dir: string): Promise<void> => {
+    const entries = await readdir(dir, { withFileTypes: true }).catch(() => []);
+    for (const e of entries) {
+      const p = path.join(dir, e.name);
+      if (e.isDirectory()) await walk(p);
+      else {
+        const s = await stat(p).catch(() => undefined);
+        if (s && Math.max(s.mtimeMs, s.ctimeMs) >= since) {
+          count++;
+          if (examples.length < limit) examples.push(path.relative(root, p));
+        }
+      }
+    }
+  };
+  await walk(root);
+  return { count, examples };
+}
+
+/** The include list of an offsite snapshot for this backup, with absent optional paths set aside. */
+async function offsiteIncludes(cfg: EnvConfig, o: OffsiteOptions, backupFiles: string[], contentsFile: string): Promise<{ includes: Include[]; skipped: string[]; missing: Include[] }> {
+  const all = planIncludes({
+    backupFiles,
+    contentsFile,
+    prodVault: cfg.vars.VAULT_HOST_PATH,
+    prodMqttCerts: cfg.vars.MQTT_CERTS_DIR,
+    toolkitEnvFiles: [{ env: 'prod', file: cfg.file }, ...(o.devCfg ? [{ env: 'dev' as const, file: o.devCfg.file }] : [])],
+    appDirs: [{ env: 'prod', dir: cfg.vars.APP_DIR }, ...(o.devCfg ? [{ env: 'dev' as const, dir: o.devCfg.vars.APP_DIR }] : [])],
+    edgeCredentialsDir: o.edgeCredentialsDir,
+  });
+  const includes: Include[] = [];
+  const skipped: string[] = [];
+  const missing: Include[] = [];
+  for (const inc of all) {
+    // The backup's own files and the contents file are written by the run itself.
+    if (inc.role === 'dump' || inc.role === 'contents' || (await exists(inc.path))) includes.push(inc);
+    else if (inc.required) missing.push(inc);
+    else skipped.push(inc.path);
+  }
+  return { includes, skipped, missing };
+}
+
+/**
+ * A verified backup of an environment's database, as steps: lock, space check, dump and read back
+ * (roles beside it), checksum and manifest, final name, rotation; then, when asked, the offsite
+ * snapshot. A failure of the offsite part leaves the local backup and its rotation done: the run
+ * still fails (exit 1), saying the offsite copy is missing, and the next run catches up.
+ */
+export async function planBackup(cfg: EnvConfig, opts: Omit<BackupOptions, 'ui'> & { ui?: Ui }, flavor: ComposeFlavor = 'v2', now = new Date()): Promise<BackupPlan> {
   const format = opts.format ?? 'custom';
   const pinned = opts.pinned ?? false;
   const root = opts.dir ?? cfg.vars.BACKUP_DIR;
   const dir = pinned ? path.join(root, pinnedDirName) : root;
   const keep = opts.keep ?? cfg.vars.BACKUP_KEEP;
-  const { ui } = opts;
+  const ui = opts.ui;
   const place = placeFor(cfg, opts.mode);
-  await mkdir(dir, { recursive: true, mode: 0o700 });
-  const lock = await acquireLock(path.join(root, lockFileName), 'backup');
-  const temps: string[] = [];
-  const finals: string[] = [];
+  const database = cfg.vars.DB_DATABASE;
+  const lockPath = path.join(root, lockFileName);
+  const stem = freeStem(now, await readdir(dir).catch(() => []));
+  const dumpName = dumpFileName(stem, format);
+  const finalDump = path.join(dir, dumpName);
+  const finalGlobals = path.join(dir, globalsFileName(stem));
+  const checksumFile = path.join(dir, checksumFileName(dumpName));
+  const manifestFile = path.join(dir, manifestFileName(stem));
+  const tmpDump = temporaryName(finalDump);
+  const tmpGlobals = temporaryName(finalGlobals);
+
+  const locks: Lock[] = [];
   let done = false;
-  try {
-    const started = Date.now();
-    for (const stale of staleTemporaries(await readdir(dir), isAlive)) {
-      ui.warn(`Removing ${path.join(dir, stale)}, left by a backup run that died.`);
-      await rm(path.join(dir, stale), { force: true });
-    }
-    const facts = await ui.run(`Read the size of ${cfg.env}'s database`, () => readDatabaseFacts(cfg), (f) => `${f.name}, ${formatBytes(f.sizeBytes)}, PostgreSQL ${f.serverVersion}`);
-    const previous = (await listBackups(dir)).find((b) => b.format === format);
-    const need = estimateDumpBytes(facts.sizeBytes, format, previous && { bytes: previous.manifest.bytes, dbSizeBytes: previous.manifest.database.sizeBytes, format });
-    const fs = await statfs(dir);
-    const space = spaceCheck(need, fs.bavail * fs.bsize);
-    if (!space.fits) {
-      throw new JobError(`Not enough space in ${dir}: the dump needs about ${formatBytes(need)} plus ${formatBytes(spaceReserveBytes)} to spare, ${formatBytes(space.freeBytes)} is free.`, 'Free some space (older backups, or BACKUP_KEEP lower) and run again.');
-    }
-    const stem = freeStem(new Date(), await readdir(dir));
-    const dumpName = dumpFileName(stem, format);
-    const finalDump = path.join(dir, dumpName);
-    const finalGlobals = path.join(dir, globalsFileName(stem));
-    const tmpDump = temporaryName(finalDump);
-    const tmpGlobals = temporaryName(finalGlobals);
-    temps.push(tmpDump, tmpGlobals);
+  let started = 0;
+  let facts: DatabaseFacts | undefined;
+  let check: { sha256: string; bytes: number; verifiedWith: string } | undefined;
+  let manifest: BackupManifest | undefined;
+  let rotated: string[] = [];
+  let offsite: OffsiteResult | undefined;
+  const need = () => {
+    if (!ui) throw new Error('A backup plan runs with a Ui.');
+    return ui;
+  };
 
-    // The roles dump runs beside the database dump: it is small, but its process start is not free.
-    const [dumpOutcome, globalsOutcome] = await Promise.allSettled([
-      ui.run(`Dump ${facts.name} (${format}) to ${finalDump}, reading it back`, () => dumpVerified(place, facts.name, format, tmpDump, ui), (r) => `${formatBytes(r.bytes)}, sha256 ${r.sha256.slice(0, 12)}…`),
-      ui.run('Dump the roles (pg_dumpall --globals-only)', () => dumpGlobals(place, tmpGlobals), (r) => formatBytes(r.bytes)),
-    ]);
-    if (dumpOutcome.status === 'rejected') throw dumpOutcome.reason;
-    if (globalsOutcome.status === 'rejected') throw globalsOutcome.reason;
-    const check = dumpOutcome.value;
-    const globals = globalsOutcome.value;
-    const bytes = check.bytes;
+  const steps: Step[] = [
+    {
+      kind: 'task',
+      title: 'Take the backup lock',
+      detail: `${lockPath} (a second run refuses; a lock or temporary files left by a dead run are cleared)`,
+      run: async () => {
+        await mkdir(dir, { recursive: true, mode: 0o700 });
+        locks.push(await acquireLock(lockPath, 'backup'));
+        started = Date.now();
+        for (const stale of staleTemporaries(await readdir(dir), isAlive)) {
+          need().warn(`Removing ${path.join(dir, stale)}, left by a backup run that died.`);
+          await rm(path.join(dir, stale), { force: true });
+        }
+      },
+    },
+    {
+      kind: 'task',
+      title: 'Check the free space',
+      detail: `pg_database_size(${database}) (scaled by the previous backup's ratio) plus ${formatBytes(spaceReserveBytes)} must be free in ${dir}`,
+      run: async () => {
+        facts = await readDatabaseFacts(cfg);
+        const previous = (await listBackups(dir)).find((b) => b.format === format);
+        const estimate = estimateDumpBytes(facts.sizeBytes, format, previous && { bytes: previous.manifest.bytes, dbSizeBytes: previous.manifest.database.sizeBytes, format });
+        const fs = await statfs(dir);
+        const space = spaceCheck(estimate, fs.bavail * fs.bsize);
+        if (!space.fits) {
+          throw new JobError(`Not enough space in ${dir}: the dump needs about ${formatBytes(estimate)} plus ${formatBytes(spaceReserveBytes)} to spare, ${formatBytes(space.freeBytes)} is free.`, 'Free some space (older backups, or BACKUP_KEEP lower) and run again.');
+        }
+        need().info(`${facts.name}: ${formatBytes(facts.sizeBytes)}, PostgreSQL ${facts.serverVersion}; about ${formatBytes(estimate)} to write, ${formatBytes(space.freeBytes)} free`);
+      },
+    },
+    {
+      kind: 'task',
+      title: `Dump ${database} (${format}) and the roles, reading the dump back`,
+      detail: [
+        `${renderCommand(pgCommand('pg_dump', place, { database, args: dumpArgs(format) }, flavor))} > ${tmpDump}`,
+        `${renderCommand(pgCommand('pg_dumpall', place, { args: globalsArgs() }, flavor))} > ${tmpGlobals}`,
+        format === 'custom' ? `${renderCommand(pgCommand('pg_restore', place, { args: verifyArgs() }, flavor))} < the dump as it is written, hashed (sha256)` : 'the dump read through as it is written, hashed (sha256), header and trailer checked',
+      ].join('; '),
+      run: async () => {
+        // The roles dump runs beside the database dump: it is small, but its process start is not free.
+        const [dumpOutcome, globalsOutcome] = await Promise.allSettled([dumpVerified(place, database, format, tmpDump, need()), dumpGlobals(place, tmpGlobals)]);
+        if (dumpOutcome.status === 'rejected') throw dumpOutcome.reason;
+        if (globalsOutcome.status === 'rejected') throw globalsOutcome.reason;
+        check = dumpOutcome.value;
+        const globals = globalsOutcome.value;
+        const finishedAt = Date.now();
+        manifest = {
+          version: 1,
+          file: dumpName,
+          format,
+          bytes: check.bytes,
+          sha256: check.sha256,
+          globals: { file: path.basename(finalGlobals), bytes: globals.bytes, sha256: globals.sha256 },
+          verified: true,
+          verifiedWith: check.verifiedWith,
+          env: cfg.env,
+          mode: opts.mode,
+          pinned,
+          reason: opts.reason ?? null,
+          startedAt: new Date(started).toISOString(),
+          finishedAt: new Date(finishedAt).toISOString(),
+          durationMs: finishedAt - started,
+          database: { name: facts!.name, sizeBytes: facts!.sizeBytes, serverVersion: facts!.serverVersion },
+          tables: facts!.tables,
+        };
+      },
+    },
+    {
+      kind: 'task',
+      title: 'Write the checksum and manifest, then give the dump its final name',
+      detail: `${checksumFile}, ${manifestFile}, ${finalGlobals}, ${finalDump} (the dump last, then fsync of ${dir})`,
+      run: async () => {
+        // The dump gets its final name last: a dump under its final name always has its checksum and manifest.
+        await writeFileAtomic(checksumFile, checksumLine(check!.sha256, dumpName));
+        await writeFileAtomic(manifestFile, `${JSON.stringify(manifest, null, 2)}\n`);
+        await rename(tmpGlobals, finalGlobals);
+        await rename(tmpDump, finalDump);
+        done = true;
+        await fsyncDir(dir);
+        need().info(`Backup ${finalDump}: ${formatBytes(check!.bytes)}, sha256 ${check!.sha256}`);
+      },
+    },
+    ...(pinned
+      ? []
+      : [
+          {
+            kind: 'task',
+            title: `Rotate: keep the newest ${keep} verified backups`,
+            detail: `in ${dir}; only complete, verified backups count and go; the new one stays`,
+            run: async () => {
+              rotated = await rotateBackups(dir, keep, stem, need());
+              need().info(rotated.length ? `Rotation removed ${rotated.join(', ')}` : 'Rotation: nothing to remove');
+            },
+          } satisfies Step,
+        ]),
+    ...(opts.offsite ? await offsiteSteps(cfg, opts.offsite, { root, stem, files: [finalDump, checksumFile, manifestFile, finalGlobals], locks, need, onDone: (r) => (offsite = r) }) : []),
+  ];
 
-    const finished = Date.now();
-    const manifest: BackupManifest = {
-      version: 1,
-      file: dumpName,
-      format,
-      bytes,
-      sha256: check.sha256,
-      globals: { file: path.basename(finalGlobals), bytes: globals.bytes, sha256: globals.sha256 },
-      verified: true,
-      verifiedWith: check.verifiedWith,
-      env: cfg.env,
-      mode: opts.mode,
-      pinned,
-      reason: opts.reason ?? null,
-      startedAt: new Date(started).toISOString(),
-      finishedAt: new Date(finished).toISOString(),
-      durationMs: finished - started,
-      database: { name: facts.name, sizeBytes: facts.sizeBytes, serverVersion: facts.serverVersion },
-      tables: facts.tables,
-    };
-    const checksumFile = path.join(dir, checksumFileName(dumpName));
-    const manifestFile = path.join(dir, manifestFileName(stem));
-    // The dump gets its final name last: a dump under its final name always has its checksum and manifest.
-    finals.push(checksumFile, manifestFile, finalGlobals);
-    await writeFileAtomic(checksumFile, checksumLine(check.sha256, dumpName));
-    await writeFileAtomic(manifestFile, `${JSON.stringify(manifest, null, 2)}\n`);
-    await rename(tmpGlobals, finalGlobals);
-    await rename(tmpDump, finalDump);
-    done = true;
-    await fsyncDir(dir);
-    ui.info(`Backup ${finalDump}: ${formatBytes(bytes)}, sha256 ${check.sha256}`);
-
-    const rotated = pinned ? [] : await ui.run(`Rotate: keep the newest ${keep} verified backups in ${dir}`, () => rotateBackups(dir, keep, stem, ui), (r) => (r.length ? `removed ${r.join(', ')}` : 'nothing to remove'));
-    return {
+  return {
+    steps,
+    cleanup: async () => {
+      await Promise.all([tmpDump, tmpGlobals].map((t) => rm(t, { force: true })));
+      if (!done) await Promise.all([checksumFile, manifestFile, finalGlobals].map((f) => rm(f, { force: true })));
+      for (const l of locks.reverse()) await l.release();
+    },
+    result: () => ({
       file: finalDump,
-      bytes,
-      sha256: check.sha256,
+      bytes: check!.bytes,
+      sha256: check!.sha256,
       durationMs: Date.now() - started,
       rotated,
       pinned,
@@ -570,13 +763,253 @@ export async function backupDatabase(cfg: EnvConfig, opts: BackupOptions): Promi
       checksumFile,
       manifestFile,
       globalsFile: finalGlobals,
-      database: manifest.database,
-    };
+      database: manifest!.database,
+      ...(offsite && { offsite }),
+    }),
+  };
+}
+
+/**
+ * The offsite part of a backup: stale restic locks cleared, one snapshot of the verified backup and
+ * of everything else that cannot be recreated, the status monitor reads. Any failure here is
+ * recorded in the status file and reported as the missing offsite copy.
+ */
+async function offsiteSteps(
+  cfg: EnvConfig,
+  o: OffsiteOptions,
+  b: { root: string; stem: string; files: string[]; locks: Lock[]; need: () => Ui; onDone: (r: OffsiteResult) => void },
+): Promise<Step[]> {
+  const paths = offsitePaths(b.root);
+  const { includes, skipped, missing } = await offsiteIncludes(cfg, o, b.files, paths.contents);
+  const tags = snapshotTags({ host: o.host, env: cfg.env, stem: b.stem });
+  const backup = resticCommand(o.repo, resticArgs.backup({ paths: includes.map((i) => i.path), tags, host: o.host, excludes: offsiteExcludes }));
+  const where = describeRepo(o.repo);
+  let locksCleared: string[] = [];
+  const guard = (fn: () => Promise<void>) => async () => {
+    try {
+      await fn();
+    } catch (err) {
+      const why = err instanceof Error ? err.message : String(err);
+      await updateOffsiteStatus(paths.status, where, (s) => ({ ...s, lastBackup: { at: new Date().toISOString(), ok: false, error: redact(why) } })).catch(() => undefined);
+      const hint = err instanceof OpsError ? err.hint : undefined;
+      throw new JobError(`The local backup ${b.stem} is made and rotated, but its offsite copy to ${where} is missing: ${redact(why).replace(/\.$/, '')}.`, hint ?? 'The next run catches up; run backup-prod again once the cause is fixed.', { cause: err });
+    }
+  };
+  return [
+    {
+      kind: 'task',
+      title: 'Clear restic locks whose holder is gone',
+      detail: `${offsiteLockFileName} taken; ${renderCommand(resticCommand(o.repo, resticArgs.listLocks()))}, each read with \`restic cat lock\`; \`restic unlock\` only when a lock's process is gone (or it was not refreshed for 30 minutes)`,
+      run: guard(async () => {
+        b.locks.push(await acquireLock(paths.lock, 'offsite'));
+        const report = await clearStaleLocks(o.repo, (l) => lockHolderGone(l, { hostname: o.host, now: new Date(), isAlive }));
+        locksCleared = report.cleared.map(describeLock);
+        for (const l of locksCleared) b.need().warn(`Cleared the stale restic ${l}.`);
+      }),
+    },
+    {
+      kind: 'task',
+      title: `Copy offsite: one snapshot to ${where}`,
+      detail: `${renderCommand(backup)}${skipped.length ? ` (absent, skipped: ${skipped.join(', ')})` : ''}`,
+      run: guard(async () => {
+        if (missing.length) throw new JobError(`${missing.map((m) => `${m.path} (${m.role})`).join(', ')} ${missing.length === 1 ? 'does' : 'do'} not exist.`, 'Check VAULT_HOST_PATH and MQTT_CERTS_DIR in .env.prod.');
+        const contents: OffsiteContents = { version: 1, host: o.host, env: cfg.env, stem: b.stem, dump: b.files[0]!, takenAt: new Date().toISOString(), includes };
+        await mkdir(paths.dir, { recursive: true, mode: 0o700 });
+        await writeFileAtomic(paths.contents, `${JSON.stringify(contents, null, 2)}\n`);
+        const startedAt = Date.now();
+        // Exit 3: the snapshot was made, but some source could not be read (a vault file removed
+        // while restic ran): reported, not fatal.
+        const r = await runRestic(o.repo, backup.argv, 'backup', { okCodes: [3] });
+        const { summary, errors } = parseBackupOutput(r.stdout);
+        if (!summary?.snapshotId) throw new JobError(`restic backup printed no snapshot id (${tail(r.stderr || r.stdout, 2)}).`, 'Run restic snapshots to see whether the snapshot exists.');
+        const warnings = errors.map((e) => `unreadable while copying: ${e}`);
+        if (r.exitCode === 3 && !errors.length) warnings.push(`restic could not read some files: ${tail(r.stderr, 2)}`);
+        const changed = await changedSince(cfg.vars.VAULT_HOST_PATH, startedAt - 1000);
+        if (changed.count) warnings.push(`${changed.count} vault file(s) changed while the snapshot ran (${changed.examples.join(', ')}${changed.count > changed.examples.length ? ', …' : ''}); the next snapshot has them whole`);
+        for (const w of warnings) b.need().warn(w);
+        const result: OffsiteResult = {
+          repository: where, snapshotId: summary.snapshotId, tags, paths: includes.map((i) => i.path), skipped,
+          filesNew: summary.filesNew, filesChanged: summary.filesChanged, filesUnmodified: summary.filesUnmodified, dataAddedBytes: summary.dataAdded,
+          totalFiles: summary.totalFiles, totalBytes: summary.totalBytes, durationMs: Date.now() - startedAt, warnings, locksCleared,
+        };
+        b.need().info(`Offsite snapshot ${summary.snapshotId}: ${summary.totalFiles} files, ${formatBytes(summary.totalBytes)}; ${summary.filesNew} new, ${summary.filesChanged} changed, ${formatBytes(summary.dataAdded)} added`);
+        b.onDone(result);
+        await updateOffsiteStatus(paths.status, where, (s) => ({ ...s, lastSnapshot: { id: summary.snapshotId, time: contents.takenAt, dump: b.stem }, lastBackup: { at: new Date().toISOString(), ok: true, warnings: warnings.length } }));
+      }),
+    },
+  ];
+}
+
+/** Runs a backup plan's steps in order, then always its cleanup. */
+export async function runBackupPlan(plan: BackupPlan, ui: Ui): Promise<BackupResult> {
+  try {
+    await runPlan(plan.steps, ui);
+    return plan.result();
   } finally {
-    await Promise.all(temps.map((t) => rm(t, { force: true })));
-    if (!done) await Promise.all(finals.map((f) => rm(f, { force: true })));
-    await lock.release();
+    await plan.cleanup();
   }
+}
+
+/**
+ * Takes a verified backup of an environment's database (planBackup's steps, run): roles and
+ * database dumped under temporary names, pg_dump's own exit status checked, every byte read back
+ * and hashed, fsync, checksum and manifest written, then the dump renamed to its final name;
+ * rotation afterwards, then the offsite copy when asked. Holds the backup lock of the folder
+ * throughout, so a second run refuses (exit 1) instead of interleaving.
+ */
+export async function backupDatabase(cfg: EnvConfig, opts: BackupOptions): Promise<BackupResult> {
+  return runBackupPlan(await planBackup(cfg, opts), opts.ui);
+}
+
+// ---- offsite upkeep: retention and the integrity check -------------------------------------
+
+export interface UpkeepOptions {
+  repo: ResticRepo;
+  host: string;
+  /** restic forget --keep-* then prune. */
+  retention?: RetentionPolicy;
+  /** restic check --read-data-subset=<subset>. */
+  checkSubset?: string;
+  /** The backup folder holding the offsite status and lock; BACKUP_DIR by default. */
+  dir?: string;
+  ui?: Ui;
+}
+
+export interface UpkeepResult {
+  repository: string;
+  locksCleared: string[];
+  forget?: { ok: true; kept: number; removed: number; detail: string; durationMs: number };
+  check?: { ok: boolean; subset: string; figures: string; durationMs: number };
+  newest?: { id: string; time: string; dump: string };
+}
+
+/** How many snapshots forget kept and removed, from its --json output (one group per line or one array). */
+export function parseForgetOutput(stdout: string): { kept: number; removed: number } {
+  let kept = 0;
+  let removed = 0;
+  for (const line of stdout.split('\n')) {
+    if (!line.startsWith('[')) continue;
+    try {
+      for (const g of JSON.parse(line) as { keep?: unknown[] | null; remove?: unknown[] | null }[]) {
+        kept += g.keep?.length ?? 0;
+        removed += g.remove?.length ?? 0;
+      }
+    } catch {
+      // prune's own lines follow; only forget's JSON counts
+    }
+  }
+  return { kept, removed };
+}
+
+/**
+ * Retention and the integrity check of the offsite repository, as steps. Both take restic's
+ * exclusive lock, so they run on their own schedule, never during the nightly backup: the local
+ * offsite lock makes a second toolkit run refuse, and a live restic lock (a backup from another
+ * machine, the app's own job during a migration) makes this run refuse rather than wait.
+ */
+export function planUpkeep(cfg: EnvConfig, o: UpkeepOptions): { steps: Step[]; result: () => UpkeepResult; cleanup: () => Promise<void> } {
+  const paths = offsitePaths(o.dir ?? cfg.vars.BACKUP_DIR);
+  const where = describeRepo(o.repo);
+  const locks: Lock[] = [];
+  const out: UpkeepResult = { repository: where, locksCleared: [] };
+  const ui = () => {
+    if (!o.ui) throw new Error('An upkeep plan runs with a Ui.');
+    return o.ui;
+  };
+  const steps: Step[] = [
+    {
+      kind: 'task',
+      title: 'Make sure nothing else holds the repository',
+      detail: `${paths.lock} taken; ${renderCommand(resticCommand(o.repo, resticArgs.listLocks()))}; \`restic unlock\` only for locks whose holder is gone; a live lock refuses (exit 1)`,
+      run: async () => {
+        await mkdir(path.dirname(paths.lock), { recursive: true });
+        locks.push(await acquireLock(paths.lock, 'offsite'));
+        const report = await clearStaleLocks(o.repo, (l) => lockHolderGone(l, { hostname: o.host, now: new Date(), isAlive }));
+        out.locksCleared = report.cleared.map(describeLock);
+        for (const l of out.locksCleared) ui().warn(`Cleared the stale restic ${l}.`);
+        if (report.live.length) throw new JobError(`The repository ${where} is in use: ${report.live.map(describeLock).join('; ')}.`, 'Retention and the check need it alone; run them again when that run has ended.');
+      },
+    },
+  ];
+  if (o.retention) {
+    const forget = resticCommand(o.repo, resticArgs.forget(forgetArgs(o.retention)));
+    steps.push({
+      kind: 'task',
+      title: `Retention: keep ${o.retention.daily} daily, ${o.retention.weekly} weekly, ${o.retention.monthly} monthly snapshots, then prune`,
+      detail: renderCommand(forget),
+      run: async () => {
+        const started = Date.now();
+        try {
+          const r = await runRestic(o.repo, forget.argv, 'forget --prune');
+          const counts = parseForgetOutput(r.stdout);
+          const unused = /unused size after prune: ([^\n]+)/.exec(r.stdout)?.[1];
+          out.forget = { ok: true, ...counts, detail: `${counts.kept} kept, ${counts.removed} removed${unused ? `, unused after prune ${unused}` : ''}`, durationMs: Date.now() - started };
+          ui().info(`Retention: ${out.forget.detail}`);
+          await updateOffsiteStatus(paths.status, where, (s) => ({ ...s, lastForget: { at: new Date().toISOString(), ok: true, removed: counts.removed, kept: counts.kept, detail: out.forget!.detail } }));
+        } catch (err) {
+          await updateOffsiteStatus(paths.status, where, (s) => ({ ...s, lastForget: { at: new Date().toISOString(), ok: false, removed: 0, kept: 0, detail: redact((err as Error).message) } })).catch(() => undefined);
+          throw err;
+        }
+      },
+    });
+  }
+  if (o.checkSubset) {
+    const subset = o.checkSubset;
+    const check = resticCommand(o.repo, resticArgs.check(subset));
+    steps.push({
+      kind: 'task',
+      title: `Integrity check, reading ${subset} of the data`,
+      detail: renderCommand(check),
+      run: async () => {
+        const started = Date.now();
+        const r = await run(check, { nothrow: true });
+        const parsed = parseCheckOutput(`${r.stdout}\n${r.stderr}`);
+        // A check that cannot start (wrong password, unreachable) is a failed run, not a damaged repository.
+        if (r.exitCode !== 0 && !/error|Fatal: repository contains errors/i.test(r.stdout + r.stderr)) throw failureError(o.repo, 'check', r);
+        const ok = r.exitCode === 0 && parsed.ok;
+        const detail = ok ? `no errors (${parsed.figures})` : `errors found: ${redact(tail(r.stdout + r.stderr, 3))}`;
+        out.check = { ok, subset, figures: parsed.figures, durationMs: Date.now() - started };
+        await updateOffsiteStatus(paths.status, where, (s) => ({ ...s, lastCheck: { at: new Date().toISOString(), ok, subset, detail } }));
+        if (!ok) throw new JobError(`restic check of ${where} found errors: ${detail}.`, 'Do not prune; keep the local backups; see docs/backup.md "When the check fails".');
+        ui().info(`Check: ${detail}`);
+      },
+    });
+  }
+  steps.push({
+    kind: 'task',
+    title: "Record the newest of the toolkit's snapshots",
+    detail: `${renderCommand(resticCommand(o.repo, resticArgs.snapshots(toolkitTag)))} → ${paths.status}`,
+    run: async () => {
+      const newest = parseSnapshots((await runRestic(o.repo, resticArgs.snapshots(toolkitTag), 'snapshots')).stdout).at(-1);
+      if (!newest) return;
+      out.newest = { id: newest.shortId, time: newest.time, dump: tagValue(newest.tags, 'dump') ?? '?' };
+      await updateOffsiteStatus(paths.status, where, (s) => ({ ...s, lastSnapshot: out.newest! }));
+    },
+  });
+  return {
+    steps,
+    result: () => out,
+    cleanup: async () => {
+      for (const l of locks.reverse()) await l.release();
+    },
+  };
+}
+
+/** Makes a new, empty repository (once, by hand: backup-prod --init-offsite). */
+export async function initOffsite(repo: ResticRepo, ui: Ui): Promise<{ repository: string }> {
+  await ui.run(`Create the restic repository ${describeRepo(repo)}`, () => runRestic(repo, resticArgs.init(), 'init'));
+  return { repository: describeRepo(repo) };
+}
+
+export function renderUpkeep(r: UpkeepResult): void {
+  const lines = [
+    `repository ${r.repository}`,
+    ...(r.locksCleared.length ? [`cleared    ${r.locksCleared.join('; ')}`] : []),
+    ...(r.forget ? [`retention  ${r.forget.detail}`] : []),
+    ...(r.check ? [`check      ${r.check.ok ? 'OK' : 'FAILED'}: ${r.check.figures} (${r.check.subset})`] : []),
+    ...(r.newest ? [`newest     ${r.newest.id} ${r.newest.time} (${r.newest.dump})`] : []),
+  ];
+  process.stdout.write(`${lines.join('\n')}\n`);
 }
 
 // ---- the entry's side ----------------------------------------------------------------------
@@ -596,31 +1029,20 @@ export function parseBackupOptions(flags: { format: string; direct: boolean; pin
   };
 }
 
-/** What a backup would do, with real values (--dry-run). */
-export function describeBackupPlan(cfg: EnvConfig, opts: Omit<BackupOptions, 'ui'>, flavor: ComposeFlavor): string[] {
-  const format = opts.format ?? 'custom';
-  const root = opts.dir ?? cfg.vars.BACKUP_DIR;
-  const dir = opts.pinned ? path.join(root, pinnedDirName) : root;
-  const place = placeFor(cfg, opts.mode);
-  const line = (c: Command) => renderCommand(c);
-  return [
-    `lock ${path.join(root, lockFileName)}`,
-    `check free space in ${dir} against pg_database_size(${cfg.vars.DB_DATABASE})`,
-    `${line(pgCommand('pg_dump', place, { database: cfg.vars.DB_DATABASE, args: dumpArgs(format) }, flavor))} > ${path.join(dir, dumpFileName(backupStem(new Date()), format))} (temporary name first)`,
-    `${line(pgCommand('pg_dumpall', place, { args: globalsArgs() }, flavor))} > ${path.join(dir, globalsFileName(backupStem(new Date())))}`,
-    format === 'custom' ? `${line(pgCommand('pg_restore', place, { args: verifyArgs() }, flavor))} < the dump, hashing it (sha256)` : 'read the dump through, hashing it (sha256), header and trailer checked',
-    'fsync, write .sha256 and .manifest.json, rename to the final name',
-    opts.pinned ? 'no rotation (pinned)' : `rotate: keep the newest ${opts.keep ?? cfg.vars.BACKUP_KEEP} verified backups in ${dir}`,
-  ];
-}
-
 export function renderBackup(r: BackupResult): void {
+  const o = r.offsite;
   const lines = [
     `backup   ${r.file}${r.pinned ? ' (pinned)' : ''}`,
     `size     ${formatBytes(r.bytes)} (${r.format}), database ${r.database.name} ${formatBytes(r.database.sizeBytes)}`,
     `sha256   ${r.sha256}`,
     `took     ${formatDuration(r.durationMs)}`,
     `rotated  ${r.rotated.length ? r.rotated.join(', ') : 'nothing'}`,
+    ...(o
+      ? [
+          `offsite  snapshot ${o.snapshotId} in ${o.repository}: ${o.totalFiles} files, ${formatBytes(o.totalBytes)}, ${formatBytes(o.dataAddedBytes)} added, ${formatDuration(o.durationMs)}`,
+          ...o.warnings.map((w) => `warning  ${w}`),
+        ]
+      : []),
   ];
   process.stdout.write(`${lines.join('\n')}\n`);
 }
