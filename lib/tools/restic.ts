@@ -82,7 +82,8 @@ export const resticArgs = {
   forget: (flags: readonly string[]) => ['forget', '--json', ...flags],
   check: (subset: string) => ['check', `--read-data-subset=${subset}`],
   restore: (snapshot: string, target: string, includes: readonly string[] = []) => ['restore', snapshot, '--target', target, ...includes.flatMap((i) => ['--include', i])],
-  ls: (snapshot: string, paths: readonly string[] = []) => ['ls', '--json', '--no-lock', snapshot, ...paths],
+  /** Every entry under the given folders of a snapshot, one JSON object a line. */
+  ls: (snapshot: string, dirs: readonly string[]) => ['ls', '--json', '--no-lock', '--recursive', snapshot, ...dirs],
   dump: (snapshot: string, file: string) => ['dump', '--no-lock', snapshot, file],
 } as const;
 

@@ -106,8 +106,11 @@ export async function sftpRepo(server: SftpServer, name: string): Promise<TestRe
   return repo;
 }
 
-/** restic's own verdict on a repository: `restic check` (all metadata; with readData every pack). */
-export async function resticCheck(repo: ResticRepo, readData = false): Promise<{ ok: boolean; out: string }> {
-  const r = await run(resticCommand(repo, ['check', ...(readData ? ['--read-data'] : [])]), { nothrow: true });
+/**
+ * restic's own verdict on a repository: `restic check` (all metadata; with readData every pack).
+ * noLock: without taking the exclusive lock (a stale lock of a killed run would refuse it).
+ */
+export async function resticCheck(repo: ResticRepo, readData = false, noLock = false): Promise<{ ok: boolean; out: string }> {
+  const r = await run(resticCommand(repo, ['check', ...(readData ? ['--read-data'] : []), ...(noLock ? ['--no-lock'] : [])]), { nothrow: true });
   return { ok: r.exitCode === 0 && /no errors were found/.test(r.stdout), out: `${r.stdout}\n${r.stderr}` };
 }

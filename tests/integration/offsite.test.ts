@@ -234,14 +234,17 @@ test('restic killed with SIGKILL mid-upload: the repository stays consistent (re
     assert.match(killed.stderr, /offsite copy .* is missing/);
     assert.is((await snapshots(repo)).length, 0, 'a snapshot appeared although restic was killed');
     assert.ok((await readdir(path.join(repo.files, 'locks'))).length > 0, 'the killed run left no lock (the test proves nothing)');
-    const check = await resticCheck(repo, true);
+    // The stale lock makes a locking check refuse; read-only, restic checks every pack as it is.
+    const check = await resticCheck(repo, true, true);
     assert.ok(check.ok, check.out);
+    assert.not.ok((await resticCheck(repo)).ok, 'a check with a lock should refuse while the stale lock is there');
 
     const next = await script('backup-prod', ['--direct', '--json', '--dir', path.join(sb.dir, 'b-kill')], envDir);
     assert.is(next.code, 0, next.stderr);
     assert.match(next.stderr, /Cleared the stale restic shared lock \w+ of pid \d+/);
     assert.equal(await readdir(path.join(repo.files, 'locks')), []);
     assert.is((await snapshots(repo)).length, 1);
+    assert.ok((await resticCheck(repo)).ok, 'the lock was not cleared for the exclusive check');
     assert.ok((await resticCheck(repo, true)).ok);
   } finally {
     await rm(bulk, { recursive: true, force: true });
