@@ -114,6 +114,17 @@ export function lockHolderGone(lock: ResticLock, here: { hostname: string; now: 
 
 // ---- status (monitor) --------------------------------------------------------------------
 
+/** Where the offsite runs keep their state: beside the backups, under a name the rotation never touches. */
+export const offsitePaths = (backupRoot: string) => ({
+  dir: path.join(backupRoot, 'offsite'),
+  /** What monitor reads (evaluateOffsite). */
+  status: path.join(backupRoot, 'offsite', 'status.json'),
+  /** Which path of the snapshot is what; travels in the snapshot itself. */
+  contents: path.join(backupRoot, 'offsite', 'contents.json'),
+  /** Held by the offsite step of a backup and by retention/check: they never run at once. */
+  lock: path.join(backupRoot, '.makapix-offsite.lock'),
+});
+
 /** What the offsite runs leave behind for monitor (written atomically beside the backups). */
 export interface OffsiteStatus {
   version: 1;

@@ -19,7 +19,7 @@ import {
   clearStaleLocks, describeLock, describeRepo, failureError, parseBackupOutput, parseCheckOutput, parseSnapshots, resticArgs, resticCommand, runRestic, type ResticRepo,
 } from '../tools/restic.ts';
 import {
-  forgetArgs, lockHolderGone, offsiteExcludes, parseOffsiteStatus, planIncludes, snapshotTags, tagValue, toolkitTag, type Include, type OffsiteStatus, type RetentionPolicy,
+  forgetArgs, lockHolderGone, offsiteExcludes, offsitePaths, parseOffsiteStatus, planIncludes, snapshotTags, tagValue, toolkitTag, type Include, type OffsiteStatus, type RetentionPolicy,
 } from '../domain/offsite.ts';
 import type { ComposeFlavor } from '../tools/compose.ts';
 import { formatBytes, formatDuration, type Ui } from '../core/ui.ts';
@@ -517,17 +517,7 @@ export interface BackupResult {
   offsite?: OffsiteResult;
 }
 
-/** Where the offsite runs keep their state: beside the backups, outside the rotation's names. */
-export const offsiteDirName = 'offsite';
-export const offsiteLockFileName = '.makapix-offsite.lock';
-export const offsitePaths = (backupRoot: string) => ({
-  dir: path.join(backupRoot, offsiteDirName),
-  /** monitor reads it (lib/domain/offsite.ts evaluateOffsite). */
-  status: path.join(backupRoot, offsiteDirName, 'status.json'),
-  /** Which path of the snapshot is what; travels in the snapshot itself. */
-  contents: path.join(backupRoot, offsiteDirName, 'contents.json'),
-  lock: path.join(backupRoot, offsiteLockFileName),
-});
+export { offsitePaths } from '../domain/offsite.ts';
 
 /** A backup run as typed steps: `--dry-run` prints them, `runBackupPlan` executes the same ones. */
 export interface BackupPlan {
@@ -799,7 +789,7 @@ async function offsiteSteps(
     {
       kind: 'task',
       title: 'Clear restic locks whose holder is gone',
-      detail: `${offsiteLockFileName} taken; ${renderCommand(resticCommand(o.repo, resticArgs.listLocks()))}, each read with \`restic cat lock\`; \`restic unlock\` only when a lock's process is gone (or it was not refreshed for 30 minutes)`,
+      detail: `${paths.lock} taken; ${renderCommand(resticCommand(o.repo, resticArgs.listLocks()))}, each read with \`restic cat lock\`; \`restic unlock\` only when a lock's process is gone (or it was not refreshed for 30 minutes)`,
       run: guard(async () => {
         b.locks.push(await acquireLock(paths.lock, 'offsite'));
         const report = await clearStaleLocks(o.repo, (l) => lockHolderGone(l, { hostname: o.host, now: new Date(), isAlive }));

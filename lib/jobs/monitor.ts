@@ -1,7 +1,7 @@
 // monitor: the plan's alert thresholds, checked like a Nagios plugin. Pure evaluators turn
 // measurements into statuses (table-tested); thin probes measure. A probe that cannot measure
 // makes its check UNKNOWN with a line saying why, and never stops the other checks.
-import { readdir, statfs } from 'node:fs/promises';
+import { readdir, readFile, statfs } from 'node:fs/promises';
 import { existsSync } from 'node:fs';
 import path from 'node:path';
 import { performance } from 'node:perf_hooks';
@@ -14,6 +14,7 @@ import { projectName, type Command } from '../tools/compose.ts';
 import { certificatesIn, httpRequest, peerCertificate, type CertificateInfo, type ResolveMap } from '../tools/probe.ts';
 import { formatBytes, type Ui } from '../core/ui.ts';
 import { sendPing } from '../tools/healthcheck.ts';
+import { defaultOffsiteThresholds, evaluateOffsite, offsitePaths, parseOffsiteStatus } from '../domain/offsite.ts';
 import { certsLayout, opensslArgv, parseOpensslDate } from './mqtt-certs.ts';
 
 export type Status = 'OK' | 'WARNING' | 'CRITICAL' | 'UNKNOWN';
@@ -24,7 +25,7 @@ export const nagiosExit = { OK: 0, WARNING: 1, CRITICAL: 2, UNKNOWN: 3 } as cons
 const severity: Record<Status, number> = { OK: 0, UNKNOWN: 1, WARNING: 2, CRITICAL: 3 };
 export const worst = (statuses: Iterable<Status>): Status => [...statuses].reduce<Status>((a, b) => (severity[b] > severity[a] ? b : a), 'OK');
 
-export const checkNames = ['latency', 'connections', 'disk', 'containers', 'certs', 'backup'] as const;
+export const checkNames = ['latency', 'connections', 'disk', 'containers', 'certs', 'backup', 'offsite'] as const;
 export type CheckName = (typeof checkNames)[number];
 
 export interface Item {
@@ -59,6 +60,8 @@ export const defaultThresholds = {
   /** Backups run daily: one schedule plus two hours of slack, then two missed runs. */
   'backup-warn-hours': 26,
   'backup-crit-hours': 50,
+  /** The offsite copy (lib/domain/offsite.ts): newest snapshot's age, days since the last good check. */
+  ...defaultOffsiteThresholds,
 };
 export type Thresholds = typeof defaultThresholds;
 export type ThresholdKey = keyof Thresholds;
@@ -71,7 +74,7 @@ export function parseThresholds(values: readonly string[]): Thresholds {
     if (!m || !(m[1]! in t)) throw new UsageError(`--threshold ${JSON.stringify(v)} is not key=number with a known key.`, `Known keys: ${Object.keys(t).join(', ')}.`);
     t[m[1] as ThresholdKey] = Number(m[2]);
   }
-  for (const [warn, crit] of [['latency-warn-ms', 'latency-crit-ms'], ['connections-warn-pct', 'connections-crit-pct'], ['disk-warn-pct', 'disk-crit-pct'], ['backup-warn-hours', 'backup-crit-hours']] as const) {
+  for (const [warn, crit] of [['latency-warn-ms', 'latency-crit-ms'], ['connections-warn-pct', 'connections-crit-pct'], ['disk-warn-pct', 'disk-crit-pct'], ['backup-warn-hours', 'backup-crit-hours'], ['offsite-warn-hours', 'offsite-crit-hours']] as const) {
     if (t[warn] > t[crit]) throw new UsageError(`--threshold ${warn}=${t[warn]} is above ${crit}=${t[crit]}.`, 'A warning must come before the critical level.');
   }
   if (t['cert-warn-days'] < t['cert-crit-days']) throw new UsageError(`--threshold cert-warn-days=${t['cert-warn-days']} is below cert-crit-days=${t['cert-crit-days']}.`, 'A warning must come before the critical level.');
@@ -473,6 +476,13 @@ export async function runMonitor(o: MonitorOptions): Promise<Omit<MonitorResult,
     },
     certs: async () => evaluateCerts(await probeCerts(o, timeoutMs), now(), t),
     backup: async () => evaluateBackup(await probeBackup(o.prod.vars.BACKUP_DIR), now(), t),
+    // What backup-prod's offsite runs recorded beside the backups: no network call every 5 minutes.
+    offsite: async () => {
+      const items = o.prod.vars.RESTIC_REPOSITORY
+        ? evaluateOffsite(parseOffsiteStatus(await readFile(offsitePaths(o.prod.vars.BACKUP_DIR).status, 'utf8').catch(() => '')), now(), t)
+        : [{ status: 'WARNING' as const, label: 'offsite', detail: 'no offsite copy is configured (RESTIC_REPOSITORY in .env.prod)' }];
+      return checkOf('offsite', items, (s) => worstItems(items, s, items.map((i) => `${i.label} ${i.detail}`).join('; ')));
+    },
   };
   const checks = await Promise.all(
     o.only.map(async (name): Promise<CheckResult> => {
