@@ -1,12 +1,13 @@
 #!/usr/bin/env -S sh -c 'exec "$(dirname "$0")/../bin/ts" "$0" "$@"'
 import { existsSync } from 'node:fs';
 import { runScript } from '../lib/core/cli.ts';
-import { envFilePath, loadEnvConfig } from '../lib/core/config.ts';
+import { envFilePath } from '../lib/core/config.ts';
 import { UsageError } from '../lib/core/errors.ts';
 import { renderPlan, runPlan } from '../lib/core/exec.ts';
 import { detectComposeFlavor } from '../lib/tools/compose.ts';
-import { initOffsite, parseBackupOptions, repoFromConfig, resticHostname, planBackup, planUpkeep, renderBackup, renderUpkeep, runBackupPlan, type BackupResult, type UpkeepResult } from '../lib/jobs/backup.ts';
-import { credentialsDir } from '../lib/jobs/basic-auth.ts';
+import { initOffsite, parseBackupOptions, planBackup, planUpkeep, renderBackup, renderUpkeep, type UpkeepResult } from '../lib/jobs/backup.ts';
+import { runBackupPlan, type BackupResult } from '../lib/tools/backup-store.ts';
+import { repoFromConfig, resticHostname } from '../lib/tools/restic.ts';
 import { withPings } from '../lib/tools/healthcheck.ts';
 
 type Result = BackupResult | UpkeepResult | { repository: string } | { dryRun: true; plan: string[] };
@@ -38,7 +39,7 @@ await runScript({
   },
   run: async (ctx): Promise<Result> => {
     const f = ctx.flags;
-    const cfg = loadEnvConfig('prod');
+    const cfg = ctx.config('prod');
     const repo = f['no-offsite'] ? undefined : await repoFromConfig(cfg);
     const host = resticHostname();
     if (f['init-offsite'] || f.retention || f.check) {
@@ -63,12 +64,12 @@ await runScript({
     }
     const opts = parseBackupOptions(f);
     if (!repo && !f['no-offsite']) ctx.ui.warn('No offsite copy: RESTIC_REPOSITORY is empty in .env.prod (docs/backup.md).');
-    const devCfg = existsSync(envFilePath('dev')) ? loadEnvConfig('dev') : undefined;
-    const offsite = repo && { repo, host, edgeCredentialsDir: credentialsDir(), ...(devCfg && { devCfg }) };
+    const devCfg = existsSync(envFilePath('dev', ctx.settings.envDir)) ? ctx.config('dev') : undefined;
+    const offsite = repo && { repo, host, edgeCredentialsDir: ctx.settings.credentialsDir, ...(devCfg && { devCfg }) };
     const flavor = opts.mode === 'compose' ? await detectComposeFlavor().catch(() => 'v2' as const) : 'v2';
     const plan = await planBackup(cfg, { ...opts, ui: ctx.ui, ...(offsite && { offsite }) }, flavor);
     if (ctx.dryRun) return { dryRun: true, plan: renderPlan(plan.steps) };
     return withPings(f.ping, ctx.ui, () => runBackupPlan(plan, ctx.ui), (r) => `${r.file} ${r.bytes} bytes sha256 ${r.sha256}${r.offsite ? ` offsite ${r.offsite.snapshotId}` : ''}`);
   },
   render: (r) => ('plan' in r ? process.stdout.write(`${r.plan.join('\n')}\n`) : 'file' in r ? renderBackup(r) : 'locksCleared' in r ? renderUpkeep(r) : process.stdout.write(`created ${r.repository}\n`)),
-});
+}, process.argv, process.env);

@@ -1,11 +1,11 @@
 #!/usr/bin/env -S sh -c 'exec "$(dirname "$0")/../bin/ts" "$0" "$@"'
 import { existsSync } from 'node:fs';
 import { runScript } from '../lib/core/cli.ts';
-import { envFilePath, loadEnvConfig } from '../lib/core/config.ts';
+import { envFilePath } from '../lib/core/config.ts';
 import {
   offsiteDrill, renderDrill, renderOffsiteRestore, renderRestore, restoreDatabase, restoreDrill, restoreFromOffsite, type DrillResult, type OffsiteRestoreResult, type RestoreResult,
 } from '../lib/jobs/restore.ts';
-import { repoFromConfig } from '../lib/jobs/backup.ts';
+import { repoFromConfig } from '../lib/tools/restic.ts';
 import { UsageError } from '../lib/core/errors.ts';
 
 await runScript({
@@ -39,7 +39,7 @@ await runScript({
     const f = ctx.flags;
     if (f.drill && ctx.dryRun) throw new UsageError('--drill has no --dry-run: it only writes a scratch database, which it drops.', 'Run it without --dry-run.');
     if (ctx.positionals.length > 1 || (ctx.positionals.length && !f['from-offsite'])) throw new UsageError('A SNAPSHOT is given only with --from-offsite, and only one.', 'Run restore --help for usage.');
-    const cfg = loadEnvConfig(ctx.env!);
+    const cfg = ctx.config(ctx.env!);
     const mode = f.direct ? 'direct' : 'compose';
     if (f['from-offsite']) {
       if (cfg.env !== 'prod') throw new UsageError('--from-offsite works on production\'s offsite copy: use --env prod.', 'EB is a sample of EA and is not copied offsite.');
@@ -56,7 +56,7 @@ await runScript({
     }
     if (f.drill) return restoreDrill(cfg, { mode, ui: ctx.ui, ...(f.file && { file: f.file }), ...(f.dir && { dir: f.dir }) });
     if (!f.file) throw new UsageError('restore needs --file <backup> (or --drill).', 'Run restore --help for usage.');
-    const productionCfg = cfg.env === 'dev' && existsSync(envFilePath('prod')) ? loadEnvConfig('prod') : undefined;
+    const productionCfg = cfg.env === 'dev' && existsSync(envFilePath('prod', ctx.settings.envDir)) ? ctx.config('prod') : undefined;
     return restoreDatabase(cfg, {
       file: f.file, mode, ui: ctx.ui, typedConfirm: ctx.typedConfirm, confirm: ctx.confirm, yes: ctx.yes, iKnowThisIsProduction: f['i-know-this-is-production'],
       dryRun: ctx.dryRun, ...(f.dir && { backupDir: f.dir }), ...(productionCfg && { productionCfg }),
@@ -64,4 +64,4 @@ await runScript({
   },
   render: (r) => ('scratchDatabase' in r ? renderDrill(r) : 'parts' in r ? renderOffsiteRestore(r) : renderRestore(r)),
   exitCode: (r) => ('scratchDatabase' in r && !r.ok ? 1 : 0),
-});
+}, process.argv, process.env);

@@ -1,6 +1,5 @@
 #!/usr/bin/env -S sh -c 'exec "$(dirname "$0")/../bin/ts" "$0" "$@"'
 import { runScript } from '../lib/core/cli.ts';
-import { loadEnvConfig } from '../lib/core/config.ts';
 import { sampleDataToDev, describeReport, optionsFromFlags } from '../lib/jobs/sample-data.ts';
 
 await runScript({
@@ -17,6 +16,6 @@ await runScript({
     'source-url': { type: 'string', value: 'url', description: 'EA as postgresql://user@host:port/db (password: PGPASSWORD)' },
     'target-url': { type: 'string', value: 'url', description: 'EB as postgresql://user@host:port/db' },
   },
-  run: (ctx) => sampleDataToDev({ ...optionsFromFlags(ctx.flags, (env) => loadEnvConfig(env)), dryRun: ctx.dryRun, ui: ctx.ui, confirm: ctx.confirm }),
+  run: (ctx) => sampleDataToDev({ ...optionsFromFlags(ctx.flags, (env) => ctx.config(env), ctx.settings), dryRun: ctx.dryRun, ui: ctx.ui, confirm: ctx.confirm }),
   render: (r) => process.stdout.write(`${describeReport(r).join('\n')}\n`),
-});
+}, process.argv, process.env);

@@ -133,6 +133,28 @@ export async function runRestic(repo: ResticRepo, args: readonly string[], what:
 
 // ---- parsing -----------------------------------------------------------------------------
 
+/** What backup-prod's offsite step did (lib/jobs/backup.ts). */
+export interface OffsiteResult {
+  repository: string;
+  snapshotId: string;
+  tags: string[];
+  paths: string[];
+  /** Optional paths that were absent (e.g. an app checkout without .env.dev). */
+  skipped: string[];
+  filesNew: number;
+  filesChanged: number;
+  filesUnmodified: number;
+  dataAddedBytes: number;
+  totalFiles: number;
+  totalBytes: number;
+  durationMs: number;
+  /** Reported, not fatal: sources restic could not read, vault files that changed while it ran. */
+  warnings: string[];
+  /** restic locks left by runs whose holder was gone, cleared before the snapshot. */
+  locksCleared: string[];
+}
+
+
 export interface BackupSummary {
   snapshotId: string;
   filesNew: number;

@@ -8,7 +8,7 @@ import path from 'node:path';
 import { freePort } from '../../dev/ports.ts';
 import { run } from '../../lib/core/exec.ts';
 import { resticCommand, type ResticRepo } from '../../lib/tools/restic.ts';
-import { onExit } from './cleanup.ts';
+import { onExit } from '../../dev/cleanup.ts';
 import { spawnServer, waitForPort, type ServerProcess } from './server.ts';
 
 export interface TestRepo extends ResticRepo {

@@ -9,21 +9,27 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { projectRoot } from '../../lib/core/paths.ts';
 import { Ui } from '../../lib/core/ui.ts';
+import type { EnvConfig } from '../../lib/core/config.ts';
 import { run } from '../../lib/core/exec.ts';
-import { backupDatabase, offsitePaths, sha256File } from '../../lib/jobs/backup.ts';
+import { planBackup, runBackupPlan, type OffsiteOptions } from '../../lib/jobs/backup.ts';
+import { sha256File, type BackupOptions } from '../../lib/tools/backup-store.ts';
+import { offsitePaths } from '../../lib/domain/offsite.ts';
 import { offsiteDrill } from '../../lib/jobs/restore.ts';
-import { runMonitor, parseThresholds } from '../../lib/jobs/monitor.ts';
+import { runMonitor } from '../../lib/jobs/monitor.ts';
+import { parseThresholds } from '../../lib/domain/monitoring.ts';
 import { parseOffsiteStatus } from '../../lib/domain/offsite.ts';
 import { parseSnapshots, resticCommand, resticHostname, type ResticRepo } from '../../lib/tools/restic.ts';
 import { startSandbox, type TestSandbox } from '../harness/sandbox.ts';
 import { localRepo, type TestRepo } from '../harness/restic.ts';
-import { onExit } from '../harness/cleanup.ts';
+import { onExit } from '../../dev/cleanup.ts';
 
 const ui = new Ui({ tty: false, verbose: false, stream: { write: () => true } as unknown as NodeJS.WritableStream });
 let sb: TestSandbox;
 let edge: string;
 
 const snapshots = async (repo: ResticRepo) => parseSnapshots((await run(resticCommand(repo, ['snapshots', '--json', '--no-lock']))).stdout);
+/** backup-prod's run: the local backup, then the offsite snapshot. */
+const backupDatabase = async (cfg: EnvConfig, opts: BackupOptions & { offsite?: OffsiteOptions }) => runBackupPlan(await planBackup(cfg, opts), opts.ui);
 const offsiteFor = (repo: ResticRepo) => ({ repo, host: resticHostname(), devCfg: sb.devCfg, edgeCredentialsDir: edge });
 const withRepo = (repo: TestRepo, backupDir: string) => ({ ...sb.prodCfg, vars: { ...sb.prodCfg.vars, RESTIC_REPOSITORY: repo.repository, RESTIC_PASSWORD_FILE: repo.passwordFile, BACKUP_DIR: backupDir } });
 

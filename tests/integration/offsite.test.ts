@@ -12,14 +12,17 @@ import { randomBytes } from 'node:crypto';
 import path from 'node:path';
 import { projectRoot } from '../../lib/core/paths.ts';
 import { Ui } from '../../lib/core/ui.ts';
+import type { EnvConfig } from '../../lib/core/config.ts';
 import { run, renderPlan } from '../../lib/core/exec.ts';
 import { loadEnvConfig } from '../../lib/core/config.ts';
-import { backupDatabase, listBackups, offsitePaths, planBackup, type BackupResult, type OffsiteContents } from '../../lib/jobs/backup.ts';
+import { planBackup, runBackupPlan, type OffsiteContents, type OffsiteOptions } from '../../lib/jobs/backup.ts';
+import { listBackups, type BackupOptions, type BackupResult } from '../../lib/tools/backup-store.ts';
+import { offsitePaths } from '../../lib/domain/offsite.ts';
 import { parseOffsiteStatus, toolkitTag } from '../../lib/domain/offsite.ts';
 import { parseSnapshots, resticCommand, resticHostname, type ResticRepo } from '../../lib/tools/restic.ts';
 import { startSandbox, type TestSandbox } from '../harness/sandbox.ts';
 import { localRepo, resticCheck, sftpRepo, startSftpServer, type SftpServer, type TestRepo } from '../harness/restic.ts';
-import { onExit } from '../harness/cleanup.ts';
+import { onExit } from '../../dev/cleanup.ts';
 
 const lines: string[] = [];
 const ui = new Ui({ tty: false, verbose: false, stream: { write: (s: string) => (lines.push(s), true) } as unknown as NodeJS.WritableStream });
@@ -31,6 +34,8 @@ const snapshots = async (repo: ResticRepo) => parseSnapshots((await run(resticCo
 const lsSnapshot = async (repo: ResticRepo, id: string) =>
   (await run(resticCommand(repo, ['ls', '--json', '--no-lock', id]))).stdout.split('\n').filter((l) => l.startsWith('{')).map((l) => JSON.parse(l) as { path?: string; type?: string }).filter((e) => e.path).map((e) => e.path!);
 
+/** backup-prod's run: the local backup, then the offsite snapshot. */
+const backupDatabase = async (cfg: EnvConfig, opts: BackupOptions & { offsite?: OffsiteOptions }) => runBackupPlan(await planBackup(cfg, opts), opts.ui);
 const offsiteFor = (repo: ResticRepo) => ({ repo, host: resticHostname(), devCfg: sb.devCfg, edgeCredentialsDir: edge });
 
 /** The sandbox's .env.prod with the offsite variables for `repo`, in a folder of its own (for the entry script). */
@@ -283,7 +288,6 @@ test('the vault changing during the snapshot is reported, not fatal', async () =
       touched = true;
       await writeFile(path.join(bulk, 'new-upload.png'), 'arrived during the snapshot');
     });
-    const { runBackupPlan } = await import('../../lib/jobs/backup.ts');
     const r = await runBackupPlan(plan, ui);
     await watcher;
     assert.ok(r.offsite);
@@ -312,7 +316,6 @@ test('a full local disk during the dump: exit 1, no file under a final name, no 
       await space.run();
       spawnSync('dd', ['if=/dev/zero', `of=${path.join(mnt, 'filler')}`, 'bs=1M', 'count=400'], { stdio: 'ignore' });
     } };
-    const { runBackupPlan } = await import('../../lib/jobs/backup.ts');
     const err = await runBackupPlan(plan, ui).then(() => undefined, (e: Error) => e);
     assert.ok(err, 'the backup succeeded on a full disk');
     assert.match(err.message, /No space left on device|ENOSPC|failed/i);

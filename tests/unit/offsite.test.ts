@@ -7,6 +7,7 @@ import { classifyFailure, parseBackupOutput, parseCheckOutput, parseSnapshots, r
 import { renderCommand } from '../../lib/core/exec.ts';
 import { Secret } from '../../lib/core/secret.ts';
 import { parseForgetOutput } from '../../lib/jobs/backup.ts';
+import { defaultThresholds, evaluateOffsiteCopy } from '../../lib/domain/monitoring.ts';
 
 test('tags name the toolkit, host, environment and dump; odd characters are refused', () => {
   const tags = snapshotTags({ host: 'vps-1', env: 'prod', stem: 'makapix-20261125-033000' });
@@ -64,6 +65,17 @@ test('monitor: snapshot age against the thresholds, a failed or missing check', 
   assert.equal(levels(undefined), ['CRITICAL']);
   const failed = evaluateOffsite(status({ lastBackup: { at: '2026-11-26T03:40:00Z', ok: false, error: 'unreachable' } }), now, defaultOffsiteThresholds)[0]!;
   assert.match(failed.detail, /the last attempt .* failed: unreachable/);
+});
+
+test("monitor's offsite check: not configured is a WARNING; otherwise the worst of snapshot age and check", () => {
+  const now = new Date('2026-11-26T04:00:00Z');
+  const off = evaluateOffsiteCopy(false, undefined, now, defaultThresholds);
+  assert.is(off.status, 'WARNING');
+  assert.match(off.summary, /RESTIC_REPOSITORY/);
+  const status: OffsiteStatus = { version: 1, repository: 'b2:x', lastSnapshot: { id: 'abcd1234', time: '2026-11-26T03:31:00Z', dump: 'd' }, lastCheck: { at: '2026-11-25T05:00:00Z', ok: false, subset: '10%', detail: 'pack 1f damaged' } };
+  const bad = evaluateOffsiteCopy(true, status, now, defaultThresholds);
+  assert.is(bad.status, 'CRITICAL');
+  assert.match(bad.summary, /offsite check failed at .*pack 1f damaged/);
 });
 
 test('the drill: a sample without repeats; a differing or missing file fails, one gone from the live vault does not', () => {

@@ -1,29 +1,10 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import {
-  defaultThresholds,
-  diskUsage,
-  dockerArgs,
-  evaluateBackup,
-  evaluateCerts,
-  evaluateConnections,
-  evaluateContainers,
-  evaluateDisk,
-  evaluateLatency,
-  nagiosExit,
-  parseContainerStats,
-  parseDockerSize,
-  parseOnly,
-  parseThresholds,
-  percentile,
-  summarize,
-  worst,
-  type MonitorResult,
-  type Status,
-} from '../../lib/jobs/monitor.ts';
+import { defaultThresholds, diskUsage, evaluateBackup, evaluateCerts, evaluateConnections, evaluateContainers, evaluateDisk, evaluateLatency, nagiosExit, parseOnly, parseThresholds, percentile, summarize, worst, type MonitorResult, type Status } from '../../lib/domain/monitoring.ts';
+import { dockerArgs, parseContainerStats, parseDockerSize } from '../../lib/jobs/monitor.ts';
 import { PassThrough } from 'node:stream';
 import { executeCommand, type CommandSpec } from '../../lib/core/cli.ts';
-import { backupName, parseBackupName } from '../../lib/jobs/backup.ts';
+import { backupName, parseBackupName } from '../../lib/domain/backup-files.ts';
 import { parseResolve } from '../../lib/tools/probe.ts';
 import { ConfigError, UsageError } from '../../lib/core/errors.ts';
 
@@ -210,7 +191,7 @@ test('flags: thresholds, --only and --resolve', () => {
     [['cert-crit-days=20'], /cert-warn-days=14 is below cert-crit-days=20/],
   ];
   for (const [values, msg] of bad) assert.throws(() => parseThresholds(values), (e: Error) => e instanceof UsageError && msg.test(e.message));
-  assert.equal(parseOnly([]), ['latency', 'connections', 'disk', 'containers', 'certs', 'backup']);
+  assert.equal(parseOnly([]), ['latency', 'connections', 'disk', 'containers', 'certs', 'backup', 'offsite']);
   assert.equal(parseOnly(['backup,certs']), ['certs', 'backup']);
   assert.equal(parseOnly(['disk', 'latency']), ['latency', 'disk']);
   assert.throws(() => parseOnly(['cert']), (e: Error) => e instanceof UsageError && /"cert" is not a check/.test(e.message));
