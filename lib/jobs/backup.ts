@@ -127,6 +127,17 @@ export async function planBackup(cfg: EnvConfig, opts: Omit<BackupOptions, 'ui'>
 }
 
 /**
+ * The offsite steps alone, for a verified backup already in `root` (the bench times them against
+ * a bare `restic backup` of the same paths).
+ */
+export async function planOffsite(cfg: EnvConfig, o: OffsiteOptions, backup: { root: string; stem: string; files: string[]; ui: Ui }): Promise<{ steps: Step[]; result: () => OffsiteResult | undefined; cleanup: () => Promise<void> }> {
+  const locks: Lock[] = [];
+  let out: OffsiteResult | undefined;
+  const steps = await offsiteSteps(cfg, o, { ...backup, locks, need: () => backup.ui, onDone: (r) => (out = r) });
+  return { steps, result: () => out, cleanup: async () => Promise.all(locks.map((l) => l.release())).then(() => undefined) };
+}
+
+/**
  * The offsite part of a backup: stale restic locks cleared, one snapshot of the verified backup and
  * of everything else that cannot be recreated, the status monitor reads. Any failure here is
  * recorded in the status file and reported as the missing offsite copy.
