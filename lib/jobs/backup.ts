@@ -14,7 +14,7 @@ import { formatBytes, formatDuration, type Ui } from '../core/ui.ts';
 import type { ComposeFlavor } from '../tools/compose.ts';
 import { planLocalBackup, type BackupOptions, type BackupPlan, type BackupResult } from '../tools/backup-store.ts';
 import {
-  clearStaleLocks, describeLock, describeRepo, failureError, parseBackupOutput, parseCheckOutput, parseSnapshots, resticArgs, resticCommand, runRestic,
+  classifyFailure, clearStaleLocks, describeLock, describeRepo, failureError, parseBackupOutput, parseCheckOutput, parseSnapshots, resticArgs, resticCommand, runRestic,
   type OffsiteResult, type ResticRepo,
 } from '../tools/restic.ts';
 import {
@@ -311,8 +311,8 @@ export function planUpkeep(cfg: EnvConfig, o: UpkeepOptions): { steps: Step[]; r
         const started = Date.now();
         const r = await run(check, { nothrow: true });
         const parsed = parseCheckOutput(`${r.stdout}\n${r.stderr}`);
-        // A check that cannot start (wrong password, unreachable) is a failed run, not a damaged repository.
-        if (r.exitCode !== 0 && !/error|Fatal: repository contains errors/i.test(r.stdout + r.stderr)) throw failureError(o.repo, 'check', r);
+        // A check that cannot start (wrong password, unreachable, locked) is a failed run, not a damaged repository.
+        if (r.exitCode !== 0 && classifyFailure(r.stderr) !== 'other') throw failureError(o.repo, 'check', r);
         const ok = r.exitCode === 0 && parsed.ok;
         const detail = ok ? `no errors (${parsed.figures})` : `errors found: ${redact(tail(r.stdout + r.stderr, 3))}`;
         out.check = { ok, subset, figures: parsed.figures, durationMs: Date.now() - started };
