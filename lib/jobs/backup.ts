@@ -2,13 +2,13 @@
 // one offsite restic snapshot of it and of everything else that cannot be recreated; and the
 // offsite upkeep (retention, the integrity check) on its own schedule. Every run is a list of typed
 // steps (lib/core/exec.ts): `--dry-run` prints them, the runner executes the very same ones.
-import { mkdir, readdir, readFile, stat } from 'node:fs/promises';
+import { lstat, mkdir, readdir, readFile, stat } from 'node:fs/promises';
 import path from 'node:path';
 import type { EnvConfig, Environment } from '../core/config.ts';
 import { JobError, OpsError, UsageError } from '../core/errors.ts';
 import { acquireLock, isAlive, type Lock } from '../core/lock.ts';
 import { writeFileAtomic } from '../core/atomic-file.ts';
-import { renderCommand, run, tail, type Step } from '../core/exec.ts';
+import { mapLimit, renderCommand, run, tail, type Step } from '../core/exec.ts';
 import { redact } from '../core/secret.ts';
 import { formatBytes, formatDuration, type Ui } from '../core/ui.ts';
 import type { ComposeFlavor } from '../tools/compose.ts';
@@ -62,25 +62,27 @@ export async function updateOffsiteStatus(file: string, repository: string, chan
 /**
  * Vault files modified while the snapshot ran (mtime or ctime after its start): restic reads each
  * file once, so such a file may be in the snapshot in either state; it is whole in the next one.
+ * A folder level at a time, many at once: the vault is tens of thousands of small files in
+ * two-level shards, and one stat after another would cost more than the nightly snapshot itself.
  */
 async function changedSince(root: string, since: number, limit = 5): Promise<{ count: number; examples: string[] }> {
   let count = 0;
   const examples: string[] = [];
-  const walk = async (dir: string): Promise<void> => {
-    const entries = await readdir(dir, { withFileTypes: true }).catch(() => []);
-    for (const e of entries) {
-      const p = path.join(dir, e.name);
-      if (e.isDirectory()) await walk(p);
-      else {
-        const s = await stat(p).catch(() => undefined);
+  for (let dirs = [root]; dirs.length; ) {
+    const next: string[] = [];
+    await mapLimit(dirs, 32, async (dir) => {
+      const files: string[] = [];
+      for (const e of await readdir(dir, { withFileTypes: true }).catch(() => [])) (e.isDirectory() ? next : files).push(path.join(dir, e.name));
+      await mapLimit(files, 8, async (p) => {
+        const s = await lstat(p).catch(() => undefined);
         if (s && Math.max(s.mtimeMs, s.ctimeMs) >= since) {
           count++;
           if (examples.length < limit) examples.push(path.relative(root, p));
         }
-      }
-    }
-  };
-  await walk(root);
+      });
+    });
+    dirs = next;
+  }
   return { count, examples };
 }
 
@@ -150,7 +152,9 @@ async function offsiteSteps(
   const paths = offsitePaths(b.root);
   const { includes, skipped, missing } = await offsiteIncludes(cfg, o, b.files, paths.contents);
   const tags = snapshotTags({ host: o.host, env: cfg.env, stem: b.stem });
-  const backup = resticCommand(o.repo, resticArgs.backup({ paths: includes.map((i) => i.path), tags, host: o.host, excludes: offsiteExcludes }));
+  const backupArgs = (parent?: string) => resticArgs.backup({ paths: includes.map((i) => i.path), tags, host: o.host, excludes: offsiteExcludes, ...(parent && { parent }) });
+  // The parent is known only when the step runs: the newest of this host's toolkit snapshots.
+  const backup = resticCommand(o.repo, backupArgs('<newest makapix-ops snapshot of this host>'));
   const where = describeRepo(o.repo);
   let locksCleared: string[] = [];
   const guard = (fn: () => Promise<void>) => async () => {
@@ -187,7 +191,8 @@ async function offsiteSteps(
         const startedAt = Date.now();
         // Exit 3: the snapshot was made, but some source could not be read (a vault file removed
         // while restic ran): reported, not fatal.
-        const r = await runRestic(o.repo, backup.argv, 'backup', { okCodes: [3] });
+        const parent = parseSnapshots((await runRestic(o.repo, [...resticArgs.snapshots(toolkitTag), '--host', o.host], 'snapshots')).stdout).at(-1)?.id;
+        const r = await runRestic(o.repo, backupArgs(parent), 'backup', { okCodes: [3] });
         const { summary, errors } = parseBackupOutput(r.stdout);
         if (!summary?.snapshotId) throw new JobError(`restic backup printed no snapshot id (${tail(r.stderr || r.stdout, 2)}).`, 'Run restic snapshots to see whether the snapshot exists.');
         const warnings = errors.map((e) => `unreadable while copying: ${e}`);

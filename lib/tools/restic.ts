@@ -72,8 +72,12 @@ export function resticCommand(repo: ResticRepo, args: readonly string[]): Comman
 export const resticArgs = {
   init: () => ['init'],
   /** --json: one summary line to read the snapshot's id and figures from; --quiet: no progress lines. */
-  backup: (o: { paths: readonly string[]; tags: readonly string[]; host: string; excludes: readonly string[] }) => [
-    'backup', '--json', '--quiet', '--host', o.host, ...o.tags.flatMap((t) => ['--tag', t]), ...o.excludes.flatMap((e) => ['--exclude', e]), '--', ...o.paths,
+  /**
+   * --parent: restic 0.14 picks a parent only among snapshots with the very same paths, and the
+   * dump's name changes every night; without it every vault file would be read and hashed again.
+   */
+  backup: (o: { paths: readonly string[]; tags: readonly string[]; host: string; excludes: readonly string[]; parent?: string }) => [
+    'backup', '--json', '--quiet', '--host', o.host, ...(o.parent ? ['--parent', o.parent] : []), ...o.tags.flatMap((t) => ['--tag', t]), ...o.excludes.flatMap((e) => ['--exclude', e]), '--', ...o.paths,
   ],
   snapshots: (tag?: string) => ['snapshots', '--json', '--no-lock', ...(tag ? ['--tag', tag] : [])],
   listLocks: () => ['list', 'locks', '--no-lock'],

@@ -108,6 +108,20 @@ test('retention keeps daily/weekly/monthly of the toolkit\'s snapshots only, the
   assert.match(m.summary, /offsite check failed at/);
 });
 
+test('a check that cannot start (wrong password) fails the run without calling the repository damaged', async () => {
+  const repo = await localRepo();
+  const dir = path.join(sb.dir, 'b-check-password');
+  await mkdir(dir, { recursive: true });
+  const wrong = path.join(repo.dir, 'wrong');
+  await writeFile(wrong, 'nope\n', { mode: 0o600 });
+  const r = await script('backup-prod', ['--check'], await envDirFor({ ...repo, passwordFile: wrong }, dir));
+  assert.is(r.code, 1);
+  assert.match(r.stderr, /does not open the repository/);
+  assert.not.match(r.stderr, /found errors/);
+  const status = await readFile(offsitePaths(dir).status, 'utf8').catch(() => '');
+  assert.not.ok(parseOffsiteStatus(status)?.lastCheck, 'a check that never ran was recorded');
+});
+
 test('the drill from offsite: the dump from the repository into a scratch database, a vault sample by sha256, the snapshot age; a damaged file is caught', async () => {
   const repo = await localRepo();
   const dir = path.join(sb.dir, 'b-drill');

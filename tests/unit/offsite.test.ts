@@ -97,6 +97,7 @@ test('restic commands: secrets in the environment only, rendered by name; argv f
   assert.not.ok(line.includes('K3y-very-secret'));
   assert.match(line, /B2_ACCOUNT_KEY=… restic snapshots --json --no-lock --tag makapix-ops$/);
   assert.equal(resticArgs.backup({ paths: ['/a', '/b'], tags: ['t1'], host: 'h', excludes: ['lost+found'] }), ['backup', '--json', '--quiet', '--host', 'h', '--tag', 't1', '--exclude', 'lost+found', '--', '/a', '/b']);
+  assert.equal(resticArgs.backup({ paths: ['/a'], tags: [], host: 'h', excludes: [], parent: 'abc' }).slice(0, 7), ['backup', '--json', '--quiet', '--host', 'h', '--parent', 'abc']);
   assert.equal(resticArgs.check('10%'), ['check', '--read-data-subset=10%']);
   assert.equal(resticCommand({ ...repo, sftpCommand: 'ssh -p 2222 u@h -s sftp' }, ['init']).argv, ['-o', 'sftp.command=ssh -p 2222 u@h -s sftp', 'init']);
 });
