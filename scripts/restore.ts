@@ -32,8 +32,8 @@ await runScript({
     dir: { type: 'string', value: 'path', description: 'the backup folder (default: BACKUP_DIR)' },
     'i-know-this-is-production': { type: 'boolean', description: 'with --yes: restore into production without the typed confirmation' },
     'from-offsite': { type: 'boolean', description: 'work from the offsite restic repository (the drill, or a full restore into --target)' },
-    target: { type: 'string', value: 'path', description: 'with --from-offsite: the empty folder everything is restored into' },
-    sample: { type: 'string', value: 'N', default: '20', description: 'with --drill --from-offsite: vault files compared by sha256' },
+    target: { type: 'path', value: 'path', description: 'with --from-offsite: the empty folder everything is restored into' },
+    sample: { type: 'int', min: 1, max: 100_000, value: 'N', default: 20, description: 'with --drill --from-offsite: vault files compared by sha256' },
   },
   run: async (ctx): Promise<RestoreResult | DrillResult | OffsiteRestoreResult> => {
     const f = ctx.flags;
@@ -47,8 +47,7 @@ await runScript({
       if (!repo) throw new UsageError('RESTIC_REPOSITORY is empty in .env.prod: there is no offsite copy to work from.', 'Set RESTIC_REPOSITORY and RESTIC_PASSWORD_FILE (docs/backup.md).');
       const snapshot = ctx.positionals[0];
       if (f.drill) {
-        if (!/^[1-9]\d*$/.test(f.sample)) throw new UsageError(`--sample must be a whole number of at least 1, got ${JSON.stringify(f.sample)}.`);
-        return offsiteDrill(cfg, { mode, ui: ctx.ui, repo, sample: Number(f.sample), ...(snapshot && { snapshot }) });
+        return offsiteDrill(cfg, { mode, ui: ctx.ui, repo, sample: f.sample, ...(snapshot && { snapshot }) });
       }
       if (!f.target) throw new UsageError('restore --from-offsite needs --target <empty folder> (or --drill).', 'Run restore --help for usage.');
       if (ctx.dryRun) throw new UsageError('--from-offsite has no --dry-run: it writes only into the empty --target folder.', 'Run it without --dry-run.');

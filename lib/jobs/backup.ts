@@ -5,7 +5,8 @@
 import { lstat, mkdir, readdir, readFile, stat } from 'node:fs/promises';
 import path from 'node:path';
 import type { EnvConfig, Environment } from '../core/config.ts';
-import { JobError, OpsError, UsageError } from '../core/errors.ts';
+import type { DumpFormat } from '../domain/backup-files.ts';
+import { JobError, OpsError } from '../core/errors.ts';
 import { acquireLock, isAlive, type Lock } from '../core/lock.ts';
 import { writeFileAtomic } from '../core/atomic-file.ts';
 import { mapLimit, renderCommand, run, tail, type Step } from '../core/exec.ts';
@@ -367,17 +368,14 @@ export function renderUpkeep(r: UpkeepResult): void {
 // ---- the entry's side ----------------------------------------------------------------------
 
 /** backup-prod's flags as backup options (validated: a bad value is a usage error, exit 2). */
-export function parseBackupOptions(flags: { format: string; direct: boolean; pin: boolean; reason?: string | undefined; dir?: string | undefined; keep?: string | undefined }): Omit<BackupOptions, 'ui'> {
-  if (flags.format !== 'custom' && flags.format !== 'plain') throw new UsageError(`--format must be custom or plain, got ${JSON.stringify(flags.format)}.`);
-  if (flags.dir !== undefined && !path.isAbsolute(flags.dir)) throw new UsageError(`--dir must be an absolute path, got ${flags.dir}.`, 'Cron runs from any directory.');
-  if (flags.keep !== undefined && !/^[1-9]\d*$/.test(flags.keep)) throw new UsageError(`--keep must be a whole number of at least 1, got ${flags.keep}.`);
+export function parseBackupOptions(flags: { format: DumpFormat; direct: boolean; pin: boolean; reason?: string | undefined; dir?: string | undefined; keep?: number | undefined }): Omit<BackupOptions, 'ui'> {
   return {
     mode: flags.direct ? 'direct' : 'compose',
     format: flags.format,
     pinned: flags.pin,
     ...(flags.reason !== undefined && { reason: flags.reason }),
     ...(flags.dir !== undefined && { dir: flags.dir }),
-    ...(flags.keep !== undefined && { keep: Number(flags.keep) }),
+    ...(flags.keep !== undefined && { keep: flags.keep }),
   };
 }
 
