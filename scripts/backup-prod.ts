@@ -1,8 +1,9 @@
 #!/usr/bin/env -S sh -c 'exec "$(dirname "$0")/../bin/ts" "$0" "$@"'
 import { existsSync } from 'node:fs';
+import path from 'node:path';
 import { runScript } from '../lib/core/cli.ts';
 import { envFilePath } from '../lib/core/config.ts';
-import { UsageError } from '../lib/core/errors.ts';
+import { ConfigError, OpsError, UsageError } from '../lib/core/errors.ts';
 import { renderPlan, runPlan } from '../lib/core/exec.ts';
 import { detectComposeFlavor } from '../lib/tools/compose.ts';
 import { initOffsite, parseBackupOptions, planBackup, planUpkeep, renderBackup, renderUpkeep, type UpkeepResult } from '../lib/jobs/backup.ts';
@@ -40,9 +41,13 @@ await runScript({
   run: async (ctx): Promise<Result> => {
     const f = ctx.flags;
     const cfg = ctx.config('prod');
-    const repo = f['no-offsite'] ? undefined : await repoFromConfig(cfg);
+    // A broken offsite configuration (a password file missing or readable by others) must not cost
+    // the night's local backup: the backup runs, then the run fails with the configuration's error.
+    const repoOrError = f['no-offsite'] ? undefined : await repoFromConfig(cfg).catch((err: unknown) => (err instanceof OpsError ? err : Promise.reject(err)));
+    const repo = repoOrError instanceof OpsError ? undefined : repoOrError;
     const host = resticHostname();
     if (f['init-offsite'] || f.retention || f.check) {
+      if (repoOrError instanceof OpsError) throw repoOrError;
       if (!repo) throw new UsageError('There is no offsite repository: RESTIC_REPOSITORY is empty in .env.prod (or --no-offsite was given).', 'Set RESTIC_REPOSITORY and RESTIC_PASSWORD_FILE (docs/backup.md).');
       if (f['init-offsite']) return initOffsite(repo, ctx.ui);
       const subset = f['check-subset'] ?? cfg.vars.OFFSITE_CHECK_SUBSET;
@@ -63,13 +68,19 @@ await runScript({
       }, (r) => `${r.repository}: ${r.forget?.detail ?? ''} ${r.check ? `check ${r.check.ok ? 'OK' : 'FAILED'} ${r.check.figures}` : ''}`.trim());
     }
     const opts = parseBackupOptions(f);
-    if (!repo && !f['no-offsite']) ctx.ui.warn('No offsite copy: RESTIC_REPOSITORY is empty in .env.prod (docs/backup.md).');
+    if (!repoOrError && !f['no-offsite']) ctx.ui.warn('No offsite copy: RESTIC_REPOSITORY is empty in .env.prod (docs/backup.md).');
     const devCfg = existsSync(envFilePath('dev', ctx.settings.envDir)) ? ctx.config('dev') : undefined;
     const offsite = repo && { repo, host, edgeCredentialsDir: ctx.settings.credentialsDir, ...(devCfg && { devCfg }) };
     const flavor = opts.mode === 'compose' ? await detectComposeFlavor().catch(() => 'v2' as const) : 'v2';
     const plan = await planBackup(cfg, { ...opts, ui: ctx.ui, ...(offsite && { offsite }) }, flavor);
     if (ctx.dryRun) return { dryRun: true, plan: renderPlan(plan.steps) };
-    return withPings(f.ping, ctx.ui, () => runBackupPlan(plan, ctx.ui), (r) => `${r.file} ${r.bytes} bytes sha256 ${r.sha256}${r.offsite ? ` offsite ${r.offsite.snapshotId}` : ''}`);
+    return withPings(f.ping, ctx.ui, async () => {
+      const r = await runBackupPlan(plan, ctx.ui);
+      if (repoOrError instanceof OpsError) {
+        throw new ConfigError(`The local backup ${path.basename(r.file)} is made and rotated, but there is no offsite copy: ${repoOrError.message}`, [], repoOrError.hint);
+      }
+      return r;
+    }, (r) => `${r.file} ${r.bytes} bytes sha256 ${r.sha256}${r.offsite ? ` offsite ${r.offsite.snapshotId}` : ''}`);
   },
   render: (r) => ('plan' in r ? process.stdout.write(`${r.plan.join('\n')}\n`) : 'file' in r ? renderBackup(r) : 'locksCleared' in r ? renderUpkeep(r) : process.stdout.write(`created ${r.repository}\n`)),
 }, process.argv, process.env);

@@ -214,12 +214,15 @@ test('a wrong password: a clear error, exit 1, nothing written to the repository
   assert.match(r.stderr, /the password in \S+wrong-password does not open the repository/);
   assert.equal(await readdir(path.join(repo.files, 'snapshots')), before);
   assert.equal(await readdir(path.join(repo.files, 'locks')), []);
-  // A password file others can read is refused before restic runs (exit 2).
+  // A password file others can read is refused before restic runs (exit 2)...
   const loose = path.join(repo.dir, 'loose-password');
   await writeFile(loose, 'x\n', { mode: 0o644 });
-  const looseRun = await script('backup-prod', ['--direct', '--dir', path.join(sb.dir, 'b-wrong')], await envDirFor({ ...repo, passwordFile: loose }));
+  // It does not cost the night's local backup: that is made first.
+  const before2 = (await listBackups(path.join(sb.dir, 'b-wrong'))).length;
+  const looseRun = await script('backup-prod', ['--direct', '--dir', path.join(sb.dir, 'b-wrong'), '--keep', '5'], await envDirFor({ ...repo, passwordFile: loose }));
   assert.is(looseRun.code, 2);
-  assert.match(looseRun.stderr, /has mode 644; it must be 0600/);
+  assert.match(looseRun.stderr, /The local backup makapix-\d{8}-\d{6}\.dump is made and rotated, but there is no offsite copy: .*has mode 644; it must be 0600/);
+  assert.is((await listBackups(path.join(sb.dir, 'b-wrong'))).length, before2 + 1);
 });
 
 test('restic killed with SIGKILL mid-upload: the repository stays consistent (restic check --read-data), the stale lock is cleared by the next run', async () => {
