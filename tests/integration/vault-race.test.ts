@@ -1,16 +1,17 @@
-// The privilege-escalation race of issue 20: sync-vault-to-dev runs as root while EB's own
+// EB's vault as a hostile place (issue 20). The privilege-escalation race: sync-vault-to-dev runs as root while EB's own
 // containers (uid 1000) can write EB's vault. A uid-1000 racer swaps files and folders of the vault
 // for symlinks to root-only things outside it, between the sync's plan and its writes; whatever it
 // does, no file outside the vault may change owner, mode or content, and nothing may appear there.
+// And the names --prune must handle, and a link standing where a file should be.
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { spawn } from 'node:child_process';
-import { chmodSync, chownSync, lstatSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, chownSync, lstatSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { Writable } from 'node:stream';
 import { startSandbox, type TestSandbox } from '../harness/sandbox.ts';
 import { onExit } from '../../dev/cleanup.ts';
-import { expectedVaultFiles, samplePosts } from '../../dev/vault-fixture.ts';
+import { expectedVaultFiles, listTree, samplePosts } from '../../dev/vault-fixture.ts';
 import { runSyncVault, type SyncVaultSummary } from '../../lib/jobs/vault-sync.ts';
 import { OpsError } from '../../lib/core/errors.ts';
 import { envFilePath, loadEnvConfig } from '../../lib/core/config.ts';
@@ -22,11 +23,11 @@ const runs = Number(process.env.VAULT_RACE_RUNS ?? 16);
 let sb: TestSandbox;
 let expected: string[];
 
-async function sync(target: string): Promise<{ code: number; out?: SyncVaultSummary; error?: string }> {
+async function sync(target: string, prune = false): Promise<{ code: number; out?: SyncVaultSummary; error?: string }> {
   const stream = new Writable({ write: (_c, _e, done) => done() });
   const config = (env: 'prod' | 'dev') => loadEnvConfig(env, envFilePath(env, sb.envDir));
   try {
-    const out = await runSyncVault(config('prod'), config('dev'), { target, owner: '1000:1000', jobs: 8, link: false, checksum: false, prune: false, strict: false, dryRun: false, ui: new Ui({ tty: false, verbose: false, stream }), confirm: makeConfirm({ yes: true, tty: false }) });
+    const out = await runSyncVault(config('prod'), config('dev'), { target, owner: '1000:1000', jobs: 8, link: false, checksum: false, prune, strict: false, dryRun: false, ui: new Ui({ tty: false, verbose: false, stream }), confirm: makeConfirm({ yes: true, tty: false }) });
     return { code: 0, out };
   } catch (err) {
     if (!(err instanceof OpsError)) return { code: -1, error: String((err as Error).stack ?? err) };
@@ -112,6 +113,36 @@ test(`a uid-1000 racer swapping vault files and folders for symlinks never gets 
     assert.equal(changed, [], `run ${i + 1}: outside the vault, ${changed.map((k) => `${k}: ${before[k] ?? 'absent'} -> ${now[k] ?? 'absent'}`).join('; ')}`);
   }
   assert.ok(fixed > 0, `no run fixed an owner (exit codes: ${codes.join(',')}): the race never reached the fix`);
+});
+
+test('--prune removes what EA no longer has in a referenced folder, whatever the name: spaces, non-ASCII, not UTF-8', async () => {
+  const target = mkdtempSync(path.join(sb.dir, 'names-'));
+  assert.is((await sync(target)).code, 0);
+  const rel = expected.find((f) => f.endsWith('.png'))!;
+  const dir = path.join(target, path.dirname(rel));
+  const key = path.basename(rel).replace(/\.png$/, '');
+  const strays = [`${key} copy.png`, `${key}é.png`, `${key}_x4 (1).png`, `${key}.png.orig`];
+  for (const n of strays) writeFileSync(path.join(dir, n), 'EA removed this');
+  const notUtf8 = Buffer.concat([Buffer.from(`${dir}/${key}`), Buffer.from([0xff, 0xfe]), Buffer.from('.png')]);
+  writeFileSync(notUtf8, 'EA removed this too');
+  const r = await sync(target, true);
+  assert.is(r.code, 0, r.error);
+  assert.is(r.out!.pruned, strays.length + 1);
+  assert.equal(readdirSync(dir, { encoding: 'buffer' }).filter((b) => b.includes(Buffer.from(key)) && !expected.includes(`${path.dirname(rel)}/${b.toString()}`)), []);
+  assert.equal(listTree(target), expected);
+});
+
+test('a symlink to a folder where a file of a post should be is reported missing, not silently skipped', async () => {
+  const rel = expected.find((f) => f.endsWith('.png'))!;
+  const variant = path.join(sb.vaultProd, rel.replace(/\.png$/, '_x9.png'));
+  symlinkSync(path.dirname(path.join(sb.vaultProd, rel)), variant);
+  try {
+    const r = await sync(mkdtempSync(path.join(sb.dir, 'variant-')));
+    assert.is(r.code, 0, r.error);
+    assert.ok(r.out!.missingFirst.includes(rel.replace(/\.png$/, '_x9.png')), JSON.stringify(r.out!.missingFirst));
+  } finally {
+    rmSync(variant);
+  }
 });
 
 test.after(async () => {
