@@ -1,4 +1,4 @@
-/** Exit codes shared by every script (DESIGN.md: "How a script is built"). */
+/** Exit codes shared by every script: 0 done, 1 the job failed, 2 usage or configuration, 3 refused for safety. */
 export const Exit = { ok: 0, failed: 1, usage: 2, refused: 3 } as const;
 export type ExitCode = (typeof Exit)[keyof typeof Exit];
 

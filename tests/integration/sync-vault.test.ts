@@ -3,6 +3,7 @@
 import { test } from 'uvu';
 import { envFilePath, loadEnvConfig } from '../../lib/core/config.ts';
 import * as assert from 'uvu/assert';
+import { runEntry } from '../harness/server.ts';
 import { spawn, spawnSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, writeFileSync, statSync, rmSync, symlinkSync, mkdirSync, truncateSync, existsSync, readdirSync, unlinkSync } from 'node:fs';
 import path from 'node:path';
@@ -32,7 +33,7 @@ interface Run {
 
 /** Runs the entry by path, no TTY, from /, as cron would; the sandbox's env files configure it. */
 function syncCli(...args: string[]): Run {
-  const r = spawnSync(script, [...args, '--json'], { cwd: '/', env: { ...process.env, MAKAPIX_ENV_DIR: sb.envDir }, encoding: 'utf8', timeout: 120_000, stdio: ['ignore', 'pipe', 'pipe'] });
+  const r = runEntry('sync-vault-to-dev.ts', [...args, '--json'], { cwd: '/', env: { ...process.env, MAKAPIX_ENV_DIR: sb.envDir }, timeoutMs: 120_000 });
   let out: Run['out'];
   try {
     out = JSON.parse(r.stdout);
