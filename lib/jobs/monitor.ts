@@ -93,7 +93,9 @@ export const dockerArgs = {
 /** docker's output, or an error that becomes this check's UNKNOWN (never the whole run's failure). */
 async function dockerOutput(bin: string, args: readonly string[], timeoutMs: number): Promise<string> {
   const out = await docker(args, { bin, nothrow: true, timeoutMs });
-  if (!out.ok) throw new Error(`docker not available (${bin} ${args[0]}: ${out.stderr.trim().split('\n').pop() || 'failed'})`);
+  // 127: no such program.
+  const why = out.exitCode === 127 ? 'command not found' : out.stderr.trim().split('\n').pop() || `exit ${out.exitCode}`;
+  if (!out.ok) throw new Error(`docker not available (${bin} ${args[0]}: ${why})`);
   return out.stdout;
 }
 
