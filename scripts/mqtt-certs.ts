@@ -1,6 +1,6 @@
 #!/usr/bin/env -S sh -c 'exec "$(dirname "$0")/../bin/ts" "$0" "$@"'
 import { runScript } from '../lib/core/cli.ts';
-import { runMqttCerts, renderCertsResult } from '../lib/jobs/mqtt-certs.ts';
+import { certsExitCode, runMqttCerts, renderCertsResult } from '../lib/jobs/mqtt-certs.ts';
 import { defaultDays, keyAlgorithm } from '../lib/domain/pki.ts';
 
 await runScript({
@@ -16,4 +16,5 @@ await runScript({
   },
   run: (ctx) => runMqttCerts({ cfg: ctx.config(ctx.env!), positionals: ctx.positionals, days: ctx.flags.days, crlDays: ctx.flags['crl-days'], force: ctx.flags.force, dryRun: ctx.dryRun, confirm: ctx.confirm }),
   render: (r) => renderCertsResult(r),
+  exitCode: certsExitCode,
 }, process.argv, process.env);

@@ -1,6 +1,6 @@
 import { parseArgs } from 'node:util';
 import path from 'node:path';
-import { Exit, OpsError, UsageError, type ExitCode } from './errors.ts';
+import { Exit, OpsError, UsageError, systemError, type ExitCode } from './errors.ts';
 import { envFilePath, loadEnvConfig, parseEnvironment, type EnvConfig, type Environment } from './config.ts';
 import { settingsFrom, type Environ, type Settings } from './settings.ts';
 import { redact } from './secret.ts';
@@ -233,7 +233,8 @@ export async function executeCommand<F extends Record<string, FlagSpec>, R>(spec
     else spec.render?.(result, ctx);
     return spec.exitCode?.(result) ?? Exit.ok;
   } catch (err) {
-    const ops = err instanceof OpsError ? err : undefined;
+    // A system error on a folder (a full disk, a read-only mount...) is a sentence, not "Unexpected error".
+    const ops = err instanceof OpsError ? err : systemError(err);
     const message = redact(ops ? ops.message : `Unexpected error: ${err instanceof Error ? err.message : String(err)}`);
     const own = spec.onError?.(message);
     const code = own?.exitCode ?? ops?.exitCode ?? Exit.failed;

@@ -80,7 +80,9 @@ export async function runCredentialsJob(job: CredentialsJob): Promise<Credential
     const before = await readCurrent(file, job.scope);
     const now = (job.now?.() ?? new Date()).toISOString().replace(/\.\d{3}Z$/, 'Z');
     applyChange(before.users, asChange(change, ''), now, job.scope); // refuses before any prompt
-    const hash = change.action === 'remove' || job.dryRun ? '' : await hashPassword(validatePassword(await job.password()), job.cost);
+    // A dry run validates the password too (the same refusal as the real run); it only skips the hash.
+    const password = change.action === 'remove' ? undefined : validatePassword(await job.password());
+    const hash = password === undefined || job.dryRun ? '' : await hashPassword(password, job.cost);
     const users = applyChange(before.users, asChange(change, hash), now, job.scope);
     if (job.dryRun) return { scope: job.scope, file, users: publicView(users), changed: false, reloaded: false, note: 'dry run: nothing written' };
     const lockedHash = users.length ? '' : await hashPassword(generatePassword(), 10);
@@ -113,7 +115,8 @@ export async function runCredentialsJob(job: CredentialsJob): Promise<Credential
   };
   if (job.dryRun) return apply();
   await mkdir(job.dir, { recursive: true, mode: 0o700 });
-  return withLock(path.join(job.dir, '.gen-basic-auth.lock'), 'gen-basic-auth', apply);
+  // Two developers adding themselves at once: the second waits for the first instead of failing.
+  return withLock(path.join(job.dir, '.gen-basic-auth.lock'), 'gen-basic-auth', apply, { waitMs: 5000 });
 }
 
 export interface PasswordSources {

@@ -113,6 +113,11 @@ async function checkTarget(source: DatabaseIdentity, target: DatabaseIdentity, o
   if (sameDatabase(source, target)) {
     throw new SafetyError(`The target ${describeConnection(opts.target)} is the source database itself (cluster ${target.systemIdentifier}, database ${target.database}).`, 'Point --target-url (or .env.dev) at EB, never at EA.');
   }
+  // EB has its own PostgreSQL server by design: any database of EA's cluster (same system
+  // identifier), whatever its name, shares EA's disk, memory and WAL, and is refused.
+  if (source.systemIdentifier === target.systemIdentifier) {
+    throw new SafetyError(`The target ${describeConnection(opts.target)} is a database of EA's PostgreSQL cluster (system identifier ${target.systemIdentifier}, the source's own); EB must have its own server.`, "Point --target-url (or .env.dev's DB_PUBLISHED_HOST/PORT) at EB's PostgreSQL, never at EA's.");
+  }
   const devConn = connectionFor(opts.dev);
   let expected: DatabaseIdentity;
   if (devConn.host === opts.target.host && devConn.port === opts.target.port && devConn.database === opts.target.database) expected = target;

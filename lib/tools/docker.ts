@@ -74,6 +74,26 @@ export async function prepareEnvironment(cfg: EnvConfig): Promise<string[]> {
   return created;
 }
 
+/** True when a Docker engine answers (the CLI alone is not enough). */
+export async function dockerReachable(): Promise<boolean> {
+  return (await docker(['version', '--format', '{{.Server.Version}}'], { nothrow: true, timeoutMs: 15_000 })).ok;
+}
+
+/** `docker inspect` of one container: the first element of its JSON array. */
+export async function inspectContainer(id: string): Promise<unknown> {
+  return (JSON.parse((await docker(['inspect', id])).stdout) as unknown[])[0];
+}
+
+/**
+ * Logs in to PostgreSQL inside its own container, over the container's network address, with a
+ * password read from stdin (never argv). Over that address the server asks for the password: the
+ * official image trusts only the socket and the loopback.
+ */
+export function passwordLoginCommand(container: string, address: string, user: string, database: string): Command {
+  const script = 'IFS= read -r PGPASSWORD; export PGPASSWORD; exec psql -X -w -h "$1" -U "$2" -d "$3" -tAc "SELECT 1"';
+  return dockerCommand(['exec', '-i', container, 'sh', '-c', script, 'sh', address, user, database]);
+}
+
 /** A container as `docker inspect` reports it (running or stopped). */
 export interface SeenContainer {
   name: string;
