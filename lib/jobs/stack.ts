@@ -3,14 +3,14 @@
 // the one `docker compose` command line; the runner adds what Compose cannot do (the external
 // network and EB's vault folder must exist before `up`).
 import { JobError, SafetyError, UsageError } from '../core/errors.ts';
-import { detectComposeFlavor, edgeComposeCommand, edgeProject, runCompose } from '../tools/compose.ts';
+import { composeCommand, detectComposeFlavor, edgeComposeCommand, edgeProject, type ComposeFlavor } from '../tools/compose.ts';
 import { classifyLayout, edgeVolumes, planProject, upDecision, type Layout } from '../domain/layout.ts';
 import { ensureCredentials } from '../tools/caddy.ts';
 import { reloadCaddy } from '../tools/caddy.ts';
 import type { Settings } from '../core/settings.ts';
 import { ensureNetwork, ensureVolumes, edgeNetwork, listContainers, listVolumes, prepareEnvironment } from '../tools/docker.ts';
 import { compose } from '../tools/compose.ts';
-import { renderCommand, run, tail } from '../core/exec.ts';
+import { renderCommand, renderPlan, run, runPlan, tail, type Step } from '../core/exec.ts';
 import { projectName, type EnvConfig, type Environment } from '../core/config.ts';
 import type { Ui } from '../core/ui.ts';
 
@@ -84,21 +84,32 @@ export interface StackResult {
   created: string[];
 }
 
-/** Runs an action's plan; `up` and `rebuild` first make sure the network and folders exist. */
+/**
+ * An action as the steps that run: `up` and `rebuild` first check the host's layout and create what
+ * Compose cannot (the external network, EB's vault folder), then the compose calls. `--dry-run`
+ * prints these very steps.
+ */
+export function stackSteps(cfg: EnvConfig, action: StackAction, flavor: ComposeFlavor, o: { service?: string; ui: Ui; created: string[] }): Step[] {
+  const prepare: Step[] =
+    action === 'up' || action === 'rebuild'
+      ? [
+          { kind: 'task', title: `check what this host holds for ${projectName(cfg.env)}`, detail: 'docker inspect of every container; production refuses a layout it would damage (exit 3)', run: () => guardLayout(cfg, o.ui) },
+          { kind: 'task', title: 'create what Compose cannot', detail: `network ${edgeNetwork}${cfg.env === 'dev' ? ` and the vault folder ${cfg.vars.VAULT_HOST_PATH} (uid 1000)` : ''} when missing`, run: async () => void o.created.push(...(await prepareEnvironment(cfg))) },
+        ]
+      : [];
+  const calls: Step[] = stackPlan(cfg.env, action, o.service).map((s) => ({ kind: 'command', title: s.label, command: composeCommand(cfg, s.args, flavor), stream: s.stream }));
+  return [...prepare, ...calls];
+}
+
+/** Runs an action's steps (see stackSteps). */
 export async function runStack(cfg: EnvConfig, action: StackAction, opts: { service?: string; ui: Ui; dryRun?: boolean }): Promise<StackResult> {
-  const plan = stackPlan(cfg.env, action, opts.service);
-  const result: StackResult = { env: cfg.env, action, steps: plan.map((s) => `docker compose ${s.args.join(' ')}`), created: [] };
+  const created: string[] = [];
+  const steps = stackSteps(cfg, action, await detectComposeFlavor(), { ...opts, created });
+  const result: StackResult = { env: cfg.env, action, steps: renderPlan(steps), created };
   if (opts.dryRun) return result;
-  if (action === 'up' || action === 'rebuild') {
-    for (const w of cfg.warnings) opts.ui.warn(w);
-    await guardLayout(cfg, opts.ui);
-    result.created = await prepareEnvironment(cfg);
-  }
-  for (const c of result.created) opts.ui.info(`created ${c}`);
-  for (const step of plan) {
-    if (!step.stream) await opts.ui.run(step.label, () => compose(cfg, step.args));
-    else if ((await runCompose(cfg, step.args, { stream: true, nothrow: true })).exitCode !== 0) throw new JobError(`docker compose ${step.args[0]} failed for ${cfg.env}.`, 'Its output is above.');
-  }
+  if (action === 'up' || action === 'rebuild') for (const w of cfg.warnings) opts.ui.warn(w);
+  await runPlan(steps, opts.ui);
+  for (const c of created) opts.ui.info(`created ${c}`);
   return result;
 }
 

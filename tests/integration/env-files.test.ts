@@ -7,11 +7,11 @@ import * as assert from 'uvu/assert';
 import { mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { spawnSync } from 'node:child_process';
 import { envFilePath, loadEnvConfig, parseEnvFile } from '../../lib/core/config.ts';
 import { projectRoot } from '../../lib/core/paths.ts';
 import type { EnvFilesResult } from '../../lib/jobs/env-files.ts';
 import { onExit } from '../../dev/cleanup.ts';
+import { runEntry } from '../harness/server.ts';
 
 const work = mkdtempSync(path.join(tmpdir(), 'env-files-'));
 onExit(() => rmSync(work, { recursive: true, force: true }));
@@ -71,7 +71,7 @@ const base = ['--no-docker', '--app-dir', app, '--dev-app-dir', devApp, '--env-d
 const from = ['--from', path.join(stack, '.env.prod'), '--from', path.join(stack, '.env'), '--from', factsFile];
 
 function envFiles(args: string[]): { code: number | null; stdout: string; stderr: string; result?: EnvFilesResult } {
-  const r = spawnSync(path.join(projectRoot, 'scripts/env-files.ts'), [...args, '--json'], { encoding: 'utf8', timeout: 120_000, env: { ...process.env, MAKAPIX_ENV_DIR: '/nonexistent' } });
+  const r = runEntry('env-files.ts', [...args, '--json'], { timeoutMs: 120_000, env: { ...process.env, MAKAPIX_ENV_DIR: '/nonexistent' } });
   let result: EnvFilesResult | undefined;
   try {
     result = JSON.parse(r.stdout) as EnvFilesResult;
@@ -98,7 +98,7 @@ test("without EB's OAuth app: both files written (0600), EB's OAuth listed to fi
   firstDev = valuesOf(envFilePath('dev', envDir));
   const devSecrets = ['DB_ADMIN_PASSWORD', 'DB_API_WORKER_PASSWORD', 'MQTT_PASSWORD', 'JWT_SECRET_KEY', 'MAKAPIX_IP_HASH_SALT'].map((k) => firstDev.get(k)!);
   assert.equal(noSecretIn(r.stdout + r.stderr, [...eaSecrets, ...devSecrets]), []);
-  const human = spawnSync(path.join(projectRoot, 'scripts/env-files.ts'), [...base, ...from, '--dry-run', '--force'], { encoding: 'utf8' });
+  const human = runEntry('env-files.ts', [...base, ...from, '--dry-run', '--force'], { timeoutMs: 120_000 });
   assert.is(human.status, 2);
   assert.match(human.stdout, /To fill before anything runs/);
   // Variables of the app's files the schema lacks are named, not silently dropped.

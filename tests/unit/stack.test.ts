@@ -1,6 +1,9 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { parseStackAction, stackPlan } from '../../lib/jobs/stack.ts';
+import { parseStackAction, stackPlan, stackSteps } from '../../lib/jobs/stack.ts';
+import { renderPlan } from '../../lib/core/exec.ts';
+import { Ui } from '../../lib/core/ui.ts';
+import type { EnvConfig } from '../../lib/core/config.ts';
 
 test('stackPlan: rebuild builds before it recreates; down keeps volumes; rebuild refuses prod', () => {
   assert.equal(stackPlan('dev', 'rebuild').map((s) => s.args), [['build'], ['up', '-d']]);
@@ -22,6 +25,17 @@ test('no action ever removes containers the toolkit does not define (no --remove
 test('parseStackAction names the valid actions', () => {
   assert.is(parseStackAction('up'), 'up');
   assert.throws(() => parseStackAction('start'), /one of up, down, logs, ps, rebuild/);
+});
+
+test('the dry-run plan is the steps that run: the layout check, then the full compose command lines', () => {
+  const cfg = { env: 'dev', file: '/opt/ops/compose/.env.dev', vars: { VAULT_HOST_PATH: '/mnt/vault-dev' }, warnings: [] } as unknown as EnvConfig;
+  const steps = stackSteps(cfg, 'rebuild', 'v1', { service: 'api', ui: new Ui({ tty: false, verbose: false }), created: [] });
+  assert.equal(steps.map((s) => s.kind), ['task', 'task', 'command', 'command']);
+  const plan = renderPlan(steps);
+  assert.match(plan[1]!, 'network caddy_net and the vault folder /mnt/vault-dev (uid 1000) when missing');
+  assert.match(plan[2]!, /^3\. build dev images: docker-compose -f \S+\/compose\/docker-compose\.yml -f \S+\/compose\/docker-compose\.dev\.yml --env-file \/opt\/ops\/compose\/\.env\.dev -p makapix-dev build api$/);
+  assert.match(plan[3]!, / -p makapix-dev up -d api$/);
+  assert.equal(renderPlan(stackSteps(cfg, 'ps', 'v2', { ui: new Ui({ tty: false, verbose: false }), created: [] })).length, 1);
 });
 
 test.run();
