@@ -43,7 +43,7 @@ test.before(async () => {
     const r = await w.script('stack.ts', ['up', '--env', env]);
     assert.is(r.code, 0, `up ${env}: ${r.stderr}`);
   }
-  const edge = await w.script('stack.ts', ['up-edge'], edgeEnv(ports, w.images.vault));
+  const edge = await w.script('stack.ts', ['up-edge'], edgeEnv(ports, w.images.vault, w.root));
   assert.is(edge.code, 0, `up-edge: ${edge.stderr}`);
   for (let i = 0; i < 60 && (await get(ports.https, 'makapix.club', '/api/health')).status !== 200; i++) await new Promise((r) => setTimeout(r, 500));
 });
@@ -70,6 +70,19 @@ test('EB: 401 without credentials (noindex on it too), served with a developer\'
   assert.match(page.body, 'fetch("https://development.makapix.club/api/items")');
   const items = await get(ports.https, 'development.makapix.club', '/api/items', developer, 10_000);
   assert.is(items.status, 200);
+});
+
+test('EA\'s vault: artwork served, the restricted /mkpx/* answers 404 (the file exists)', async () => {
+  const vault = path.join(w.root, 'vault-prod');
+  mkdirSync(path.join(vault, 'ab', 'cd'), { recursive: true });
+  mkdirSync(path.join(vault, 'mkpx'), { recursive: true });
+  writeFileSync(path.join(vault, 'ab', 'cd', 'art.png'), 'png');
+  writeFileSync(path.join(vault, 'mkpx', 'layers.mkpx'), 'secret layers');
+  const art = await get(ports.https, 'vault.makapix.club', '/ab/cd/art.png');
+  assert.is(art.status, 200, art.error ?? art.body);
+  const restricted = await get(ports.https, 'vault.makapix.club', '/mkpx/layers.mkpx');
+  assert.is(restricted.status, 404);
+  assert.not.match(restricted.body, 'secret layers');
 });
 
 test('the api runs in /workspace/api without the reloader; alembic and the test runner work from there', async () => {
