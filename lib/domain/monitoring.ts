@@ -2,6 +2,7 @@
 // what the probes measured (lib/jobs/monitor.ts measures; verify --pre reuses the backup judgement).
 import { UsageError } from '../core/errors.ts';
 import { formatBytes } from '../core/ui.ts';
+import { defaultOffsiteThresholds, evaluateOffsite, type OffsiteStatus } from './offsite.ts';
 import type { CertificateInfo } from '../tools/probe.ts';
 import type { CrlLoad } from './pki.ts';
 
@@ -13,7 +14,7 @@ export const nagiosExit = { OK: 0, WARNING: 1, CRITICAL: 2, UNKNOWN: 3 } as cons
 const severity: Record<Status, number> = { OK: 0, UNKNOWN: 1, WARNING: 2, CRITICAL: 3 };
 export const worst = (statuses: Iterable<Status>): Status => [...statuses].reduce<Status>((a, b) => (severity[b] > severity[a] ? b : a), 'OK');
 
-export const checkNames = ['latency', 'connections', 'disk', 'containers', 'certs', 'backup'] as const;
+export const checkNames = ['latency', 'connections', 'disk', 'containers', 'certs', 'backup', 'offsite'] as const;
 export type CheckName = (typeof checkNames)[number];
 
 export interface Item {
@@ -51,6 +52,8 @@ export const defaultThresholds = {
   /** Backups run daily: one schedule plus two hours of slack, then two missed runs. */
   'backup-warn-hours': 26,
   'backup-crit-hours': 50,
+  /** The offsite copy (./offsite.ts): newest snapshot's age, days since the last good check. */
+  ...defaultOffsiteThresholds,
 };
 export type Thresholds = typeof defaultThresholds;
 export type ThresholdKey = keyof Thresholds;
@@ -63,7 +66,7 @@ export function parseThresholds(values: readonly string[]): Thresholds {
     if (!m || !(m[1]! in t)) throw new UsageError(`--threshold ${JSON.stringify(v)} is not key=number with a known key.`, `Known keys: ${Object.keys(t).join(', ')}.`);
     t[m[1] as ThresholdKey] = Number(m[2]);
   }
-  for (const [warn, crit] of [['latency-warn-ms', 'latency-crit-ms'], ['connections-warn-pct', 'connections-crit-pct'], ['disk-warn-pct', 'disk-crit-pct'], ['backup-warn-hours', 'backup-crit-hours']] as const) {
+  for (const [warn, crit] of [['latency-warn-ms', 'latency-crit-ms'], ['connections-warn-pct', 'connections-crit-pct'], ['disk-warn-pct', 'disk-crit-pct'], ['backup-warn-hours', 'backup-crit-hours'], ['offsite-warn-hours', 'offsite-crit-hours']] as const) {
     if (t[warn] > t[crit]) throw new UsageError(`--threshold ${warn}=${t[warn]} is above ${crit}=${t[crit]}.`, 'A warning must come before the critical level.');
   }
   if (t['crl-warn-days'] < t['crl-crit-days']) throw new UsageError(`--threshold crl-warn-days=${t['crl-warn-days']} is below crl-crit-days=${t['crl-crit-days']}.`, 'A warning must come before the critical level.');
@@ -217,6 +220,12 @@ export interface BackupCandidate {
   finishedAt?: Date;
   /** Why it does not count: no manifest, a size or checksum that differs, damaged bytes... */
   problem?: string;
+}
+
+/** The offsite copy from what backup-prod recorded (status undefined: none or unreadable); not configured is a WARNING. */
+export function evaluateOffsiteCopy(configured: boolean, status: OffsiteStatus | undefined, now: Date, t: Thresholds): Evaluated {
+  const items: Item[] = configured ? evaluateOffsite(status, now, t) : [{ status: 'WARNING', label: 'offsite', detail: 'no offsite copy is configured (RESTIC_REPOSITORY in .env.prod)' }];
+  return checkOf('offsite', items, (s) => worstItems(items, s, items.map((i) => `${i.label} ${i.detail}`).join('; ')));
 }
 
 export type BackupMeasure = { dir: string; backups: readonly BackupCandidate[] } | { dir: string; error: string; missing?: boolean };

@@ -12,7 +12,8 @@ import { connect, connectionFor, describeConnection } from '../tools/database.ts
 import { projectName } from '../core/config.ts';
 import { certificatesIn, httpRequest, peerCertificate, type ResolveMap } from '../tools/probe.ts';
 import type { Ui } from '../core/ui.ts';
-import { type CheckName, type CheckResult, type Thresholds, type Evaluated, type LatencySample, evaluateLatency, type ConnectionsMeasure, evaluateConnections, type DiskMeasure, diskUsage, evaluateDisk, type ContainerMeasure, evaluateContainers, type CertMeasure, evaluateCerts, evaluateBackup, type MonitorResult, summarize } from '../domain/monitoring.ts';
+import { type CheckName, type CheckResult, type Thresholds, type Evaluated, type LatencySample, evaluateLatency, type ConnectionsMeasure, evaluateConnections, type DiskMeasure, diskUsage, evaluateDisk, type ContainerMeasure, evaluateContainers, type CertMeasure, evaluateCerts, evaluateBackup, evaluateOffsiteCopy, type MonitorResult, summarize } from '../domain/monitoring.ts';
+import { offsitePaths, parseOffsiteStatus } from '../domain/offsite.ts';
 import { probeBackup } from '../tools/backup-store.ts';
 import { sendPing } from '../tools/healthcheck.ts';
 import { certsLayout, crlLoadState } from '../domain/pki.ts';
@@ -93,7 +94,9 @@ export const dockerArgs = {
 /** docker's output, or an error that becomes this check's UNKNOWN (never the whole run's failure). */
 async function dockerOutput(bin: string, args: readonly string[], timeoutMs: number): Promise<string> {
   const out = await docker(args, { bin, nothrow: true, timeoutMs });
-  if (!out.ok) throw new Error(`docker not available (${bin} ${args[0]}: ${out.stderr.trim().split('\n').pop() || 'failed'})`);
+  // 127: no such program.
+  const why = out.exitCode === 127 ? 'command not found' : out.stderr.trim().split('\n').pop() || `exit ${out.exitCode}`;
+  if (!out.ok) throw new Error(`docker not available (${bin} ${args[0]}: ${why})`);
   return out.stdout;
 }
 
@@ -248,6 +251,8 @@ export async function runMonitor(o: MonitorOptions): Promise<Omit<MonitorResult,
     },
     certs: async () => evaluateCerts(await probeCerts(o, timeoutMs), now(), t),
     backup: async () => evaluateBackup(await probeBackup(o.prod.vars.BACKUP_DIR), now(), t),
+    // What backup-prod's offsite runs recorded beside the backups: no network call every 5 minutes.
+    offsite: async () => evaluateOffsiteCopy(Boolean(o.prod.vars.RESTIC_REPOSITORY), parseOffsiteStatus(await readFile(offsitePaths(o.prod.vars.BACKUP_DIR).status, 'utf8').catch(() => '')), now(), t),
   };
   const checks = await Promise.all(
     o.only.map(async (name): Promise<CheckResult> => {

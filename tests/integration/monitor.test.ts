@@ -259,7 +259,7 @@ test('the script exits like a Nagios plugin, pings on failure, and calls a usage
   const usage = await monitorScript(env.dir, ['--only', 'everything']);
   assert.is(usage.code, 3);
   assert.match(usage.stdout, /^MONITOR UNKNOWN - --only "everything" is not a check\.\n$/);
-  assert.match(usage.stderr, /Checks: latency, connections, disk, containers, certs, backup\./);
+  assert.match(usage.stderr, /Checks: latency, connections, disk, containers, certs, backup, offsite\./);
   const badPing = await monitorScript(env.dir, ['--only', 'backup', '--ping', 'ftp://example.org/x']);
   assert.is(badPing.code, 3);
   assert.match(badPing.stdout, /^MONITOR UNKNOWN - --ping ftp:\/\/example\.org\/x must be an http\(s\) URL\./);
