@@ -6,7 +6,7 @@ import { sampleDataToDev, describeReport, optionsFromFlags } from '../lib/jobs/s
 await runScript({
   name: 'sample-data-to-dev',
   summary: "Replace EB's database with an anonymized, referentially whole PCT % sample of EA's (one transaction).",
-  details: 'Source: .env.prod (or --source-url), target: .env.dev (or --target-url, which must be that same EB database).\nExamples: sample-data-to-dev --pct 10 --dry-run; sample-data-to-dev --pct 5 --seed 42 --users 12 --yes --json\nExit 2 also when a sensitive-looking column has no anonymization rule (docs/sample-data.md).',
+  details: 'Source: .env.prod (or --source-url), target: .env.dev (or --target-url, which must be that same EB database).\nExamples: sample-data-to-dev --pct 10 --dry-run; sample-data-to-dev --pct 5 --seed 42 --users 12 --yes --json\nExit 2 also when a sensitive-looking column has no anonymization rule, or the configuration names what the schema lacks (docs/sample-data.md).',
   common: ['dry-run', 'yes', 'json'],
   flags: {
     pct: { type: 'string', value: 'N', description: "percentage of EA's users to pick, in (0, 100]", default: '10' },
@@ -16,6 +16,7 @@ await runScript({
     'schema-from-prod': { type: 'boolean', description: "recreate EB's schema from EA's first (when they differ)" },
     'source-url': { type: 'string', value: 'url', description: 'EA as postgresql://user@host:port/db (password: PGPASSWORD)' },
     'target-url': { type: 'string', value: 'url', description: 'EB as postgresql://user@host:port/db' },
+    config: { type: 'string', value: 'file', description: 'the sampling configuration (default: config/sampling.ts, the real app at its Alembic head)' },
   },
   run: (ctx) => sampleDataToDev({ ...optionsFromFlags(ctx.flags, (env) => loadEnvConfig(env)), dryRun: ctx.dryRun, ui: ctx.ui, confirm: ctx.confirm }),
   render: (r) => process.stdout.write(`${describeReport(r).join('\n')}\n`),

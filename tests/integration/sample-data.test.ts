@@ -15,9 +15,9 @@ import { freePort } from '../../dev/ports.ts';
 import { pgBin, type Cluster } from '../../dev/cluster.ts';
 import { loadEnvConfig } from '../../lib/core/config.ts';
 import { Ui } from '../../lib/core/ui.ts';
-import { sampleDataToDev, type SampleDataReport } from '../../lib/jobs/sample-data.ts';
-import { makapixSampling } from '../../lib/domain/sampling.ts';
-import { fakeEmail, makapixRules } from '../../lib/domain/anonymize.ts';
+import { sampleDataToDev, sandboxSamplingConfigFile, type SampleDataReport } from '../../lib/jobs/sample-data.ts';
+import sandboxSampling from '../../dev/sandbox-sampling.ts';
+import { fakeEmail } from '../../lib/domain/anonymize.ts';
 import { projectRoot } from '../../lib/core/paths.ts';
 
 const USERS = 2000;
@@ -64,10 +64,10 @@ function copyEnv(from: string, dir: string, env: 'prod' | 'dev', vars: Record<st
   }
 }
 
-/** Runs the real entry (exit code, stdout, stderr), as cron or make would. */
+/** Runs the real entry (exit code, stdout, stderr), as cron or make would, with the sandbox schema's configuration. */
 function run(args: string[], envDir = w.envDir, timeoutMs = 120_000): Promise<{ code: number | null; stdout: string; stderr: string }> {
   return new Promise((resolve) => {
-    const child = spawn(script, args, { env: { ...process.env, MAKAPIX_ENV_DIR: envDir }, stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawn(script, [...args, '--config', sandboxSamplingConfigFile], { env: { ...process.env, MAKAPIX_ENV_DIR: envDir }, stdio: ['ignore', 'pipe', 'pipe'] });
     let stdout = '';
     let stderr = '';
     child.stdout.on('data', (d) => (stdout += d));
@@ -318,9 +318,12 @@ test('genericity: a new table with a foreign key to posts is sampled; a new cont
   const stopped = await run(['--pct', String(PCT), '--seed', '1', '--yes']);
   assert.is(stopped.code, 2, stopped.stderr);
   assert.match(stopped.stderr, /users\.contact_email/);
+  // The hint names the file to edit: the configuration, never lib/.
+  assert.match(stopped.stderr, /dev\/sandbox-sampling\.ts/);
+  assert.not.match(stopped.stderr, /lib\//);
   assert.is(await checksum(w.eb, 'makapix_dev'), before, 'EB changed although the run stopped');
-  // The same run with a rule for the new column (lib/domain/anonymize.ts would get one line).
-  const config = { ...makapixSampling, rules: { ...makapixRules, columns: { ...makapixRules.columns, 'users.contact_email': fakeEmail } } };
+  // The same run with a rule for the new column (the configuration file would get one line).
+  const config = { ...sandboxSampling, rules: { ...sandboxSampling.rules, columns: { ...sandboxSampling.rules.columns, 'users.contact_email': fakeEmail } } };
   const quiet = new Ui({ tty: false, verbose: false, stream: new Writable({ write: (_c, _e, done) => done() }) });
   const dev = loadEnvConfig('dev', path.join(w.envDir, '.env.dev'));
   const result = await sampleDataToDev({
@@ -333,6 +336,7 @@ test('genericity: a new table with a foreign key to posts is sampled; a new cont
     excludeBanned: false,
     schemaFromProd: false,
     dryRun: false,
+    configFile: sandboxSamplingConfigFile,
     config,
     ui: quiet,
     confirm: async () => undefined,

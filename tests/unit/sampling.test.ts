@@ -1,8 +1,9 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { combinedCopy, planSampling, makapixSampling, PlanError, UnruledColumnsError, type SamplingConfig, type SampleOptions, type TablePlan } from '../../lib/domain/sampling.ts';
+import { combinedCopy, planSampling, PlanError, UnruledColumnsError, type SamplingConfig, type SampleOptions, type TablePlan } from '../../lib/domain/sampling.ts';
 import type { Catalog, Column, ForeignKey, Table } from '../../lib/tools/catalog.ts';
-import { keep, makapixRules } from '../../lib/domain/anonymize.ts';
+import { keep } from '../../lib/domain/anonymize.ts';
+import sandboxSampling from '../../dev/sandbox-sampling.ts';
 import { connectionFromUrl, parsePct, parseSeed, parseUsers, schemaDifferences } from '../../lib/jobs/sample-data.ts';
 import { UsageError } from '../../lib/core/errors.ts';
 
@@ -39,8 +40,8 @@ const base = (): Partial<Table>[] => [
   { name: 'refresh_tokens', columns: [col('id', 'uuid', false), col('user_id', 'integer', false), col('token_hash', 'text', false)], foreignKeys: [fk('refresh_tokens', 'user_id', 'users')] },
   { name: 'alembic_version', primaryKey: ['version_num'], columns: [col('version_num', 'character varying(32)', false)] },
 ];
-const rules = { ...makapixRules, credentialTables: [], columns: { 'users.email': makapixRules.columns['users.email']!, 'players.id': keep } };
-const config: SamplingConfig = { ...makapixSampling, policies: {}, implicitReferences: {}, rules };
+const rules = { ...sandboxSampling.rules, emptyTables: ['refresh_tokens'], credentialTables: [], columns: { 'users.email': sandboxSampling.rules.columns['users.email']!, 'players.id': keep } };
+const config: SamplingConfig = { ...sandboxSampling, banned: [sandboxSampling.banned[0]!], policies: {}, implicitReferences: {}, requireOneOf: {}, secrets: [], rules };
 const options: SampleOptions = { pct: 10, seed: 42, users: [], excludeBanned: false };
 const anonymization = { salt: 's', passwordHash: 'h' };
 const plan = (over: { tables?: Partial<Table>[]; config?: Partial<SamplingConfig>; options?: Partial<SampleOptions> } = {}) =>
@@ -84,6 +85,62 @@ test('default policy per foreign key', () => {
   for (const [t, key, policy] of cases) assert.is(tableOf(p, t).references.find((r) => r.key === key)?.policy, policy, key);
   // A reference to a lookup table is no decision at all.
   assert.not.ok(tableOf(p, 'posts').references.some((r) => r.key === 'posts.license_id'));
+});
+
+test('defaults that suit any schema: a nullable NO ACTION pointer beside the owner is nulled; a row that is a user\'s is never re-pointed', () => {
+  const tables = [
+    ...base().filter((t) => t.name !== 'players'),
+    // The app's players: owner NO ACTION, current post NO ACTION (api/app/models.py).
+    { name: 'players', columns: [col('id', 'uuid', false), col('owner_id'), col('current_post_id')], foreignKeys: [fk('players', 'owner_id', 'users', 'no action'), fk('players', 'current_post_id', 'posts', 'no action')] },
+    { name: 'user_highlights', columns: [col('id', 'integer', false), col('user_id', 'integer', false), col('post_id', 'integer', false)], foreignKeys: [fk('user_highlights', 'user_id', 'users', 'no action'), fk('user_highlights', 'post_id', 'posts')] },
+    // A report's only way in is its reporter: still a drop.
+    { name: 'reports', columns: [col('id', 'uuid', false), col('reporter_id')], foreignKeys: [fk('reports', 'reporter_id', 'users', 'no action')] },
+  ];
+  const p = plan({ tables });
+  const cases: [string, string, string][] = [
+    ['players', 'players.owner_id', 'drop'],
+    ['players', 'players.current_post_id', 'null'],
+    ['user_highlights', 'user_highlights.user_id', 'drop'],
+    ['user_highlights', 'user_highlights.post_id', 'drop'],
+    ['reports', 'reports.reporter_id', 'drop'],
+  ];
+  for (const [t, key, policy] of cases) assert.is(tableOf(p, t).references.find((r) => r.key === key)?.policy, policy, key);
+});
+
+test('every name the configuration gives must exist: tables, columns, keys (the stale deactivated_at is an error)', () => {
+  const cases: [Partial<SamplingConfig>, RegExp][] = [
+    [{ banned: [{ column: 'deactivated_at', when: 'deactivated_at IS NOT NULL' }] }, /banned condition on users\.deactivated_at: no such column/],
+    [{ tables: { site_events: 'skip' } }, /table mode: no table site_events/],
+    [{ policies: { 'players.current_post': 'null' } }, /policy for players\.current_post: no such column/],
+    [{ policies: { 'gone.user_id': 'null' } }, /policy for gone\.user_id: no table gone/],
+    [{ policies: { 'posts.title': 'null' } }, /policy for posts\.title: no foreign key starts at that column/],
+    [{ implicitReferences: { 'playlists.post_ids': 'posts' } }, /implicit reference playlists\.post_ids: no table playlists/],
+    [{ rules: { ...rules, columns: { ...rules.columns, 'users.website': keep } } }, /anonymization rule for users\.website: no such column/],
+    [{ rules: { ...rules, emptyTables: ['player_tokens'] } }, /anonymization table list: no table player_tokens/],
+    [{ requireOneOf: { reactions: ['user_id', 'user_ip'] } }, /requireOneOf reactions\.user_ip: no such column/],
+    [{ secrets: ['players.key_pem'] }, /secret source players\.key_pem: no such column/],
+  ];
+  for (const [c, expected] of cases) assert.throws(() => plan({ config: c }), (e: unknown) => e instanceof PlanError && expected.test(e.message), JSON.stringify(c));
+});
+
+test('collisions on re-pointing: a primary key (post_id, user_id, emoji) is handled like a unique index; an app invariant marks rows -2', () => {
+  const tables = [
+    ...base().filter((t) => t.name !== 'reactions'),
+    {
+      name: 'reactions',
+      primaryKey: ['post_id', 'user_id', 'emoji'],
+      columns: [col('post_id', 'integer', false), col('user_id', 'integer', false), col('emoji', 'text', false)],
+      foreignKeys: [fk('reactions', 'post_id', 'posts'), fk('reactions', 'user_id', 'users', 'no action')],
+    },
+  ];
+  const p = plan({ tables, config: { policies: { 'reactions.user_id': 'repoint' } } });
+  const reactions = sqlOf(tableOf(p, 'reactions'));
+  assert.match(reactions, /row_number\(\) OVER \(PARTITION BY "post_id", "user_id", "emoji" ORDER BY/);
+  // user_id is NOT NULL (part of the key): a clashing stand-in drops the row instead of nulling it.
+  assert.match(reactions, /WHERE NOT \(\(\(__rn0 > 1 AND/);
+  const withIp = [...base().filter((t) => t.name !== 'reactions'), { ...base().find((t) => t.name === 'reactions')!, columns: [...base().find((t) => t.name === 'reactions')!.columns!, col('user_ip', 'text')] }];
+  const inv = plan({ tables: withIp, config: { requireOneOf: { reactions: ['user_id', 'user_ip'] }, rules: { ...rules, columns: { ...rules.columns, 'reactions.user_ip': keep } } } });
+  assert.match(sqlOf(tableOf(inv, 'reactions')), /CASE WHEN "user_id" IS NULL AND "user_ip" IS NULL THEN -2 ELSE "__flags" END::bigint/);
 });
 
 test('the pick: PCT as a hash threshold, named users, --exclude-banned', () => {
