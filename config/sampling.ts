@@ -68,6 +68,8 @@ const config: SamplingConfig = {
       'users.bio': scrub(),
       'users.tagline': scrub(),
       'users.website': nulled,
+      // Tags, not digests ("hash" is in the name).
+      'users.approved_hashtags': keep,
       // A provider's avatar URL names the person there; the app's own (vault) avatars stay.
       'users.avatar_url': sql(`CASE WHEN avatar_url ~* '^https?://([a-z0-9-]+\\.)*(githubusercontent|googleusercontent|gravatar)\\.com' THEN NULL ELSE avatar_url END`),
       // ---- auth_identities (a credential table: every column)
@@ -84,6 +86,8 @@ const config: SamplingConfig = {
       'posts.storage_key': keep,
       // The artwork file's digest (duplicate detection), not a secret.
       'posts.hash': keep,
+      'posts.hashtags': keep,
+      'posts.mod_hashtags': keep,
       'posts.title': scrub(),
       'posts.description': scrub(),
       'posts.source_details': scrub(),

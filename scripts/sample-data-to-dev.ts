@@ -14,6 +14,7 @@ await runScript({
     users: { type: 'string', value: 'ids', description: 'user ids always included, e.g. 12,34' },
     'exclude-banned': { type: 'boolean', description: 'never pick banned or deactivated users (named ones stay)' },
     'schema-from-prod': { type: 'boolean', description: "recreate EB's schema from EA's first (when they differ)" },
+    direct: { type: 'boolean', description: "with --schema-from-prod: run the host's pg_dump against EA's address, not the one in EA's db container" },
     'source-url': { type: 'string', value: 'url', description: 'EA as postgresql://user@host:port/db (password: PGPASSWORD)' },
     'target-url': { type: 'string', value: 'url', description: 'EB as postgresql://user@host:port/db' },
     config: { type: 'string', value: 'file', description: 'the sampling configuration (default: config/sampling.ts, the real app at its Alembic head)' },

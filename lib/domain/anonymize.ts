@@ -15,8 +15,9 @@ import type { Column, Table } from '../tools/catalog.ts';
  * - password: the bcrypt hash of DEV_LOGIN_PASSWORD, or of a random password nobody knows
  * - null: emptied (nullable columns only)
  * - sql: any SQL expression over the row's (already re-pointed) column names, e.g. `'{}'::jsonb`
- * - scrub: free text or JSON kept, but the e-mail addresses, IP addresses and identity-carrying URLs
- *   (and, when asked, UUIDs: device keys inside a JSON payload) in it replaced by fixed stand-ins
+ * - scrub: free text or JSON kept, but the PEM blocks, e-mail addresses, IP addresses and
+ *   identity-carrying URLs (and, when asked, UUIDs: device keys inside a JSON payload) in it
+ *   replaced by fixed stand-ins
  */
 export type Rule =
   | { kind: 'keep' }
@@ -142,6 +143,7 @@ export const scrubbed = {
   email: 'redacted@example.invalid',
   ip: '192.0.2.0',
   url: 'https://example.invalid/',
+  pem: '[key material removed]',
   uuid: '00000000-0000-0000-0000-000000000000',
 } as const;
 
@@ -152,12 +154,15 @@ export const scrubPatterns = {
   ipv4: '\\m([0-9]{1,3}\\.){3}[0-9]{1,3}\\M',
   ipv6: `\\m((${hex}{1,4}:){7}${hex}{1,4}|(${hex}{1,4}:){1,7}:(${hex}{1,4}(:${hex}{1,4}){0,6})?)`,
   uuid: `${hex}{8}-${hex}{4}-${hex}{4}-${hex}{4}-${hex}{12}`,
+  // Non-greedy from its first quantifier on (PostgreSQL gives a whole pattern that one's greed): one block at a time.
+  pem: '-----BEGIN [A-Z0-9 ]+?-----.*?-----END [A-Z0-9 ]+?-----',
   url: (hosts: readonly string[]) => `https?://(${hosts.join('|')})(:[0-9]+)?(/[^[:space:]"'<>\\\\]*)?`,
 } as const;
 
 /** The scrub of one text value `expr`: one regexp_replace per kind of finding. */
 function scrubText(expr: string, uuids: boolean, hosts: readonly string[]): string {
-  let out = expr;
+  // Key material first: its base64 could hold what the later patterns would half-replace.
+  let out = `regexp_replace(${expr}, ${lit(scrubPatterns.pem)}, ${lit(scrubbed.pem)}, 'g')`;
   if (hosts.length) out = `regexp_replace(${out}, ${lit(scrubPatterns.url(hosts))}, ${lit(scrubbed.url)}, 'gi')`;
   out = `regexp_replace(${out}, ${lit(scrubPatterns.email)}, ${lit(scrubbed.email)}, 'g')`;
   out = `regexp_replace(${out}, ${lit(scrubPatterns.ipv4)}, ${lit(scrubbed.ip)}, 'g')`;

@@ -163,6 +163,7 @@ export class TableDemux extends Writable {
   async #drain(): Promise<void> {
     try {
       for (;;) {
+        if (this.#failed) return;
         const item = this.#queue.shift();
         if (!item) {
           // Nothing to load and no COPY open: the sinks' connection is free until EA sends more.
@@ -178,8 +179,12 @@ export class TableDemux extends Writable {
         }
         if (!this.#sink) {
           const stream = this.#hooks.open(item.table);
-          // A sink that fails (EB refused a row) fails the whole stream.
-          stream.on('error', (err) => this.destroy(err));
+          // A sink that fails (EB refused a row) fails the whole stream, and is never written or
+          // ended again: its connection may already be gone.
+          stream.on('error', (err) => {
+            this.#failed ??= err;
+            this.destroy(this.#failed);
+          });
           this.#sink = { table: item.table, stream };
         }
         this.#hooks.rows?.(item.table, item.rows);
@@ -198,6 +203,7 @@ export class TableDemux extends Writable {
   }
 
   async #close(table: number): Promise<void> {
+    if (this.#failed) return;
     if (this.#sink) {
       this.#sink.stream.end();
       await finished(this.#sink.stream);

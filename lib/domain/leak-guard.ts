@@ -74,7 +74,9 @@ function scanTokens(s: string, kinds: ReadonlySet<Kind>, found: (kind: Kind, tok
     }
   if (kinds.has('digits'))
     for (const m of matches(digitsAnchor, s)) {
-      if (m.index + m[0].length < s.length && isDigit(s.charCodeAt(m.index + m[0].length))) continue;
+      // Digits that end a path segment (`/u/12345678?v=4`), not the start of a word (`/5230e1…`).
+      const next = m.index + m[0].length < s.length ? s.charCodeAt(m.index + m[0].length) : 0;
+      if (isDigit(next) || isLocal(next)) continue;
       if (found('digits', m[1]!, m.index + 1)) return true;
     }
   if (kinds.has('pem'))
@@ -90,7 +92,9 @@ function scanTokens(s: string, kinds: ReadonlySet<Kind>, found: (kind: Kind, tok
   return false;
 }
 
-const allKinds: ReadonlySet<Kind> = new Set(['email', 'uuid', 'ipv4', 'ipv6', 'digits', 'pem']);
+/** The kinds read out of an EA value; a numeric id is only ever a whole value (see add). */
+const valueKinds: ReadonlySet<Kind> = new Set(['email', 'uuid', 'ipv4', 'ipv6']);
+const pemOnly: ReadonlySet<Kind> = new Set(['pem']);
 
 /** Where a leaked value was found: the table's index in the stream, its column, the kind of value. */
 export interface Leak {
@@ -117,7 +121,9 @@ export class LeakGuard {
   /** Adds one EA value of the secret column `source` (`table.column`). */
   add(value: string, source: string): void {
     let any = false;
-    scanTokens(value, allKinds, (kind, token) => {
+    // Key material gives its base64 lines only: what else its text happens to hold (`/123` in
+    // base64) would match innocent rows.
+    scanTokens(value, value.includes('-----BEGIN') ? pemOnly : valueKinds, (kind, token) => {
       any = true;
       this.#kinds.add(kind);
       this.#tokens.set(token, source);

@@ -22,6 +22,7 @@ import { formatBytes, type Ui, type Confirm } from '../core/ui.ts';
 import type { DemoStep } from '../../dev/demo.ts';
 import { PlanError, UnruledColumnsError, combinedCopy, planSampling, type SamplingConfig, type SamplingPlan, type TablePlan } from '../domain/sampling.ts';
 import { LeakFound, LeakGuard } from '../domain/leak-guard.ts';
+import type { PgPlace } from '../tools/pgtools.ts';
 import { readCatalog, type Catalog } from '../tools/catalog.ts';
 import { TableDemux } from '../domain/demux.ts';
 
@@ -37,6 +38,8 @@ export interface SampleDataOptions {
   users: readonly string[];
   excludeBanned: boolean;
   schemaFromProd: boolean;
+  /** Where --schema-from-prod runs pg_dump: EA's db container by default (see schemaFromSource), the host with --source-url. */
+  schemaPlace?: PgPlace;
   dryRun: boolean;
   /** The sampling configuration file (--config): named in every message that asks for an edit. */
   configFile: string;
@@ -138,20 +141,34 @@ async function checkTarget(source: DatabaseIdentity, target: DatabaseIdentity, o
   }
 }
 
-/** EB's schema recreated from EA's (pg_dump --schema-only), inside the load transaction. */
-async function schemaFromSource(source: pg.ClientConfig, eb: pg.Client): Promise<void> {
+/** The pg_dump arguments of --schema-from-prod: public and the extensions its objects use (pg_trgm's operator classes). */
+export const schemaDumpArgs = (): string[] => ['--schema-only', '--no-owner', '--no-privileges', '--schema=public', '--extension=*'];
+
+/**
+ * EB's schema recreated from EA's (pg_dump --schema-only), inside the load transaction. pg_dump runs
+ * where opts.schemaPlace says: by default in EA's db container (as backup's compose mode), because
+ * production's server (PostgreSQL 17) is newer than the host's pg_dump, which refuses it.
+ */
+async function schemaFromSource(opts: SampleDataOptions, eb: pg.Client): Promise<void> {
+  const source = opts.source;
   const dir = await mkdtemp(path.join(tmpdir(), 'makapix-schema-'));
   const file = path.join(dir, 'schema.sql');
   const fd = openSync(file, 'w', 0o600);
   try {
     // Loaded here only: pgtools brings zx, a good share of the start-up time no other step needs.
     const { runPg, stderrTail } = await import('../tools/pgtools.ts');
-    const r = await runPg('pg_dump', { kind: 'local', connection: source }, { database: String(source.database), args: ['--schema-only', '--no-owner', '--schema=public'] }, { stdout: fd });
-    if (r.exitCode !== 0) throw new JobError(`pg_dump --schema-only of ${describeConnection(source)} failed: ${stderrTail(r.stderr)}.`, 'Check that pg_dump is as new as EA\'s server.');
+    const place = opts.schemaPlace ?? { kind: 'local', connection: source };
+    const r = await runPg('pg_dump', place, { database: String(source.database), args: schemaDumpArgs() }, { stdout: fd });
+    if (r.exitCode !== 0) {
+      const where = place.kind === 'container' ? 'in EA\'s db container' : 'on this host';
+      throw new JobError(`pg_dump --schema-only of ${describeConnection(source)} (${where}) failed: ${stderrTail(r.stderr)}.`, place.kind === 'container' ? 'Check that EA\'s stack is up (make status ENV=prod).' : 'Check that pg_dump is as new as EA\'s server.');
+    }
     closeSync(fd);
     // The schema alone is small (kilobytes): it runs as one script on EB's transaction.
     // Recent pg_dump brackets its script with psql meta-commands (\restrict); the server takes SQL only.
     const ddl = (await readFile(file, 'utf8')).replace(/^CREATE SCHEMA public;$/m, '').replace(/^\\.*$/gm, '');
+    // Extensions whose objects live in public go with it (DROP SCHEMA ... CASCADE); the dump
+    // creates them again (CREATE EXTENSION IF NOT EXISTS) before the indexes that use them.
     await eb.query('DROP SCHEMA public CASCADE');
     await eb.query('CREATE SCHEMA public');
     await eb.query(ddl);
@@ -289,6 +306,21 @@ export async function loadSamplingConfig(file: string): Promise<SamplingConfig> 
   return c as SamplingConfig;
 }
 
+/**
+ * EB's COPY FROM of one table. pg-copy-streams 7 lets go of its connection when the server fails
+ * the COPY, but callbacks it queued before (a socket 'drain', the CopyDone of _final) still reach
+ * for it, and threw a TypeError outside any stream: the process died with a stack trace instead of
+ * the error. Once the connection is gone, they find one that takes nothing; the COPY's own error
+ * has already failed the load.
+ */
+function copyInto(eb: pg.Client, sql: string): Writable {
+  const stream = copyFrom(sql);
+  let connection: unknown;
+  const gone = { stream: { write: () => true, once: (_event: string, cb: () => void) => void setImmediate(cb) }, sendCopyFail: () => undefined };
+  Object.defineProperty(stream, 'connection', { get: () => connection ?? gone, set: (c: unknown) => void (connection = c), configurable: true });
+  return eb.query(stream);
+}
+
 const discard = () => new Writable({ write: (_chunk, _enc, done) => done() });
 
 /** The default lock: one per EB database, so two runs cannot interleave their loads. */
@@ -390,7 +422,7 @@ export async function sampleDataToDev(opts: SampleDataOptions): Promise<SampleDa
         // Foreign-key triggers off for this transaction only: the users <-> posts cycle loads in any
         // order, and the integrity checks below prove every key instead.
         await eb.query('SET LOCAL session_replication_role = replica');
-        if (opts.schemaFromProd) await ui.run('recreating EB\'s schema from EA\'s', () => schemaFromSource(opts.source, eb));
+        if (opts.schemaFromProd) await ui.run('recreating EB\'s schema from EA\'s', () => schemaFromSource(opts, eb));
         if (plan.truncate.length) await eb.query(`TRUNCATE ${plan.truncate.map(q).join(', ')}`);
         // Each table's foreign keys are checked once it and the tables it points at are loaded, in
         // EB's idle moments between tables (EA still computing); what is left, after the last.
@@ -404,7 +436,7 @@ export async function sampleDataToDev(opts: SampleDataOptions): Promise<SampleDa
           bad.push(...(await pending.splice(i, 1)[0]!.run(eb)));
           return true;
         };
-        const out = merge(await copyAll(ea, copied, ui, guard, (p) => eb.query(copyFrom(`COPY ${q(p.table)} (${p.columns.map(q).join(', ')}) FROM STDIN`)), checkReady));
+        const out = merge(await copyAll(ea, copied, ui, guard, (p) => copyInto(eb, `COPY ${q(p.table)} (${p.columns.map(q).join(', ')}) FROM STDIN`), checkReady));
         // EA's snapshot ends as soon as its rows are read (production's vacuum waits on it), and
         // before EB commits: a failure there still leaves EB as it was.
         await ea.query('COMMIT');
@@ -467,6 +499,7 @@ export interface SampleDataFlags {
   'source-url'?: string | undefined;
   'target-url'?: string | undefined;
   config?: string | undefined;
+  direct?: boolean;
 }
 
 /** --pct: a percentage in (0, 100]. */
@@ -518,10 +551,13 @@ export function optionsFromFlags(flags: SampleDataFlags, loadEnv: (env: 'prod' |
   const seed = parseSeed(flags.seed);
   const users = parseUsers(flags.users);
   const dev = loadEnv('dev');
-  const source = flags['source-url'] ? connectionFromUrl(flags['source-url'], '--source-url') : connectionFor(loadEnv('prod'));
+  const prod = flags['source-url'] ? undefined : loadEnv('prod');
+  const source = prod ? connectionFor(prod) : connectionFromUrl(flags['source-url']!, '--source-url');
+  // EA's own pg_dump, in its db container, unless EA was given as a URL or --direct (then the host's).
+  const schemaPlace: PgPlace = prod && !flags.direct ? { kind: 'container', cfg: prod, user: prod.vars.DB_ADMIN_USER } : { kind: 'local', connection: source };
   const target = flags['target-url'] ? connectionFromUrl(flags['target-url'], '--target-url') : connectionFor(dev);
   const configFile = flags.config ?? defaultSamplingConfigFile;
-  return { source, target, dev, pct, seed, users, excludeBanned: Boolean(flags['exclude-banned']), schemaFromProd: Boolean(flags['schema-from-prod']), configFile };
+  return { source, target, dev, pct, seed, users, excludeBanned: Boolean(flags['exclude-banned']), schemaFromProd: Boolean(flags['schema-from-prod']), schemaPlace, configFile };
 }
 
 /** `make demo`: a 10 % sample of the sandbox's EA into its EB (before sync-vault copies their files). */

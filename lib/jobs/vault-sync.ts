@@ -236,7 +236,14 @@ async function buildPlan(o: SyncVaultOptions, source: VaultRoot, target: VaultRo
   const client = await connect(o.db);
   try {
     await client.query('BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY');
+    const { rows: columnRows } = await client.query<{ c: string }>("SELECT table_name || '.' || column_name AS c FROM information_schema.columns WHERE table_schema = 'public'");
+    const columns = new Set(columnRows.map((r) => r.c));
     for (const kind of layout.kinds) {
+      // A family whose columns this schema lacks has no files here (the sandbox has no blog).
+      if (!kind.needs.every((c) => columns.has(c))) {
+        o.ui.debug(`${kind.name}: EB's schema has no ${kind.needs.filter((c) => !columns.has(c)).join(', ')}; none referenced`);
+        continue;
+      }
       const { rows: countRows } = await client.query<{ n: string }>(`SELECT count(*) AS n FROM (${kind.sql}) q`);
       const progress = o.ui.progress(`Mapping EB's ${kind.name} to files`, 'rows', Number(countRows[0]!.n));
       await client.query(`DECLARE vault_groups NO SCROLL CURSOR FOR ${kind.sql}`);
@@ -253,6 +260,8 @@ async function buildPlan(o: SyncVaultOptions, source: VaultRoot, target: VaultRo
           const group = fileGroup(kind, row);
           plan.index.add(group);
           plan.groups++;
+          // Kept by --prune, never copied (export zips).
+          if (!kind.copy) continue;
           const last = batch.at(-1);
           if (last?.dir === group.dir) last.groups.push(group);
           else batch.push({ dir: group.dir, groups: [group] });

@@ -359,7 +359,8 @@ test('schema check: a difference stops the run with it; --schema-from-prod recre
   assert.match(stopped.stderr, /posts\.remix_of: missing in EB/);
   // The new contact_email column still has no rule in the code: the run would stop, so drop it on EA.
   await withClient(w.ea, 'makapix', (ea) => ea.query('ALTER TABLE users DROP COLUMN contact_email'));
-  const fixed = await run(['--pct', String(PCT), '--seed', '1', '--yes', '--schema-from-prod', '--json']);
+  // --direct: the sandbox's EA is a cluster on this host, not a db container.
+  const fixed = await run(['--pct', String(PCT), '--seed', '1', '--yes', '--schema-from-prod', '--direct', '--json']);
   assert.is(fixed.code, 0, fixed.stderr);
   await withClient(w.eb, 'makapix_dev', async (eb) => {
     assert.is(await count(eb, "SELECT count(*) AS n FROM information_schema.columns WHERE table_name = 'posts' AND column_name = 'remix_of'"), 1);
