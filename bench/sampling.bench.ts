@@ -1,6 +1,6 @@
 // `make bench BENCH=sampling`: sample-data-to-dev on EA seeded with BENCH_USERS users (default
 // 100,000) of BENCH_SCHEMA: `head` (default), the real app's schema at its Alembic head
-// (tests/fixtures/makapix-head) with the shipped config/sampling.ts, leak guard and scrub rules
+// (dev/makapix-head) with the shipped config/sampling.ts, leak guard and scrub rules
 // included; or `sandbox`, the sandbox's schema and generator with dev/sandbox-sampling.ts. Against,
 // measured in the same run between the same two clusters:
 //   lower bound: a bare COPY of exactly the rows the tool loaded (no planning, no transforms),
@@ -14,14 +14,15 @@ import path from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import pg from 'pg';
 import { from as copyFrom, to as copyTo } from 'pg-copy-streams';
-import { startTestCluster } from '../tests/harness/postgres.ts';
+import { startTestCluster } from '../dev/scratch-cluster.ts';
 import { createMakapixSchema } from '../lib/tools/schema.ts';
 import { seedDatabase } from '../dev/seed.ts';
 import { pgBin, type Cluster } from '../dev/cluster.ts';
 import { projectRoot } from '../lib/core/paths.ts';
 import { formatBytes, formatDuration } from '../lib/core/ui.ts';
-import { sandboxSamplingConfigFile, type SampleDataReport } from '../lib/jobs/sample-data.ts';
-import { loadHeadSchema } from '../tests/harness/makapix-head.ts';
+import type { SampleDataReport } from '../lib/jobs/sample-data.ts';
+import { sandboxSamplingConfigFile } from '../dev/sandbox-sampling.ts';
+import { loadHeadSchema } from '../dev/makapix-head.ts';
 
 const users = Number(process.env.BENCH_USERS ?? 100_000);
 const small = Math.min(10_000, users);

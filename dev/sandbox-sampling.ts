@@ -1,8 +1,12 @@
 // The sampling configuration of the sandbox's own schema (dev/sandbox-schema.sql), the one `make demo`,
 // the sandbox and most tests run on. The real app's configuration is config/sampling.ts; the two
 // differ where the schemas do (the sandbox marks a deactivated user with a date, the app with a flag).
+import path from 'node:path';
 import type { SamplingConfig } from '../lib/domain/sampling.ts';
 import { hashed, ipAddress, keep, nulled, password, scrub, sql, userEmail } from '../lib/domain/anonymize.ts';
+
+/** This file, for --config and sampleDataToDev's configFile. */
+export const sandboxSamplingConfigFile = path.join(import.meta.dirname, 'sandbox-sampling.ts');
 
 const config: SamplingConfig = {
   root: 'users',

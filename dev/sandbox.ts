@@ -23,7 +23,9 @@ import { startCluster, stopCluster, type Cluster } from './cluster.ts';
 import { appEnvironmentName, environments, envSchema, loadEnvConfig, parseEnvFile, type EnvConfig, type Environment, type EnvVars } from '../lib/core/config.ts';
 import { writeFileAtomic } from '../lib/core/atomic-file.ts';
 import { withLock } from '../lib/core/lock.ts';
-import { sandboxDir } from '../lib/core/paths.ts';
+import { projectRoot } from '../lib/core/paths.ts';
+
+const sandboxDir = process.env.MAKAPIX_SANDBOX_DIR ?? path.join(projectRoot, '.sandbox');
 import { Secret } from '../lib/core/secret.ts';
 import { createMakapixSchema } from '../lib/tools/schema.ts';
 import { seedDatabase, seedVault, type SeedReport, type VaultReport } from './seed.ts';

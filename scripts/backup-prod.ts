@@ -1,8 +1,8 @@
 #!/usr/bin/env -S sh -c 'exec "$(dirname "$0")/../bin/ts" "$0" "$@"'
 import { runScript } from '../lib/core/cli.ts';
-import { loadEnvConfig } from '../lib/core/config.ts';
 import { detectComposeFlavor } from '../lib/tools/compose.ts';
-import { backupDatabase, describeBackupPlan, parseBackupOptions, renderBackup, type BackupResult } from '../lib/jobs/backup.ts';
+import { backupDatabase, type BackupResult } from '../lib/tools/backup-store.ts';
+import { describeBackupPlan, parseBackupOptions, renderBackup } from '../lib/jobs/backup.ts';
 import { withPings } from '../lib/tools/healthcheck.ts';
 
 await runScript({
@@ -21,10 +21,10 @@ await runScript({
     ping: { type: 'string', value: 'URL', description: 'healthchecks-style pings: URL/start, URL on success, URL/fail' },
   },
   run: async (ctx): Promise<BackupResult | { dryRun: true; plan: string[] }> => {
-    const cfg = loadEnvConfig('prod');
+    const cfg = ctx.config('prod');
     const opts = parseBackupOptions(ctx.flags);
     if (ctx.dryRun) return { dryRun: true, plan: describeBackupPlan(cfg, opts, opts.mode === 'compose' ? await detectComposeFlavor().catch(() => 'v2' as const) : 'v2') };
     return withPings(ctx.flags.ping, ctx.ui, () => backupDatabase(cfg, { ...opts, ui: ctx.ui }), (r) => `${r.file} ${r.bytes} bytes sha256 ${r.sha256}`);
   },
   render: (r) => ('plan' in r ? process.stdout.write(`${r.plan.join('\n')}\n`) : renderBackup(r)),
-});
+}, process.argv, process.env);

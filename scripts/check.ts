@@ -13,7 +13,7 @@ await runScript({
     caddyfile: { type: 'string', value: 'file', description: 'the Caddyfile to audit (default: caddy/Caddyfile)' },
     'env-dir': { type: 'string', value: 'dir', description: 'folder with .env.prod and .env.dev (default: MAKAPIX_ENV_DIR or compose/)' },
   },
-  run: (ctx) => runIsolationAudit({ composeDir: ctx.flags['compose-dir'], caddyfile: ctx.flags.caddyfile, envDir: ctx.flags['env-dir'], ui: ctx.ui }),
+  run: (ctx) => runIsolationAudit({ composeDir: ctx.flags['compose-dir'], caddyfile: ctx.flags.caddyfile, envDir: ctx.flags['env-dir'], settings: ctx.settings, ui: ctx.ui }),
   render: (r) => process.stdout.write(renderCheckTable(r.rows)),
   exitCode: (r) => (r.ok ? Exit.ok : Exit.failed),
-});
+}, process.argv, process.env);

@@ -1,6 +1,5 @@
 #!/usr/bin/env -S sh -c 'exec "$(dirname "$0")/../bin/ts" "$0" "$@"'
 import { runScript } from '../lib/core/cli.ts';
-import { loadEnvConfig } from '../lib/core/config.ts';
 import { cutoverProd } from '../lib/jobs/cutover.ts';
 
 await runScript({
@@ -10,6 +9,6 @@ await runScript({
   common: ['dry-run', 'yes', 'json'],
   defaultEnv: 'prod',
   flags: { 'old-project': { type: 'string', value: 'name', default: 'makapix', description: 'the Compose project name of the old stack (docker ps shows it in the labels)' } },
-  run: async (ctx) => cutoverProd(loadEnvConfig('prod'), { oldProject: ctx.flags['old-project'], ui: ctx.ui, dryRun: ctx.dryRun, confirm: ctx.confirm }),
+  run: async (ctx) => cutoverProd(ctx.config('prod'), { oldProject: ctx.flags['old-project'], ui: ctx.ui, dryRun: ctx.dryRun, confirm: ctx.confirm }),
   render: (r) => process.stdout.write(`${r.plan.steps.map((s, i) => `${i + 1}. ${s}`).join('\n')}\n${r.backup ? `Backup: ${r.backup}\n` : ''}Rollback: ${r.plan.rollback}\n`),
-});
+}, process.argv, process.env);

@@ -13,4 +13,4 @@ await runScript({
   },
   run: (ctx) => runDemo({ ...parseSandboxSize(ctx.flags), ui: ctx.ui }),
   render: (r) => process.stdout.write(`${describeDemo(r)}\n`),
-});
+}, process.argv, process.env);

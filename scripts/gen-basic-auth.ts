@@ -21,8 +21,8 @@ await runScript({
   run: (ctx) =>
     runBasicAuth({
       positionals: ctx.positionals, env: ctx.env, scope: ctx.flags.scope, cost: ctx.flags.cost, force: ctx.flags.force,
-      reload: !ctx.flags['no-reload'], dryRun: ctx.dryRun, confirm: ctx.confirm,
+      reload: !ctx.flags['no-reload'], dryRun: ctx.dryRun, confirm: ctx.confirm, settings: ctx.settings,
       password: { stdin: ctx.flags['password-stdin'], generate: ctx.flags.generate, tty: ctx.ui.tty, input: process.stdin, ask: askNewSecret },
     }),
   render: (r) => renderBasicAuth(r),
-});
+}, process.argv, process.env);

@@ -1,7 +1,7 @@
 #!/usr/bin/env -S sh -c 'exec "$(dirname "$0")/../bin/ts" "$0" "$@"'
 import { runScript } from '../lib/core/cli.ts';
-import { loadEnvConfig } from '../lib/core/config.ts';
-import { checkNames, defaultThresholds, nagiosExit, parseOnly, positiveCount, parseThresholds, ping, runMonitor, type MonitorResult } from '../lib/jobs/monitor.ts';
+import { checkNames, defaultThresholds, nagiosExit, parseOnly, positiveCount, parseThresholds, type MonitorResult } from '../lib/domain/monitoring.ts';
+import { ping, runMonitor } from '../lib/jobs/monitor.ts';
 import { parseResolve } from '../lib/tools/probe.ts';
 import { pingUrl } from '../lib/tools/healthcheck.ts';
 
@@ -26,8 +26,8 @@ await runScript({
     const f = ctx.flags;
     if (f.ping) pingUrl(f.ping, 'fail'); // a malformed URL is a usage error before any check runs
     const options = {
-      prod: loadEnvConfig('prod'),
-      dev: loadEnvConfig('dev'),
+      prod: ctx.config('prod'),
+      dev: ctx.config('dev'),
       only: parseOnly(f.only ?? []),
       thresholds: parseThresholds(f.threshold ?? []),
       probes: positiveCount('--probes', f.probes),
@@ -55,4 +55,4 @@ await runScript({
   },
   exitCode: (r) => r.exitCode,
   onError: (message) => ({ exitCode: nagiosExit.UNKNOWN, stdout: `MONITOR UNKNOWN - ${message}` }),
-});
+}, process.argv, process.env);

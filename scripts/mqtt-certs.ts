@@ -1,6 +1,7 @@
 #!/usr/bin/env -S sh -c 'exec "$(dirname "$0")/../bin/ts" "$0" "$@"'
 import { runScript } from '../lib/core/cli.ts';
-import { runMqttCerts, renderCertsResult, defaultDays, keyAlgorithm } from '../lib/jobs/mqtt-certs.ts';
+import { runMqttCerts, renderCertsResult } from '../lib/jobs/mqtt-certs.ts';
+import { defaultDays, keyAlgorithm } from '../lib/domain/pki.ts';
 
 await runScript({
   name: 'mqtt-certs',
@@ -15,4 +16,4 @@ await runScript({
   },
   run: (ctx) => runMqttCerts({ env: ctx.env!, positionals: ctx.positionals, days: ctx.flags.days, crlDays: ctx.flags['crl-days'], force: ctx.flags.force, dryRun: ctx.dryRun, confirm: ctx.confirm }),
   render: (r) => renderCertsResult(r),
-});
+}, process.argv, process.env);

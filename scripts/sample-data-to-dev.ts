@@ -1,6 +1,5 @@
 #!/usr/bin/env -S sh -c 'exec "$(dirname "$0")/../bin/ts" "$0" "$@"'
 import { runScript } from '../lib/core/cli.ts';
-import { loadEnvConfig } from '../lib/core/config.ts';
 import { sampleDataToDev, describeReport, optionsFromFlags } from '../lib/jobs/sample-data.ts';
 
 await runScript({
@@ -19,6 +18,6 @@ await runScript({
     'target-url': { type: 'string', value: 'url', description: 'EB as postgresql://user@host:port/db' },
     config: { type: 'string', value: 'file', description: 'the sampling configuration (default: config/sampling.ts, the real app at its Alembic head)' },
   },
-  run: (ctx) => sampleDataToDev({ ...optionsFromFlags(ctx.flags, (env) => loadEnvConfig(env)), dryRun: ctx.dryRun, ui: ctx.ui, confirm: ctx.confirm }),
+  run: (ctx) => sampleDataToDev({ ...optionsFromFlags(ctx.flags, (env) => ctx.config(env), ctx.settings), dryRun: ctx.dryRun, ui: ctx.ui, confirm: ctx.confirm }),
   render: (r) => process.stdout.write(`${describeReport(r).join('\n')}\n`),
-});
+}, process.argv, process.env);

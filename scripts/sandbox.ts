@@ -21,4 +21,4 @@ await runScript({
     return sandboxStatus();
   },
   render: (r) => process.stdout.write(`${'removed' in r ? (r.removed ? `Deleted the sandbox in ${r.dir}.` : `No sandbox in ${r.dir}.`) : describeSandbox(r)}\n`),
-});
+}, process.argv, process.env);

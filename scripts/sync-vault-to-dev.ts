@@ -19,4 +19,4 @@ await runScript({
   },
   run: (ctx) => runSyncVault({ ...ctx.flags, dryRun: ctx.dryRun, ui: ctx.ui, confirm: ctx.confirm }),
   render: (r) => process.stdout.write(`${describeSync(r).join('\n')}\n`),
-});
+}, process.argv, process.env);

@@ -1,10 +1,8 @@
 #!/usr/bin/env -S sh -c 'exec "$(dirname "$0")/../bin/ts" "$0" "$@"'
 import { runScript } from '../lib/core/cli.ts';
-import { loadEnvConfig } from '../lib/core/config.ts';
 import { Exit } from '../lib/core/errors.ts';
-import { credentialsDir } from '../lib/jobs/basic-auth.ts';
 import { runIsolationAudit } from '../lib/jobs/check.ts';
-import { positiveCount } from '../lib/jobs/monitor.ts';
+import { positiveCount } from '../lib/domain/monitoring.ts';
 import { parseResolve, readCaFiles } from '../lib/tools/probe.ts';
 import { credentialsFromEnvironment, parseTarget, parseVaultFiles, renderChecklist, runPreChecks, runVerify, type CheckLine, type VerifyResult } from '../lib/jobs/verify.ts';
 
@@ -32,8 +30,8 @@ await runScript({
     const options = f.pre
       ? undefined
       : {
-          prod: loadEnvConfig('prod'),
-          dev: loadEnvConfig('dev'),
+          prod: ctx.config('prod'),
+          dev: ctx.config('dev'),
           targets: parseTarget(f.env),
           httpsPort: positiveCount('--https-port', f['https-port']),
           httpPort: positiveCount('--http-port', f['http-port']),
@@ -53,10 +51,10 @@ await runScript({
     };
     const result = options
       ? await runVerify({ ...options, onLine })
-      : await runPreChecks({ credentialsDir: credentialsDir(), audit: () => runIsolationAudit({ ui: ctx.ui }), maxBackupHours: 24, onLine });
+      : await runPreChecks({ credentialsDir: ctx.settings.credentialsDir, audit: () => runIsolationAudit({ settings: ctx.settings, ui: ctx.ui }), maxBackupHours: 24, onLine });
     progress.done(`${result.checks.filter((c) => c.result === 'fail').length} of ${result.checks.length} failed`);
     return result;
   },
   render: (r) => console.log(renderChecklist(r)),
   exitCode: (r) => (r.ok ? Exit.ok : Exit.failed),
-});
+}, process.argv, process.env);

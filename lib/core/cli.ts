@@ -1,7 +1,8 @@
 import { parseArgs } from 'node:util';
 import path from 'node:path';
 import { Exit, OpsError, UsageError, type ExitCode } from './errors.ts';
-import { parseEnvironment, type Environment } from './config.ts';
+import { envFilePath, loadEnvConfig, parseEnvironment, type EnvConfig, type Environment } from './config.ts';
+import { settingsFrom, type Environ, type Settings } from './settings.ts';
 import { redact } from './secret.ts';
 import { Ui, loadSpinners, makeConfirm, makeTypedConfirm, type Confirm } from './ui.ts';
 
@@ -39,6 +40,10 @@ export interface Context<F extends Record<string, FlagSpec>> {
   ui: Ui;
   confirm: Confirm;
   typedConfirm: (question: string, expected: string) => Promise<void>;
+  /** What the process environment says (read once by the entry). */
+  settings: Settings;
+  /** An environment's validated env file, from settings.envDir. */
+  config(env: Environment): EnvConfig;
 }
 
 export interface CommandSpec<F extends Record<string, FlagSpec>, R> {
@@ -104,7 +109,7 @@ export interface Io {
 const defaultIo = (): Io => ({ stdout: process.stdout, stderr: process.stderr, tty: Boolean(process.stdin.isTTY && process.stderr.isTTY) });
 
 /** Parses argv, runs the command and turns its outcome (or its typed error) into an exit code. */
-export async function executeCommand<F extends Record<string, FlagSpec>, R>(spec: CommandSpec<F, R>, argv: string[], io: Io = defaultIo()): Promise<ExitCode> {
+export async function executeCommand<F extends Record<string, FlagSpec>, R>(spec: CommandSpec<F, R>, argv: string[], io: Io = defaultIo(), environ: Environ = {}): Promise<ExitCode> {
   const verbose = argv.includes('--verbose') || argv.includes('-v');
   const json = argv.includes('--json') && spec.common.includes('json');
   if (io.tty) await loadSpinners();
@@ -132,6 +137,7 @@ export async function executeCommand<F extends Record<string, FlagSpec>, R>(spec
       env = given === undefined ? spec.defaultEnv : parseEnvironment(given);
     } else env = spec.defaultEnv;
     const yes = Boolean(values.yes);
+    const settings = settingsFrom(environ);
     const ctx: Context<F> = {
       flags: values as FlagValues<F>,
       positionals: parsed.positionals,
@@ -143,6 +149,8 @@ export async function executeCommand<F extends Record<string, FlagSpec>, R>(spec
       ui,
       confirm: makeConfirm({ yes, tty: io.tty }),
       typedConfirm: makeTypedConfirm({ yes, tty: io.tty }),
+      settings,
+      config: (e) => loadEnvConfig(e, envFilePath(e, settings.envDir)),
     };
     const result = await spec.run(ctx);
     if (json) io.stdout.write(`${JSON.stringify(result, null, 2)}\n`);
@@ -162,8 +170,8 @@ export async function executeCommand<F extends Record<string, FlagSpec>, R>(spec
   }
 }
 
-/** The whole of a script's entry: `await runScript(spec)`. */
-export async function runScript<F extends Record<string, FlagSpec>, R>(spec: CommandSpec<F, R>): Promise<void> {
-  const name = path.basename(process.argv[1] ?? spec.name);
-  process.exitCode = await executeCommand({ ...spec, name: spec.name || name }, process.argv.slice(2));
+/** The whole of a script's entry: `await runScript(spec, argv, environ)` with the process's own. */
+export async function runScript<F extends Record<string, FlagSpec>, R>(spec: CommandSpec<F, R>, argv: readonly string[], environ: Environ): Promise<void> {
+  const name = path.basename(argv[1] ?? spec.name);
+  process.exitCode = await executeCommand({ ...spec, name: spec.name || name }, argv.slice(2), defaultIo(), environ);
 }

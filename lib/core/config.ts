@@ -149,6 +149,9 @@ export const envSchema = {
 type Schema = typeof envSchema;
 export type EnvVars = { [K in keyof Schema]: Schema[K] extends Field<infer T> ? T : never };
 
+/** Each environment is one Compose project of this name. */
+export const projectName = (env: Environment) => `makapix-${env}` as const;
+
 /** A parsed, validated environment file. */
 export interface EnvConfig {
   readonly env: Environment;
@@ -157,8 +160,8 @@ export interface EnvConfig {
   readonly vars: Readonly<EnvVars>;
 }
 
-/** Where an environment's file lives: MAKAPIX_ENV_DIR overrides compose/ (the sandbox uses that). */
-export function envFilePath(env: Environment, dir = process.env.MAKAPIX_ENV_DIR ?? composeDir): string {
+/** Where an environment's file lives: compose/, or the folder Settings.envDir names (MAKAPIX_ENV_DIR: the sandbox uses that). */
+export function envFilePath(env: Environment, dir = composeDir): string {
   return path.resolve(dir, `.env.${env}`);
 }
 

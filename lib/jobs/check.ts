@@ -1,16 +1,16 @@
 import path from 'node:path';
 import { readFile } from 'node:fs/promises';
 import { createHash } from 'node:crypto';
-import { $ } from 'zx';
 import { parse as parseYaml } from 'yaml';
 import { environments, envFilePath, loadEnvConfig, parseEnvFile, secretsOf, type EnvConfig, type Environment } from '../core/config.ts';
 import { composeCommand, detectComposeFlavor } from '../tools/compose.ts';
-import { caddyTarget } from './basic-auth.ts';
 import { caddyfileArgv, edgeCaddyfile, readableCredentialsDir } from '../tools/caddy.ts';
 import { certFiles } from '../tools/mosquitto.ts';
 import { JobError } from '../core/errors.ts';
 import { redact, type Secret } from '../core/secret.ts';
 import type { Ui } from '../core/ui.ts';
+import { run } from '../core/exec.ts';
+import { definedOnly, type Settings } from '../core/settings.ts';
 
 /**
  * The isolation audit behind `make check`: pure functions over what the real tools rendered —
@@ -476,8 +476,9 @@ export interface AuditOptions {
   /** Where the compose files are (a copy, in tests); default compose/. */
   composeDir?: string;
   caddyfile?: string;
-  /** Folder of .env.prod and .env.dev; default MAKAPIX_ENV_DIR or compose/. */
+  /** Folder of .env.prod and .env.dev (default: settings.envDir). */
   envDir?: string;
+  settings: Pick<Settings, 'envDir' | 'credentialsDir' | 'caddy' | 'environ'>;
   ui: Ui;
 }
 
@@ -493,12 +494,12 @@ export interface AuditResult {
  * parsed, never printed.
  */
 export async function runIsolationAudit(opts: AuditOptions): Promise<AuditResult> {
-  const cfgs = environments.map((env) => loadEnvConfig(env, envFilePath(env, opts.envDir)));
+  const cfgs = environments.map((env) => loadEnvConfig(env, envFilePath(env, opts.envDir ?? opts.settings.envDir)));
   const [prodCfg, devCfg] = cfgs as [EnvConfig, EnvConfig];
   const flavor = await detectComposeFlavor();
   const render = async (cfg: EnvConfig): Promise<StackInput> => {
     const { cmd, argv } = composeCommand(cfg, ['config'], flavor, opts.composeDir);
-    const r = await opts.ui.run(`render the ${cfg.env} stack (${cmd} config)`, () => $({ quiet: true, nothrow: true })`${cmd} ${argv}`);
+    const r = await opts.ui.run(`render the ${cfg.env} stack (${cmd} config)`, () => run({ cmd, argv }, { nothrow: true }));
     const stderr = redact(`${r.stderr}`, secretsOf(cfg));
     if (r.exitCode !== 0) {
       throw new JobError(`${cmd} config failed for ${cfg.env}: ${stderr.trim().split('\n').slice(-3).join(' / ')}.`, `Fix the compose files or ${cfg.file} (APP_DIR must exist for Compose v1) and run again.`);
@@ -514,14 +515,14 @@ export async function runIsolationAudit(opts: AuditOptions): Promise<AuditResult
   const prod = await render(prodCfg);
   const dev = await render(devCfg);
   const caddyfile = opts.caddyfile ?? edgeCaddyfile;
-  const bin = caddyTarget().bin;
+  const bin = opts.settings.caddy.bin;
   // The edge's settings (e.g. EB_AUTH_EXEMPT_PATHS) live in caddy/.env, which Compose reads when it
   // starts the edge; the caller's environment wins over it, as with Compose.
   const edgeEnvFile = path.join(path.dirname(caddyfile), '.env');
   const edgeText = await readFile(edgeEnvFile, 'utf8').catch(() => '');
   const edgeVars = Object.fromEntries([...parseEnvFile(edgeText, edgeEnvFile).entries].map(([k, v]) => [k, v.value]));
   const adapted = await opts.ui.run('adapt the Caddyfile (caddy adapt)', async () =>
-    $({ quiet: true, nothrow: true, env: { ...edgeVars, ...process.env, MAKAPIX_CREDENTIALS_DIR: await readableCredentialsDir() } })`${bin} ${caddyfileArgv('adapt', caddyfile)}`,
+    run({ cmd: bin, argv: caddyfileArgv('adapt', caddyfile), env: { ...edgeVars, ...definedOnly(opts.settings.environ), MAKAPIX_CREDENTIALS_DIR: await readableCredentialsDir(opts.settings.credentialsDir) } }, { nothrow: true }),
   );
   if (adapted.exitCode !== 0) {
     throw new JobError(`caddy adapt rejected ${caddyfile}: ${redact(`${adapted.stderr}`).trim().split('\n').slice(-2).join(' / ')}.`, `Run caddy validate --config ${caddyfile} --adapter caddyfile for details.`);

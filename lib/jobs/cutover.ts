@@ -2,14 +2,13 @@
 // reusing the old database volume. Order, and why: the old stack stops first, so the backup taken
 // next is of the final data (no write can land between backup and switch); the backup runs in EA's
 // own db container on that volume, before any app container of EA starts.
-import { $ } from 'zx';
 import { JobError, SafetyError } from '../core/errors.ts';
-import { compose, prepareEnvironment, tail } from './stack.ts';
-import { backupDatabase } from './backup.ts';
-import { containerHealthy, defaultHealth, serviceContainers, waitHealthy, type HealthPolicy } from './deploy.ts';
-import { projectName } from '../tools/compose.ts';
+import { compose } from '../tools/compose.ts';
+import { tail } from '../core/exec.ts';
+import { backupDatabase } from '../tools/backup-store.ts';
+import { containerHealthy, defaultHealth, docker, prepareEnvironment, serviceContainers, waitHealthy, type HealthPolicy } from '../tools/docker.ts';
 import { formatBytes, type Ui } from '../core/ui.ts';
-import type { EnvConfig } from '../core/config.ts';
+import { projectName, type EnvConfig } from '../core/config.ts';
 
 export interface CutoverPlan {
   oldProject: string;
@@ -42,7 +41,6 @@ export function cutoverPlan(cfg: EnvConfig, oldProject: string, oldContainers: s
   };
 }
 
-const docker = (args: string[]) => $({ quiet: true, nothrow: true })`docker ${args}`;
 const lines = (s: string) => s.split('\n').map((l) => l.trim()).filter(Boolean);
 
 export interface CutoverResult {
@@ -56,19 +54,19 @@ export async function cutoverProd(cfg: EnvConfig, o: { oldProject: string; ui: U
   const { ui } = o;
   const health = o.health ?? defaultHealth;
   const volume = cfg.vars.DB_VOLUME_NAME;
-  if ((await docker(['volume', 'inspect', volume])).exitCode !== 0) {
+  if (!(await docker(['volume', 'inspect', volume], { nothrow: true })).ok) {
     throw new SafetyError(`The production volume ${volume} (DB_VOLUME_NAME in ${cfg.file}) does not exist.`, 'Set DB_VOLUME_NAME to the old stack\'s database volume (docker volume ls); nothing was changed.');
   }
-  const oldContainers = lines((await docker(['ps', '--format', '{{.Names}}', '--filter', `label=com.docker.compose.project=${o.oldProject}`])).stdout);
+  const oldContainers = lines((await docker(['ps', '--format', '{{.Names}}', '--filter', `label=com.docker.compose.project=${o.oldProject}`], { nothrow: true })).stdout);
   const plan = cutoverPlan(cfg, o.oldProject, oldContainers);
   if (o.dryRun) return { plan, dryRun: true };
   await o.confirm(`Stop ${o.oldProject} and start production as ${projectName(cfg.env)} on ${volume}?`);
   try {
     if (oldContainers.length) await ui.run(`Stop the old stack ${o.oldProject}`, async () => {
-      const r = await docker(['stop', '--time', '30', ...oldContainers]);
-      if (r.exitCode !== 0) throw new JobError(`docker stop failed: ${tail(r.stderr)}`);
+      const r = await docker(['stop', '--time', '30', ...oldContainers], { nothrow: true });
+      if (!r.ok) throw new JobError(`docker stop failed: ${tail(r.stderr)}`);
     });
-    const users = lines((await docker(['ps', '--format', '{{.Names}}', '--filter', `volume=${volume}`])).stdout);
+    const users = lines((await docker(['ps', '--format', '{{.Names}}', '--filter', `volume=${volume}`], { nothrow: true })).stdout);
     if (users.length) throw new SafetyError(`${users.join(', ')} still use${users.length === 1 ? 's' : ''} ${volume}; two servers on one database folder would corrupt it.`, `Stop ${users.join(' ')} (or set --old-project to its project) and run again.`);
     await prepareEnvironment(cfg);
     await ui.run(`Start EA's db on ${volume}`, async () => {

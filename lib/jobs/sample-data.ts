@@ -15,11 +15,11 @@ import type { EnvConfig } from '../core/config.ts';
 import { connect, connectionFor, databaseIdentity, describeConnection, sameDatabase, type DatabaseIdentity } from '../tools/database.ts';
 import { ConfigError, JobError, OpsError, SafetyError, UsageError } from '../core/errors.ts';
 import { Secret } from '../core/secret.ts';
+import type { Settings } from '../core/settings.ts';
 import { withLock } from '../core/lock.ts';
 import { projectRoot } from '../core/paths.ts';
 import { foreignKeyChecks, type ForeignKeyViolation } from '../tools/schema.ts';
 import { formatBytes, type Ui, type Confirm } from '../core/ui.ts';
-import type { DemoStep } from '../../dev/demo.ts';
 import { PlanError, UnruledColumnsError, combinedCopy, planSampling, type SamplingConfig, type SamplingPlan, type TablePlan } from '../domain/sampling.ts';
 import { LeakFound, LeakGuard } from '../domain/leak-guard.ts';
 import type { PgPlace } from '../tools/pgtools.ts';
@@ -283,9 +283,6 @@ async function leakGuard(ea: pg.Client, catalog: Catalog, secrets: readonly stri
   return guard;
 }
 
-/** The configuration of the sandbox's own schema (read as a file: lib/ never imports dev/). */
-export const sandboxSamplingConfigFile = path.join(projectRoot, 'dev', 'sandbox-sampling.ts');
-
 /** The default --config: the shipped configuration of the real Makapix schema at its Alembic head. */
 export const defaultSamplingConfigFile = path.join(projectRoot, 'config', 'sampling.ts');
 
@@ -524,7 +521,7 @@ export function parseUsers(value: string | undefined): string[] {
 }
 
 /** A postgresql:// URL as node-postgres settings; the password may come from PGPASSWORD instead. */
-export function connectionFromUrl(value: string, flag: string): pg.ClientConfig {
+export function connectionFromUrl(value: string, flag: string, defaults: Pick<Settings, 'pgUser' | 'pgPassword'> = { pgUser: undefined, pgPassword: undefined }): pg.ClientConfig {
   let u: URL;
   try {
     u = new URL(value);
@@ -534,53 +531,28 @@ export function connectionFromUrl(value: string, flag: string): pg.ClientConfig 
   if (u.protocol !== 'postgresql:' && u.protocol !== 'postgres:') throw new UsageError(`${flag} must start with postgresql://.`, 'Use postgresql://user@host:port/database.');
   const database = decodeURIComponent(u.pathname.replace(/^\//, ''));
   if (!u.hostname || !database) throw new UsageError(`${flag} must name a host and a database.`, 'Use postgresql://user@host:port/database.');
-  const password = u.password ? decodeURIComponent(u.password) : process.env.PGPASSWORD;
+  const password = u.password ? decodeURIComponent(u.password) : defaults.pgPassword?.reveal();
   return {
     host: u.hostname,
     port: u.port ? Number(u.port) : 5432,
     database,
-    user: decodeURIComponent(u.username) || process.env.PGUSER || 'postgres',
+    user: decodeURIComponent(u.username) || defaults.pgUser || 'postgres',
     // Known to the redactor from here on, so no error text can show it.
     ...(password !== undefined && { password: new Secret(password).reveal() }),
   };
 }
 
 /** Everything the entry needs to call sampleDataToDev, from its flags and the env files. */
-export function optionsFromFlags(flags: SampleDataFlags, loadEnv: (env: 'prod' | 'dev') => EnvConfig): Omit<SampleDataOptions, 'dryRun' | 'ui' | 'confirm'> {
+export function optionsFromFlags(flags: SampleDataFlags, loadEnv: (env: 'prod' | 'dev') => EnvConfig, pg: Pick<Settings, 'pgUser' | 'pgPassword'>): Omit<SampleDataOptions, 'dryRun' | 'ui' | 'confirm'> {
   const pct = parsePct(flags.pct);
   const seed = parseSeed(flags.seed);
   const users = parseUsers(flags.users);
   const dev = loadEnv('dev');
   const prod = flags['source-url'] ? undefined : loadEnv('prod');
-  const source = prod ? connectionFor(prod) : connectionFromUrl(flags['source-url']!, '--source-url');
+  const source = prod ? connectionFor(prod) : connectionFromUrl(flags['source-url']!, '--source-url', pg);
   // EA's own pg_dump, in its db container, unless EA was given as a URL or --direct (then the host's).
   const schemaPlace: PgPlace = prod && !flags.direct ? { kind: 'container', cfg: prod, user: prod.vars.DB_ADMIN_USER } : { kind: 'local', connection: source };
-  const target = flags['target-url'] ? connectionFromUrl(flags['target-url'], '--target-url') : connectionFor(dev);
+  const target = flags['target-url'] ? connectionFromUrl(flags['target-url'], '--target-url', pg) : connectionFor(dev);
   const configFile = flags.config ?? defaultSamplingConfigFile;
   return { source, target, dev, pct, seed, users, excludeBanned: Boolean(flags['exclude-banned']), schemaFromProd: Boolean(flags['schema-from-prod']), schemaPlace, configFile };
 }
-
-/** `make demo`: a 10 % sample of the sandbox's EA into its EB (before sync-vault copies their files). */
-export const sampleDataDemoStep: DemoStep = {
-  name: 'sample-data',
-  description: "replace EB's data with an anonymized 10% sample of EA",
-  run: async (ctx) => {
-    const dev = ctx.config('dev');
-    const report = await sampleDataToDev({
-      source: connectionFor(ctx.config('prod')),
-      target: connectionFor(dev),
-      dev,
-      pct: 10,
-      seed: ctx.seed,
-      users: [],
-      excludeBanned: false,
-      schemaFromProd: false,
-      dryRun: false,
-      // The sandbox runs its own schema (dev/sandbox-schema.sql), not the app's.
-      configFile: sandboxSamplingConfigFile,
-      ui: ctx.ui,
-      confirm: async () => undefined, // the sandbox's own EB: nothing to ask
-    });
-    return describeReport(report);
-  },
-};

@@ -2,22 +2,19 @@
 // The compose argument lists are decided here (pure, unit-tested); lib/tools/compose.ts turns them into
 // the one `docker compose` command line; the runner adds what Compose cannot do (the external
 // network and EB's vault folder must exist before `up`).
-import { mkdir, chown, stat } from 'node:fs/promises';
-import { $ } from 'zx';
 import { JobError, UsageError } from '../core/errors.ts';
 import { detectComposeFlavor, edgeComposeCommand, runCompose } from '../tools/compose.ts';
 import { ensureCredentials } from '../tools/caddy.ts';
-import { caddyTarget, reloadCaddy } from './basic-auth.ts';
+import { reloadCaddy } from '../tools/caddy.ts';
+import type { Settings } from '../core/settings.ts';
+import { ensureNetwork, edgeNetwork, prepareEnvironment } from '../tools/docker.ts';
+import { compose } from '../tools/compose.ts';
+import { run, tail } from '../core/exec.ts';
 import type { EnvConfig, Environment } from '../core/config.ts';
 import type { Ui } from '../core/ui.ts';
 
 export type StackAction = 'up' | 'down' | 'logs' | 'ps' | 'rebuild';
 export const stackActions: readonly StackAction[] = ['up', 'down', 'logs', 'ps', 'rebuild'];
-
-/** The external network the shared Caddy and both environments' public services join. */
-export const edgeNetwork = 'caddy_net';
-/** EB's vault folder is written by the app's containers, which run as uid 1000 (makapix-facts.md). */
-export const vaultOwnerUid = 1000;
 
 export interface StackStep {
   label: string;
@@ -58,39 +55,6 @@ export function stackPlan(env: Environment, action: StackAction, service?: strin
   }
 }
 
-/** The last lines of a failed command's output: what an operator needs, bounded. */
-export const tail = (text: string, lines = 5) => text.trim().split('\n').slice(-lines).join(' | ');
-
-/** Runs compose and returns its stdout; a failure is a JobError naming the command and its output. */
-export async function compose(cfg: EnvConfig, args: readonly string[], env?: Record<string, string>): Promise<string> {
-  const out = await runCompose(cfg, args, { nothrow: true, ...(env && { env }) });
-  if (out.exitCode !== 0) {
-    throw new JobError(`docker compose ${args.join(' ')} failed for ${cfg.env} (exit ${out.exitCode}): ${tail(out.stderr || out.stdout)}`, `Run make ps-${cfg.env} and make logs-${cfg.env} to see the containers.`);
-  }
-  return out.stdout;
-}
-
-const exists = (p: string) => stat(p).then(() => true, () => false);
-
-/** Creates the external network when missing; `docker network create` is idempotent only this way. */
-export async function ensureNetwork(name: string): Promise<boolean> {
-  if ((await $({ nothrow: true, quiet: true })`docker network inspect ${name}`).exitCode === 0) return false;
-  await $({ quiet: true })`docker network create ${name}`;
-  return true;
-}
-
-/** What has to exist before an environment starts. Returns what it created, for the log. */
-export async function prepareEnvironment(cfg: EnvConfig): Promise<string[]> {
-  const created: string[] = [];
-  if (await ensureNetwork(edgeNetwork)) created.push(`network ${edgeNetwork}`);
-  if (cfg.env === 'dev' && !(await exists(cfg.vars.VAULT_HOST_PATH))) {
-    await mkdir(cfg.vars.VAULT_HOST_PATH, { recursive: true });
-    await chown(cfg.vars.VAULT_HOST_PATH, vaultOwnerUid, vaultOwnerUid);
-    created.push(`vault folder ${cfg.vars.VAULT_HOST_PATH} (uid ${vaultOwnerUid})`);
-  }
-  return created;
-}
-
 export interface StackResult {
   env: Environment;
   action: StackAction;
@@ -117,17 +81,17 @@ export type EdgeAction = 'up' | 'reload';
 export const edgeContainer = 'makapix-edge-caddy';
 
 /** up-edge: network and default credentials first, then the edge project; reload-edge: caddy reload inside it. */
-export async function runEdge(action: EdgeAction, ui: Ui, dryRun = false): Promise<{ action: EdgeAction; created: string[]; steps: string[] }> {
+export async function runEdge(action: EdgeAction, settings: Pick<Settings, 'credentialsDir' | 'caddy'>, ui: Ui, dryRun = false): Promise<{ action: EdgeAction; created: string[]; steps: string[] }> {
   const { cmd, argv } = edgeComposeCommand(['up', '-d'], await detectComposeFlavor());
   if (dryRun) return { action, created: [], steps: [action === 'reload' ? `docker exec ${edgeContainer} caddy reload --config /etc/caddy/Caddyfile --adapter caddyfile` : `${cmd} ${argv.join(' ')}`] };
   if (action === 'reload') {
-    await ui.run('Reload the edge Caddy', () => reloadCaddy({ ...caddyTarget(), container: edgeContainer }));
+    await ui.run('Reload the edge Caddy', () => reloadCaddy({ ...settings.caddy, container: edgeContainer }));
     return { action, created: [], steps: [] };
   }
-  const created = [...((await ensureNetwork(edgeNetwork)) ? [`network ${edgeNetwork}`] : []), ...(await ensureCredentials())];
+  const created = [...((await ensureNetwork(edgeNetwork)) ? [`network ${edgeNetwork}`] : []), ...(await ensureCredentials(settings.credentialsDir))];
   for (const c of created) ui.info(`created ${c}`);
   await ui.run('Start the edge Caddy', async () => {
-    const out = await $({ quiet: true, nothrow: true })`${cmd} ${argv}`;
+    const out = await run({ cmd, argv }, { nothrow: true });
     if (out.exitCode !== 0) throw new JobError(`Starting the edge Caddy failed: ${tail(out.stderr)}`, 'Check caddy/Caddyfile (make check) and that ports 80/443 are free.');
   });
   return { action, created, steps: [] };

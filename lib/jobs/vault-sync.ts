@@ -12,7 +12,6 @@ import { isTemporaryName, syncFilesystem, temporaryName, writeFileAtomic } from 
 import { withLock } from '../core/lock.ts';
 import { projectRoot } from '../core/paths.ts';
 import { formatBytes, type Confirm, type Ui } from '../core/ui.ts';
-import type { DemoStep } from '../../dev/demo.ts';
 import {
   ReferenceIndex,
   checkRoots,
@@ -630,29 +629,3 @@ export function runSyncVault(r: SyncVaultRequest): Promise<SyncVaultSummary> {
 }
 
 /** `make demo`, after the data sample: EB's vault gets the files of EB's sampled posts. */
-export const syncVaultDemoStep: DemoStep = {
-  name: 'sync-vault',
-  description: "copy into EB's vault the files of EB's sampled posts, then show a re-run is a no-op",
-  run: async (ctx) => {
-    const prod = ctx.config('prod');
-    const dev = ctx.config('dev');
-    const base = {
-      source: prod.vars.VAULT_HOST_PATH,
-      target: dev.vars.VAULT_HOST_PATH,
-      production: prod.vars.VAULT_HOST_PATH,
-      db: connectionFor(dev),
-      // EB's containers run as uid 1000; a non-root demo keeps the files its own.
-      owner: process.getuid?.() === 0 ? { uid: 1000, gid: 1000 } : { uid: process.getuid?.() ?? 1000, gid: process.getgid?.() ?? 1000 },
-      jobs: 8,
-      link: false,
-      checksum: false,
-      strict: false,
-      dryRun: false,
-      ui: ctx.ui,
-      confirm: async () => undefined, // the sandbox's own EB vault: pruning it needs no question
-    };
-    const first = await syncVault({ ...base, prune: true });
-    const again = await syncVault({ ...base, prune: false });
-    return [...describeSync(first), `Re-run: ${again.copied} copied, ${again.skipped} already there (${again.durationMs} ms).`, `EB's vault: ${dev.vars.VAULT_HOST_PATH}`];
-  },
-};

@@ -13,9 +13,11 @@ import { UsageError } from '../core/errors.ts';
 import { Secret } from '../core/secret.ts';
 import { httpRequest, peerCertificate, type HttpAnswer, type ResolveMap } from '../tools/probe.ts';
 import { vaultLayout, fileGroup } from '../domain/vault.ts';
-import { certsLayout, deviceFiles } from './mqtt-certs.ts';
-import { credentialsFileName, parseCredentials, scopes } from './basic-auth.ts';
-import { defaultThresholds, evaluateBackup, probeBackup } from './monitor.ts';
+import { certsLayout, deviceFiles } from '../domain/pki.ts';
+import { credentialsFileName, scopes } from '../domain/credentials.ts';
+import { parseCredentials } from '../domain/credentials.ts';
+import { defaultThresholds, evaluateBackup } from '../domain/monitoring.ts';
+import { probeBackup } from '../tools/backup-store.ts';
 import { formatDuration } from '../core/ui.ts';
 
 export type Outcome = 'pass' | 'fail';

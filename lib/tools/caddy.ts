@@ -2,12 +2,17 @@ import { copyFile, mkdir, readFile } from 'node:fs/promises';
 import { constants } from 'node:fs';
 import path from 'node:path';
 import { caddyDir } from '../core/paths.ts';
-import { scopes, credentialsFileName, credentialsDir } from '../jobs/basic-auth.ts';
+import { redact } from '../core/secret.ts';
+import type { CaddyTarget } from '../core/settings.ts';
+import { credentialsFileName, scopes } from '../domain/credentials.ts';
+import { JobError } from '../core/errors.ts';
+import { run } from '../core/exec.ts';
 
 /**
  * The shared edge proxy (caddy/): its Caddyfile, the credentials it imports, and the environment
  * a Caddy process reads the Caddyfile's `{$VAR:default}` placeholders from.
  */
+
 
 export const edgeCaddyfile = path.join(caddyDir, 'Caddyfile');
 /** Committed, valid credentials that lock everyone out (one account, random thrown-away password). */
@@ -18,7 +23,7 @@ export const defaultCredentialsDir = path.join(caddyDir, 'credentials.default');
  * so Caddy can start before anyone ran `make basic-auth`. An existing file is never touched
  * (COPYFILE_EXCL makes that race-free). Returns the files it created.
  */
-export async function ensureCredentials(dir = credentialsDir()): Promise<string[]> {
+export async function ensureCredentials(dir: string): Promise<string[]> {
   await mkdir(dir, { recursive: true, mode: 0o700 });
   const created: string[] = [];
   for (const scope of scopes) {
@@ -34,7 +39,7 @@ export async function ensureCredentials(dir = credentialsDir()): Promise<string[
 }
 
 /** The credentials folder a read-only reader (caddy adapt in `make check`) should use: the real one once complete, else the defaults. */
-export async function readableCredentialsDir(dir = credentialsDir()): Promise<string> {
+export async function readableCredentialsDir(dir: string): Promise<string> {
   const complete = await Promise.all(scopes.map((s) => readFile(path.join(dir, credentialsFileName(s))).then(() => true, () => false)));
   return complete.every(Boolean) ? dir : defaultCredentialsDir;
 }
@@ -93,3 +98,46 @@ export function edgeEnvironment(s: EdgeSettings): Record<string, string> {
 export function caddyfileArgv(action: 'validate' | 'adapt' | 'run' | 'reload', caddyfile = edgeCaddyfile): string[] {
   return [action, '--config', caddyfile, '--adapter', 'caddyfile'];
 }
+
+// ---- the running Caddy ----------------------------------------------------------------------
+
+/**
+ * The one caddy argv builder. `caddy reload` adapts the Caddyfile where it runs (so the environment
+ * placeholders take that process's values) and loads the result through the admin API.
+ */
+export function caddyCommand(target: CaddyTarget, action: 'reload' | 'validate'): { cmd: string; argv: string[] } {
+  if (target.container) return { cmd: 'docker', argv: ['exec', target.container, 'caddy', ...caddyfileArgv(action, '/etc/caddy/Caddyfile')] };
+  const argv = caddyfileArgv(action, target.caddyfile);
+  return { cmd: target.bin, argv: action === 'reload' ? [...argv, '--address', target.admin] : argv };
+}
+
+/** True when something answers as a Caddy admin API there; a refused connection means no Caddy. */
+export async function caddyAdminAnswers(admin: string): Promise<boolean> {
+  try {
+    const res = await fetch(`http://${admin}/config/`, { signal: AbortSignal.timeout(3000) });
+    await res.body?.cancel();
+    return res.ok;
+  } catch {
+    return false;
+  }
+}
+
+/** The Caddy to reload: its container when that runs, else one answering on the admin address, else none. */
+export async function runningCaddy(target: CaddyTarget): Promise<CaddyTarget | undefined> {
+  if (target.container) {
+    const r = await run({ cmd: 'docker', argv: ['inspect', '-f', '{{.State.Running}}', target.container] }, { nothrow: true });
+    if (r.exitCode === 0 && `${r.stdout}`.trim() === 'true') return target;
+  }
+  const { container: _ignored, ...host } = target;
+  return (await caddyAdminAnswers(target.admin)) ? host : undefined;
+}
+
+export async function reloadCaddy(target: CaddyTarget): Promise<void> {
+  const { cmd, argv } = caddyCommand(target, 'reload');
+  const r = await run({ cmd, argv }, { nothrow: true });
+  if (r.exitCode !== 0) {
+    const why = redact(`${r.stderr}`.trim().split('\n').slice(-2).join(' / ')).slice(0, 500);
+    throw new JobError(`Caddy (${target.container ?? target.admin}) refused the new configuration (${why}).`, `The previous credentials file was put back; check ${target.caddyfile} with caddy validate.`);
+  }
+}
+

@@ -1,7 +1,7 @@
 import { spawn, type ChildProcess, type SpawnOptions } from 'node:child_process';
 import { rmSync } from 'node:fs';
 import { connect as tcpConnect } from 'node:net';
-import { onExit } from './cleanup.ts';
+import { onExit } from '../../dev/cleanup.ts';
 
 export interface ServerProcess {
   child: ChildProcess;

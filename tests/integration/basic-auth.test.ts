@@ -8,8 +8,8 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { freePort } from '../../dev/ports.ts';
 import { projectRoot, caddyDir } from '../../lib/core/paths.ts';
-import { caddyAdminAnswers } from '../../lib/jobs/basic-auth.ts';
-import { onExit } from '../harness/cleanup.ts';
+import { caddyAdminAnswers } from '../../lib/tools/caddy.ts';
+import { onExit } from '../../dev/cleanup.ts';
 import { runCommand } from '../harness/server.ts';
 
 const root = mkdtempSync(path.join(tmpdir(), 'makapix-basic-auth-'));

@@ -11,8 +11,9 @@ import path from 'node:path';
 import bcrypt from 'bcryptjs';
 import { freePort } from '../../dev/ports.ts';
 import { caddyfileArgv, edgeCaddyfile, edgeEnvironment, ensureCredentials, type EdgeSettings } from '../../lib/tools/caddy.ts';
-import { caddyCommand, renderCredentials } from '../../lib/jobs/basic-auth.ts';
-import { onExit } from '../harness/cleanup.ts';
+import { caddyCommand } from '../../lib/tools/caddy.ts';
+import { renderCredentials } from '../../lib/domain/credentials.ts';
+import { onExit } from '../../dev/cleanup.ts';
 
 const work = mkdtempSync(path.join(tmpdir(), 'caddy-test-'));
 const credentials = path.join(work, 'credentials');

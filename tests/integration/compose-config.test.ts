@@ -1,6 +1,7 @@
 // The two stacks rendered by the real compose CLI (Debian's docker-compose v1 here, v2 where
 // installed; no Docker engine needed), audited by the real `scripts/check.ts`; then broken copies.
 import { test } from 'uvu';
+import { settingsFrom } from '../../lib/core/settings.ts';
 import * as assert from 'uvu/assert';
 import { cpSync, mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -14,7 +15,7 @@ import { composeDir, projectRoot } from '../../lib/core/paths.ts';
 import { limitsOf, servicesOf, publishedPorts, runIsolationAudit, type CheckRow } from '../../lib/jobs/check.ts';
 import { Ui } from '../../lib/core/ui.ts';
 import { Writable } from 'node:stream';
-import { onExit } from '../harness/cleanup.ts';
+import { onExit } from '../../dev/cleanup.ts';
 
 const work = mkdtempSync(path.join(tmpdir(), 'compose-config-'));
 onExit(() => rmSync(work, { recursive: true, force: true }));
@@ -178,7 +179,7 @@ test('every broken copy fails its own check with the right message', async () =>
   const worker = async () => {
     for (let job = queue.shift(); job; job = queue.shift()) {
       const flag = (name: string) => (job!.args.includes(name) ? job!.args[job!.args.indexOf(name) + 1] : undefined);
-      const r = await runIsolationAudit({ envDir: flag('--env-dir'), composeDir: flag('--compose-dir'), caddyfile: flag('--caddyfile'), ui: quiet });
+      const r = await runIsolationAudit({ envDir: flag('--env-dir'), composeDir: flag('--compose-dir'), caddyfile: flag('--caddyfile'), settings: settingsFrom(process.env), ui: quiet });
       const rows = r.rows.filter((x) => x.status === 'fail');
       if (r.ok || !rows.some((x) => x.check === job.b.check && job.b.detail.test(x.detail))) outcomes.push(`${job.b.name}: expected "${job.b.check}" ~ ${job.b.detail}, got ${JSON.stringify(rows)}`);
     }
@@ -192,7 +193,7 @@ test('exempt EB paths configured for the edge (caddy/.env) are reported as a war
   cpSync(path.join(projectRoot, 'caddy/Caddyfile'), path.join(dir, 'Caddyfile'));
   writeFileSync(path.join(dir, '.env'), 'EB_AUTH_EXEMPT_PATHS=/api/provision/*\n');
   assert.is(process.env.EB_AUTH_EXEMPT_PATHS, undefined);
-  const r = await runIsolationAudit({ envDir: envDir(), caddyfile: path.join(dir, 'Caddyfile'), ui: quiet });
+  const r = await runIsolationAudit({ envDir: envDir(), caddyfile: path.join(dir, 'Caddyfile'), settings: settingsFrom(process.env), ui: quiet });
   assert.ok(r.ok, JSON.stringify(r.rows.filter((x) => x.status === 'fail')));
   assert.equal(r.rows.find((x) => x.check === 'EB auth exemptions'), { check: 'EB auth exemptions', status: 'warn', detail: 'open without credentials: development.makapix.club/api/provision/*' });
 });

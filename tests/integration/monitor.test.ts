@@ -12,12 +12,13 @@ import { $ } from 'zx';
 import { loadEnvConfig, type EnvConfig } from '../../lib/core/config.ts';
 import { composeDir, projectRoot } from '../../lib/core/paths.ts';
 import { freePort } from '../../dev/ports.ts';
-import { backupName } from '../../lib/jobs/backup.ts';
-import { defaultThresholds, httpsHosts, runMonitor, type CheckName, type MonitorOptions } from '../../lib/jobs/monitor.ts';
+import { backupName } from '../../lib/domain/backup-files.ts';
+import { defaultThresholds, type CheckName } from '../../lib/domain/monitoring.ts';
+import { httpsHosts, runMonitor, type MonitorOptions } from '../../lib/jobs/monitor.ts';
 import { initCa, issueDevice, revokeDevice } from '../../lib/jobs/mqtt-certs.ts';
 import { brokerUid } from '../harness/mosquitto.ts';
-import { startTestCluster } from '../harness/postgres.ts';
-import { onExit } from '../harness/cleanup.ts';
+import { startTestCluster } from '../../dev/scratch-cluster.ts';
+import { onExit } from '../../dev/cleanup.ts';
 
 const root = mkdtempSync(path.join(tmpdir(), 'monitor-'));
 onExit(() => rmSync(root, { recursive: true, force: true }));

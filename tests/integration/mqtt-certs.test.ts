@@ -9,7 +9,7 @@ import path from 'node:path';
 import mqtt from 'mqtt';
 import { freePort } from '../../dev/ports.ts';
 import { projectRoot, composeDir } from '../../lib/core/paths.ts';
-import { onExit } from '../harness/cleanup.ts';
+import { onExit } from '../../dev/cleanup.ts';
 import { runCommand, waitForPort } from '../harness/server.ts';
 
 const root = mkdtempSync(path.join(tmpdir(), 'makapix-mqtt-'));

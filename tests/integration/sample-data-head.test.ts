@@ -1,4 +1,4 @@
-// sample-data-to-dev on the real app's schema at its Alembic head (tests/fixtures/makapix-head: 46
+// sample-data-to-dev on the real app's schema at its Alembic head (dev/makapix-head: 46
 // tables, 62 foreign keys, pg_trgm) with the shipped configuration (config/sampling.ts), through the
 // CLI as an operator runs it: the proof paragraph of issue 16.
 import { test } from 'uvu';
@@ -10,7 +10,7 @@ import path from 'node:path';
 import { Writable } from 'node:stream';
 import pg from 'pg';
 import { startSandbox, type TestSandbox } from '../harness/sandbox.ts';
-import { loadHeadSchema } from '../harness/makapix-head.ts';
+import { loadHeadSchema } from '../../dev/makapix-head.ts';
 import { pgBin, type Cluster } from '../../dev/cluster.ts';
 import { projectRoot } from '../../lib/core/paths.ts';
 import { foreignKeyViolations } from '../../lib/tools/schema.ts';

@@ -15,8 +15,8 @@ import { freePort } from '../../dev/ports.ts';
 import { pgBin, type Cluster } from '../../dev/cluster.ts';
 import { loadEnvConfig } from '../../lib/core/config.ts';
 import { Ui } from '../../lib/core/ui.ts';
-import { sampleDataToDev, sandboxSamplingConfigFile, type SampleDataReport } from '../../lib/jobs/sample-data.ts';
-import sandboxSampling from '../../dev/sandbox-sampling.ts';
+import { sampleDataToDev, type SampleDataReport } from '../../lib/jobs/sample-data.ts';
+import sandboxSampling, { sandboxSamplingConfigFile } from '../../dev/sandbox-sampling.ts';
 import { fakeEmail } from '../../lib/domain/anonymize.ts';
 import { projectRoot } from '../../lib/core/paths.ts';
 

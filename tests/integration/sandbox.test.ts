@@ -9,7 +9,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import pg from 'pg';
 import { startSandbox, type TestSandbox } from '../harness/sandbox.ts';
-import { onExit } from '../harness/cleanup.ts';
+import { onExit } from '../../dev/cleanup.ts';
 import { asClusterUser, pgBin } from '../../dev/cluster.ts';
 import { connectionFor } from '../../lib/tools/database.ts';
 import { loadEnvConfig } from '../../lib/core/config.ts';

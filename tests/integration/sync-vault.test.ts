@@ -7,8 +7,8 @@ import { mkdtempSync, readFileSync, writeFileSync, statSync, rmSync, symlinkSync
 import path from 'node:path';
 import pg from 'pg';
 import { startSandbox, type TestSandbox } from '../harness/sandbox.ts';
-import { onExit } from '../harness/cleanup.ts';
-import { expectedVaultFiles, listTree, samplePosts } from '../harness/vault.ts';
+import { onExit } from '../../dev/cleanup.ts';
+import { expectedVaultFiles, listTree, samplePosts } from '../../dev/vault-fixture.ts';
 import { sandboxDatabases } from '../../dev/sandbox.ts';
 import { isTemporaryName } from '../../lib/core/atomic-file.ts';
 import { runSyncVault, type SyncVaultRequest, type SyncVaultSummary } from '../../lib/jobs/vault-sync.ts';

@@ -15,14 +15,14 @@ import { projectRoot } from '../../lib/core/paths.ts';
 import { freePort } from '../../dev/ports.ts';
 import { Secret } from '../../lib/core/secret.ts';
 import { edgeCaddyfile, edgeEnvironment } from '../../lib/tools/caddy.ts';
-import { credentialsFileName, renderCredentials, type Scope } from '../../lib/jobs/basic-auth.ts';
+import { credentialsFileName, renderCredentials, type Scope } from '../../lib/domain/credentials.ts';
 import { hashPassword } from '../../lib/core/password.ts';
 import { runVerify, type CheckLine, type VerifyOptions, type VerifyResult } from '../../lib/jobs/verify.ts';
 import { startCaddy, type Edge } from '../harness/caddy.ts';
 import { brokerUid, makeCerts, startMosquitto, type Broker } from '../harness/mosquitto.ts';
 import { startSandbox, type TestSandbox } from '../harness/sandbox.ts';
-import { onExit } from '../harness/cleanup.ts';
-import { backupName } from '../../lib/jobs/backup.ts';
+import { onExit } from '../../dev/cleanup.ts';
+import { backupName } from '../../lib/domain/backup-files.ts';
 
 const root = mkdtempSync(path.join(tmpdir(), 'verify-'));
 chmodSync(root, 0o755); // the brokers' own user reads the certificate folders below

@@ -2,22 +2,10 @@ import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { PassThrough } from 'node:stream';
 import bcrypt from 'bcryptjs';
-import {
-  applyChange,
-  caddyCommand,
-  caddyTarget,
-  lockedAccount,
-  parseCost,
-  parseCredentials,
-  parseScope,
-  passwordSource,
-  readSecret,
-  renderCredentials,
-  validatePassword,
-  validateUsername,
-  generatePassword,
-  type Credential,
-} from '../../lib/jobs/basic-auth.ts';
+import { applyChange, lockedAccount, parseCredentials, renderCredentials, validatePassword, validateUsername, generatePassword, type Credential } from '../../lib/domain/credentials.ts';
+import { caddyCommand } from '../../lib/tools/caddy.ts';
+import { settingsFrom } from '../../lib/core/settings.ts';
+import { parseCost, parseScope, passwordSource, readSecret } from '../../lib/jobs/basic-auth.ts';
 import { ConfigError, UsageError } from '../../lib/core/errors.ts';
 import { Secret } from '../../lib/core/secret.ts';
 
@@ -143,19 +131,11 @@ test('the caddy argv: reload goes to the admin address; no credentials on the co
 });
 
 test('the Caddy target: the edge container by default, CADDY_CONTAINER="" for a Caddy on the host', () => {
-  const saved = { ...process.env };
-  try {
-    delete process.env.CADDY_CONTAINER;
-    delete process.env.CADDY_ADMIN;
-    assert.is(caddyTarget().container, 'makapix-edge-caddy');
-    assert.is(caddyTarget().admin, 'localhost:2019');
-    process.env.CADDY_CONTAINER = '';
-    process.env.CADDY_ADMIN = '127.0.0.1:3019';
-    assert.is(caddyTarget().container, undefined);
-    assert.is(caddyTarget().admin, '127.0.0.1:3019');
-  } finally {
-    process.env = saved;
-  }
+  assert.is(settingsFrom({}).caddy.container, 'makapix-edge-caddy');
+  assert.is(settingsFrom({}).caddy.admin, 'localhost:2019');
+  const host = settingsFrom({ CADDY_CONTAINER: '', CADDY_ADMIN: '127.0.0.1:3019' }).caddy;
+  assert.is(host.container, undefined);
+  assert.is(host.admin, '127.0.0.1:3019');
 });
 
 test.run();

@@ -11,7 +11,7 @@ import { $ } from 'zx';
 import { composeDir, projectRoot } from '../../../lib/core/paths.ts';
 import { freePort } from '../../../dev/ports.ts';
 import { imageTag, withEnvValue } from '../../../lib/jobs/deploy.ts';
-import { onExit } from '../../harness/cleanup.ts';
+import { onExit } from '../../../dev/cleanup.ts';
 import { ensureEngine } from './engine.ts';
 import { baseAlias, ensureStandInImages, type StandIn } from './images.ts';
 

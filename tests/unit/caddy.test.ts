@@ -4,7 +4,7 @@ import { mkdirSync, mkdtempSync, readFileSync, writeFileSync, readdirSync } from
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { caddyfileArgv, defaultCredentialsDir, edgeCaddyfile, edgeEnvironment, ensureCredentials, readableCredentialsDir } from '../../lib/tools/caddy.ts';
-import { parseCredentials } from '../../lib/jobs/basic-auth.ts';
+import { parseCredentials } from '../../lib/domain/credentials.ts';
 
 test('no settings: no variables, so every placeholder takes its production default', () => {
   assert.equal(edgeEnvironment({}), {});

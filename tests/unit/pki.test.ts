@@ -1,22 +1,7 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import {
-  certsLayout,
-  currentEntry,
-  defaultDays,
-  deviceFiles,
-  opensslArgv,
-  parseDays,
-  parseIndex,
-  parseIndexDate,
-  parseOpensslDate,
-  planInit,
-  renderBundle,
-  renderOpensslConfig,
-  serverSans,
-  subjects,
-  validateDeviceName,
-} from '../../lib/jobs/mqtt-certs.ts';
+import { certsLayout, currentEntry, defaultDays, deviceFiles, parseDays, parseIndex, parseIndexDate, parseOpensslDate, planInit, renderBundle, renderOpensslConfig, serverSans, subjects, validateDeviceName } from '../../lib/domain/pki.ts';
+import { opensslArgv } from '../../lib/tools/openssl.ts';
 import { ConfigError, UsageError } from '../../lib/core/errors.ts';
 
 const layout = certsLayout('/etc/makapix/dev/mqtt');

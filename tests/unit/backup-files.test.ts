@@ -1,20 +1,6 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import {
-  backupFileList,
-  backupStem,
-  checksumLine,
-  estimateDumpBytes,
-  groupBackupFiles,
-  isVerifiedBackup,
-  parseBackupFileName,
-  parseBackupName,
-  planRotation,
-  spaceCheck,
-  spaceReserveBytes,
-  staleTemporaries,
-  type BackupSet,
-} from '../../lib/jobs/backup.ts';
+import { backupFileList, backupStem, checksumLine, estimateDumpBytes, groupBackupFiles, isVerifiedBackup, parseBackupFileName, parseBackupName, planRotation, spaceCheck, spaceReserveBytes, staleTemporaries, type BackupSet } from '../../lib/domain/backup-files.ts';
 import { OpsError } from '../../lib/core/errors.ts';
 
 const sha = 'a'.repeat(64);

@@ -1,29 +1,10 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import {
-  defaultThresholds,
-  diskUsage,
-  dockerArgs,
-  evaluateBackup,
-  evaluateCerts,
-  evaluateConnections,
-  evaluateContainers,
-  evaluateDisk,
-  evaluateLatency,
-  nagiosExit,
-  parseContainerStats,
-  parseDockerSize,
-  parseOnly,
-  parseThresholds,
-  percentile,
-  summarize,
-  worst,
-  type MonitorResult,
-  type Status,
-} from '../../lib/jobs/monitor.ts';
+import { defaultThresholds, diskUsage, evaluateBackup, evaluateCerts, evaluateConnections, evaluateContainers, evaluateDisk, evaluateLatency, nagiosExit, parseOnly, parseThresholds, percentile, summarize, worst, type MonitorResult, type Status } from '../../lib/domain/monitoring.ts';
+import { dockerArgs, parseContainerStats, parseDockerSize } from '../../lib/jobs/monitor.ts';
 import { PassThrough } from 'node:stream';
 import { executeCommand, type CommandSpec } from '../../lib/core/cli.ts';
-import { backupName, parseBackupName } from '../../lib/jobs/backup.ts';
+import { backupName, parseBackupName } from '../../lib/domain/backup-files.ts';
 import { parseResolve } from '../../lib/tools/probe.ts';
 import { ConfigError, UsageError } from '../../lib/core/errors.ts';
 
