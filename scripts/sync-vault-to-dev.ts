@@ -17,6 +17,6 @@ await runScript({
     prune: { type: 'boolean', description: "remove files EB's database no longer references (asks; --yes)" },
     strict: { type: 'boolean', description: 'fail (exit 1) if a referenced file is missing in the source' },
   },
-  run: (ctx) => runSyncVault({ ...ctx.flags, dryRun: ctx.dryRun, ui: ctx.ui, confirm: ctx.confirm }),
+  run: (ctx) => runSyncVault({ ...ctx.flags, dryRun: ctx.dryRun, ui: ctx.ui, confirm: ctx.confirm, config: (env) => ctx.config(env) }),
   render: (r) => process.stdout.write(`${describeSync(r).join('\n')}\n`),
 }, process.argv, process.env);

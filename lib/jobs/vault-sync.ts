@@ -7,7 +7,7 @@ import path from 'node:path';
 import type pg from 'pg';
 import { ConfigError, JobError, SafetyError, UsageError } from '../core/errors.ts';
 import { connect, connectionFor, describeConnection } from '../tools/database.ts';
-import { loadEnvConfig } from '../core/config.ts';
+import { loadEnvConfig, type EnvConfig } from '../core/config.ts';
 import { isTemporaryName, syncFilesystem, temporaryName, writeFileAtomic } from '../core/atomic-file.ts';
 import { withLock } from '../core/lock.ts';
 import { projectRoot } from '../core/paths.ts';
@@ -404,6 +404,9 @@ export async function syncVault(o: SyncVaultOptions): Promise<SyncVaultSummary> 
         emptied.add(path.dirname(p.abs));
       }
       await removeEmptyFolders(target, emptied);
+      // The scan saw folders that pruning may just have removed (a family's folder that held only a
+      // stray file): forget them, so the copy creates them again instead of writing into nothing.
+      plan.targetFolders.clear();
       summary.pruned = prune.length;
       summary.prunedBytes = prunedBytes;
     }
@@ -599,6 +602,8 @@ export interface SyncVaultRequest {
   dryRun: boolean;
   ui: Ui;
   confirm: Confirm;
+  /** An environment's env file, as the entry reads it (from MAKAPIX_ENV_DIR); default compose/. */
+  config?: (env: 'prod' | 'dev') => EnvConfig;
 }
 
 /**
@@ -609,8 +614,9 @@ export function runSyncVault(r: SyncVaultRequest): Promise<SyncVaultSummary> {
   const jobs = Number(r.jobs);
   if (!Number.isInteger(jobs) || jobs < 1 || jobs > 64) throw new UsageError(`--jobs must be a whole number from 1 to 64, got ${JSON.stringify(r.jobs)}.`);
   const owner = parseOwner(r.owner);
-  const prod = loadEnvConfig('prod');
-  const dev = loadEnvConfig('dev');
+  const config = r.config ?? ((env: 'prod' | 'dev') => loadEnvConfig(env));
+  const prod = config('prod');
+  const dev = config('dev');
   return syncVault({
     source: r.source ?? prod.vars.VAULT_HOST_PATH,
     target: r.target ?? dev.vars.VAULT_HOST_PATH,

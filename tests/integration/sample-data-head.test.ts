@@ -258,4 +258,23 @@ test('EB\'s COPY failing at different points, many times: every run ends in the 
   assert.ok(before.length > 0);
 });
 
+test('--schema-from-prod recreates EB with EA\'s extensions (pg_trgm\'s operator class, a pgcrypto default)', async () => {
+  // EB without pg_trgm (and so without the trigram index); EA with a pgcrypto default on a new column.
+  await eb((cl) => cl.query('DROP EXTENSION pg_trgm CASCADE'));
+  await ea((cl) => cl.query("CREATE EXTENSION pgcrypto WITH SCHEMA public; ALTER TABLE posts ADD COLUMN checksum text DEFAULT encode(public.digest('x', 'sha256'), 'hex')"));
+  const stopped = await run(['--pct', String(PCT), '--seed', '11', '--yes']);
+  assert.is(stopped.code, 1, stopped.stderr);
+  assert.match(stopped.stderr, /posts\.checksum: missing in EB/);
+  // --direct: this EA is a cluster on the host, not a db container.
+  const r = await run(['--pct', String(PCT), '--seed', '11', '--yes', '--schema-from-prod', '--direct']);
+  assert.is(r.code, 0, r.stderr);
+  await eb(async (cl) => {
+    const ext = (await cl.query<{ e: string }>('SELECT extname AS e FROM pg_extension ORDER BY 1')).rows.map((x) => x.e);
+    assert.ok(ext.includes('pg_trgm') && ext.includes('pgcrypto'), ext.join(', '));
+    assert.is(await count(cl, "SELECT count(*) AS n FROM pg_indexes WHERE indexname = 'ix_users_handle_trgm'"), 1);
+    assert.is(await count(cl, "SELECT count(*) AS n FROM information_schema.columns WHERE table_name = 'posts' AND column_name = 'checksum'"), 1);
+    assert.equal(await foreignKeyViolations(cl), []);
+  });
+});
+
 test.run();

@@ -13,6 +13,7 @@ import { sandboxDatabases } from '../../dev/sandbox.ts';
 import { isTemporaryName } from '../../lib/core/atomic-file.ts';
 import { runSyncVault, type SyncVaultRequest, type SyncVaultSummary } from '../../lib/jobs/vault-sync.ts';
 import { OpsError } from '../../lib/core/errors.ts';
+import { loadEnvConfig } from '../../lib/core/config.ts';
 import { Ui, makeConfirm } from '../../lib/core/ui.ts';
 import { Writable } from 'node:stream';
 
@@ -49,8 +50,8 @@ async function sync(flags: Partial<Omit<SyncVaultRequest, 'ui' | 'confirm'>> & {
   let stderr = '';
   const stream = new Writable({ write: (chunk, _enc, done) => ((stderr += chunk), done()) });
   const { yes = false, ...rest } = flags;
-  const request: SyncVaultRequest = { owner: '1000:1000', jobs: '8', link: false, checksum: false, prune: false, strict: false, dryRun: false, ...rest, ui: new Ui({ tty: false, verbose: false, stream }), confirm: makeConfirm({ yes, tty: false }) };
-  process.env.MAKAPIX_ENV_DIR = sb.envDir;
+  const config = (env: 'prod' | 'dev') => loadEnvConfig(env, path.join(sb.envDir, `.env.${env}`));
+  const request: SyncVaultRequest = { owner: '1000:1000', jobs: '8', link: false, checksum: false, prune: false, strict: false, dryRun: false, ...rest, ui: new Ui({ tty: false, verbose: false, stream }), confirm: makeConfirm({ yes, tty: false }), config };
   try {
     return { code: 0, out: await runSyncVault(request), stderr };
   } catch (err) {

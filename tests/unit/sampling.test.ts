@@ -4,8 +4,12 @@ import { combinedCopy, planSampling, PlanError, UnruledColumnsError, type Sampli
 import type { Catalog, Column, ForeignKey, Table } from '../../lib/tools/catalog.ts';
 import { keep } from '../../lib/domain/anonymize.ts';
 import sandboxSampling from '../../dev/sandbox-sampling.ts';
-import { connectionFromUrl, parsePct, parseSeed, parseUsers, schemaDifferences } from '../../lib/jobs/sample-data.ts';
+import { connectionFromUrl, defaultSamplingConfigFile, optionsFromFlags, parsePct, parseSeed, parseUsers, schemaDifferences, schemaDumpArgs } from '../../lib/jobs/sample-data.ts';
 import { UsageError } from '../../lib/core/errors.ts';
+import path from 'node:path';
+import { loadEnvConfig } from '../../lib/core/config.ts';
+import { composeDir, projectRoot } from '../../lib/core/paths.ts';
+import { pgCommand } from '../../lib/tools/pgtools.ts';
 
 // A small Makapix-shaped catalog, as readCatalog returns it.
 const col = (name: string, type = 'integer', nullable = true): Column => ({ name, type, nullable, generated: false });
@@ -252,6 +256,23 @@ test('schema differences name the revision and every column that differs', () =>
   const b = catalogOf(...base().map((t) => (t.name === 'posts' ? { ...t, columns: [...t.columns!, col('remix_of')] } : t.name === 'users' ? { ...t, columns: t.columns!.filter((c) => c.name !== 'handle') } : t)));
   assert.equal(schemaDifferences(a, b, { source: ['r2'], target: ['r1'] }), ['alembic_version: EA r2, EB r1', 'column users.handle: missing in EB', 'column posts.remix_of: only in EB']);
   assert.equal(schemaDifferences(a, a, { source: ['r1'], target: ['r1'] }), []);
+});
+
+test('--schema-from-prod takes the schema with EA\'s own pg_dump in its db container, extensions included; --direct or --source-url use the host\'s', () => {
+  const loadEnv = (env: 'prod' | 'dev') => loadEnvConfig(env, path.join(composeDir, `.env.${env}.example`));
+  const pg = { pgUser: undefined, pgPassword: undefined };
+  const byDefault = optionsFromFlags({ pct: '10' }, loadEnv, pg);
+  assert.is(byDefault.schemaPlace?.kind, 'container');
+  assert.is(byDefault.configFile, defaultSamplingConfigFile);
+  assert.is(path.relative(projectRoot, defaultSamplingConfigFile), 'config/sampling.ts');
+  const dump = pgCommand('pg_dump', byDefault.schemaPlace!, { database: 'makapix', args: schemaDumpArgs() });
+  assert.equal(dump.argv.slice(dump.argv.indexOf('exec'), dump.argv.indexOf('exec') + 3), ['exec', '-T', 'db']);
+  assert.ok(dump.argv.includes('makapix-prod'), 'EA\'s compose project');
+  // public and every extension (pg_trgm's operator classes), never the owner or the grants of EA.
+  for (const a of ['--schema-only', '--schema=public', '--extension=*', '--no-owner', '--no-privileges']) assert.ok(dump.argv.includes(a), a);
+  assert.is(optionsFromFlags({ pct: '10', direct: true }, loadEnv, pg).schemaPlace?.kind, 'local');
+  assert.is(optionsFromFlags({ pct: '10', 'source-url': 'postgresql://u@127.0.0.1:5999/makapix' }, loadEnv, pg).schemaPlace?.kind, 'local');
+  assert.is(optionsFromFlags({ pct: '10', config: '/tmp/mine.ts' }, loadEnv, pg).configFile, '/tmp/mine.ts');
 });
 
 test.run();
