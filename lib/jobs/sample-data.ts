@@ -310,7 +310,7 @@ export async function loadSamplingConfig(file: string): Promise<SamplingConfig> 
  * the error. Once the connection is gone, they find one that takes nothing; the COPY's own error
  * has already failed the load.
  */
-function copyInto(eb: pg.Client, sql: string): Writable {
+export function copyInto(eb: Pick<pg.Client, 'query'>, sql: string): Writable {
   const stream = copyFrom(sql);
   let connection: unknown;
   const gone = { stream: { write: () => true, once: (_event: string, cb: () => void) => void setImmediate(cb) }, sendCopyFail: () => undefined };

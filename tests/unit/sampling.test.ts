@@ -4,12 +4,15 @@ import { combinedCopy, planSampling, PlanError, UnruledColumnsError, type Sampli
 import type { Catalog, Column, ForeignKey, Table } from '../../lib/tools/catalog.ts';
 import { keep } from '../../lib/domain/anonymize.ts';
 import sandboxSampling from '../../dev/sandbox-sampling.ts';
-import { connectionFromUrl, defaultSamplingConfigFile, optionsFromFlags, parsePct, parseSeed, parseUsers, schemaDifferences, schemaDumpArgs } from '../../lib/jobs/sample-data.ts';
+import { connectionFromUrl, copyInto, defaultSamplingConfigFile, optionsFromFlags, parsePct, parseSeed, parseUsers, schemaDifferences, schemaDumpArgs } from '../../lib/jobs/sample-data.ts';
 import { UsageError } from '../../lib/core/errors.ts';
 import path from 'node:path';
 import { loadEnvConfig } from '../../lib/core/config.ts';
 import { composeDir, projectRoot } from '../../lib/core/paths.ts';
 import { pgCommand } from '../../lib/tools/pgtools.ts';
+import { EventEmitter } from 'node:events';
+import type pgTypes from 'pg';
+import { from as copyFrom } from 'pg-copy-streams';
 
 // A small Makapix-shaped catalog, as readCatalog returns it.
 const col = (name: string, type = 'integer', nullable = true): Column => ({ name, type, nullable, generated: false });
@@ -273,6 +276,32 @@ test('--schema-from-prod takes the schema with EA\'s own pg_dump in its db conta
   assert.is(optionsFromFlags({ pct: '10', direct: true }, loadEnv, pg).schemaPlace?.kind, 'local');
   assert.is(optionsFromFlags({ pct: '10', 'source-url': 'postgresql://u@127.0.0.1:5999/makapix' }, loadEnv, pg).schemaPlace?.kind, 'local');
   assert.is(optionsFromFlags({ pct: '10', config: '/tmp/mine.ts' }, loadEnv, pg).configFile, '/tmp/mine.ts');
+});
+
+test('EB\'s COPY failing while its socket is full ends in the COPY\'s error, never a TypeError thrown from a socket event', async () => {
+  // pg's side of a COPY FROM, scripted: the socket is full (write returns false) when EB's error
+  // comes; pg-copy-streams then lets go of the connection, and the socket drains afterwards.
+  const scenario = (wrap: boolean) => {
+    const socket = Object.assign(new EventEmitter(), { write: () => false });
+    const connection = { stream: socket, query: () => undefined, sendCopyFail: () => undefined };
+    const client = { query: (s: { submit(c: unknown): void }) => (s.submit(connection), s) } as unknown as Pick<pgTypes.Client, 'query'>;
+    const sql = 'COPY t FROM STDIN';
+    const stream = wrap ? copyInto(client, sql) : client.query(copyFrom(sql));
+    const errors: string[] = [];
+    stream.on('error', (e) => errors.push(e.message));
+    const copy = stream as unknown as { handleCopyInResponse(c: unknown): void; handleError(e: Error): void };
+    copy.handleCopyInResponse(connection);
+    for (let i = 0; i < 3; i++) stream.write(Buffer.alloc(65536));
+    copy.handleError(new Error('injected fault'));
+    return { drain: () => socket.emit('drain'), errors };
+  };
+  // The race as it was: the queued rows reach for the connection that is gone.
+  const bare = scenario(false);
+  assert.throws(() => bare.drain(), /Cannot read properties of null \(reading 'stream'\)/);
+  const safe = scenario(true);
+  safe.drain();
+  await new Promise((r) => setImmediate(r));
+  assert.equal(safe.errors, ['injected fault']);
 });
 
 test.run();
