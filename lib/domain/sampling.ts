@@ -106,8 +106,6 @@ export interface SamplingPlan {
   truncate: string[];
   /** Sequences to move past their column's maximum after loading. */
   sequences: { table: string; column: string; sequence: string }[];
-  /** Rules that name columns the catalog does not have. */
-  warnings: string[];
 }
 
 export class PlanError extends Error {
@@ -350,7 +348,6 @@ export function planSampling({ catalog, config, options, anonymization }: PlanIn
   };
 
   const tablePlans: TablePlan[] = [];
-  const warnings: string[] = [];
   const copied: Table[] = [];
   // Lookups first: the tables that point at them can then be checked as soon as they are loaded.
   const byOrder = [...[...catalog.keys()].sort().filter((t) => !order.includes(t)), ...order];
@@ -534,7 +531,7 @@ export function planSampling({ catalog, config, options, anonymization }: PlanIn
   if (problems.length) throw new PlanError(`Anonymization rules do not fit the schema: ${problems.join('; ')}.`, problems);
   const truncate = tablePlans.filter((p) => p.mode !== 'keep').map((p) => p.table);
   const sequences = tablePlans.filter((p) => p.mode !== 'keep').flatMap((p) => catalog.get(p.table)!.sequences.map((s) => ({ table: p.table, ...s })));
-  return { tables: tablePlans, truncate, sequences, warnings };
+  return { tables: tablePlans, truncate, sequences };
 }
 
 const withOf = (ctes: readonly Cte[]) => (ctes.length ? `WITH ${ctes.map((c) => c.sql).join(', ')} ` : '');

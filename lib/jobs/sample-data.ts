@@ -82,7 +82,6 @@ export interface SampleDataReport {
   users: { source: number; target: number; share: number };
   tables: TableReport[];
   totals: { rows: number; bytes: number; ms: number };
-  warnings: string[];
 }
 
 const q = pg.escapeIdentifier;
@@ -380,7 +379,6 @@ export async function sampleDataToDev(opts: SampleDataOptions): Promise<SampleDa
       if (err instanceof PlanError) throw new ConfigError(err.message, err.problems, `Fix the sampling configuration ${opts.configFile} (docs/sample-data.md).`);
       throw err;
     }
-    for (const w of plan.warnings) ui.warn(w);
     const { rows: eaUsers } = await ea.query<{ n: string }>(`SELECT count(*) AS n FROM ${q(config.root)}`);
     const sourceUsers = Number(eaUsers[0]!.n);
     const report = (tables: TableReport[]): SampleDataReport => {
@@ -394,7 +392,6 @@ export async function sampleDataToDev(opts: SampleDataOptions): Promise<SampleDa
         users: { source: sourceUsers, target: targetUsers, share: sourceUsers ? targetUsers / sourceUsers : 0 },
         tables,
         totals: { rows: tables.reduce((s, t) => s + t.rows, 0), bytes: tables.reduce((s, t) => s + t.bytes, 0), ms: Date.now() - started },
-        warnings: plan.warnings,
       };
     };
     const skipped = (p: TablePlan): TableReport => ({ table: p.table, mode: p.mode, rows: 0, sampled: 0, referenced: 0, nulled: {}, repointed: {}, invariantDropped: 0, bytes: 0, ms: 0 });
@@ -481,7 +478,6 @@ export function describeReport(r: SampleDataReport): string[] {
     lines.push(`  ${t.table.padEnd(28)} ${String(t.rows).padStart(9)} rows ${formatBytes(t.bytes).padStart(10)} ${String(t.ms).padStart(6)}ms  ${t.mode === 'whole' ? 'whole' : `${t.sampled} sampled`}${touched.length ? `, ${touched.join(', ')}` : ''}`);
   }
   lines.push(`Users: ${r.users.target} of ${r.users.source} (${(r.users.share * 100).toFixed(1)}%). Total ${r.totals.rows} rows, ${formatBytes(r.totals.bytes)} in ${(r.totals.ms / 1000).toFixed(1)}s.`);
-  for (const w of r.warnings) lines.push(`warning: ${w}`);
   return lines;
 }
 

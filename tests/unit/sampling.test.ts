@@ -4,8 +4,10 @@ import { combinedCopy, planSampling, PlanError, UnruledColumnsError, type Sampli
 import type { Catalog, Column, ForeignKey, Table } from '../../lib/tools/catalog.ts';
 import { keep } from '../../lib/domain/anonymize.ts';
 import sandboxSampling from '../../dev/sandbox-sampling.ts';
-import { connectionFromUrl, copyInto, defaultSamplingConfigFile, optionsFromFlags, parsePct, parseSeed, parseUsers, schemaDifferences, schemaDumpArgs } from '../../lib/jobs/sample-data.ts';
-import { UsageError } from '../../lib/core/errors.ts';
+import { connectionFromUrl, copyInto, defaultSamplingConfigFile, loadSamplingConfig, optionsFromFlags, parsePct, parseSeed, parseUsers, schemaDifferences, schemaDumpArgs } from '../../lib/jobs/sample-data.ts';
+import { ConfigError, UsageError } from '../../lib/core/errors.ts';
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { loadEnvConfig } from '../../lib/core/config.ts';
 import { composeDir, projectRoot } from '../../lib/core/paths.ts';
@@ -276,6 +278,26 @@ test('--schema-from-prod takes the schema with EA\'s own pg_dump in its db conta
   assert.is(optionsFromFlags({ pct: '10', direct: true }, loadEnv, pg).schemaPlace?.kind, 'local');
   assert.is(optionsFromFlags({ pct: '10', 'source-url': 'postgresql://u@127.0.0.1:5999/makapix' }, loadEnv, pg).schemaPlace?.kind, 'local');
   assert.is(optionsFromFlags({ pct: '10', config: '/tmp/mine.ts' }, loadEnv, pg).configFile, '/tmp/mine.ts');
+});
+
+test('--config: the shipped file loads; a file without a default SamplingConfig, or missing fields, stops with its name', async () => {
+  const shipped = await loadSamplingConfig(defaultSamplingConfigFile);
+  assert.is(shipped.root, 'users');
+  assert.ok(shipped.rules.columns['players.key_pem'] && shipped.rules.columns['player_command_logs.payload']);
+  const dir = mkdtempSync(path.join(tmpdir(), 'makapix-config-'));
+  const partial = path.join(dir, 'partial.ts');
+  writeFileSync(partial, "export default { root: 'users', banned: [] };\n");
+  await loadSamplingConfig(partial).then(
+    () => assert.unreachable('a partial configuration loaded'),
+    (e: unknown) => {
+      assert.instance(e, ConfigError);
+      assert.match((e as Error).message, /partial\.ts lacks tables, policies, implicitReferences, requireOneOf, secrets, rules, statementTimeoutMs/);
+    },
+  );
+  await loadSamplingConfig(path.join(dir, 'missing.ts')).then(
+    () => assert.unreachable('a missing file loaded'),
+    (e: unknown) => assert.match((e as Error).message, /Cannot load the sampling configuration .*missing\.ts/),
+  );
 });
 
 test('EB\'s COPY failing while its socket is full ends in the COPY\'s error, never a TypeError thrown from a socket event', async () => {
