@@ -12,12 +12,12 @@ await runScript({
   common: ['dry-run', 'json'],
   defaultEnv: 'prod',
   flags: {
-    format: { type: 'string', value: 'custom|plain', default: 'custom', description: 'custom (.dump, compressed) or plain (.sql)' },
+    format: { type: 'enum', values: ['custom', 'plain'] as const, default: 'custom', description: 'custom (.dump, compressed) or plain (.sql)' },
     direct: { type: 'boolean', description: "use the host's pg_dump against DB_PUBLISHED_PORT instead of the one in the db container" },
     pin: { type: 'boolean', description: 'keep this backup apart from the rotation (BACKUP_DIR/pinned)' },
     reason: { type: 'string', value: 'text', description: 'why this backup was taken (recorded in its manifest)' },
-    dir: { type: 'string', value: 'path', description: 'the backup folder (default: BACKUP_DIR)' },
-    keep: { type: 'string', value: 'N', description: 'verified backups the rotation keeps (default: BACKUP_KEEP)' },
+    dir: { type: 'path', value: 'path', description: 'the backup folder (default: BACKUP_DIR)' },
+    keep: { type: 'int', min: 1, max: 10_000, value: 'N', description: 'verified backups the rotation keeps (default: BACKUP_KEEP)' },
     ping: { type: 'string', value: 'URL', description: 'healthchecks-style pings: URL/start, URL on success, URL/fail' },
   },
   run: async (ctx): Promise<BackupResult | { dryRun: true; plan: string[] }> => {

@@ -167,10 +167,22 @@ export function parseChecksumLine(text: string): string | undefined {
  * without its manifest, an empty file, a leftover) is not a backup and never pushes one out.
  */
 export function isVerifiedBackup(g: BackupFiles, facts: { dumpBytes?: number; checksumText?: string; manifest?: unknown }): boolean {
-  if (!g.dump || !g.format || !g.checksum || !g.manifest || facts.dumpBytes === undefined || facts.dumpBytes <= 0) return false;
+  return backupProblem(g, facts) === undefined;
+}
+
+/** Why a backup does not count (monitor says it), or undefined when it does; see isVerifiedBackup. */
+export function backupProblem(g: BackupFiles, facts: { dumpBytes?: number; checksumText?: string; manifest?: unknown }): string | undefined {
+  if (!g.dump || !g.format) return 'no single dump file';
+  if (facts.dumpBytes === undefined) return 'its dump cannot be read';
+  if (facts.dumpBytes <= 0) return 'its dump is empty';
+  if (!g.manifest) return 'it has no manifest (the backup never finished)';
+  if (!g.checksum) return 'it has no checksum file';
   const m = facts.manifest as Partial<BackupManifest> | undefined;
-  if (!m || m.verified !== true || m.file !== g.dump || m.format !== g.format || m.bytes !== facts.dumpBytes) return false;
-  return parseChecksumLine(facts.checksumText ?? '') === m.sha256;
+  if (!m || typeof m !== 'object') return 'its manifest is unreadable';
+  if (m.verified !== true || m.file !== g.dump || m.format !== g.format) return 'its manifest does not describe a verified dump of that name';
+  if (m.bytes !== facts.dumpBytes) return `its dump is ${facts.dumpBytes} bytes, its manifest says ${m.bytes} (truncated or replaced)`;
+  if (parseChecksumLine(facts.checksumText ?? '') !== m.sha256) return 'its checksum file and manifest disagree';
+  return undefined;
 }
 
 // ---- rotation ----------------------------------------------------------------------------
@@ -183,7 +195,11 @@ export interface BackupSet {
 
 export interface RotationPlan {
   kept: string[];
-  /** File names to delete: only files of verified backups this toolkit wrote, beyond the newest `keep`. */
+  /**
+   * File names to delete: files of verified backups this toolkit wrote, beyond the newest `keep`,
+   * and the leftovers no dump owns (a checksum, manifest or roles file whose run was killed before
+   * its dump got its final name, which is always the last one given).
+   */
   remove: string[];
   /** The stems removed (one per backup). */
   removedStems: string[];
@@ -203,7 +219,8 @@ export function planRotation(sets: readonly BackupSet[], keep: number, justMade:
   // The new backup always stays (even if a clock jump made older ones look newer); then the newest others.
   const kept = [justMade, ...verified.filter((s) => s.stem !== justMade).slice(0, keep - 1).map((s) => s.stem)];
   const going = verified.filter((s) => !kept.includes(s.stem));
-  return { kept, remove: going.flatMap((s) => s.files), removedStems: going.map((s) => s.stem) };
+  const orphans = sets.filter((s) => s.stem !== justMade && !s.files.some((f) => parseBackupFileName(f)?.role === 'dump'));
+  return { kept, remove: [...going, ...orphans].flatMap((s) => s.files), removedStems: going.map((s) => s.stem) };
 }
 
 // ---- space -------------------------------------------------------------------------------

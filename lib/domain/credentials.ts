@@ -29,9 +29,54 @@ export function validateUsername(user: string | undefined): string {
   );
 }
 
+/**
+ * Words that head every list of leaked passwords, and this project's own names: a password that is
+ * one of them plus digits or symbols (password1234, Makapix2026!) falls to the first guesses.
+ */
+const commonWords = new Set([
+  'password', 'passwort', 'motdepasse', 'contrasena', 'senha', 'qwerty', 'qwertyuiop', 'azerty', 'asdfgh', 'zxcvbn', 'letmein', 'welcome', 'admin', 'administrator',
+  'root', 'login', 'secret', 'changeme', 'default', 'guest', 'test', 'master', 'iloveyou', 'monkey', 'dragon', 'football', 'baseball', 'sunshine', 'princess',
+  'shadow', 'superman', 'trustno', 'abc', 'abcd', 'abcdef', 'makapix', 'makapixclub', 'pixel', 'pixelart', 'developer', 'development', 'dev',
+]);
+/** Look-alike digits and symbols read as the letters they stand for (p@ssw0rd is password). */
+const leet: Record<string, string> = { '@': 'a', '4': 'a', '3': 'e', '1': 'i', '!': 'i', '0': 'o', '$': 's', '5': 's', '7': 't' };
+
+/**
+ * Why a long enough password is still weak, or undefined: only spaces, few different characters, a
+ * short pattern repeated, mostly a run (12345678, abcdefgh), only digits, or a common word with
+ * digits or symbols around it. The answer never contains the password.
+ */
+export function passwordWeakness(value: string): string | undefined {
+  const chars = [...value];
+  if (value.trim() === '') return 'it is only spaces';
+  if (new Set(chars).size < 5) return 'it uses fewer than 5 different characters';
+  for (let p = 1; p <= 6; p++) if (chars.length >= 2 * p && chars.every((c, i) => c === chars[i % p])) return 'it repeats a short pattern';
+  // The longest run of neighbours one code point apart in one direction ("9" then "0" continues 1234567890).
+  const step = (a: string, b: string) => (a === '9' && b === '0' ? 1 : a === '0' && b === '9' ? -1 : b.codePointAt(0)! - a.codePointAt(0)!);
+  let run = 1;
+  let direction = 0;
+  let longest = 1;
+  for (let i = 1; i < chars.length; i++) {
+    const d = step(chars[i - 1]!, chars[i]!);
+    if (Math.abs(d) !== 1) [run, direction] = [1, 0];
+    else if (d === direction) run++;
+    else [run, direction] = [2, d];
+    longest = Math.max(longest, run);
+  }
+  if (longest >= 8) return 'most of it is a run like 12345678 or abcdefgh';
+  if (/^[0-9\s]+$/.test(value)) return 'it is only digits';
+  const lower = value.toLowerCase();
+  // The word between the digits and symbols added around it, read without its look-alikes.
+  const core = [...lower.replace(/^[^a-z@$]+|[^a-z]+$/g, '')].map((c) => leet[c] ?? c).join('');
+  if (commonWords.has(lower.replace(/[^a-z]/g, '')) || commonWords.has(core.replace(/[^a-z]/g, ''))) return 'it is a common password with digits or symbols added';
+  return undefined;
+}
+
 export function validatePassword(password: Secret): Secret {
   const value = password.reveal();
   if ([...value].length < minPasswordLength) throw new UsageError(`The password is shorter than ${minPasswordLength} characters.`, 'Choose a longer one, or pass --generate for a random one.');
+  const weakness = passwordWeakness(value);
+  if (weakness) throw new UsageError(`The password is too easy to guess: ${weakness}.`, 'Choose another (a few unrelated words work well), or pass --generate for a random one.');
   if (Buffer.byteLength(value, 'utf8') > maxPasswordBytes) throw new UsageError(`The password is longer than ${maxPasswordBytes} bytes, which bcrypt would silently cut.`, 'Choose a shorter one.');
   if (/[\r\n]/.test(value)) throw new UsageError('The password contains a line break.', 'With --password-stdin, send one line.');
   return password;

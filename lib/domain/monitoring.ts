@@ -2,7 +2,6 @@
 // what the probes measured (lib/jobs/monitor.ts measures; verify --pre reuses the backup judgement).
 import { UsageError } from '../core/errors.ts';
 import { formatBytes } from '../core/ui.ts';
-import { parseBackupName } from './backup-files.ts';
 import type { CertificateInfo } from '../tools/probe.ts';
 
 export type Status = 'OK' | 'WARNING' | 'CRITICAL' | 'UNKNOWN';
@@ -68,10 +67,6 @@ export function parseThresholds(values: readonly string[]): Thresholds {
 }
 
 /** A flag that must be a whole number ≥ min (probe counts, ports, days). */
-export function positiveCount(flag: string, value: string, min = 1): number {
-  if (/^\d+$/.test(value) && +value >= min) return +value;
-  throw new UsageError(`${flag} must be a whole number of at least ${min}, got ${JSON.stringify(value)}.`);
-}
 
 /** `--only certs,disk` or repeated `--only`; none means every check. */
 export function parseOnly(values: readonly string[]): CheckName[] {
@@ -198,22 +193,49 @@ export function evaluateCerts(measures: readonly CertMeasure[], now: Date, t: Th
   return checkOf('certs', items, (s) => worstItems(items, s, `${items.length} certificates valid for ≥ ${t['cert-warn-days']} days`));
 }
 
-export type BackupMeasure = { dir: string; names: readonly string[] } | { dir: string; error: string; missing?: boolean };
+/** One backup found in the folder, as its own files describe it (see probeBackup). */
+export interface BackupCandidate {
+  /** The dump's file name. */
+  name: string;
+  /** The time in its name. */
+  takenAt: Date;
+  /** When the backup finished, from its manifest (absent when it has none). */
+  finishedAt?: Date;
+  /** Why it does not count: no manifest, a size or checksum that differs, damaged bytes... */
+  problem?: string;
+}
 
-/** The newest backup (by the time in its name) against the schedule; no backup at all is CRITICAL. */
+export type BackupMeasure = { dir: string; backups: readonly BackupCandidate[] } | { dir: string; error: string; missing?: boolean };
+
+/** A clock a little ahead of the backup host's is not "the future"; a year 2099 name is. */
+export const futureSlackMs = 10 * 60_000;
+export const isDatedInFuture = (b: BackupCandidate, now: Date) => Math.max(b.takenAt.getTime(), b.finishedAt?.getTime() ?? 0) > now.getTime() + futureSlackMs;
+
+/**
+ * The newest backup that counts (its manifest, size and checksum agree, and it is not dated in the
+ * future) against the schedule; none at all is CRITICAL. A newer backup that does not count (empty,
+ * truncated, damaged, unfinished) makes the check at least WARNING and is named: a file name alone
+ * never reads OK.
+ */
 export function evaluateBackup(m: BackupMeasure, now: Date, t: Thresholds): Evaluated {
   if ('error' in m) {
     const status: Status = m.missing ? 'CRITICAL' : 'UNKNOWN';
     return checkOf('backup', [{ status, label: m.dir, detail: m.error }], () => `${m.dir}: ${m.error}`);
   }
-  const newest = m.names
-    .map((n) => ({ name: n, parsed: parseBackupName(n) }))
-    .filter((b) => b.parsed)
-    .sort((a, b) => b.parsed!.takenAt.getTime() - a.parsed!.takenAt.getTime())[0];
-  if (!newest) return checkOf('backup', [{ status: 'CRITICAL', label: m.dir, detail: 'holds no backup (makapix-YYYYMMDD-HHMMSS.dump|sql)' }], () => `${m.dir} holds no backup`);
-  const hours = (now.getTime() - newest.parsed!.takenAt.getTime()) / 3_600_000;
-  const status = level(hours, t['backup-warn-hours'], t['backup-crit-hours']);
-  const detail = `newest ${newest.name} is ${hours.toFixed(1)} h old (${status === 'OK' ? '≤' : '>'} ${status === 'CRITICAL' ? t['backup-crit-hours'] : t['backup-warn-hours']} h)`;
+  const judged = [...m.backups]
+    .map((b) => ({ ...b, problem: b.problem ?? (isDatedInFuture(b, now) ? 'it is dated in the future' : undefined) }))
+    .sort((a, b) => b.takenAt.getTime() - a.takenAt.getTime());
+  const newest = judged.find((b) => !b.problem);
+  const bad = judged.filter((b) => b.problem && (!newest || b.takenAt > newest.takenAt));
+  const badNote = bad.length ? `; ${bad[0]!.name} does not count: ${bad[0]!.problem}${bad.length > 1 ? ` (and ${bad.length - 1} more)` : ''}` : '';
+  if (!newest) {
+    const detail = judged.length ? `holds no verified backup${badNote}` : 'holds no backup (makapix-YYYYMMDD-HHMMSS.dump|sql)';
+    return checkOf('backup', [{ status: 'CRITICAL', label: m.dir, detail }], () => `${m.dir} ${detail}`);
+  }
+  const hours = (now.getTime() - (newest.finishedAt ?? newest.takenAt).getTime()) / 3_600_000;
+  const byAge = level(hours, t['backup-warn-hours'], t['backup-crit-hours']);
+  const status = bad.length ? worst([byAge, 'WARNING']) : byAge;
+  const detail = `newest ${newest.name} is ${hours.toFixed(1)} h old (${byAge === 'OK' ? '≤' : '>'} ${byAge === 'CRITICAL' ? t['backup-crit-hours'] : t['backup-warn-hours']} h)${badNote}`;
   return checkOf('backup', [{ status, label: m.dir, detail }], () => detail);
 }
 

@@ -72,11 +72,6 @@ export function validateDeviceName(name: string | undefined): string {
   throw new UsageError(`The device name ${JSON.stringify(name ?? '')} is not allowed: use 1 to 64 characters from A-Z, a-z, 0-9, ".", "_" and "-", starting with a letter or digit.`, 'It becomes the certificate CN and the MQTT user name, e.g. player-0017.');
 }
 
-export function parseDays(value: string | undefined, fallback: number, flag: string): number {
-  if (value === undefined) return fallback;
-  if (/^\d+$/.test(value) && +value >= 1 && +value <= 36500) return +value;
-  throw new UsageError(`${flag} must be a whole number of days from 1 to 36500, got ${JSON.stringify(value)}.`);
-}
 
 const envLabel = (env: Environment) => (env === 'prod' ? 'EA' : 'EB');
 

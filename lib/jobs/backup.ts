@@ -1,28 +1,24 @@
 // backup-prod: a verified dump of EA's database (lib/tools/backup-store.ts), then rotation.
 import path from 'node:path';
 import type { EnvConfig } from '../core/config.ts';
-import { UsageError } from '../core/errors.ts';
 import { dumpArgs, globalsArgs, pgCommand, verifyArgs } from '../tools/pgtools.ts';
 import { renderCommand, type Command } from '../core/exec.ts';
 import type { ComposeFlavor } from '../tools/compose.ts';
 import { formatBytes, formatDuration } from '../core/ui.ts';
-import { backupStem, dumpFileName, globalsFileName, lockFileName, pinnedDirName } from '../domain/backup-files.ts';
+import { backupStem, dumpFileName, type DumpFormat, globalsFileName, lockFileName, pinnedDirName } from '../domain/backup-files.ts';
 import { placeFor, type BackupOptions, type BackupResult } from '../tools/backup-store.ts';
 
 // ---- the entry's side ----------------------------------------------------------------------
 
 /** backup-prod's flags as backup options (validated: a bad value is a usage error, exit 2). */
-export function parseBackupOptions(flags: { format: string; direct: boolean; pin: boolean; reason?: string | undefined; dir?: string | undefined; keep?: string | undefined }): Omit<BackupOptions, 'ui'> {
-  if (flags.format !== 'custom' && flags.format !== 'plain') throw new UsageError(`--format must be custom or plain, got ${JSON.stringify(flags.format)}.`);
-  if (flags.dir !== undefined && !path.isAbsolute(flags.dir)) throw new UsageError(`--dir must be an absolute path, got ${flags.dir}.`, 'Cron runs from any directory.');
-  if (flags.keep !== undefined && !/^[1-9]\d*$/.test(flags.keep)) throw new UsageError(`--keep must be a whole number of at least 1, got ${flags.keep}.`);
+export function parseBackupOptions(flags: { format: DumpFormat; direct: boolean; pin: boolean; reason?: string | undefined; dir?: string | undefined; keep?: number | undefined }): Omit<BackupOptions, 'ui'> {
   return {
     mode: flags.direct ? 'direct' : 'compose',
     format: flags.format,
     pinned: flags.pin,
     ...(flags.reason !== undefined && { reason: flags.reason }),
     ...(flags.dir !== undefined && { dir: flags.dir }),
-    ...(flags.keep !== undefined && { keep: Number(flags.keep) }),
+    ...(flags.keep !== undefined && { keep: flags.keep }),
   };
 }
 

@@ -8,24 +8,13 @@ import { Secret } from '../core/secret.ts';
 import { writeFileAtomic } from '../core/atomic-file.ts';
 import { reloadCaddy, runningCaddy } from '../tools/caddy.ts';
 import type { CaddyTarget, Settings } from '../core/settings.ts';
-import { credentialsFileName, scopes, type Scope } from '../domain/credentials.ts';
+import { credentialsFileName, type Scope } from '../domain/credentials.ts';
 import { withLock } from '../core/lock.ts';
 import type { Environment } from '../core/config.ts';
 import type { Confirm } from '../core/ui.ts';
 
 /** The cost Caddy's own `hash-password` uses; a guess then takes ~1 s of CPU per try. */
 export const defaultCost = 14;
-export function parseScope(value: string | undefined): Scope {
-  const v = value ?? 'developers';
-  if ((scopes as readonly string[]).includes(v)) return v as Scope;
-  throw new UsageError(`--scope must be "developers" or "devices", got ${JSON.stringify(v)}.`, 'developers guards the EB site, devices guards vault-dev.');
-}
-
-export function parseCost(value: string | undefined): number {
-  const v = value ?? String(defaultCost);
-  if (/^\d+$/.test(v) && +v >= 4 && +v <= 31) return +v;
-  throw new UsageError(`--cost must be a whole number from 4 to 31, got ${JSON.stringify(v)}.`, `The default, ${defaultCost}, is what Caddy's hash-password uses.`);
-}
 
 /** Reads a whole secret from a stream (stdin), without the final line break. */
 export async function readSecret(stream: NodeJS.ReadableStream): Promise<Secret> {
@@ -91,7 +80,9 @@ export async function runCredentialsJob(job: CredentialsJob): Promise<Credential
     const before = await readCurrent(file, job.scope);
     const now = (job.now?.() ?? new Date()).toISOString().replace(/\.\d{3}Z$/, 'Z');
     applyChange(before.users, asChange(change, ''), now, job.scope); // refuses before any prompt
-    const hash = change.action === 'remove' || job.dryRun ? '' : await hashPassword(validatePassword(await job.password()), job.cost);
+    // A dry run validates the password too (the same refusal as the real run); it only skips the hash.
+    const password = change.action === 'remove' ? undefined : validatePassword(await job.password());
+    const hash = password === undefined || job.dryRun ? '' : await hashPassword(password, job.cost);
     const users = applyChange(before.users, asChange(change, hash), now, job.scope);
     if (job.dryRun) return { scope: job.scope, file, users: publicView(users), changed: false, reloaded: false, note: 'dry run: nothing written' };
     const lockedHash = users.length ? '' : await hashPassword(generatePassword(), 10);
@@ -124,7 +115,8 @@ export async function runCredentialsJob(job: CredentialsJob): Promise<Credential
   };
   if (job.dryRun) return apply();
   await mkdir(job.dir, { recursive: true, mode: 0o700 });
-  return withLock(path.join(job.dir, '.gen-basic-auth.lock'), 'gen-basic-auth', apply);
+  // Two developers adding themselves at once: the second waits for the first instead of failing.
+  return withLock(path.join(job.dir, '.gen-basic-auth.lock'), 'gen-basic-auth', apply, { waitMs: 5000 });
 }
 
 export interface PasswordSources {
@@ -149,8 +141,8 @@ export type BasicAuthCommand = 'add' | 'remove' | 'rotate' | 'list';
 export interface BasicAuthOptions {
   positionals: readonly string[];
   env: Environment | undefined;
-  scope: string | undefined;
-  cost: string | undefined;
+  scope: Scope;
+  cost: number;
   force: boolean;
   reload: boolean;
   dryRun: boolean;
@@ -168,8 +160,7 @@ export async function runBasicAuth(o: BasicAuthOptions): Promise<BasicAuthResult
   if (!['add', 'remove', 'rotate', 'list'].includes(command ?? '')) throw new UsageError(`Unknown command ${JSON.stringify(command ?? '')}.`, 'Use add <user>, remove <user>, rotate <user> or list.');
   const cmd = command as BasicAuthCommand;
   if (extra.length || (cmd === 'list' && user !== undefined)) throw new UsageError(`Too many arguments for ${cmd}.`, cmd === 'list' ? 'list takes no user.' : `${cmd} takes one user name.`);
-  const scope = parseScope(o.scope);
-  const cost = parseCost(o.cost);
+  const { scope, cost } = o;
   const base = { scope, dir: o.settings.credentialsDir, cost, dryRun: o.dryRun, reload: o.reload, target: o.settings.caddy };
   if (cmd === 'list') return { command: cmd, ...(await runCredentialsJob({ ...base, password: async () => new Secret('') })) };
   const name = validateUsername(user);

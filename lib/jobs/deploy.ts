@@ -218,10 +218,6 @@ export function parseDeployLog(text: string): DeployRecord[] {
 
 // ---- runners ------------------------------------------------------------------------------------
 
-export function parseSeconds(value: string, flag: string): number {
-  if (!/^\d+$/.test(value) || +value < 1) throw new UsageError(`${flag} must be a whole number of seconds, got ${JSON.stringify(value)}.`);
-  return +value;
-}
 
 const git = (dir: string) => $({ quiet: true, cwd: dir });
 

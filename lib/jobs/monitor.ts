@@ -5,11 +5,11 @@ import { readdir, statfs } from 'node:fs/promises';
 import { existsSync } from 'node:fs';
 import path from 'node:path';
 import { performance } from 'node:perf_hooks';
-import { $ } from 'zx';
+import { run } from '../core/exec.ts';
+import { docker } from '../tools/docker.ts';
 import type { EnvConfig } from '../core/config.ts';
 import { connect, connectionFor, describeConnection } from '../tools/database.ts';
 import { projectName } from '../core/config.ts';
-import { type Command } from '../tools/compose.ts';
 import { certificatesIn, httpRequest, peerCertificate, type ResolveMap } from '../tools/probe.ts';
 import type { Ui } from '../core/ui.ts';
 import { type CheckName, type CheckResult, type Thresholds, type Evaluated, type LatencySample, evaluateLatency, type ConnectionsMeasure, evaluateConnections, type DiskMeasure, diskUsage, evaluateDisk, type ContainerMeasure, evaluateContainers, type CertMeasure, evaluateCerts, evaluateBackup, type MonitorResult, summarize } from '../domain/monitoring.ts';
@@ -81,11 +81,6 @@ async function probeConnections(cfg: EnvConfig): Promise<ConnectionsMeasure> {
   }
 }
 
-/** The one builder of plain `docker` command lines (compose has its own, lib/tools/compose.ts). */
-export function dockerCommand(docker: string, args: readonly string[]): Command {
-  return { cmd: docker, argv: [...args] };
-}
-
 export const dockerArgs = {
   rootDir: ['info', '--format', '{{.DockerRootDir}}'],
   /** Running containers of a compose project, by the label compose sets. */
@@ -95,14 +90,10 @@ export const dockerArgs = {
   limits: (names: readonly string[]) => ['inspect', '--format', '{{.Name}} {{.HostConfig.NanoCpus}} {{.HostConfig.CpuQuota}} {{.HostConfig.CpuPeriod}} {{.HostConfig.Memory}}', ...names],
 } as const;
 
-async function docker(bin: string, args: readonly string[], timeoutMs: number): Promise<string> {
-  const { cmd, argv } = dockerCommand(bin, args);
-  const out = await $({ quiet: true, nothrow: true, timeout: timeoutMs })`${cmd} ${argv}`.catch((err: unknown) => ({ exitCode: -1, stdout: '', stderr: message(err) }));
-  if (out.exitCode !== 0) {
-    // 127: the shell found no such command.
-    const why = out.exitCode === 127 ? 'command not found' : out.stderr.trim().split('\n').pop() || `exit ${out.exitCode}`;
-    throw new Error(`docker not available (${cmd} ${args[0]}: ${why})`);
-  }
+/** docker's output, or an error that becomes this check's UNKNOWN (never the whole run's failure). */
+async function dockerOutput(bin: string, args: readonly string[], timeoutMs: number): Promise<string> {
+  const out = await docker(args, { bin, nothrow: true, timeoutMs });
+  if (!out.ok) throw new Error(`docker not available (${bin} ${args[0]}: ${out.stderr.trim().split('\n').pop() || 'failed'})`);
   return out.stdout;
 }
 
@@ -142,9 +133,9 @@ export function parseContainerStats(statsOut: string, limitsOut: string): Contai
 
 async function probeContainers(bin: string, project: string, timeoutMs: number): Promise<ContainerMeasure[] | { error: string }> {
   try {
-    const names = (await docker(bin, dockerArgs.projectContainers(project), timeoutMs)).split('\n').map((s) => s.trim()).filter(Boolean);
+    const names = (await dockerOutput(bin, dockerArgs.projectContainers(project), timeoutMs)).split('\n').map((s) => s.trim()).filter(Boolean);
     if (names.length === 0) return [];
-    const [stats, limits] = await Promise.all([docker(bin, dockerArgs.stats(names), timeoutMs * 3), docker(bin, dockerArgs.limits(names), timeoutMs)]);
+    const [stats, limits] = await Promise.all([dockerOutput(bin, dockerArgs.stats(names), timeoutMs * 3), dockerOutput(bin, dockerArgs.limits(names), timeoutMs)]);
     return parseContainerStats(stats, limits);
   } catch (err) {
     return { error: message(err) };
@@ -196,7 +187,7 @@ async function probeCerts(o: MonitorOptions, timeoutMs: number): Promise<CertMea
  */
 async function crlNextUpdate(file: string): Promise<CertMeasure> {
   if (!existsSync(file)) return { source: file, error: 'missing: the broker will not start (run make mqtt-certs ARGS="renew")' };
-  const r = await $({ quiet: true, nothrow: true })`openssl ${opensslArgv.crlInfo(file)}`;
+  const r = await run({ cmd: 'openssl', argv: opensslArgv.crlInfo(file) }, { nothrow: true });
   const when = /nextUpdate=(.*)/.exec(`${r.stdout}`)?.[1];
   if (r.exitCode !== 0 || !when) return { source: file, error: `openssl cannot read it: ${`${r.stderr}`.trim().split('\n').pop() || `exit ${r.exitCode}`}` };
   return { source: file, subject: 'CRL next update: past it the broker refuses every device', notAfter: new Date(parseOpensslDate(when)) };
@@ -211,7 +202,7 @@ async function diskTargets(o: MonitorOptions, timeoutMs: number): Promise<{ targ
   ];
   if (o.dockerRoot) return { targets: [...targets, { role: 'docker data root', path: o.dockerRoot }], unknown: [] };
   try {
-    const root = (await docker(o.docker, dockerArgs.rootDir, timeoutMs)).trim();
+    const root = (await dockerOutput(o.docker, dockerArgs.rootDir, timeoutMs)).trim();
     return { targets: [...targets, { role: 'docker data root', path: root }], unknown: [] };
   } catch (err) {
     return { targets, unknown: [{ role: 'docker data root', path: '(unknown)', error: `${message(err)}; pass --docker-root to measure it anyway` }] };

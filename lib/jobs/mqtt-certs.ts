@@ -2,13 +2,13 @@ import { readFile, writeFile, rm, mkdir, chmod, chown, stat, rename, readdir } f
 import { existsSync } from 'node:fs';
 import { randomBytes } from 'node:crypto';
 import path from 'node:path';
-import { ConfigError, UsageError } from '../core/errors.ts';
+import { ConfigError, Exit, UsageError, type ExitCode } from '../core/errors.ts';
 import { writeFileAtomic, temporaryName } from '../core/atomic-file.ts';
 import { withLock } from '../core/lock.ts';
-import { loadEnvConfig, type EnvConfig, type Environment } from '../core/config.ts';
+import type { EnvConfig, Environment } from '../core/config.ts';
 import type { Confirm } from '../core/ui.ts';
 import { openssl, opensslArgv } from '../tools/openssl.ts';
-import { keyAlgorithm, defaultDays, warnDays, type CertKind, type CertsLayout, certsLayout, deviceFiles, validateDeviceName, parseDays, subjects, serverSans, renderOpensslConfig, type IndexEntry, parseIndex, currentEntry, type InitStep, planInit, parseOpensslDate, renderBundle } from '../domain/pki.ts';
+import { keyAlgorithm, defaultDays, warnDays, type CertKind, type CertsLayout, certsLayout, deviceFiles, validateDeviceName, subjects, serverSans, renderOpensslConfig, type IndexEntry, parseIndex, currentEntry, type InitStep, planInit, parseOpensslDate, renderBundle } from '../domain/pki.ts';
 
 // ---- the runners ---------------------------------------------------------------------------
 
@@ -114,7 +114,7 @@ export type CertsResult =
   | { command: 'issue'; env: Environment; dir: string; device: string; serial: string; notAfter: string; files: string[]; done: string[] }
   | { command: 'revoke'; env: Environment; dir: string; device: string; serial: string; done: string[] }
   | { command: 'renew'; env: Environment; dir: string; serial: string; notAfter: string; done: string[] }
-  | { command: 'list'; env: Environment; dir: string; algorithm: string; ca: { subject: string; serial: string; notAfter: string }; crl: { nextUpdate: string; revoked: number }; certificates: IndexEntry[]; warnings: string[] };
+  | { command: 'list'; env: Environment; dir: string; algorithm: string; ca: { subject: string; serial: string; notAfter: string }; crl: { nextUpdate: string; revoked: number; expired: boolean }; certificates: IndexEntry[]; warnings: string[] };
 
 const describe: Record<InitStep, string> = {
   database: 'create the CA database (index.txt, serial, crlnumber, newcerts/)',
@@ -257,18 +257,20 @@ export async function listCerts(s: CertsSettings, o: Pick<CertsOptions, 'now'>):
   const certificates = (await loadIndex(layout)).map((e) => (e.status === 'valid' && Date.parse(e.notAfter) <= now.getTime() ? { ...e, status: 'expired' as const } : e));
   const soon = (iso: string) => Date.parse(iso) - now.getTime() < warnDays * 86_400_000;
   const warnings: string[] = [];
+  const expired = nextUpdate !== '' && Date.parse(nextUpdate) <= now.getTime();
   if (!nextUpdate) warnings.push('crl.pem is missing: the broker will not start; run renew');
+  else if (expired) warnings.push(`the CRL expired: its next update (${nextUpdate}) has passed, so the broker refuses EVERY device; run renew now`);
   else if (soon(nextUpdate)) warnings.push(`the CRL's next update (${nextUpdate}) is near: past it the broker refuses EVERY device; run renew`);
   const server = currentEntry(certificates, 'server', undefined, now);
   if (!server) warnings.push('there is no valid server certificate: run renew');
   else if (soon(server.notAfter)) warnings.push(`the server certificate expires ${server.notAfter}: run renew`);
   if (soon(ca.notAfter)) warnings.push(`the CA expires ${ca.notAfter}: plan a new CA (init --force) and re-issue every device`);
-  return { command: 'list', env: s.env, dir: s.dir, algorithm: keyAlgorithm, ca, crl: { nextUpdate, revoked: certificates.filter((c) => c.status === 'revoked').length }, certificates, warnings };
+  return { command: 'list', env: s.env, dir: s.dir, algorithm: keyAlgorithm, ca, crl: { nextUpdate, revoked: certificates.filter((c) => c.status === 'revoked').length, expired }, certificates, warnings };
 }
 
 export function renderCertsResult(r: CertsResult, out: NodeJS.WritableStream = process.stdout): void {
   if (r.command === 'list') {
-    out.write(`${r.env} MQTT CA in ${r.dir} (${r.algorithm})\n  CA       ${r.ca.subject}, serial ${r.ca.serial}, expires ${r.ca.notAfter}\n  CRL      next update ${r.crl.nextUpdate || 'MISSING'}, ${r.crl.revoked} revoked\n`);
+    out.write(`${r.env} MQTT CA in ${r.dir} (${r.algorithm})\n  CA       ${r.ca.subject}, serial ${r.ca.serial}, expires ${r.ca.notAfter}\n  CRL      next update ${r.crl.nextUpdate || 'MISSING'}${r.crl.expired ? ' (EXPIRED)' : ''}, ${r.crl.revoked} revoked\n`);
     for (const c of r.certificates) out.write(`  ${c.kind.padEnd(7)}  ${c.subject}\n           serial ${c.serial}, ${c.status}, expires ${c.notAfter}${c.revokedAt ? `, revoked ${c.revokedAt}` : ''}\n`);
     for (const w of r.warnings) out.write(`WARNING: ${w}\n`);
     return;
@@ -279,15 +281,18 @@ export function renderCertsResult(r: CertsResult, out: NodeJS.WritableStream = p
   if ((r.command === 'revoke' || r.command === 'renew') && !r.done[0]?.startsWith('would')) out.write(`Tell the ${r.env} broker to read the new ${r.command === 'renew' ? 'certificate and CRL' : 'CRL'} (no client is dropped): docker kill --signal HUP makapix-${r.env}-mqtt\n`);
 }
 
+/** list fails (exit 1) when the CRL has expired: every device is refused until renew. */
+export const certsExitCode = (r: CertsResult): ExitCode => (r.command === 'list' && r.crl.expired ? Exit.failed : Exit.ok);
+
 /** What `make mqtt-certs` does, from parsed flags. */
-export async function runMqttCerts(o: { env: Environment; positionals: readonly string[]; days: string | undefined; crlDays: string; force: boolean; dryRun: boolean; confirm: Confirm }): Promise<CertsResult> {
+export async function runMqttCerts(o: { cfg: EnvConfig; positionals: readonly string[]; days: number | undefined; crlDays: number; force: boolean; dryRun: boolean; confirm: Confirm }): Promise<CertsResult> {
   const [command, device, ...extra] = o.positionals;
   const takesDevice = command === 'issue' || command === 'revoke';
   if (!['init', 'issue', 'revoke', 'renew', 'list'].includes(command ?? '')) throw new UsageError(`Unknown command ${JSON.stringify(command ?? '')}.`, 'Use init, issue <device>, revoke <device>, renew or list.');
   if (extra.length || (!takesDevice && device !== undefined)) throw new UsageError(`Too many arguments for ${command}.`, takesDevice ? `${command} takes one device name.` : `${command} takes no name.`);
   if (takesDevice) validateDeviceName(device);
-  const opts: CertsOptions = { dryRun: o.dryRun, force: o.force, days: o.days === undefined ? undefined : parseDays(o.days, 0, '--days'), crlDays: parseDays(o.crlDays, defaultDays.crl, '--crl-days'), confirm: o.confirm };
-  const s = certsSettings(loadEnvConfig(o.env));
+  const opts: CertsOptions = { dryRun: o.dryRun, force: o.force, days: o.days, crlDays: o.crlDays, confirm: o.confirm };
+  const s = certsSettings(o.cfg);
   switch (command) {
     case 'init':
       return initCa(s, opts);

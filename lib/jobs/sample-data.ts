@@ -122,6 +122,11 @@ async function checkTarget(source: DatabaseIdentity, target: DatabaseIdentity, o
   if (sameDatabase(source, target)) {
     throw new SafetyError(`The target ${describeConnection(opts.target)} is the source database itself (cluster ${target.systemIdentifier}, database ${target.database}).`, 'Point --target-url (or .env.dev) at EB, never at EA.');
   }
+  // EB has its own PostgreSQL server by design: any database of EA's cluster (same system
+  // identifier), whatever its name, shares EA's disk, memory and WAL, and is refused.
+  if (source.systemIdentifier === target.systemIdentifier) {
+    throw new SafetyError(`The target ${describeConnection(opts.target)} is a database of EA's PostgreSQL cluster (system identifier ${target.systemIdentifier}, the source's own); EB must have its own server.`, "Point --target-url (or .env.dev's DB_PUBLISHED_HOST/PORT) at EB's PostgreSQL, never at EA's.");
+  }
   const devConn = connectionFor(opts.dev);
   let expected: DatabaseIdentity;
   if (devConn.host === opts.target.host && devConn.port === opts.target.port && devConn.database === opts.target.database) expected = target;
@@ -484,9 +489,9 @@ export function describeReport(r: SampleDataReport): string[] {
 // ---- the command line -------------------------------------------------------------------------
 
 export interface SampleDataFlags {
-  pct: string;
-  seed?: string | undefined;
-  users?: string | undefined;
+  pct: number;
+  seed?: number | undefined;
+  users: string[];
   'exclude-banned'?: boolean;
   'schema-from-prod'?: boolean;
   'source-url'?: string | undefined;
@@ -496,25 +501,6 @@ export interface SampleDataFlags {
 }
 
 /** --pct: a percentage in (0, 100]. */
-export function parsePct(value: string): number {
-  const n = /^\d+(\.\d+)?$/.test(value.trim()) ? Number(value) : NaN;
-  if (!(n > 0 && n <= 100)) throw new UsageError(`--pct must be a percentage above 0 and at most 100, got ${JSON.stringify(value)}.`, 'For example --pct 10 (make sample-data PCT=10).');
-  return n;
-}
-
-export function parseSeed(value: string | undefined): number {
-  if (value === undefined) return randomInt(1, 2 ** 31);
-  if (!/^-?\d{1,15}$/.test(value)) throw new UsageError(`--seed must be a whole number, got ${JSON.stringify(value)}.`, 'For example --seed 42.');
-  return Number(value);
-}
-
-export function parseUsers(value: string | undefined): string[] {
-  if (value === undefined || value.trim() === '') return [];
-  const ids = value.split(',').map((s) => s.trim());
-  const bad = ids.filter((id) => !/^[A-Za-z0-9-]{1,64}$/.test(id));
-  if (bad.length) throw new UsageError(`--users takes ids separated by commas; ${bad.map((b) => JSON.stringify(b)).join(', ')} is not an id.`, 'For example --users 12,34.');
-  return [...new Set(ids)];
-}
 
 /** A postgresql:// URL as node-postgres settings; the password may come from PGPASSWORD instead. */
 export function connectionFromUrl(value: string, flag: string, defaults: Pick<Settings, 'pgUser' | 'pgPassword'> = { pgUser: undefined, pgPassword: undefined }): pg.ClientConfig {
@@ -540,9 +526,9 @@ export function connectionFromUrl(value: string, flag: string, defaults: Pick<Se
 
 /** Everything the entry needs to call sampleDataToDev, from its flags and the env files. */
 export function optionsFromFlags(flags: SampleDataFlags, loadEnv: (env: 'prod' | 'dev') => EnvConfig, pg: Pick<Settings, 'pgUser' | 'pgPassword'>): Omit<SampleDataOptions, 'dryRun' | 'ui' | 'confirm'> {
-  const pct = parsePct(flags.pct);
-  const seed = parseSeed(flags.seed);
-  const users = parseUsers(flags.users);
+  const { pct, users } = flags;
+  // No seed: a fresh pick each run, printed so it can be repeated.
+  const seed = flags.seed ?? randomInt(1, 2 ** 31);
   const dev = loadEnv('dev');
   const prod = flags['source-url'] ? undefined : loadEnv('prod');
   const source = prod ? connectionFor(prod) : connectionFromUrl(flags['source-url']!, '--source-url', pg);

@@ -8,17 +8,17 @@ import { createHash } from 'node:crypto';
 import path from 'node:path';
 import type { EnvConfig } from '../core/config.ts';
 import { connect, connectionFor } from './database.ts';
-import { JobError } from '../core/errors.ts';
+import { JobError, systemError } from '../core/errors.ts';
 import { acquireLock, isAlive } from '../core/lock.ts';
 import { fsyncDir, temporaryName, writeFileAtomic } from '../core/atomic-file.ts';
 import { dumpArgs, globalsArgs, runPg, startPg, stderrTail, verifyArgs, type DumpFormat, type PgPlace, type PgRunResult } from './pgtools.ts';
 import { formatBytes, type Ui } from '../core/ui.ts';
 import {
-  backupFileList, backupStem, checksumFileName, checksumLine, dumpFileName, estimateDumpBytes, globalsFileName, groupBackupFiles, isVerifiedBackup,
+  backupFileList, backupStem, parseBackupName, checksumFileName, checksumLine, dumpFileName, estimateDumpBytes, globalsFileName, groupBackupFiles, backupProblem,
   lockFileName, manifestFileName, parseBackupFileName, parseChecksumLine, pinnedDirName, planRotation, spaceCheck, spaceReserveBytes, staleTemporaries,
   type BackupFiles, type BackupManifest, type BackupMode, type TableEstimate,
 } from '../domain/backup-files.ts';
-import type { BackupMeasure } from '../domain/monitoring.ts';
+import { isDatedInFuture, type BackupCandidate, type BackupMeasure } from '../domain/monitoring.ts';
 
 // ---- runners -----------------------------------------------------------------------------
 
@@ -84,8 +84,14 @@ async function readDatabaseFacts(cfg: EnvConfig): Promise<DatabaseFacts> {
   }
 }
 
+/** A JSON file's value; undefined when it is missing or damaged (a manifest cut short by a kill is not a backup, never a crash). */
 async function readJson(file: string): Promise<unknown> {
-  return readFile(file, 'utf8').then((t) => JSON.parse(t) as unknown, () => undefined);
+  const text = await readFile(file, 'utf8').catch(() => undefined);
+  try {
+    return text === undefined ? undefined : (JSON.parse(text) as unknown);
+  } catch {
+    return undefined;
+  }
 }
 
 /** A verified backup found in a folder. */
@@ -100,7 +106,7 @@ export interface FoundBackup {
 }
 
 /** Every backup in a folder with the facts that decide whether it is verified, newest first. */
-export async function scanBackups(dir: string): Promise<{ group: BackupFiles; verified: boolean; manifest?: BackupManifest }[]> {
+export async function scanBackups(dir: string): Promise<{ group: BackupFiles; verified: boolean; problem?: string; manifest?: BackupManifest }[]> {
   const entries = await readdir(dir, { withFileTypes: true }).catch((err: NodeJS.ErrnoException) => {
     if (err.code === 'ENOENT') return [];
     throw err;
@@ -111,8 +117,9 @@ export async function scanBackups(dir: string): Promise<{ group: BackupFiles; ve
       const dumpBytes = group.dump ? await stat(path.join(dir, group.dump)).then((s) => s.size, () => undefined) : undefined;
       const checksumText = group.checksum ? await readFile(path.join(dir, group.checksum), 'utf8').catch(() => undefined) : undefined;
       const manifest = group.manifest ? await readJson(path.join(dir, group.manifest)) : undefined;
-      const verified = isVerifiedBackup(group, { dumpBytes, checksumText, manifest });
-      return { group, verified, ...(verified && { manifest: manifest as BackupManifest }) };
+      const problem = backupProblem(group, { dumpBytes, checksumText, manifest });
+      const verified = problem === undefined;
+      return { group, verified, ...(problem !== undefined && { problem }), ...(verified && { manifest: manifest as BackupManifest }) };
     }),
   );
 }
@@ -174,7 +181,7 @@ const plainTail = '-- PostgreSQL database dump complete';
  * the critical path: pg_dump compresses on one core, pg_restore reads on the other. pg_dump's and
  * pg_restore's own exit statuses are both checked; the file is fsynced.
  */
-async function dumpVerified(place: PgPlace, database: string, format: DumpFormat, file: string, ui: Ui): Promise<{ sha256: string; bytes: number; verifiedWith: string }> {
+async function dumpVerified(place: PgPlace, database: string, format: DumpFormat, file: string, ui: Ui, estimate: { needBytes: number; dbSizeBytes: number }): Promise<{ sha256: string; bytes: number; verifiedWith: string }> {
   const out = createWriteStream(file, { flags: 'wx', mode: 0o600 });
   const written = finished(out).then(() => undefined, (err: Error) => err);
   // pg_restore starts first, reading from a tee, so every consumer is attached before a byte flows.
@@ -209,8 +216,18 @@ async function dumpVerified(place: PgPlace, database: string, format: DumpFormat
   const dumped = await dump.done;
   const checked = await verify?.done;
   const writeError = await written;
+  // A write that failed stops pg_dump (killed above): the write's cause comes first, not pg_dump's exit.
+  if (writeError) {
+    const code = (writeError as NodeJS.ErrnoException).code;
+    if (code === 'ENOSPC' || code === 'EDQUOT') {
+      throw new JobError(
+        `The disk holding ${path.dirname(file)} filled up during the dump of ${database}, after ${formatBytes(bytes)}; the dump needs about ${formatBytes(estimate.needBytes)} (estimated from the database's ${formatBytes(estimate.dbSizeBytes)}).`,
+        `Nothing was kept; free at least ${formatBytes(estimate.needBytes + spaceReserveBytes)} there (the dump plus ${formatBytes(spaceReserveBytes)} to spare), then run again.`,
+      );
+    }
+    throw systemError(writeError, path.dirname(file), `writing the dump ${file}`) ?? new JobError(`Writing ${file} failed: ${writeError.message}.`, 'Nothing was kept; check the disk (space, permissions).');
+  }
   if (dumped.exitCode !== 0) throw failed('pg_dump', 'database', dumped);
-  if (writeError) throw new JobError(`Writing ${file} failed: ${writeError.message}.`, 'Nothing was kept; check the disk (space, permissions).');
   if (bytes === 0) throw new JobError(`pg_dump exited 0 but wrote nothing for ${database}.`, 'Nothing was kept; check the database.');
   if (checked && checked.exitCode !== 0) throw new JobError(`Reading the dump back with pg_restore failed: ${stderrTail(checked.stderr)}.`, 'The dump is incomplete or damaged; it was not kept.');
   if (format === 'plain' && (!head.includes(plainHead) || !tail.includes(plainTail))) {
@@ -300,7 +317,7 @@ export async function backupDatabase(cfg: EnvConfig, opts: BackupOptions): Promi
 
     // The roles dump runs beside the database dump: it is small, but its process start is not free.
     const [dumpOutcome, globalsOutcome] = await Promise.allSettled([
-      ui.run(`Dump ${facts.name} (${format}) to ${finalDump}, reading it back`, () => dumpVerified(place, facts.name, format, tmpDump, ui), (r) => `${formatBytes(r.bytes)}, sha256 ${r.sha256.slice(0, 12)}…`),
+      ui.run(`Dump ${facts.name} (${format}) to ${finalDump}, reading it back`, () => dumpVerified(place, facts.name, format, tmpDump, ui, { needBytes: need, dbSizeBytes: facts.sizeBytes }), (r) => `${formatBytes(r.bytes)}, sha256 ${r.sha256.slice(0, 12)}…`),
       ui.run('Dump the roles (pg_dumpall --globals-only)', () => dumpGlobals(place, tmpGlobals), (r) => formatBytes(r.bytes)),
     ]);
     if (dumpOutcome.status === 'rejected') throw dumpOutcome.reason;
@@ -362,10 +379,37 @@ export async function backupDatabase(cfg: EnvConfig, opts: BackupOptions): Promi
   }
 }
 
-/** What a backup folder holds, for evaluateBackup (verify --pre reads it too). */
-export async function probeBackup(dir: string): Promise<BackupMeasure> {
+/** Dumps whose bytes are hashed per run: the newest that look right, until one is intact. */
+const hashedPerRun = 3;
+
+/**
+ * What a backup folder holds, for evaluateBackup (verify --pre reads it too): every backup with
+ * its manifest's verdict, and the newest that pass it hashed again against their manifest (a dump
+ * damaged in place keeps its size).
+ */
+export async function probeBackup(dir: string, now = new Date()): Promise<BackupMeasure> {
   try {
-    return { dir, names: await readdir(dir) };
+    await readdir(dir);
+    const backups: BackupCandidate[] = [];
+    let hashed = 0;
+    // A backup dated in the future is judged by evaluateBackup; it must not stand in for the newest real one here.
+    const current = (b: BackupCandidate) => !isDatedInFuture(b, now);
+    for (const s of await scanBackups(dir)) {
+      const takenAt = s.group.dump ? parseBackupName(s.group.dump)?.takenAt : undefined;
+      if (!takenAt) continue;
+      const c: BackupCandidate = { name: s.group.dump!, takenAt, ...(s.problem !== undefined && { problem: s.problem }) };
+      if (s.manifest) {
+        const finished = new Date(s.manifest.finishedAt);
+        if (!Number.isNaN(finished.getTime())) c.finishedAt = finished;
+        if (!c.problem && current(c) && hashed < hashedPerRun && !backups.some((b) => !b.problem && current(b))) {
+          hashed++;
+          const actual = await sha256File(path.join(dir, c.name)).catch(() => undefined);
+          if (actual?.sha256 !== s.manifest.sha256) c.problem = actual ? 'its bytes are damaged (sha256 differs from its manifest)' : 'its dump cannot be read';
+        }
+      }
+      backups.push(c);
+    }
+    return { dir, backups };
   } catch (err) {
     const code = (err as NodeJS.ErrnoException).code;
     return code === 'ENOENT' ? { dir, error: 'does not exist: no backup was ever taken here', missing: true } : { dir, error: `cannot read: ${code ?? message(err)}` };

@@ -55,14 +55,22 @@ export interface EdgeSettings {
   extraGlobalOptions?: string[];
   eaHost?: string;
   eaVaultHost?: string;
+  /** www.<EA host>: redirects to EA. */
+  eaWwwHost?: string;
+  /** The native app's App Link hosts (app., app-dev.). */
+  eaAppHost?: string;
+  ebAppHost?: string;
   ebHost?: string;
   ebVaultHost?: string;
   eaApiUpstream?: string;
   eaWebUpstream?: string;
-  eaVaultUpstream?: string;
   ebApiUpstream?: string;
   ebWebUpstream?: string;
-  ebVaultUpstream?: string;
+  /** The vault folders Caddy serves itself (the edge container mounts them read-only). */
+  eaVaultRoot?: string;
+  ebVaultRoot?: string;
+  /** Where the JSON access logs go (vault-access.log, vault-dev-access.log, app-links-access.log). */
+  logDir?: string;
   /** Paths of EB open without credentials (Caddy path patterns); empty by default. */
   ebAuthExemptPaths?: string[];
 }
@@ -72,14 +80,18 @@ const placeholders: Record<Exclude<keyof EdgeSettings, 'extraGlobalOptions' | 'e
   credentialsDir: 'MAKAPIX_CREDENTIALS_DIR',
   eaHost: 'EA_HOST',
   eaVaultHost: 'EA_VAULT_HOST',
+  eaWwwHost: 'EA_WWW_HOST',
+  eaAppHost: 'EA_APP_HOST',
+  ebAppHost: 'EB_APP_HOST',
   ebHost: 'EB_HOST',
   ebVaultHost: 'EB_VAULT_HOST',
   eaApiUpstream: 'EA_API_UPSTREAM',
   eaWebUpstream: 'EA_WEB_UPSTREAM',
-  eaVaultUpstream: 'EA_VAULT_UPSTREAM',
   ebApiUpstream: 'EB_API_UPSTREAM',
   ebWebUpstream: 'EB_WEB_UPSTREAM',
-  ebVaultUpstream: 'EB_VAULT_UPSTREAM',
+  eaVaultRoot: 'EA_VAULT_ROOT',
+  ebVaultRoot: 'EB_VAULT_ROOT',
+  logDir: 'CADDY_LOG_DIR',
 };
 
 /** The environment variables for a Caddy process running the edge Caddyfile with these settings. */

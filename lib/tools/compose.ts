@@ -23,9 +23,11 @@ export function composeCommand(cfg: Pick<EnvConfig, 'env' | 'file'>, args: reado
 
 /** The shared edge Caddy: its own project and file, no env file (caddy/docker-compose.edge.yml). */
 export const edgeProject = 'makapix-edge';
-export function edgeComposeCommand(args: readonly string[], flavor: ComposeFlavor, dir = path.join(composeDir, '..', 'caddy')): Command {
+export function edgeComposeCommand(args: readonly string[], flavor: ComposeFlavor, dir = path.join(composeDir, '..', 'caddy'), volumes?: { data: string; config: string }): Command {
   const common = ['-f', path.join(dir, 'docker-compose.edge.yml'), '-p', edgeProject, ...args];
-  return flavor === 'v2' ? { cmd: 'docker', argv: ['compose', ...common] } : { cmd: 'docker-compose', argv: common };
+  // The certificate volumes the edge uses (lib/domain/layout.ts, edgeVolumes), as the file's variables.
+  const env = volumes && { env: { EDGE_CADDY_DATA_VOLUME: volumes.data, EDGE_CADDY_CONFIG_VOLUME: volumes.config } };
+  return flavor === 'v2' ? { cmd: 'docker', argv: ['compose', ...common], ...env } : { cmd: 'docker-compose', argv: common, ...env };
 }
 
 let detected: Promise<ComposeFlavor> | undefined;

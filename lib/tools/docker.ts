@@ -73,3 +73,78 @@ export async function prepareEnvironment(cfg: EnvConfig): Promise<string[]> {
   }
   return created;
 }
+
+/** True when a Docker engine answers (the CLI alone is not enough). */
+export async function dockerReachable(): Promise<boolean> {
+  return (await docker(['version', '--format', '{{.Server.Version}}'], { nothrow: true, timeoutMs: 15_000 })).ok;
+}
+
+/** `docker inspect` of one container: the first element of its JSON array. */
+export async function inspectContainer(id: string): Promise<unknown> {
+  return (JSON.parse((await docker(['inspect', id])).stdout) as unknown[])[0];
+}
+
+/**
+ * Logs in to PostgreSQL inside its own container, over the container's network address, with a
+ * password read from stdin (never argv). Over that address the server asks for the password: the
+ * official image trusts only the socket and the loopback.
+ */
+export function passwordLoginCommand(container: string, address: string, user: string, database: string): Command {
+  const script = 'IFS= read -r PGPASSWORD; export PGPASSWORD; exec psql -X -w -h "$1" -U "$2" -d "$3" -tAc "SELECT 1"';
+  return dockerCommand(['exec', '-i', container, 'sh', '-c', script, 'sh', address, user, database]);
+}
+
+/** A container as `docker inspect` reports it (running or stopped). */
+export interface SeenContainer {
+  name: string;
+  running: boolean;
+  image: string;
+  labels: Readonly<Record<string, string>>;
+  /** Names of the named volumes it mounts. */
+  volumes: readonly string[];
+}
+
+interface Inspected {
+  Name: string;
+  State?: { Running?: boolean };
+  Config?: { Image?: string; Labels?: Record<string, string> | null };
+  Mounts?: { Type?: string; Name?: string }[] | null;
+}
+
+/** Reads `docker inspect` output into what the layout decisions need (lib/domain/layout.ts). */
+export function parseInspect(json: string): SeenContainer[] {
+  return (JSON.parse(json) as Inspected[]).map((c) => ({
+    name: c.Name.replace(/^\//, ''),
+    running: c.State?.Running === true,
+    image: c.Config?.Image ?? '',
+    labels: c.Config?.Labels ?? {},
+    volumes: (c.Mounts ?? []).filter((m) => m.Type === 'volume' && m.Name).map((m) => m.Name!),
+  }));
+}
+
+/** Every container on the engine, running or stopped (inspect, not `ps --format`: label values may hold commas). */
+export async function listContainers(): Promise<SeenContainer[]> {
+  const ids = (await docker(['ps', '-aq', '--no-trunc'])).stdout.split('\n').filter(Boolean);
+  if (!ids.length) return [];
+  return parseInspect((await docker(['inspect', ...ids])).stdout);
+}
+
+export async function volumeExists(name: string): Promise<boolean> {
+  return (await docker(['volume', 'inspect', name], { nothrow: true })).ok;
+}
+
+/** Names of the volumes that exist. */
+export async function listVolumes(): Promise<string[]> {
+  return (await docker(['volume', 'ls', '--format', '{{.Name}}'])).stdout.split('\n').filter(Boolean);
+}
+
+/** Creates the named volumes that do not exist yet; returns the ones it created. */
+export async function ensureVolumes(names: readonly string[]): Promise<string[]> {
+  const created: string[] = [];
+  for (const name of names) {
+    if (await volumeExists(name)) continue;
+    await docker(['volume', 'create', name]);
+    created.push(name);
+  }
+  return created;
+}

@@ -3,6 +3,7 @@
 import { test } from 'uvu';
 import { settingsFrom } from '../../lib/core/settings.ts';
 import * as assert from 'uvu/assert';
+import { runEntry } from '../harness/server.ts';
 import { cpSync, mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -58,7 +59,7 @@ interface CheckRun {
 
 /** Runs the real entry point, as cron or an operator would. */
 function check(args: string[], env: NodeJS.ProcessEnv = process.env): CheckRun {
-  const r = spawnSync(path.join(projectRoot, 'scripts/check.ts'), ['--json', ...args], { encoding: 'utf8', env, timeout: 60_000 });
+  const r = runEntry('check.ts', ['--json', ...args], { env });
   let rows: CheckRow[] = [];
   try {
     rows = (JSON.parse(r.stdout) as { rows?: CheckRow[] }).rows ?? [];
@@ -82,7 +83,7 @@ test('both example env files render with the real compose CLI, without any unset
     const { model, stderr } = await render(env, dir);
     assert.not.match(stderr, /variable is not set/i, `${env}: ${stderr}`);
     const services = servicesOf(model);
-    assert.equal(Object.keys(services).sort(), ['api', 'cache', 'db', 'mqtt', 'vault', 'web', 'worker']);
+    assert.equal(Object.keys(services).sort(), ['api', 'broker', 'cache', 'db', 'mqtt', 'vault', 'web', 'worker']);
     for (const [name, s] of Object.entries(services)) assert.is(s.container_name, `makapix-${env}-${name}`);
     const db = publishedPorts(model).filter((p) => p.service === 'db');
     assert.equal(db.map((p) => `${p.hostIp}:${p.published}`), [`127.0.0.1:${env === 'prod' ? 5432 : 5433}`]);
@@ -105,7 +106,7 @@ test('check passes on the committed files and exits 0, without printing a secret
   assert.is(json.code, 0, json.stderr);
   assert.equal(failed(json), []);
   assert.ok(json.rows.length >= 20);
-  assert.match(json.rows.find((r) => r.check === 'EB resource budget')!.detail, /^1\.95 CPUs, 1920 MiB/);
+  assert.match(json.rows.find((r) => r.check === 'EB resource budget')!.detail, /^1\.95 CPUs, 2048 MiB/);
   // The rendered configs carry every secret: none may reach the output.
   assert.not.match(json.stdout + json.stderr, /change-me-(prod|dev)-(db|jwt|mqtt|oauth-secret|salt)/);
 });
@@ -118,16 +119,16 @@ const broken: { name: string; args: () => string[]; check: string; detail: RegEx
     check: 'named volumes',
     detail: /shared: makapix_pg_data/,
   },
-  { name: 'the same JWT secret', args: () => ['--env-dir', envDir({ dev: { JWT_SECRET_KEY: 'change-me-prod-jwt' } })], check: 'JWT secret', detail: /same JWT_SECRET_KEY/ },
+  { name: 'the same JWT secret', args: () => ['--env-dir', envDir({ dev: { JWT_SECRET_KEY: 'change-me-prod-jwt-secret-of-32-characters-or-more' } })], check: 'JWT secret', detail: /same JWT_SECRET_KEY/ },
   {
     name: 'EB over its CPU budget',
-    args: () => ['--env-dir', envDir(), '--compose-dir', composeCopy('docker-compose.dev.yml', (t) => t.replace(/(  db:\n(?:.*\n)*?    cpus: )0\.6/, '$11.0'))],
+    args: () => ['--env-dir', envDir(), '--compose-dir', composeCopy('docker-compose.dev.yml', (t) => t.replace(/(  db:\n(?:.*\n)*?    cpus: )0\.55/, '$11.0'))],
     check: 'EB resource budget',
-    detail: /CPU limits add up to 2\.35 > 2/,
+    detail: /CPU limits add up to 2\.4 > 2/,
   },
   {
     name: 'an EB service without limits',
-    args: () => ['--env-dir', envDir(), '--compose-dir', composeCopy('docker-compose.dev.yml', (t) => t.replace(/  vault:\n    cpus: 0\.15\n    mem_limit: 64M\n/, ''))],
+    args: () => ['--env-dir', envDir(), '--compose-dir', composeCopy('docker-compose.dev.yml', (t) => t.replace(/  vault:\n    cpus: 0\.1\n    mem_limit: 64M\n/, ''))],
     check: 'EB resource budget',
     detail: /no limit on vault \(cpus, memory\)/,
   },

@@ -4,8 +4,8 @@ import { combinedCopy, planSampling, PlanError, UnruledColumnsError, type Sampli
 import type { Catalog, Column, ForeignKey, Table } from '../../lib/tools/catalog.ts';
 import { keep } from '../../lib/domain/anonymize.ts';
 import sandboxSampling from '../../dev/sandbox-sampling.ts';
-import { connectionFromUrl, copyInto, defaultSamplingConfigFile, loadSamplingConfig, optionsFromFlags, parsePct, parseSeed, parseUsers, schemaDifferences, schemaDumpArgs } from '../../lib/jobs/sample-data.ts';
-import { ConfigError, UsageError } from '../../lib/core/errors.ts';
+import { connectionFromUrl, copyInto, defaultSamplingConfigFile, loadSamplingConfig, optionsFromFlags, schemaDifferences, schemaDumpArgs } from '../../lib/jobs/sample-data.ts';
+import { ConfigError } from '../../lib/core/errors.ts';
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -243,15 +243,7 @@ test('one COPY for every table: each set is defined once, every row padded to th
   assert.ok(tableOf(p, 'licenses').mode === 'whole' && p.tables.every((t, i) => t.mode !== 'whole' || i < firstSampled), 'lookups load first, so what points at them can be checked early');
 });
 
-test('flags: --pct, --seed, --users and URLs', () => {
-  for (const [v, n] of [['10', 10], ['0.5', 0.5], ['100', 100]] as const) assert.is(parsePct(v), n);
-  for (const v of ['0', '150', 'abc', '-5', '', '1e2']) assert.throws(() => parsePct(v), (e: Error) => e instanceof UsageError, v);
-  assert.is(parseSeed('42'), 42);
-  const usage = (e: Error) => e instanceof UsageError;
-  assert.throws(() => parseSeed('x'), usage);
-  assert.equal(parseUsers('12, 34,12'), ['12', '34']);
-  assert.equal(parseUsers(undefined), []);
-  assert.throws(() => parseUsers('12;DROP'), usage);
+test('connection URLs (the typed flags --pct, --seed and --users are proven in cli.test.ts)', () => {
   assert.equal(connectionFromUrl('postgresql://owner:pw@127.0.0.1:5433/makapix_dev', '--target-url'), { host: '127.0.0.1', port: 5433, database: 'makapix_dev', user: 'owner', password: 'pw' });
   assert.throws(() => connectionFromUrl('mysql://x@h/db', '--source-url'), /--source-url must start with postgresql/);
 });
@@ -266,7 +258,7 @@ test('schema differences name the revision and every column that differs', () =>
 test('--schema-from-prod takes the schema with EA\'s own pg_dump in its db container, extensions included; --direct or --source-url use the host\'s', () => {
   const loadEnv = (env: 'prod' | 'dev') => loadEnvConfig(env, path.join(composeDir, `.env.${env}.example`));
   const pg = { pgUser: undefined, pgPassword: undefined };
-  const byDefault = optionsFromFlags({ pct: '10' }, loadEnv, pg);
+  const byDefault = optionsFromFlags({ pct: 10, users: [] }, loadEnv, pg);
   assert.is(byDefault.schemaPlace?.kind, 'container');
   assert.is(byDefault.configFile, defaultSamplingConfigFile);
   assert.is(path.relative(projectRoot, defaultSamplingConfigFile), 'config/sampling.ts');
@@ -275,9 +267,9 @@ test('--schema-from-prod takes the schema with EA\'s own pg_dump in its db conta
   assert.ok(dump.argv.includes('makapix-prod'), 'EA\'s compose project');
   // public and every extension (pg_trgm's operator classes), never the owner or the grants of EA.
   for (const a of ['--schema-only', '--schema=public', '--extension=*', '--no-owner', '--no-privileges']) assert.ok(dump.argv.includes(a), a);
-  assert.is(optionsFromFlags({ pct: '10', direct: true }, loadEnv, pg).schemaPlace?.kind, 'local');
-  assert.is(optionsFromFlags({ pct: '10', 'source-url': 'postgresql://u@127.0.0.1:5999/makapix' }, loadEnv, pg).schemaPlace?.kind, 'local');
-  assert.is(optionsFromFlags({ pct: '10', config: '/tmp/mine.ts' }, loadEnv, pg).configFile, '/tmp/mine.ts');
+  assert.is(optionsFromFlags({ pct: 10, users: [], direct: true }, loadEnv, pg).schemaPlace?.kind, 'local');
+  assert.is(optionsFromFlags({ pct: 10, users: [], 'source-url': 'postgresql://u@127.0.0.1:5999/makapix' }, loadEnv, pg).schemaPlace?.kind, 'local');
+  assert.is(optionsFromFlags({ pct: 10, users: [], config: '/tmp/mine.ts' }, loadEnv, pg).configFile, '/tmp/mine.ts');
 });
 
 test('--config: the shipped file loads; a file without a default SamplingConfig, or missing fields, stops with its name', async () => {
