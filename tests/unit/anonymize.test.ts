@@ -8,9 +8,9 @@ import {
   ipAddress,
   keep,
   looksSensitive,
-  makapixRules,
   nulled,
   password,
+  scrub,
   sql,
   unruledColumns,
   unusedRules,
@@ -19,6 +19,7 @@ import {
   type Rule,
 } from '../../lib/domain/anonymize.ts';
 import type { Column, Table } from '../../lib/tools/catalog.ts';
+import sandboxSampling from '../../dev/sandbox-sampling.ts';
 
 const col = (name: string, type = 'text', nullable = true): Column => ({ name, type, nullable, generated: false });
 const table = (name: string, columns: Column[]): Table => ({ name, columns, primaryKey: ['id'], foreignKeys: [], uniques: [], sequences: [] });
@@ -61,7 +62,7 @@ test('which tables hold credentials (every column needs a rule)', () => {
     ['authors', false],
     ['keyframes', false],
   ];
-  for (const [name, expected] of cases) assert.is(holdsCredentials(name, makapixRules), expected, name);
+  for (const [name, expected] of cases) assert.is(holdsCredentials(name, sandboxSampling.rules), expected, name);
 });
 
 test('the SQL each rule becomes, keeping NULL as NULL', () => {
@@ -79,6 +80,9 @@ test('the SQL each rule becomes, keeping NULL as NULL', () => {
     ['email', password, /'\$2a\$10\$abcdefghijklmnopqrstuv'/],
     ['email', nulled, /^NULL::character varying\(255\)$/],
     ['meta', sql(`'{}'::jsonb`), /ELSE \('\{\}'::jsonb\) END$/],
+    // Scrubbed as text and cast back; a varchar(n) is cut to n (a stand-in can be longer).
+    ['meta', scrub({ uuids: true }), /^CASE WHEN "meta" IS NULL THEN NULL ELSE regexp_replace\(.*"meta"::text.*00000000-0000-0000-0000-000000000000.*\)::jsonb END$/],
+    ['email', scrub(), /^CASE .* ELSE left\(regexp_replace\(.*redacted@example\.invalid.*, 255\) END$/],
   ];
   for (const [name, rule, expected] of cases) assert.match(columnExpression(users, c(name), rule, ctx), expected, `${name} ${rule?.kind}`);
 });
@@ -91,12 +95,13 @@ test('a rule that cannot fit its column is refused with the column named', () =>
     [c('n'), nulled, /players\.n is NOT NULL/],
     [c('n'), fakeEmail, /players\.n is integer, not text/],
     [c('mail'), userEmail('user_id'), /reads players\.user_id, which does not exist/],
+    [c('n'), scrub(), /players\.n is integer: the scrub rule fits text and JSON/],
   ];
   for (const [column, rule, expected] of cases) assert.throws(() => columnExpression(t, column, rule, ctx), expected);
 });
 
 test('the guard lists sensitive-looking columns without a rule, and every column of a credentials table', () => {
-  const rules: AnonymizationRules = { emptyTables: ['refresh_tokens'], credentialTables: ['players'], columns: { 'users.email': userEmail('id'), 'players.id': keep } };
+  const rules: AnonymizationRules = { emptyTables: ['refresh_tokens'], credentialTables: ['players'], identityUrlHosts: [], columns: { 'users.email': userEmail('id'), 'players.id': keep } };
   const tables = [
     table('users', [col('id'), col('email'), col('contact_email'), col('bio')]),
     table('players', [col('id'), col('name'), col('cert_pem')]),

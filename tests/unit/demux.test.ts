@@ -7,19 +7,24 @@ import { TableDemux } from '../../lib/domain/demux.ts';
 test('the combined COPY is split back into tables: flags counted, padding cut, whatever the chunk boundaries', async () => {
   // Three tables of 2, 3 and 2 fields; table 1 has no rows. A NULL among a table's own fields stays.
   const end = (t: number) => `${t}\t-1\t\\N\t\\N\t\\N\n`;
-  const rows = ['0\t1\ta\tb\t\\N\n', '0\t5\tc\\td\t\\N\t\\N\n', end(0), end(1), '2\t9\t\\N\tf\t\\N\n', '2\t0\tg\th\t\\N\n', end(2)];
+  // A row flagged -2 (an app invariant drops it) is counted and never loaded.
+  const rows = ['0\t1\ta\tb\t\\N\n', '0\t5\tc\\td\t\\N\t\\N\n', end(0), end(1), '2\t9\t\\N\tf\t\\N\n', '2\t-2\tx\ty\t\\N\n', '2\t0\tg\th\t\\N\n', end(2)];
   const text = rows.join('');
   for (const size of [1, 3, 7, text.length]) {
     const chunks: Buffer[] = [];
     for (let i = 0; i < text.length; i += size) chunks.push(Buffer.from(text.slice(i, i + size)));
     const got: string[] = ['', '', ''];
+    const inspected: string[] = ['', '', ''];
     const events: string[] = [];
     const demux = new TableDemux([2, 3, 2], {
+      inspect: (t, data) => void (inspected[t] += data),
       open: (t) => (events.push(`open ${t}`), new Writable({ write: (c, _e, cb) => ((got[t] += c), cb()) })),
       done: (t) => events.push(`done ${t}`),
     });
     await pipeline(Readable.from(chunks), demux);
     assert.equal(got, ['a\tb\nc\\td\t\\N\n', '', '\\N\tf\ng\th\n'], `chunks of ${size}`);
+    assert.equal(inspected, got, 'the leak guard reads exactly what EB receives');
+    assert.equal(demux.counts.map((c) => c.invariantDropped), [0, 0, 1]);
     assert.equal(events, ['open 0', 'done 0', 'done 1', 'open 2', 'done 2'], 'a table without rows gets no COPY, but is done in its turn');
     assert.equal(demux.counts.map((c) => [c.rows, c.sampled]), [[2, 2], [0, 0], [2, 1]]);
     // 5 = 0b101 (sampled, first reference re-pointed), 9 = 0b1001 (sampled, second nulled).

@@ -1,9 +1,20 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { combinedCopy, planSampling, makapixSampling, PlanError, UnruledColumnsError, type SamplingConfig, type SampleOptions, type TablePlan } from '../../lib/domain/sampling.ts';
+import { combinedCopy, planSampling, PlanError, UnruledColumnsError, type SamplingConfig, type SampleOptions, type TablePlan } from '../../lib/domain/sampling.ts';
 import type { Catalog, Column, ForeignKey, Table } from '../../lib/tools/catalog.ts';
-import { keep, makapixRules } from '../../lib/domain/anonymize.ts';
-import { connectionFromUrl, schemaDifferences } from '../../lib/jobs/sample-data.ts';
+import { keep } from '../../lib/domain/anonymize.ts';
+import sandboxSampling from '../../dev/sandbox-sampling.ts';
+import { connectionFromUrl, copyInto, defaultSamplingConfigFile, loadSamplingConfig, optionsFromFlags, schemaDifferences, schemaDumpArgs } from '../../lib/jobs/sample-data.ts';
+import { ConfigError } from '../../lib/core/errors.ts';
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { loadEnvConfig } from '../../lib/core/config.ts';
+import { composeDir, projectRoot } from '../../lib/core/paths.ts';
+import { pgCommand } from '../../lib/tools/pgtools.ts';
+import { EventEmitter } from 'node:events';
+import type pgTypes from 'pg';
+import { from as copyFrom } from 'pg-copy-streams';
 
 // A small Makapix-shaped catalog, as readCatalog returns it.
 const col = (name: string, type = 'integer', nullable = true): Column => ({ name, type, nullable, generated: false });
@@ -38,8 +49,8 @@ const base = (): Partial<Table>[] => [
   { name: 'refresh_tokens', columns: [col('id', 'uuid', false), col('user_id', 'integer', false), col('token_hash', 'text', false)], foreignKeys: [fk('refresh_tokens', 'user_id', 'users')] },
   { name: 'alembic_version', primaryKey: ['version_num'], columns: [col('version_num', 'character varying(32)', false)] },
 ];
-const rules = { ...makapixRules, credentialTables: [], columns: { 'users.email': makapixRules.columns['users.email']!, 'players.id': keep } };
-const config: SamplingConfig = { ...makapixSampling, policies: {}, implicitReferences: {}, rules };
+const rules = { ...sandboxSampling.rules, emptyTables: ['refresh_tokens'], credentialTables: [], columns: { 'users.email': sandboxSampling.rules.columns['users.email']!, 'players.id': keep } };
+const config: SamplingConfig = { ...sandboxSampling, banned: [sandboxSampling.banned[0]!], policies: {}, implicitReferences: {}, requireOneOf: {}, secrets: [], rules };
 const options: SampleOptions = { pct: 10, seed: 42, users: [], excludeBanned: false };
 const anonymization = { salt: 's', passwordHash: 'h' };
 const plan = (over: { tables?: Partial<Table>[]; config?: Partial<SamplingConfig>; options?: Partial<SampleOptions> } = {}) =>
@@ -83,6 +94,62 @@ test('default policy per foreign key', () => {
   for (const [t, key, policy] of cases) assert.is(tableOf(p, t).references.find((r) => r.key === key)?.policy, policy, key);
   // A reference to a lookup table is no decision at all.
   assert.not.ok(tableOf(p, 'posts').references.some((r) => r.key === 'posts.license_id'));
+});
+
+test('defaults that suit any schema: a nullable NO ACTION pointer beside the owner is nulled; a row that is a user\'s is never re-pointed', () => {
+  const tables = [
+    ...base().filter((t) => t.name !== 'players'),
+    // The app's players: owner NO ACTION, current post NO ACTION (api/app/models.py).
+    { name: 'players', columns: [col('id', 'uuid', false), col('owner_id'), col('current_post_id')], foreignKeys: [fk('players', 'owner_id', 'users', 'no action'), fk('players', 'current_post_id', 'posts', 'no action')] },
+    { name: 'user_highlights', columns: [col('id', 'integer', false), col('user_id', 'integer', false), col('post_id', 'integer', false)], foreignKeys: [fk('user_highlights', 'user_id', 'users', 'no action'), fk('user_highlights', 'post_id', 'posts')] },
+    // A report's only way in is its reporter: still a drop.
+    { name: 'reports', columns: [col('id', 'uuid', false), col('reporter_id')], foreignKeys: [fk('reports', 'reporter_id', 'users', 'no action')] },
+  ];
+  const p = plan({ tables });
+  const cases: [string, string, string][] = [
+    ['players', 'players.owner_id', 'drop'],
+    ['players', 'players.current_post_id', 'null'],
+    ['user_highlights', 'user_highlights.user_id', 'drop'],
+    ['user_highlights', 'user_highlights.post_id', 'drop'],
+    ['reports', 'reports.reporter_id', 'drop'],
+  ];
+  for (const [t, key, policy] of cases) assert.is(tableOf(p, t).references.find((r) => r.key === key)?.policy, policy, key);
+});
+
+test('every name the configuration gives must exist: tables, columns, keys (the stale deactivated_at is an error)', () => {
+  const cases: [Partial<SamplingConfig>, RegExp][] = [
+    [{ banned: [{ column: 'deactivated_at', when: 'deactivated_at IS NOT NULL' }] }, /banned condition on users\.deactivated_at: no such column/],
+    [{ tables: { site_events: 'skip' } }, /table mode: no table site_events/],
+    [{ policies: { 'players.current_post': 'null' } }, /policy for players\.current_post: no such column/],
+    [{ policies: { 'gone.user_id': 'null' } }, /policy for gone\.user_id: no table gone/],
+    [{ policies: { 'posts.title': 'null' } }, /policy for posts\.title: no foreign key starts at that column/],
+    [{ implicitReferences: { 'playlists.post_ids': 'posts' } }, /implicit reference playlists\.post_ids: no table playlists/],
+    [{ rules: { ...rules, columns: { ...rules.columns, 'users.website': keep } } }, /anonymization rule for users\.website: no such column/],
+    [{ rules: { ...rules, emptyTables: ['player_tokens'] } }, /anonymization table list: no table player_tokens/],
+    [{ requireOneOf: { reactions: ['user_id', 'user_ip'] } }, /requireOneOf reactions\.user_ip: no such column/],
+    [{ secrets: ['players.key_pem'] }, /secret source players\.key_pem: no such column/],
+  ];
+  for (const [c, expected] of cases) assert.throws(() => plan({ config: c }), (e: unknown) => e instanceof PlanError && expected.test(e.message), JSON.stringify(c));
+});
+
+test('collisions on re-pointing: a primary key (post_id, user_id, emoji) is handled like a unique index; an app invariant marks rows -2', () => {
+  const tables = [
+    ...base().filter((t) => t.name !== 'reactions'),
+    {
+      name: 'reactions',
+      primaryKey: ['post_id', 'user_id', 'emoji'],
+      columns: [col('post_id', 'integer', false), col('user_id', 'integer', false), col('emoji', 'text', false)],
+      foreignKeys: [fk('reactions', 'post_id', 'posts'), fk('reactions', 'user_id', 'users', 'no action')],
+    },
+  ];
+  const p = plan({ tables, config: { policies: { 'reactions.user_id': 'repoint' } } });
+  const reactions = sqlOf(tableOf(p, 'reactions'));
+  assert.match(reactions, /row_number\(\) OVER \(PARTITION BY "post_id", "user_id", "emoji" ORDER BY/);
+  // user_id is NOT NULL (part of the key): a clashing stand-in drops the row instead of nulling it.
+  assert.match(reactions, /WHERE NOT \(\(\(__rn0 > 1 AND/);
+  const withIp = [...base().filter((t) => t.name !== 'reactions'), { ...base().find((t) => t.name === 'reactions')!, columns: [...base().find((t) => t.name === 'reactions')!.columns!, col('user_ip', 'text')] }];
+  const inv = plan({ tables: withIp, config: { requireOneOf: { reactions: ['user_id', 'user_ip'] }, rules: { ...rules, columns: { ...rules.columns, 'reactions.user_ip': keep } } } });
+  assert.match(sqlOf(tableOf(inv, 'reactions')), /CASE WHEN "user_id" IS NULL AND "user_ip" IS NULL THEN -2 ELSE "__flags" END::bigint/);
 });
 
 test('the pick: PCT as a hash threshold, named users, --exclude-banned', () => {
@@ -186,6 +253,69 @@ test('schema differences name the revision and every column that differs', () =>
   const b = catalogOf(...base().map((t) => (t.name === 'posts' ? { ...t, columns: [...t.columns!, col('remix_of')] } : t.name === 'users' ? { ...t, columns: t.columns!.filter((c) => c.name !== 'handle') } : t)));
   assert.equal(schemaDifferences(a, b, { source: ['r2'], target: ['r1'] }), ['alembic_version: EA r2, EB r1', 'column users.handle: missing in EB', 'column posts.remix_of: only in EB']);
   assert.equal(schemaDifferences(a, a, { source: ['r1'], target: ['r1'] }), []);
+});
+
+test('--schema-from-prod takes the schema with EA\'s own pg_dump in its db container, extensions included; --direct or --source-url use the host\'s', () => {
+  const loadEnv = (env: 'prod' | 'dev') => loadEnvConfig(env, path.join(composeDir, `.env.${env}.example`));
+  const pg = { pgUser: undefined, pgPassword: undefined };
+  const byDefault = optionsFromFlags({ pct: 10, users: [] }, loadEnv, pg);
+  assert.is(byDefault.schemaPlace?.kind, 'container');
+  assert.is(byDefault.configFile, defaultSamplingConfigFile);
+  assert.is(path.relative(projectRoot, defaultSamplingConfigFile), 'config/sampling.ts');
+  const dump = pgCommand('pg_dump', byDefault.schemaPlace!, { database: 'makapix', args: schemaDumpArgs() });
+  assert.equal(dump.argv.slice(dump.argv.indexOf('exec'), dump.argv.indexOf('exec') + 3), ['exec', '-T', 'db']);
+  assert.ok(dump.argv.includes('makapix-prod'), 'EA\'s compose project');
+  // public and every extension (pg_trgm's operator classes), never the owner or the grants of EA.
+  for (const a of ['--schema-only', '--schema=public', '--extension=*', '--no-owner', '--no-privileges']) assert.ok(dump.argv.includes(a), a);
+  assert.is(optionsFromFlags({ pct: 10, users: [], direct: true }, loadEnv, pg).schemaPlace?.kind, 'local');
+  assert.is(optionsFromFlags({ pct: 10, users: [], 'source-url': 'postgresql://u@127.0.0.1:5999/makapix' }, loadEnv, pg).schemaPlace?.kind, 'local');
+  assert.is(optionsFromFlags({ pct: 10, users: [], config: '/tmp/mine.ts' }, loadEnv, pg).configFile, '/tmp/mine.ts');
+});
+
+test('--config: the shipped file loads; a file without a default SamplingConfig, or missing fields, stops with its name', async () => {
+  const shipped = await loadSamplingConfig(defaultSamplingConfigFile);
+  assert.is(shipped.root, 'users');
+  assert.ok(shipped.rules.columns['players.key_pem'] && shipped.rules.columns['player_command_logs.payload']);
+  const dir = mkdtempSync(path.join(tmpdir(), 'makapix-config-'));
+  const partial = path.join(dir, 'partial.ts');
+  writeFileSync(partial, "export default { root: 'users', banned: [] };\n");
+  await loadSamplingConfig(partial).then(
+    () => assert.unreachable('a partial configuration loaded'),
+    (e: unknown) => {
+      assert.instance(e, ConfigError);
+      assert.match((e as Error).message, /partial\.ts lacks tables, policies, implicitReferences, requireOneOf, secrets, rules, statementTimeoutMs/);
+    },
+  );
+  await loadSamplingConfig(path.join(dir, 'missing.ts')).then(
+    () => assert.unreachable('a missing file loaded'),
+    (e: unknown) => assert.match((e as Error).message, /Cannot load the sampling configuration .*missing\.ts/),
+  );
+});
+
+test('EB\'s COPY failing while its socket is full ends in the COPY\'s error, never a TypeError thrown from a socket event', async () => {
+  // pg's side of a COPY FROM, scripted: the socket is full (write returns false) when EB's error
+  // comes; pg-copy-streams then lets go of the connection, and the socket drains afterwards.
+  const scenario = (wrap: boolean) => {
+    const socket = Object.assign(new EventEmitter(), { write: () => false });
+    const connection = { stream: socket, query: () => undefined, sendCopyFail: () => undefined };
+    const client = { query: (s: { submit(c: unknown): void }) => (s.submit(connection), s) } as unknown as Pick<pgTypes.Client, 'query'>;
+    const sql = 'COPY t FROM STDIN';
+    const stream = wrap ? copyInto(client, sql) : client.query(copyFrom(sql));
+    const errors: string[] = [];
+    stream.on('error', (e) => errors.push(e.message));
+    const copy = stream as unknown as { handleCopyInResponse(c: unknown): void; handleError(e: Error): void };
+    copy.handleCopyInResponse(connection);
+    for (let i = 0; i < 3; i++) stream.write(Buffer.alloc(65536));
+    copy.handleError(new Error('injected fault'));
+    return { drain: () => socket.emit('drain'), errors };
+  };
+  // The race as it was: the queued rows reach for the connection that is gone.
+  const bare = scenario(false);
+  assert.throws(() => bare.drain(), /Cannot read properties of null \(reading 'stream'\)/);
+  const safe = scenario(true);
+  safe.drain();
+  await new Promise((r) => setImmediate(r));
+  assert.equal(safe.errors, ['injected fault']);
 });
 
 test.run();
