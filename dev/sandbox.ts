@@ -328,7 +328,7 @@ export function sandboxShellEnv(paths: SandboxPaths): Record<string, string> {
     EB_VAULT_HOST: 'vault.development.makapix.localhost',
     EA_VAULT_HOST_PATH: paths.vault('prod'),
     EB_VAULT_HOST_PATH: paths.vault('dev'),
-    CADDY_LOG_DIR: path.join(paths.dir, 'state', 'caddy-logs'),
+    CADDY_LOG_HOST_DIR: path.join(paths.dir, 'state', 'caddy-logs'),
   };
 }
 

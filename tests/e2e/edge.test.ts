@@ -100,6 +100,19 @@ test("the vault through the edge: files from EA's vault folder, /mkpx/* 404, the
   assert.match(seen, '"logger":"http.log.access');
 });
 
+test('EA\'s vault: artwork served, the restricted /mkpx/* answers 404 (the file exists)', async () => {
+  const vault = path.join(w.root, 'vault-prod');
+  mkdirSync(path.join(vault, 'ab', 'cd'), { recursive: true });
+  mkdirSync(path.join(vault, 'mkpx'), { recursive: true });
+  writeFileSync(path.join(vault, 'ab', 'cd', 'art.png'), 'png');
+  writeFileSync(path.join(vault, 'mkpx', 'layers.mkpx'), 'secret layers');
+  const art = await get(ports.https, 'vault.makapix.club', '/ab/cd/art.png');
+  assert.is(art.status, 200, art.error ?? art.body);
+  const restricted = await get(ports.https, 'vault.makapix.club', '/mkpx/layers.mkpx');
+  assert.is(restricted.status, 404);
+  assert.not.match(restricted.body, 'secret layers');
+});
+
 test('the api runs in /workspace/api without the reloader; alembic and the test runner work from there', async () => {
   for (const env of ['prod', 'dev']) {
     assert.match(await logs(`makapix-${env}-api`), 'listening on 8000 (reload: False)');

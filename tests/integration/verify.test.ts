@@ -263,7 +263,7 @@ const edgeHosts = () => ({
   // The edge project's folders (caddy/.env on a VPS) are the sandbox's, as the audit requires.
   EA_VAULT_HOST_PATH: sandbox.prodCfg.vars.VAULT_HOST_PATH,
   EB_VAULT_HOST_PATH: sandbox.devCfg.vars.VAULT_HOST_PATH,
-  CADDY_LOG_DIR: sandbox.prodCfg.vars.CADDY_LOG_DIR,
+  CADDY_LOG_HOST_DIR: sandbox.prodCfg.vars.CADDY_LOG_DIR,
 });
 
 test('--pre: env files, the isolation audit, backup age and credentials files, each its own line', async () => {

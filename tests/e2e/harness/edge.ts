@@ -16,14 +16,13 @@ export async function edgePorts(): Promise<EdgePorts> {
 
 /**
  * What scripts need to start the edge here (read by caddy/docker-compose.edge.yml and cutover-prod):
- * the world's vault and log folders (`root`, as World.writeEnv lays them out) in place of the VPS's
- * /mnt/vault-1, /mnt/vault-dev and /var/log/caddy.
+ * its ports, image, local certificates, and the world's vault and log folders.
  */
 export function edgeEnv(ports: EdgePorts, caddyImage: string, root: string): Record<string, string> {
   return {
     EA_VAULT_HOST_PATH: path.join(root, 'vault-prod'),
     EB_VAULT_HOST_PATH: path.join(root, 'vault-dev'),
-    CADDY_LOG_DIR: path.join(root, 'caddy-logs'),
+    CADDY_LOG_HOST_DIR: path.join(root, 'caddy-logs'),
     EDGE_HTTP_BIND: `127.0.0.1:${ports.http}`,
     EDGE_HTTPS_BIND: `127.0.0.1:${ports.https}`,
     CADDY_IMAGE: caddyImage,
