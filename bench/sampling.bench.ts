@@ -17,7 +17,7 @@ import { from as copyFrom, to as copyTo } from 'pg-copy-streams';
 import { startTestCluster } from '../dev/scratch-cluster.ts';
 import { createMakapixSchema } from '../lib/tools/schema.ts';
 import { seedDatabase } from '../dev/seed.ts';
-import { pgBin, type Cluster } from '../dev/cluster.ts';
+import { pgBin, type Cluster, withClient } from '../dev/cluster.ts';
 import { projectRoot } from '../lib/core/paths.ts';
 import { formatBytes, formatDuration } from '../lib/core/ui.ts';
 import type { SampleDataReport } from '../lib/jobs/sample-data.ts';
@@ -44,16 +44,6 @@ const prepare = async (cl: pg.Client, seedUsers?: number): Promise<{ totalRows: 
 const configArgs = schema === 'head' ? [] : ['--config', sandboxSamplingConfigFile];
 const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
 const log = (s: string) => process.stdout.write(`${s}\n`);
-
-async function withClient<T>(c: Cluster, db: string, fn: (cl: pg.Client) => Promise<T>): Promise<T> {
-  const cl = new pg.Client(c.connection(db));
-  await cl.connect();
-  try {
-    return await fn(cl);
-  } finally {
-    await cl.end();
-  }
-}
 
 function writeEnv(dir: string, env: 'prod' | 'dev', c: Cluster, db: string): void {
   const vars: Record<string, string> = { DB_DATABASE: db, DB_ADMIN_USER: c.superuser, DB_ADMIN_PASSWORD: c.password.reveal(), DB_PUBLISHED_PORT: String(c.port) };

@@ -11,7 +11,7 @@ import { Writable } from 'node:stream';
 import pg from 'pg';
 import { startSandbox, type TestSandbox } from '../harness/sandbox.ts';
 import { loadHeadSchema } from '../../dev/makapix-head.ts';
-import { pgBin, type Cluster } from '../../dev/cluster.ts';
+import { pgBin, withClient } from '../../dev/cluster.ts';
 import { projectRoot } from '../../lib/core/paths.ts';
 import { foreignKeyViolations } from '../../lib/tools/schema.ts';
 import { loadEnvConfig } from '../../lib/core/config.ts';
@@ -24,15 +24,6 @@ const PCT = 10;
 const script = path.join(projectRoot, 'scripts/sample-data-to-dev.ts');
 let sb: TestSandbox;
 
-const withClient = async <T>(c: Cluster, db: string, fn: (cl: pg.Client) => Promise<T>): Promise<T> => {
-  const cl = new pg.Client(c.connection(db));
-  await cl.connect();
-  try {
-    return await fn(cl);
-  } finally {
-    await cl.end();
-  }
-};
 const count = async (cl: pg.Client, sql: string): Promise<number> => Number((await cl.query<{ n: string }>(sql)).rows[0]!.n);
 const ea = <T>(fn: (cl: pg.Client) => Promise<T>) => withClient(sb.prod, 'makapix', fn);
 const eb = <T>(fn: (cl: pg.Client) => Promise<T>) => withClient(sb.dev, 'makapix_dev', fn);

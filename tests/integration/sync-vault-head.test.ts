@@ -2,29 +2,19 @@
 // blog_vault.py, tasks.py's exports), after sample-data-to-dev filled EB from the Alembic-head
 // fixture with the shipped configuration: both through the CLI, as an operator runs them.
 import { test } from 'uvu';
+import { withClient } from '../../dev/cluster.ts';
 import * as assert from 'uvu/assert';
 import { spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
-import pg from 'pg';
 import { startSandbox, type TestSandbox } from '../harness/sandbox.ts';
 import { loadHeadSchema, writeHeadVault } from '../../dev/makapix-head.ts';
 import { listTree } from '../../dev/vault-fixture.ts';
-import type { Cluster } from '../../dev/cluster.ts';
 import { projectRoot } from '../../lib/core/paths.ts';
 
 let sb: TestSandbox;
 let eaFiles: string[];
 
-const withClient = async <T>(c: Cluster, db: string, fn: (cl: pg.Client) => Promise<T>): Promise<T> => {
-  const cl = new pg.Client(c.connection(db));
-  await cl.connect();
-  try {
-    return await fn(cl);
-  } finally {
-    await cl.end();
-  }
-};
 const cli = (script: string, args: string[]) => {
   const r = spawnSync(path.join(projectRoot, 'scripts', script), [...args, '--json'], { cwd: '/', env: { ...process.env, MAKAPIX_ENV_DIR: sb.envDir }, encoding: 'utf8', timeout: 180_000 });
   return { code: r.status, stdout: r.stdout, stderr: r.stderr };
