@@ -51,7 +51,7 @@ await runScript({
     };
     const result = options
       ? await runVerify({ ...options, onLine })
-      : await runPreChecks({ credentialsDir: ctx.settings.credentialsDir, audit: () => runIsolationAudit({ settings: ctx.settings, ui: ctx.ui }), maxBackupHours: 24, onLine });
+      : await runPreChecks({ envDir: ctx.settings.envDir, credentialsDir: ctx.settings.credentialsDir, audit: () => runIsolationAudit({ settings: ctx.settings, ui: ctx.ui }), maxBackupHours: 24, onLine });
     progress.done(`${result.checks.filter((c) => c.result === 'fail').length} of ${result.checks.length} failed`);
     return result;
   },
