@@ -6,7 +6,7 @@ import { mkdir, chown, stat } from 'node:fs/promises';
 import { $ } from 'zx';
 import { JobError, UsageError } from '../core/errors.ts';
 import { detectComposeFlavor, edgeComposeCommand, runCompose } from '../tools/compose.ts';
-import { ensureCredentials } from '../tools/caddy.ts';
+import { ensureCredentials, ensureSessionKey } from '../tools/caddy.ts';
 import { caddyTarget, reloadCaddy } from './basic-auth.ts';
 import type { EnvConfig, Environment } from '../core/config.ts';
 import type { Ui } from '../core/ui.ts';
@@ -124,7 +124,7 @@ export async function runEdge(action: EdgeAction, ui: Ui, dryRun = false): Promi
     await ui.run('Reload the edge Caddy', () => reloadCaddy({ ...caddyTarget(), container: edgeContainer }));
     return { action, created: [], steps: [] };
   }
-  const created = [...((await ensureNetwork(edgeNetwork)) ? [`network ${edgeNetwork}`] : []), ...(await ensureCredentials())];
+  const created = [...((await ensureNetwork(edgeNetwork)) ? [`network ${edgeNetwork}`] : []), ...(await ensureCredentials()), ...[await ensureSessionKey()].filter((f): f is string => f !== undefined)];
   for (const c of created) ui.info(`created ${c}`);
   await ui.run('Start the edge Caddy', async () => {
     const out = await $({ quiet: true, nothrow: true })`${cmd} ${argv}`;
