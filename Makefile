@@ -68,10 +68,15 @@ demo: setup-test ## bring up the sandbox and run the main jobs on it
 bench: setup-test ## benchmarks: ratios against baselines measured side by side in the same run (BENCH=name)
 	$(TS) bench/run.ts $(BENCH)
 
+# ---- phase 1: the env files (docs/env-files.md) --------------------------------------------
+.PHONY: env-files
+env-files: setup ## write compose/.env.prod and .env.dev from the running app; ARGS="--dry-run" | "--from FILE" | "--force" | "--json"
+	$(TS) $(S)/env-files.ts $(ARGS)
+
 # ---- isolation audit ---------------------------------------------------------------------
 .PHONY: check
-check: setup ## prove EA and EB are isolated (compose configs, Caddyfile, env files); ARGS="--json"
-	$(TS) $(S)/check.ts $(ARGS)
+check: setup ## prove EA and EB are isolated (compose configs, Caddyfile, env files); APP_DIR=/opt/makapix also audits the app's contract; ARGS="--json"
+	$(TS) $(S)/check.ts $(if $(APP_DIR),--app-dir $(APP_DIR)) $(ARGS)
 
 # ---- sample data (docs/sample-data.md) ---------------------------------------------------
 PCT ?= 10

@@ -20,7 +20,7 @@ import { createMakapixSchema } from '../lib/tools/schema.ts';
 import { seedDatabase } from '../dev/seed.ts';
 import { Secret } from '../lib/core/secret.ts';
 import { Ui, formatBytes, formatDuration } from '../lib/core/ui.ts';
-import { backupDatabase, listBackups } from '../lib/jobs/backup.ts';
+import { backupDatabase, listBackups } from '../lib/tools/backup-store.ts';
 import { pgCommand } from '../lib/tools/pgtools.ts';
 
 const users = Number(process.env.BENCH_USERS ?? 100_000);

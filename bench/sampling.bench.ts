@@ -11,7 +11,7 @@ import path from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import pg from 'pg';
 import { from as copyFrom, to as copyTo } from 'pg-copy-streams';
-import { startTestCluster } from '../tests/harness/postgres.ts';
+import { startTestCluster } from '../dev/scratch-cluster.ts';
 import { createMakapixSchema } from '../lib/tools/schema.ts';
 import { seedDatabase } from '../dev/seed.ts';
 import { pgBin, type Cluster } from '../dev/cluster.ts';

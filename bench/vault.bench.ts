@@ -22,7 +22,7 @@ import { seedDatabase, seedVault } from '../dev/seed.ts';
 import { Secret } from '../lib/core/secret.ts';
 import { Ui, formatBytes, formatDuration } from '../lib/core/ui.ts';
 import { syncVault, type SyncVaultOptions } from '../lib/jobs/vault-sync.ts';
-import { samplePostsBetween } from '../tests/harness/vault.ts';
+import { samplePostsBetween } from '../dev/vault-fixture.ts';
 
 const users = Number(process.env.BENCH_VAULT_USERS ?? 7_000);
 const rounds = Number(process.env.BENCH_ROUNDS ?? 3);

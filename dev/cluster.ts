@@ -1,7 +1,7 @@
 import { mkdir, writeFile, rm, readFile, chmod } from 'node:fs/promises';
 import { existsSync } from 'node:fs';
 import path from 'node:path';
-import { $ } from 'zx';
+import { run } from '../lib/core/exec.ts';
 import pg from 'pg';
 import { Secret } from '../lib/core/secret.ts';
 import { JobError } from '../lib/core/errors.ts';
@@ -36,7 +36,8 @@ export interface ClusterOptions {
 
 async function runAsClusterUser(argv: string[]): Promise<void> {
   const [cmd, ...rest] = [...asClusterUser(), ...argv] as [string, ...string[]];
-  await $({ quiet: true })`${cmd} ${rest}`;
+  const r = await run({ cmd, argv: rest }, { nothrow: true });
+  if (r.exitCode !== 0) throw Object.assign(new Error(r.stderr || `${cmd} exited ${r.exitCode}`), { stderr: r.stderr });
 }
 
 async function initdb(dir: string, superuser: string, password: Secret): Promise<void> {
@@ -44,7 +45,7 @@ async function initdb(dir: string, superuser: string, password: Secret): Promise
   const pwfile = path.join(dir, '..', `.${path.basename(dir)}.pw`);
   await writeFile(pwfile, `${password.reveal()}\n`, { mode: 0o600 });
   try {
-    if (process.getuid?.() === 0) await $({ quiet: true })`chown ${clusterOsUser} ${dir} ${pwfile}`;
+    if (process.getuid?.() === 0) await run({ cmd: 'chown', argv: [clusterOsUser, dir, pwfile] });
     await runAsClusterUser([path.join(pgBin, 'initdb'), '-D', dir, '-U', superuser, `--pwfile=${pwfile}`, '--auth=scram-sha-256', '-E', 'UTF8', '--locale=C.UTF-8', '--no-sync']).catch((err: Error) => {
       const said = ((err as { stderr?: string }).stderr ?? err.message).trim().split('\n').slice(-2).join(' / ');
       throw new JobError(`initdb could not create a cluster in ${dir}: ${said}.`, `Every folder above ${dir} must be enterable by the OS user "${process.getuid?.() === 0 ? clusterOsUser : 'you'}" (e.g. not under /root); choose another folder.`);

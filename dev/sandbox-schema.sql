@@ -1,4 +1,4 @@
--- A Makapix-like schema, written by makapix-ops from makapix-facts.md (not copied from the app).
+-- A Makapix-like schema for the sandbox, written by makapix-ops (not copied from the app): the shapes that matter for sampling.
 -- It is shaped the way Alembic (SQLAlchemy) creates tables: serial / identity integer keys, UUID
 -- keys WITHOUT a database default (the app makes them, so copies must carry them over), unnamed
 -- foreign keys that PostgreSQL names <table>_<column>_fkey, indexes named ix_<table>_<column>, the

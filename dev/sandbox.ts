@@ -23,25 +23,24 @@ import { startCluster, stopCluster, type Cluster } from './cluster.ts';
 import { appEnvironmentName, environments, envSchema, loadEnvConfig, parseEnvFile, type EnvConfig, type Environment, type EnvVars } from '../lib/core/config.ts';
 import { writeFileAtomic } from '../lib/core/atomic-file.ts';
 import { withLock } from '../lib/core/lock.ts';
-import { sandboxDir } from '../lib/core/paths.ts';
+import { projectRoot } from '../lib/core/paths.ts';
+
+const sandboxDir = process.env.MAKAPIX_SANDBOX_DIR ?? path.join(projectRoot, '.sandbox');
 import { Secret } from '../lib/core/secret.ts';
 import { createMakapixSchema } from '../lib/tools/schema.ts';
 import { seedDatabase, seedVault, type SeedReport, type VaultReport } from './seed.ts';
-import { ConfigError, SafetyError, UsageError } from '../lib/core/errors.ts';
+import { ConfigError, SafetyError } from '../lib/core/errors.ts';
+import type { FlagSpec } from '../lib/core/cli.ts';
 import { formatBytes, formatDuration, type Ui } from '../lib/core/ui.ts';
 
 /** make sandbox-up's defaults: big enough to make sampling interesting, small enough for a laptop. */
 export const defaultSandboxSize = { users: 2000, seed: 42 } as const;
 
-/** --users / --seed as given on a command line; absent ones take the defaults. */
-export function parseSandboxSize(flags: { users?: string | undefined; seed?: string | undefined }): { users: number; seed: number } {
-  const whole = (name: string, raw: string | undefined, def: number, max: number) => {
-    if (raw === undefined) return def;
-    if (!/^\d+$/.test(raw) || Number(raw) > max || (name === '--users' && Number(raw) < 1)) throw new UsageError(`${name} must be a whole number${name === '--users' ? ' from 1' : ''} up to ${max}, got "${raw}".`, 'For example: --users 2000 --seed 42.');
-    return Number(raw);
-  };
-  return { users: whole('--users', flags.users, defaultSandboxSize.users, 5_000_000), seed: whole('--seed', flags.seed, defaultSandboxSize.seed, 0xffffffff) };
-}
+/** --users and --seed of `sandbox up` and `demo`: whole numbers, range-checked by the CLI. */
+export const sandboxSizeFlags = {
+  users: { type: 'int', min: 1, max: 5_000_000, default: defaultSandboxSize.users, value: 'N', description: 'users to seed EA with' },
+  seed: { type: 'int', min: 0, max: 0xffffffff, default: defaultSandboxSize.seed, value: 'S', description: 'the generator seed: the same seed gives the same data' },
+} as const satisfies Record<string, FlagSpec>;
 
 /** EA and EB, as the sandbox names their clusters. */
 export const clusterNames = { prod: 'ea', dev: 'eb' } as const satisfies Record<Environment, string>;
@@ -156,7 +155,7 @@ function sandboxChoices(env: Environment, input: SandboxEnvInput): Partial<Recor
     ROOT_DOMAIN: domain,
     WEB_DOMAIN: domain,
     BASE_URL: `https://${domain}`,
-    NEXT_PUBLIC_API_BASE_URL: `https://${domain}/api`,
+    NEXT_PUBLIC_API_BASE_URL: `https://${domain}`,
     DB_HOST: 'db',
     DB_DATABASE: sandboxDatabases[env],
     DB_ADMIN_USER: adminUser,
@@ -177,11 +176,17 @@ function sandboxChoices(env: Environment, input: SandboxEnvInput): Partial<Recor
     GITHUB_REDIRECT_URI: `https://${domain}/api/auth/github/callback`,
     RESEND_FROM_EMAIL: `noreply@${domain}`,
     MAKAPIX_IP_HASH_SALT: s.ipHashSalt.reveal(),
+    // The app's own recommended alphabet (deploy/stack/env.example of the app).
+    SQIDS_ALPHABET: 'abcdefghijkmnpqrstuvwxyzABCDEFGHJKLMNPQRSTUVWXYZ23456789',
+    VAULT_PUBLIC_BASE_URL: `https://vault.${domain}`,
+    CORS_ORIGINS: `https://${domain}`,
+    ...(env === 'dev' && { CERT_RENEWAL_THRESHOLD_DAYS: '3650' }),
     APP_DIR: input.appDir,
     DB_PUBLISHED_HOST: '127.0.0.1',
     DB_PUBLISHED_PORT: String(input.port),
     DB_VOLUME_NAME: `makapix_sandbox_${env}_pg_data`,
     MQTT_CERTS_DIR: input.mqttCerts,
+    CADDY_LOG_DIR: path.join(input.stateDir, 'caddy-logs'),
     BACKUP_DIR: input.backups,
     BACKUP_KEEP: '7',
     DEPLOY_LOG: path.join(input.stateDir, 'deploys.jsonl'),

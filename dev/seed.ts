@@ -1,7 +1,7 @@
 /**
  * The project's data generator: a seeded, deterministic, Makapix-like data set at any scale, for
- * the sandbox, the tests and the benchmarks (DESIGN.md: "the same data generator feeds tests,
- * make demo and benchmarks").
+ * the sandbox, the tests, `make demo` and the benchmarks: one generator, so they all see the same
+ * shapes of data.
  *
  * Determinism: every structural choice (how many posts a user has, who comments, reply parents,
  * ids, keys, times) is a pure function of (seed, kind, index) through hash32/Rng, so any table can
@@ -16,7 +16,7 @@
  * replica, so the users <-> posts cycle loads in one pass), then every foreign key is verified
  * set-wise from the catalog and the sequences are moved past the loaded ids.
  *
- * Vault layout written by seedVault (makapix-facts.md "The vault"):
+ * Vault layout written by seedVault (the app's sharded layout, see lib/domain/vault.ts):
  *   <vault>/<storage_shard>/<storage_key>.<format>   one file per post_files row; format is
  *                                                    png | gif | webp | bmp, size = file_bytes
  *   <vault>/<storage_shard>/<storage_key>_x4.png     an upscaled variant beside the original, for

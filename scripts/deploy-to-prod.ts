@@ -1,7 +1,7 @@
 #!/usr/bin/env -S sh -c 'exec "$(dirname "$0")/../bin/ts" "$0" "$@"'
 import { runScript } from '../lib/core/cli.ts';
-import { loadEnvConfig } from '../lib/core/config.ts';
-import { defaultHealth, deployToProd, parseSeconds, rollbackProd, renderDeploy } from '../lib/jobs/deploy.ts';
+import { defaultHealth } from '../lib/tools/docker.ts';
+import { deployToProd, rollbackProd, renderDeploy } from '../lib/jobs/deploy.ts';
 
 await runScript({
   name: 'deploy-to-prod',
@@ -12,15 +12,15 @@ await runScript({
   flags: {
     rollback: { type: 'boolean', description: 'switch EA back to the tag before the last successful deploy (no build)' },
     'skip-tests': { type: 'boolean', description: "don't run the app's tests on EB (needs --yes; recorded)" },
-    'health-timeout': { type: 'string', value: 'seconds', default: '120', description: 'how long a new container may take to become healthy (3 successes in a row, 1 s apart)' },
+    'health-timeout': { type: 'int', min: 1, max: 3600, value: 'seconds', default: 120, description: 'how long a new container may take to become healthy (3 successes in a row, 1 s apart)' },
     'health-url': { type: 'string', value: 'url', description: "poll this URL for step 8 (e.g. https://makapix.club/api/health) instead of the api container's healthcheck" },
   },
   run: async (ctx) => {
-    const prod = loadEnvConfig('prod');
-    const health = { ...defaultHealth, timeoutMs: parseSeconds(ctx.flags['health-timeout'], '--health-timeout') * 1000 };
-    if (ctx.flags.rollback) return rollbackProd(prod, { ui: ctx.ui, dryRun: ctx.dryRun, health });
-    const opts = { ui: ctx.ui, dryRun: ctx.dryRun, health, skipTests: ctx.flags['skip-tests'], yes: ctx.yes, ...(ctx.flags['health-url'] && { healthUrl: ctx.flags['health-url'] }) };
-    return deployToProd(prod, loadEnvConfig('dev'), opts);
+    const prod = ctx.config('prod');
+    const health = { ...defaultHealth, timeoutMs: ctx.flags['health-timeout'] * 1000 };
+    if (ctx.flags.rollback) return rollbackProd(prod, { ui: ctx.ui, dryRun: ctx.dryRun, operator: ctx.settings.operator, health });
+    const opts = { ui: ctx.ui, dryRun: ctx.dryRun, operator: ctx.settings.operator, health, skipTests: ctx.flags['skip-tests'], yes: ctx.yes, ...(ctx.flags['health-url'] && { healthUrl: ctx.flags['health-url'] }) };
+    return deployToProd(prod, ctx.config('dev'), opts);
   },
   render: (r) => process.stdout.write(renderDeploy(r)),
-});
+}, process.argv, process.env);

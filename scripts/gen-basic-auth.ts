@@ -2,6 +2,7 @@
 import { runScript } from '../lib/core/cli.ts';
 import { askNewSecret } from '../lib/core/ui.ts';
 import { runBasicAuth, renderBasicAuth, defaultCost } from '../lib/jobs/basic-auth.ts';
+import { scopes } from '../lib/domain/credentials.ts';
 
 await runScript({
   name: 'gen-basic-auth',
@@ -11,18 +12,18 @@ await runScript({
   common: ['env', 'dry-run', 'yes', 'json'],
   defaultEnv: 'dev',
   flags: {
-    scope: { type: 'string', value: 'developers|devices', description: 'which credentials: the EB site or vault-dev', default: 'developers' },
+    scope: { type: 'enum', values: scopes, description: 'which credentials: the EB site or vault-dev', default: 'developers' },
     'password-stdin': { type: 'boolean', description: 'read the password from stdin' },
     generate: { type: 'boolean', description: 'generate a strong password and show it once' },
-    cost: { type: 'string', value: 'N', description: 'bcrypt cost', default: String(defaultCost) },
+    cost: { type: 'int', min: 4, max: 31, value: 'N', description: "bcrypt cost (Caddy's hash-password uses 14)", default: defaultCost },
     force: { type: 'boolean', description: 'add: replace a user that exists' },
     'no-reload': { type: 'boolean', description: 'write the file but do not reload the running Caddy' },
   },
   run: (ctx) =>
     runBasicAuth({
       positionals: ctx.positionals, env: ctx.env, scope: ctx.flags.scope, cost: ctx.flags.cost, force: ctx.flags.force,
-      reload: !ctx.flags['no-reload'], dryRun: ctx.dryRun, confirm: ctx.confirm,
+      reload: !ctx.flags['no-reload'], dryRun: ctx.dryRun, confirm: ctx.confirm, settings: ctx.settings,
       password: { stdin: ctx.flags['password-stdin'], generate: ctx.flags.generate, tty: ctx.ui.tty, input: process.stdin, ask: askNewSecret },
     }),
   render: (r) => renderBasicAuth(r),
-});
+}, process.argv, process.env);

@@ -1,7 +1,7 @@
 #!/usr/bin/env -S sh -c 'exec "$(dirname "$0")/../bin/ts" "$0" "$@"'
 import { runScript } from '../lib/core/cli.ts';
-import { loadEnvConfig } from '../lib/core/config.ts';
-import { checkNames, defaultThresholds, nagiosExit, parseOnly, positiveCount, parseThresholds, ping, runMonitor, type MonitorResult } from '../lib/jobs/monitor.ts';
+import { checkNames, defaultThresholds, nagiosExit, parseOnly, parseThresholds, type MonitorResult } from '../lib/domain/monitoring.ts';
+import { ping, runMonitor } from '../lib/jobs/monitor.ts';
 import { parseResolve } from '../lib/tools/probe.ts';
 import { pingUrl } from '../lib/tools/healthcheck.ts';
 
@@ -14,9 +14,9 @@ await runScript({
   flags: {
     only: { type: 'string', multiple: true, value: 'check[,check]', description: 'run only these checks' },
     threshold: { type: 'string', multiple: true, value: 'key=value', description: 'override a threshold (see above)' },
-    probes: { type: 'string', value: 'N', default: '20', description: 'probes of EA /api/health for the latency p99' },
+    probes: { type: 'int', min: 1, max: 10_000, value: 'N', default: 20, description: 'probes of EA /api/health for the latency p99' },
     'health-url': { type: 'string', value: 'URL', description: "EA's health URL (default: BASE_URL/api/health from .env.prod)" },
-    'https-port': { type: 'string', value: 'N', default: '443', description: 'port of the HTTPS hosts whose certificates are checked' },
+    'https-port': { type: 'int', min: 1, max: 65_535, value: 'N', default: 443, description: 'port of the HTTPS hosts whose certificates are checked' },
     resolve: { type: 'string', multiple: true, value: 'host:address', description: 'connect to address for host (like curl --resolve)' },
     docker: { type: 'string', value: 'PATH', default: 'docker', description: 'the docker CLI' },
     'docker-root': { type: 'string', value: 'PATH', description: "Docker's data root (default: asked from docker info)" },
@@ -26,12 +26,12 @@ await runScript({
     const f = ctx.flags;
     if (f.ping) pingUrl(f.ping, 'fail'); // a malformed URL is a usage error before any check runs
     const options = {
-      prod: loadEnvConfig('prod'),
-      dev: loadEnvConfig('dev'),
+      prod: ctx.config('prod'),
+      dev: ctx.config('dev'),
       only: parseOnly(f.only ?? []),
       thresholds: parseThresholds(f.threshold ?? []),
-      probes: positiveCount('--probes', f.probes),
-      httpsPort: positiveCount('--https-port', f['https-port']),
+      probes: f.probes,
+      httpsPort: f['https-port'],
       resolve: parseResolve(f.resolve ?? []),
       docker: f.docker,
       ...(f['health-url'] && { healthUrl: f['health-url'] }),
@@ -55,4 +55,4 @@ await runScript({
   },
   exitCode: (r) => r.exitCode,
   onError: (message) => ({ exitCode: nagiosExit.UNKNOWN, stdout: `MONITOR UNKNOWN - ${message}` }),
-});
+}, process.argv, process.env);

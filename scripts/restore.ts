@@ -1,7 +1,7 @@
 #!/usr/bin/env -S sh -c 'exec "$(dirname "$0")/../bin/ts" "$0" "$@"'
 import { existsSync } from 'node:fs';
 import { runScript } from '../lib/core/cli.ts';
-import { envFilePath, loadEnvConfig } from '../lib/core/config.ts';
+import { envFilePath } from '../lib/core/config.ts';
 import { renderDrill, renderRestore, restoreDatabase, restoreDrill, type DrillResult, type RestoreResult } from '../lib/jobs/restore.ts';
 import { UsageError } from '../lib/core/errors.ts';
 
@@ -27,11 +27,11 @@ await runScript({
   run: async (ctx): Promise<RestoreResult | DrillResult> => {
     const f = ctx.flags;
     if (f.drill && ctx.dryRun) throw new UsageError('--drill has no --dry-run: it only writes a scratch database, which it drops.', 'Run it without --dry-run.');
-    const cfg = loadEnvConfig(ctx.env!);
+    const cfg = ctx.config(ctx.env!);
     const mode = f.direct ? 'direct' : 'compose';
     if (f.drill) return restoreDrill(cfg, { mode, ui: ctx.ui, ...(f.file && { file: f.file }), ...(f.dir && { dir: f.dir }) });
     if (!f.file) throw new UsageError('restore needs --file <backup> (or --drill).', 'Run restore --help for usage.');
-    const productionCfg = cfg.env === 'dev' && existsSync(envFilePath('prod')) ? loadEnvConfig('prod') : undefined;
+    const productionCfg = cfg.env === 'dev' && existsSync(envFilePath('prod', ctx.settings.envDir)) ? ctx.config('prod') : undefined;
     return restoreDatabase(cfg, {
       file: f.file, mode, ui: ctx.ui, typedConfirm: ctx.typedConfirm, confirm: ctx.confirm, yes: ctx.yes, iKnowThisIsProduction: f['i-know-this-is-production'],
       dryRun: ctx.dryRun, ...(f.dir && { backupDir: f.dir }), ...(productionCfg && { productionCfg }),
@@ -39,4 +39,4 @@ await runScript({
   },
   render: (r) => ('scratchDatabase' in r ? renderDrill(r) : renderRestore(r)),
   exitCode: (r) => ('scratchDatabase' in r && !r.ok ? 1 : 0),
-});
+}, process.argv, process.env);

@@ -1,6 +1,5 @@
 #!/usr/bin/env -S sh -c 'exec "$(dirname "$0")/../bin/ts" "$0" "$@"'
 import { runScript } from '../lib/core/cli.ts';
-import { loadEnvConfig } from '../lib/core/config.ts';
 import { parseStackAction, runEdge, runStack, stackActions } from '../lib/jobs/stack.ts';
 
 await runScript({
@@ -12,11 +11,11 @@ await runScript({
   defaultEnv: 'dev',
   flags: { service: { type: 'string', value: 'name', description: 'act on one service only (e.g. api)' } },
   run: async (ctx) => {
-    if (ctx.positionals[0] === 'up-edge' || ctx.positionals[0] === 'reload-edge') return runEdge(ctx.positionals[0] === 'up-edge' ? 'up' : 'reload', ctx.ui, ctx.dryRun);
+    if (ctx.positionals[0] === 'up-edge' || ctx.positionals[0] === 'reload-edge') return runEdge(ctx.positionals[0] === 'up-edge' ? 'up' : 'reload', ctx.settings, ctx.ui, ctx.dryRun);
     const action = parseStackAction(ctx.positionals[0]);
-    return runStack(loadEnvConfig(ctx.env!), action, { ui: ctx.ui, dryRun: ctx.dryRun, ...(ctx.flags.service && { service: ctx.flags.service }) });
+    return runStack(ctx.config(ctx.env!), action, { ui: ctx.ui, dryRun: ctx.dryRun, ...(ctx.flags.service && { service: ctx.flags.service }) });
   },
   render: (r, ctx) => {
     if (ctx.dryRun) for (const s of r.steps) process.stdout.write(`${s}\n`);
   },
-});
+}, process.argv, process.env);

@@ -1,10 +1,7 @@
 #!/usr/bin/env -S sh -c 'exec "$(dirname "$0")/../bin/ts" "$0" "$@"'
 import { runScript } from '../lib/core/cli.ts';
-import { loadEnvConfig } from '../lib/core/config.ts';
 import { Exit } from '../lib/core/errors.ts';
-import { credentialsDir } from '../lib/jobs/basic-auth.ts';
 import { runIsolationAudit } from '../lib/jobs/check.ts';
-import { positiveCount } from '../lib/jobs/monitor.ts';
 import { parseResolve, readCaFiles } from '../lib/tools/probe.ts';
 import { credentialsFromEnvironment, parseTarget, parseVaultFiles, renderChecklist, runPreChecks, runVerify, type CheckLine, type VerifyResult } from '../lib/jobs/verify.ts';
 
@@ -17,14 +14,14 @@ await runScript({
   flags: {
     env: { type: 'string', value: 'prod|dev|all', default: 'all', description: 'the environments to check' },
     pre: { type: 'boolean', description: 'the pre-migration checklist: env files, make check, backup age, credentials files' },
-    'https-port': { type: 'string', value: 'N', default: '443', description: 'HTTPS port of the proxy' },
-    'http-port': { type: 'string', value: 'N', default: '80', description: 'plain-HTTP port of the proxy (vaults)' },
+    'https-port': { type: 'int', min: 1, max: 65_535, value: 'N', default: 443, description: 'HTTPS port of the proxy' },
+    'http-port': { type: 'int', min: 1, max: 65_535, value: 'N', default: 80, description: 'plain-HTTP port of the proxy (vaults)' },
     resolve: { type: 'string', multiple: true, value: 'host:address', description: 'connect to address for host (like curl --resolve)' },
     'ca-file': { type: 'string', multiple: true, value: 'PEM', description: 'also trust this CA for HTTPS (a sandbox proxy)' },
     device: { type: 'string', value: 'NAME', default: 'verify', description: 'device certificate (make mqtt-certs issue NAME) for the MQTT checks' },
     'vault-file': { type: 'string', multiple: true, value: 'env=path', description: "a known vault file instead of a sample from the env's database" },
-    'vault-sample': { type: 'string', value: 'N', default: '3', description: 'vault files sampled from the database' },
-    'min-cert-days': { type: 'string', value: 'N', default: '14', description: 'days a TLS certificate must still be valid' },
+    'vault-sample': { type: 'int', min: 1, max: 1000, value: 'N', default: 3, description: 'vault files sampled from the database' },
+    'min-cert-days': { type: 'int', min: 0, max: 3650, value: 'N', default: 14, description: 'days a TLS certificate must still be valid' },
   },
   run: async (ctx): Promise<VerifyResult> => {
     const f = ctx.flags;
@@ -32,19 +29,19 @@ await runScript({
     const options = f.pre
       ? undefined
       : {
-          prod: loadEnvConfig('prod'),
-          dev: loadEnvConfig('dev'),
+          prod: ctx.config('prod'),
+          dev: ctx.config('dev'),
           targets: parseTarget(f.env),
-          httpsPort: positiveCount('--https-port', f['https-port']),
-          httpPort: positiveCount('--http-port', f['http-port']),
+          httpsPort: f['https-port'],
+          httpPort: f['http-port'],
           resolve: parseResolve(f.resolve ?? []),
           ca: readCaFiles(f['ca-file'] ?? []),
           ebCredentials: credentialsFromEnvironment(process.env, 'VERIFY_EB'),
           deviceCredentials: credentialsFromEnvironment(process.env, 'VERIFY_DEVICE'),
           device: f.device,
           vaultFiles: parseVaultFiles(f['vault-file'] ?? []),
-          vaultSample: positiveCount('--vault-sample', f['vault-sample']),
-          minCertDays: positiveCount('--min-cert-days', f['min-cert-days'], 0),
+          vaultSample: f['vault-sample'],
+          minCertDays: f['min-cert-days'],
         };
     const progress = ctx.ui.progress(f.pre ? 'pre-migration checks' : 'checks', 'steps');
     const onLine = (l: CheckLine) => {
@@ -53,10 +50,10 @@ await runScript({
     };
     const result = options
       ? await runVerify({ ...options, onLine })
-      : await runPreChecks({ credentialsDir: credentialsDir(), audit: () => runIsolationAudit({ ui: ctx.ui }), maxBackupHours: 24, onLine });
+      : await runPreChecks({ credentialsDir: ctx.settings.credentialsDir, audit: () => runIsolationAudit({ settings: ctx.settings, ui: ctx.ui }), maxBackupHours: 24, onLine });
     progress.done(`${result.checks.filter((c) => c.result === 'fail').length} of ${result.checks.length} failed`);
     return result;
   },
   render: (r) => console.log(renderChecklist(r)),
   exitCode: (r) => (r.ok ? Exit.ok : Exit.failed),
-});
+}, process.argv, process.env);

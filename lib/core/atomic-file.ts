@@ -1,7 +1,7 @@
 import { open, rename, rm } from 'node:fs/promises';
 import path from 'node:path';
 import { randomBytes } from 'node:crypto';
-import { $ } from 'zx';
+import { run } from './exec.ts';
 import { JobError } from './errors.ts';
 
 /** The temporary name a file is written under before it gets its final one; cleanups look for it. */
@@ -25,11 +25,8 @@ export async function fsyncDir(dir: string): Promise<void> {
  * journal commit makes many files durable at once, where an fsync per file costs one commit each.
  */
 export async function syncFilesystem(anyPath: string): Promise<void> {
-  try {
-    await $({ quiet: true })`sync -f ${anyPath}`;
-  } catch (err) {
-    throw new JobError(`Flushing the filesystem of ${anyPath} to disk failed: ${String((err as { stderr?: string }).stderr ?? err).trim()}.`, 'Check the disk (dmesg); files not yet renamed stay under temporary names.');
-  }
+  const r = await run({ cmd: 'sync', argv: ['-f', anyPath] }, { nothrow: true });
+  if (r.exitCode !== 0) throw new JobError(`Flushing the filesystem of ${anyPath} to disk failed: ${r.stderr.trim() || `exit ${r.exitCode}`}.`, 'Check the disk (dmesg); files not yet renamed stay under temporary names.');
 }
 
 /**

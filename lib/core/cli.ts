@@ -1,28 +1,83 @@
 import { parseArgs } from 'node:util';
 import path from 'node:path';
-import { Exit, OpsError, UsageError, type ExitCode } from './errors.ts';
-import { parseEnvironment, type Environment } from './config.ts';
+import { Exit, OpsError, UsageError, systemError, type ExitCode } from './errors.ts';
+import { envFilePath, loadEnvConfig, parseEnvironment, type EnvConfig, type Environment } from './config.ts';
+import { settingsFrom, type Environ, type Settings } from './settings.ts';
 import { redact } from './secret.ts';
 import { Ui, loadSpinners, makeConfirm, makeTypedConfirm, type Confirm } from './ui.ts';
 
-export interface FlagSpec {
-  type: 'boolean' | 'string';
+interface FlagBase {
   description: string;
   short?: string;
-  multiple?: boolean;
   /** Shown in --help as the value's name, e.g. --pct <N>. */
   value?: string;
-  default?: string | boolean;
 }
 
-type FlagValue<S extends FlagSpec> = S['type'] extends 'boolean'
+/**
+ * A flag and its type. Values are parsed and range-checked here, once: a job receives a number, one
+ * of its words or a list, never a string it must parse again. `multiple` repeats the flag;
+ * `list` splits one value at commas.
+ */
+export type FlagSpec = FlagBase &
+  (
+    | { type: 'boolean'; default?: boolean }
+    | { type: 'string'; multiple?: boolean; default?: string }
+    | { type: 'int'; min?: number; max?: number; default?: number }
+    | { type: 'number'; min?: number; max?: number; /** the minimum itself is not allowed */ above?: boolean; default?: number }
+    | { type: 'enum'; values: readonly string[]; default?: string }
+    | { type: 'list'; pattern?: RegExp; default?: readonly string[] }
+    | { type: 'path'; default?: string }
+  );
+
+type Given<S, T> = S extends { default: unknown } ? T : T | undefined;
+type FlagValue<S extends FlagSpec> = S extends { type: 'boolean' }
   ? boolean
-  : S['multiple'] extends true
+  : S extends { type: 'string'; multiple: true }
     ? string[]
-    : S extends { default: string }
-      ? string
-      : string | undefined;
+    : S extends { type: 'int' | 'number' }
+      ? Given<S, number>
+      : S extends { type: 'enum'; values: readonly (infer V)[] }
+        ? Given<S, V>
+        : S extends { type: 'list' }
+          ? string[]
+          : Given<S, string>;
 export type FlagValues<F extends Record<string, FlagSpec>> = { [K in keyof F]: FlagValue<F[K]> };
+
+const quoted = (v: string) => JSON.stringify(v);
+
+/** A flag's value as its type, or a UsageError naming the flag, what it got and what it takes. */
+export function parseFlagValue(name: string, spec: FlagSpec, raw: string): unknown {
+  const flag = `--${name}`;
+  switch (spec.type) {
+    case 'int':
+    case 'number': {
+      const n = (spec.type === 'int' ? /^-?\d+$/ : /^-?\d+(\.\d+)?$/).test(raw.trim()) ? Number(raw) : NaN;
+      const min = spec.min ?? -Infinity;
+      const max = spec.max ?? Infinity;
+      const above = spec.type === 'number' && spec.above;
+      if (!Number.isFinite(n) || (above ? n <= min : n < min) || n > max) {
+        const kind = spec.type === 'int' ? 'a whole number' : 'a number';
+        const range = min > -Infinity && max < Infinity ? ` ${above ? 'above' : 'from'} ${min} ${above ? 'and at most' : 'to'} ${max}` : min > -Infinity ? ` ${above ? 'above' : 'of at least'} ${min}` : max < Infinity ? ` of at most ${max}` : '';
+        throw new UsageError(`${flag} must be ${kind}${range}, got ${quoted(raw)}.`, `For example ${flag} ${spec.default ?? Math.max(min === -Infinity ? 1 : min + (above ? 1 : 0), 1)}.`);
+      }
+      return n;
+    }
+    case 'enum':
+      if (spec.values.includes(raw)) return raw;
+      throw new UsageError(`${flag} must be ${spec.values.map(quoted).join(' or ')}, got ${quoted(raw)}.`, `Run with --help for what each means.`);
+    case 'list': {
+      const items = raw.split(',').map((x) => x.trim()).filter(Boolean);
+      const bad = spec.pattern ? items.filter((x) => !spec.pattern!.test(x)) : [];
+      if (bad.length) throw new UsageError(`${flag} takes values separated by commas; ${bad.map(quoted).join(', ')} is not one.`, `For example ${flag} ${spec.value ?? 'a,b'}.`);
+      return [...new Set(items)];
+    }
+    case 'path':
+      if (raw.trim() === '') throw new UsageError(`${flag} needs a path, got an empty value.`);
+      return path.resolve(raw);
+    default:
+      return raw;
+  }
+}
 
 /** The flags every script shares; a script opts into the ones that make sense for it. */
 export type CommonFlag = 'env' | 'dry-run' | 'yes' | 'json';
@@ -39,6 +94,10 @@ export interface Context<F extends Record<string, FlagSpec>> {
   ui: Ui;
   confirm: Confirm;
   typedConfirm: (question: string, expected: string) => Promise<void>;
+  /** What the process environment says (read once by the entry). */
+  settings: Settings;
+  /** An environment's validated env file, from settings.envDir. */
+  config(env: Environment): EnvConfig;
 }
 
 export interface CommandSpec<F extends Record<string, FlagSpec>, R> {
@@ -76,10 +135,12 @@ const commonSpecs: Record<CommonFlag | 'verbose' | 'help', FlagSpec> = {
 
 export function helpText<F extends Record<string, FlagSpec>, R>(spec: CommandSpec<F, R>): string {
   const all: [string, FlagSpec][] = [...Object.entries(spec.flags ?? {}), ...[...spec.common, 'verbose' as const, 'help' as const].map((k) => [k, commonSpecs[k]] as [string, FlagSpec])];
-  const label = ([name, f]: [string, FlagSpec]) => `${f.short ? `-${f.short}, ` : '    '}--${name}${f.type === 'string' ? ` <${f.value ?? 'value'}>` : ''}`;
+  const valueName = (f: FlagSpec) => f.value ?? (f.type === 'enum' ? f.values.join('|') : f.type === 'int' || f.type === 'number' ? 'N' : 'value');
+  const label = ([name, f]: [string, FlagSpec]) => `${f.short ? `-${f.short}, ` : '    '}--${name}${f.type === 'boolean' ? '' : ` <${valueName(f)}>`}`;
   const width = Math.max(...all.map((e) => label(e).length));
   const lines = all.map((e) => {
-    const def = e[1].default !== undefined && e[1].default !== false ? ` (default: ${e[1].default})` : '';
+    const d = e[1].default;
+    const def = d !== undefined && d !== false && !(Array.isArray(d) && d.length === 0) ? ` (default: ${Array.isArray(d) ? d.join(',') : d})` : '';
     return `  ${label(e).padEnd(width)}  ${e[1].description}${def}`;
   });
   return [
@@ -103,24 +164,44 @@ export interface Io {
 
 const defaultIo = (): Io => ({ stdout: process.stdout, stderr: process.stderr, tty: Boolean(process.stdin.isTTY && process.stderr.isTTY) });
 
+/**
+ * Node's parser speaks in several lines ("argument is ambiguous ... To specify an option argument
+ * starting with a dash use ..."); an operator gets its first sentence and the way out.
+ */
+function parserError(message: string, command: string): UsageError {
+  const first = message.split('\n')[0]!.trim().replace(/\.?$/, '.');
+  const dash = /Option '(--[a-z-]+)[^']*' argument is ambiguous/.exec(first);
+  if (dash) return new UsageError(`${dash[1]} was given a value that starts with a dash.`, `If you meant it, write it as ${dash[1]}=<value>; run ${command} --help for usage.`);
+  return new UsageError(first, `Run ${command} --help for usage.`);
+}
+
 /** Parses argv, runs the command and turns its outcome (or its typed error) into an exit code. */
-export async function executeCommand<F extends Record<string, FlagSpec>, R>(spec: CommandSpec<F, R>, argv: string[], io: Io = defaultIo()): Promise<ExitCode> {
+export async function executeCommand<F extends Record<string, FlagSpec>, R>(spec: CommandSpec<F, R>, argv: string[], io: Io = defaultIo(), environ: Environ = {}): Promise<ExitCode> {
   const verbose = argv.includes('--verbose') || argv.includes('-v');
   const json = argv.includes('--json') && spec.common.includes('json');
   if (io.tty) await loadSpinners();
   const ui = new Ui({ tty: io.tty, verbose, stream: io.stderr });
   try {
-    const options: Record<string, { type: 'boolean' | 'string'; short?: string; multiple?: boolean; default?: string | boolean }> = {};
-    for (const [name, f] of [...Object.entries(spec.flags ?? {}), ...[...spec.common, 'verbose', 'help'].map((k) => [k, commonSpecs[k as CommonFlag]] as const)]) {
-      options[name] = { type: f.type, ...(f.short && { short: f.short }), ...(f.multiple && { multiple: true }), ...(f.default !== undefined && { default: f.default }) };
+    const options: Record<string, { type: 'boolean' | 'string'; short?: string; multiple?: boolean }> = {};
+    const all = [...Object.entries(spec.flags ?? {}), ...[...spec.common, 'verbose', 'help'].map((k) => [k, commonSpecs[k as CommonFlag]] as const)] as [string, FlagSpec][];
+    for (const [name, f] of all) {
+      options[name] = { type: f.type === 'boolean' ? 'boolean' : 'string', ...(f.short && { short: f.short }), ...(f.type === 'string' && f.multiple && { multiple: true }) };
     }
     let parsed: ReturnType<typeof parseArgs>;
     try {
       parsed = parseArgs({ args: argv, options, allowPositionals: Boolean(spec.positionals), strict: true });
     } catch (err) {
-      throw new UsageError(`${(err as Error).message.replace(/\. To specify.*$/s, '')}.`.replace(/\.\.$/, '.'), `Run ${spec.name} --help for usage.`);
+      throw parserError((err as Error).message, spec.name);
     }
     const values = parsed.values as Record<string, unknown>;
+    for (const [name, f] of all) {
+      const raw = values[name];
+      if (raw === undefined) {
+        if (f.type === 'list') values[name] = [...(f.default ?? [])];
+        else if (f.default !== undefined) values[name] = f.default;
+      }
+      else if (typeof raw === 'string') values[name] = parseFlagValue(name, f, raw);
+    }
     if (values.help) {
       io.stdout.write(`${helpText(spec)}\n`);
       return Exit.ok;
@@ -132,6 +213,7 @@ export async function executeCommand<F extends Record<string, FlagSpec>, R>(spec
       env = given === undefined ? spec.defaultEnv : parseEnvironment(given);
     } else env = spec.defaultEnv;
     const yes = Boolean(values.yes);
+    const settings = settingsFrom(environ);
     const ctx: Context<F> = {
       flags: values as FlagValues<F>,
       positionals: parsed.positionals,
@@ -143,13 +225,16 @@ export async function executeCommand<F extends Record<string, FlagSpec>, R>(spec
       ui,
       confirm: makeConfirm({ yes, tty: io.tty }),
       typedConfirm: makeTypedConfirm({ yes, tty: io.tty }),
+      settings,
+      config: (e) => loadEnvConfig(e, envFilePath(e, settings.envDir)),
     };
     const result = await spec.run(ctx);
     if (json) io.stdout.write(`${JSON.stringify(result, null, 2)}\n`);
     else spec.render?.(result, ctx);
     return spec.exitCode?.(result) ?? Exit.ok;
   } catch (err) {
-    const ops = err instanceof OpsError ? err : undefined;
+    // A system error on a folder (a full disk, a read-only mount...) is a sentence, not "Unexpected error".
+    const ops = err instanceof OpsError ? err : systemError(err);
     const message = redact(ops ? ops.message : `Unexpected error: ${err instanceof Error ? err.message : String(err)}`);
     const own = spec.onError?.(message);
     const code = own?.exitCode ?? ops?.exitCode ?? Exit.failed;
@@ -162,8 +247,8 @@ export async function executeCommand<F extends Record<string, FlagSpec>, R>(spec
   }
 }
 
-/** The whole of a script's entry: `await runScript(spec)`. */
-export async function runScript<F extends Record<string, FlagSpec>, R>(spec: CommandSpec<F, R>): Promise<void> {
-  const name = path.basename(process.argv[1] ?? spec.name);
-  process.exitCode = await executeCommand({ ...spec, name: spec.name || name }, process.argv.slice(2));
+/** The whole of a script's entry: `await runScript(spec, argv, environ)` with the process's own. */
+export async function runScript<F extends Record<string, FlagSpec>, R>(spec: CommandSpec<F, R>, argv: readonly string[], environ: Environ): Promise<void> {
+  const name = path.basename(argv[1] ?? spec.name);
+  process.exitCode = await executeCommand({ ...spec, name: spec.name || name }, argv.slice(2), defaultIo(), environ);
 }

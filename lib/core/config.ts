@@ -51,6 +51,12 @@ interface Field<T> {
   default?: string;
   /** Only meaningful in one environment (e.g. the production backup folder). */
   only?: Environment;
+  /**
+   * A feature of the app, optional: left empty, the app still starts but loses what this says
+   * (a warning, never an error). Fields without it and without a default are required: the app
+   * refuses to start or fails on first use without them.
+   */
+  feature?: string;
 }
 
 const isError = (v: unknown): v is { error: string } => typeof v === 'object' && v !== null && 'error' in v && !(v instanceof Secret);
@@ -83,13 +89,17 @@ const absolutePath = (def?: string): Field<string> => ({
   parse: (v) => (path.isAbsolute(v) ? path.normalize(v) : { error: `"${v}" must be an absolute path` }),
   ...(def !== undefined && { default: def }),
 });
+/** Optional: empty turns a feature of the app off (see Field.feature). */
+const feature = <T>(field: Field<T>, lost: string): Field<T> & { feature: string } => ({ ...field, default: '', feature: lost });
+/** A secret the app checks for length at import (api/app/auth.py: JWT_SECRET_KEY under 32 characters stops the api). */
+const longSecret = (min: number): Field<Secret> => ({ parse: (v) => (v.length >= min ? new Secret(v) : { error: `is ${v.length} characters long; the app refuses to start under ${min}` }) });
 const email = (): Field<string> => ({ parse: (v) => (/^[^@\s]+@[^@\s]+\.[^@\s]+$/.test(v) ? v : { error: `"${v}" is not an e-mail address` }) });
 const oneOf = <T extends string>(...values: T[]): Field<T> => ({
   parse: (v) => ((values as string[]).includes(v) ? (v as T) : { error: `"${v}" must be one of ${values.join(', ')}` }),
 });
 
 /**
- * Every variable an environment file holds: the app's own (makapix-facts.md) and the toolkit's.
+ * Every variable an environment file holds: the app's own (read by its api/, worker/ and web/) and the toolkit's.
  * One table, so the example files, the validator and the types cannot drift apart.
  */
 export const envSchema = {
@@ -116,12 +126,35 @@ export const envSchema = {
   MQTT_PASSWORD: secret(),
   /** The app's MQTT account on the in-network listener (1883); its password is MQTT_PASSWORD. */
   MQTT_BACKEND_USER: { ...text('svc_backend'), parse: (v: string) => (/^[A-Za-z0-9_.-]{1,64}$/.test(v) ? v : { error: `"${v}" is not a plain MQTT user name` }) } as Field<string>,
-  JWT_SECRET_KEY: secret(),
+  /** api/app/auth.py refuses to import with a key under 32 characters. */
+  JWT_SECRET_KEY: longSecret(32),
   GITHUB_OAUTH_CLIENT_ID: text(),
   GITHUB_OAUTH_CLIENT_SECRET: secret(),
   GITHUB_REDIRECT_URI: url(['https:', 'http:']),
   RESEND_FROM_EMAIL: email(),
   MAKAPIX_IP_HASH_SALT: secret(),
+  /**
+   * api/app/sqids_config.py refuses to import without it; it encodes every public id, so it must
+   * never change once set (copy production's value).
+   */
+  SQIDS_ALPHABET: { parse: (v: string) => (/^\S{3,}$/.test(v) && new Set(v).size === v.length ? v : { error: 'must be at least 3 distinct characters without spaces' }) } as Field<string>,
+  /** api/app/settings.py: every artwork, avatar and blog image URL starts with it; unset, the first one raises. */
+  VAULT_PUBLIC_BASE_URL: url(['https:', 'http:']),
+  // The app's features: optional, each empty one is a warning saying what is lost (file and line).
+  RESEND_API_KEY: feature(secret(), 'no e-mail is sent: sign-up verification and password reset do not work (api/app/services/email.py)'),
+  CORS_ORIGINS: feature(text(), "the api allows only the app's default origins (http://localhost...): the native app's and other sites' browser calls are refused (api/app/main.py)"),
+  SENTRY_DSN: feature(secret(), 'errors of the api and worker are not reported to Sentry (api/app/observability.py)'),
+  SENTRY_ENVIRONMENT: text(''),
+  SENTRY_TRACES_SAMPLE_RATE: { parse: (v: string) => (/^(0(\.\d+)?|1(\.0+)?)$/.test(v) ? v : { error: `"${v}" is not a rate between 0 and 1` }), default: '0' } as Field<string>,
+  SENTRY_RELEASE: text(''),
+  HEALTHCHECKS_PING_KEY: feature(secret(), "the worker's beat tasks ping no healthchecks.io dead-man's switch: a stopped beat goes unnoticed (api/app/observability.py)"),
+  MAKAPIX_ADMIN_USER: feature(text(), 'no owner account is seeded at start (api/app/seed.py)'),
+  MAKAPIX_ADMIN_PASSWORD: feature(secret(), 'no owner account is seeded at start (api/app/seed.py)'),
+  /** EB only, as in the app's docker-compose.dev.yml: fresh dev player certificates last 1095 days. */
+  CERT_RENEWAL_THRESHOLD_DAYS: {
+    ...feature(count('1'), 'players renew their certificate only in the last 90 days (the app\'s default): on EB, whose certificates last 1095 days, every renewal test is refused (api/app/routers/player.py)'),
+    only: 'dev',
+  } as Field<number> & { feature: string },
   // The toolkit's variables.
   APP_DIR: absolutePath(),
   IMAGE_TAG: text('latest'),
@@ -136,6 +169,8 @@ export const envSchema = {
   DB_VOLUME_NAME: text(),
   /** Where this environment's MQTT CA, server and device certificates live (outside the repo). */
   MQTT_CERTS_DIR: absolutePath(),
+  /** Where the edge Caddy writes its access logs; the worker reads the vault's for its download statistics. */
+  CADDY_LOG_DIR: absolutePath('/var/log/caddy'),
   /** The broker's user inside its container (eclipse-mosquitto: 1883); it must be able to read server.key. */
   MQTT_BROKER_UID: { parse: (v: string) => (/^\d{1,10}$/.test(v) ? +v : { error: `"${v}" is not a numeric user id` }), default: '1883' } as Field<number>,
   BACKUP_DIR: absolutePath('/backups'),
@@ -147,7 +182,14 @@ export const envSchema = {
 } satisfies Record<string, Field<unknown>>;
 
 type Schema = typeof envSchema;
-export type EnvVars = { [K in keyof Schema]: Schema[K] extends Field<infer T> ? T : never };
+type FeatureKeys = { [K in keyof Schema]: Schema[K] extends { feature: string } ? K : never }[keyof Schema];
+/** Features left empty are undefined; everything else is parsed and present. */
+export type EnvVars = { [K in Exclude<keyof Schema, FeatureKeys>]: Schema[K] extends Field<infer T> ? T : never } & {
+  [K in FeatureKeys]?: Schema[K] extends Field<infer T> ? T : never;
+};
+
+/** Each environment is one Compose project of this name. */
+export const projectName = (env: Environment) => `makapix-${env}` as const;
 
 /** A parsed, validated environment file. */
 export interface EnvConfig {
@@ -155,20 +197,36 @@ export interface EnvConfig {
   /** Absolute path of the file it came from (Compose gets it as --env-file). */
   readonly file: string;
   readonly vars: Readonly<EnvVars>;
+  /** Empty features of the app, each with what is lost and where (file:line); printed, never fatal. */
+  readonly warnings: readonly string[];
 }
 
-/** Where an environment's file lives: MAKAPIX_ENV_DIR overrides compose/ (the sandbox uses that). */
-export function envFilePath(env: Environment, dir = process.env.MAKAPIX_ENV_DIR ?? composeDir): string {
+/** Where an environment's file lives: compose/, or the folder Settings.envDir names (MAKAPIX_ENV_DIR: the sandbox uses that). */
+export function envFilePath(env: Environment, dir = composeDir): string {
   return path.resolve(dir, `.env.${env}`);
 }
 
-/** Validates parsed entries against the schema; every problem is reported, not just the first. */
-export function validateEnv(file: string, entries: Map<string, EnvLine>): { vars?: EnvVars; problems: string[] } {
+/** Does a schema field belong in an environment's file? (`only` fields live in one of them.) */
+export const fieldApplies = (key: keyof typeof envSchema, env: Environment) => {
+  const only = (envSchema[key] as Field<unknown>).only;
+  return only === undefined || only === env;
+};
+
+/**
+ * Validates parsed entries against the schema; every problem is reported, not just the first.
+ * Problems are errors (a required variable missing, empty or malformed); warnings name each empty
+ * feature and what the app loses without it. Both point at the file and line.
+ */
+export function validateEnv(file: string, entries: Map<string, EnvLine>): { vars?: EnvVars; problems: string[]; warnings: string[] } {
   const problems: string[] = [];
+  const warnings: string[] = [];
   const vars: Record<string, unknown> = {};
+  const declared = entries.get('ENVIRONMENT')?.value;
+  const env = (Object.keys(appEnvironmentName) as Environment[]).find((e) => appEnvironmentName[e] === declared);
   for (const [key, field] of Object.entries(envSchema) as [string, Field<unknown>][]) {
     const entry = entries.get(key);
     const where = entry ? `${file}:${entry.line}` : file;
+    if (field.only && env && field.only !== env && !entry) continue;
     let raw = entry?.value;
     if (raw === undefined) {
       if (field.default === undefined) {
@@ -180,11 +238,16 @@ export function validateEnv(file: string, entries: Map<string, EnvLine>): { vars
       problems.push(`${where}: ${key} is empty`);
       continue;
     }
+    if (raw === '' && field.feature !== undefined) {
+      warnings.push(`${where}: ${key} is ${entry ? 'empty' : 'missing'}: ${field.feature}`);
+      vars[key] = undefined;
+      continue;
+    }
     const parsed = field.parse(raw);
     if (isError(parsed)) problems.push(`${where}: ${key} ${parsed.error}`);
     else vars[key] = parsed;
   }
-  return problems.length ? { problems } : { vars: vars as EnvVars, problems };
+  return problems.length ? { problems, warnings } : { vars: vars as EnvVars, problems, warnings };
 }
 
 /**
@@ -198,7 +261,7 @@ export function loadEnvConfig(env: Environment, file = envFilePath(env)): EnvCon
     throw new ConfigError(`The ${env} environment file ${abs} does not exist.`, [], `Copy ${example} to ${abs} and fill in its values.`);
   }
   const { entries, problems: syntax } = parseEnvFile(readFileSync(abs, 'utf8'), abs);
-  const { vars, problems } = validateEnv(abs, entries);
+  const { vars, problems, warnings } = validateEnv(abs, entries);
   const all = [...syntax, ...problems];
   if (all.length || !vars) {
     throw new ConfigError(`${abs} has ${all.length} problem${all.length === 1 ? '' : 's'}: ${all.join('; ')}.`, all, `Fix them (compare with compose/.env.${env}.example) and run again.`);
@@ -209,7 +272,7 @@ export function loadEnvConfig(env: Environment, file = envFilePath(env)): EnvCon
       `Use the file that belongs to ${env} (ENVIRONMENT=${appEnvironmentName[env]}, COMPOSE_PROJECT_NAME=makapix-${env}).`,
     );
   }
-  return { env, file: abs, vars };
+  return { env, file: abs, vars, warnings };
 }
 
 /** All secret values of a config, to redact from anything a child process prints. */

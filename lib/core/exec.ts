@@ -1,7 +1,7 @@
 // The one seam for child processes. A job decides its work as values (a `Command`, a `Step` list);
 // `--dry-run` prints those values and the runner executes the very same ones, so a plan cannot
 // drift from what happens.
-import { spawn } from 'node:child_process';
+import { spawn, type ChildProcess, type StdioOptions } from 'node:child_process';
 import { JobError } from './errors.ts';
 import { formatDuration } from './ui.ts';
 
@@ -42,12 +42,18 @@ export function renderCommand(c: Command): string {
 /** The last lines of a tool's output, on one line: enough for an error message. */
 export const tail = (text: string, lines = 5) => text.trim().split('\n').slice(-lines).join(' | ');
 
+/** The environment a child gets: ours, with the command's own variables over it. */
+const childEnv = (c: Command) => (c.env ? { ...process.env, ...c.env } : process.env);
+
+/** Starts a command whose data streams (a dump is gigabytes): the caller wires its stdio and awaits its exit. */
+export const start = (c: Command, stdio: StdioOptions): ChildProcess => spawn(c.cmd, [...c.argv], { cwd: c.cwd, env: childEnv(c), stdio });
+
 /** Runs a command without a shell; throws a JobError naming it when it fails (unless `nothrow`). */
 export function run(c: Command, opts: RunOptions = {}): Promise<RunResult> {
   return new Promise((resolve, reject) => {
     const child = spawn(c.cmd, [...c.argv], {
       cwd: c.cwd,
-      env: c.env ? { ...process.env, ...c.env } : process.env,
+      env: childEnv(c),
       stdio: [opts.input === undefined ? 'ignore' : 'pipe', opts.stream ? 'inherit' : 'pipe', opts.stream ? 'inherit' : 'pipe'],
       timeout: opts.timeoutMs,
     });
@@ -77,8 +83,8 @@ export interface PollPolicy {
   consecutive?: number;
 }
 
-/** Polls `probe` until it holds `consecutive` times in a row; returns the attempts, or throws after the deadline. */
-export async function poll(what: string, probe: () => Promise<boolean>, policy: PollPolicy, hint = 'Look at its logs and run again.'): Promise<number> {
+/** Polls `probe` until it holds `consecutive` times in a row, or the deadline passes. */
+export async function poll(probe: () => Promise<boolean>, policy: PollPolicy): Promise<{ met: boolean; attempts: number }> {
   const started = Date.now();
   const need = policy.consecutive ?? 1;
   let streak = 0;
@@ -86,11 +92,10 @@ export async function poll(what: string, probe: () => Promise<boolean>, policy: 
   while (Date.now() - started < policy.timeoutMs) {
     attempts++;
     streak = (await probe()) ? streak + 1 : 0;
-    if (streak >= need) return attempts;
+    if (streak >= need) return { met: true, attempts };
     await new Promise((r) => setTimeout(r, policy.intervalMs));
   }
-  const times = need > 1 ? ` ${need} times in a row` : '';
-  throw new JobError(`${what} did not hold${times} within ${formatDuration(policy.timeoutMs)} (${attempts} checks).`, hint);
+  return { met: false, attempts };
 }
 
 /** Runs `fn` over `items` with at most `concurrency` at once; results keep the items' order. */
@@ -150,7 +155,10 @@ export async function runPlan(steps: readonly Step[], ui: PlanRunner): Promise<v
           await ui.run(s.title, () => run(s.command, { stream: s.stream ?? false }));
           break;
         case 'wait':
-          await ui.run(s.title, () => poll(s.title, async () => (await run(s.probe, { nothrow: true })).exitCode === 0, s.policy));
+          await ui.run(s.title, async () => {
+            const { met, attempts } = await poll(async () => (await run(s.probe, { nothrow: true })).exitCode === 0, s.policy);
+            if (!met) throw new JobError(`${s.title}: \`${renderCommand(s.probe)}\` did not succeed within ${formatDuration(s.policy.timeoutMs)} (${attempts} checks).`, 'Look at its logs and run again.');
+          });
           break;
         case 'task':
           await ui.run(s.title, s.run);

@@ -5,4 +5,3 @@ import path from 'node:path';
 export const projectRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
 export const composeDir = path.join(projectRoot, 'compose');
 export const caddyDir = path.join(projectRoot, 'caddy');
-export const sandboxDir = process.env.MAKAPIX_SANDBOX_DIR ?? path.join(projectRoot, '.sandbox');

@@ -1,6 +1,6 @@
 // What EB may see of EA's data: one declarative table of rules (table.column → rule), turned into
 // SQL expressions that run inside the COPY SELECT on EA, so secrets never leave production.
-import pg from 'pg';
+import { quoteIdent, quoteLiteral } from './sql.ts';
 import type { Column, Table } from '../tools/catalog.ts';
 
 /**
@@ -147,8 +147,8 @@ export interface AnonymizationContext {
   passwordHash: string;
 }
 
-const q = pg.escapeIdentifier;
-const lit = pg.escapeLiteral;
+const q = quoteIdent;
+const lit = quoteLiteral;
 
 /** `md5(salt || value)` as hex text: the source of every hashed stand-in. */
 const digest = (col: string, ctx: AnonymizationContext) => `md5(${lit(ctx.salt)} || ${q(col)}::text)`;

@@ -1,7 +1,7 @@
 // The sampling plan: which rows of EA go to EB, decided from the catalog (never a table list) and
 // written as one `COPY (SELECT ...) TO STDOUT` per table. Pure: the catalog is read once (readCatalog)
 // and everything else is computed from it, so every decision has a table-driven unit test.
-import pg from 'pg';
+import { quoteIdent, quoteLiteral } from './sql.ts';
 import type { Catalog, Column, ForeignKey, Table } from '../tools/catalog.ts';
 import { columnExpression, makapixRules, unruledColumns, unusedRules, type AnonymizationContext, type AnonymizationRules } from './anonymize.ts';
 
@@ -124,8 +124,8 @@ export class PlanError extends Error {
 /** Thrown when columns look sensitive and have no rule: the run stops before writing. */
 export class UnruledColumnsError extends PlanError {}
 
-const q = pg.escapeIdentifier;
-const lit = pg.escapeLiteral;
+const q = quoteIdent;
+const lit = quoteLiteral;
 const fkKey = (fk: ForeignKey) => `${fk.table}.${fk.columns[0]}`;
 const isNullable = (t: Table, fk: ForeignKey) => fk.columns.every((c) => t.columns.find((col) => col.name === c)?.nullable);
 

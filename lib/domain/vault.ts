@@ -35,7 +35,7 @@ export interface VaultLayout {
 const uuid = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
 
 /**
- * The vault layout (makapix-facts.md "The vault"): artwork at `<storage_shard>/<storage_key>.<ext>`,
+ * The vault layout: the app keeps artwork at `<storage_shard>/<storage_key>.<ext>`,
  * one ext per post_files row, variants beside it sharing the storage_key prefix. A layout change
  * (another folder scheme, another kind such as avatars stored outside the shards) is an edit here.
  */

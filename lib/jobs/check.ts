@@ -1,16 +1,19 @@
 import path from 'node:path';
 import { readFile } from 'node:fs/promises';
 import { createHash } from 'node:crypto';
-import { $ } from 'zx';
 import { parse as parseYaml } from 'yaml';
 import { environments, envFilePath, loadEnvConfig, parseEnvFile, secretsOf, type EnvConfig, type Environment } from '../core/config.ts';
 import { composeCommand, detectComposeFlavor } from '../tools/compose.ts';
-import { caddyTarget, credentialsFileName, parseCredentials } from './basic-auth.ts';
+import { credentialsFileName, parseCredentials } from '../domain/credentials.ts';
 import { caddyfileArgv, edgeCaddyfile, readableCredentialsDir } from '../tools/caddy.ts';
-import { certFiles } from '../tools/mosquitto.ts';
+import { aclFile, aclUsers, certFiles } from '../tools/mosquitto.ts';
 import { JobError } from '../core/errors.ts';
 import { redact, type Secret } from '../core/secret.ts';
+import { readAppTree, type AppTree } from '../tools/app-tree.ts';
+import { auditAppContract, pythonEnvReads, reliedOnFiles, scriptEnvReads, type AppService, type ContractInput } from '../domain/app-contract.ts';
 import type { Ui } from '../core/ui.ts';
+import { run } from '../core/exec.ts';
+import { definedOnly, type Settings } from '../core/settings.ts';
 
 /**
  * The isolation audit behind `make check`: pure functions over what the real tools rendered —
@@ -41,6 +44,8 @@ export interface AuditInput {
   dev: StackInput;
   /** The Caddyfile adapted to Caddy's JSON (`caddy adapt`). */
   caddy: unknown;
+  /** The brokers' topic rights, compose/mosquitto/acls (both environments mount the same file). */
+  acl: string;
   /** The accounts of developers.caddy (bcrypt hashes), which EB's session check reads outside the Caddyfile. */
   developers?: readonly Account[];
 }
@@ -164,6 +169,8 @@ export interface HostAnalysis {
   plainHttp: boolean;
   /** Handlers that can answer before any authentication, e.g. "reverse_proxy web.makapix-dev:3000". */
   unprotected: string[];
+  /** What the host serves, authenticated or not: "reverse_proxy <dial>" and "file_server <root>". */
+  serves: string[];
   /** Path patterns exempted from authentication (the allow-list). */
   exemptPaths: string[];
   authenticated: boolean;
@@ -210,7 +217,7 @@ const namedIn = (server: Obj, host: string) => list(server.routes).some((r) => l
 export function analyzeCaddyHost(caddy: unknown, host: string): HostAnalysis {
   const http = obj(obj(obj(caddy).apps).http);
   const httpPort = Number(http.http_port ?? 80);
-  const result: HostAnalysis = { host, served: false, plainHttp: false, unprotected: [], exemptPaths: [], authenticated: false, forwardAuth: [], basicForwardedTo: [], noindex: false, accounts: [] };
+  const result: HostAnalysis = { host, served: false, plainHttp: false, unprotected: [], serves: [], exemptPaths: [], authenticated: false, forwardAuth: [], basicForwardedTo: [], noindex: false, accounts: [] };
   let everyAuthenticated = true;
   let everyNoindex = true;
   const servers = Object.values(obj(http.servers)).map(obj);
@@ -230,6 +237,8 @@ export function analyzeCaddyHost(caddy: unknown, host: string): HostAnalysis {
     let noindex = false;
     let decided = false;
     let basicStripped = false;
+    // The folder `root` set last (a vars handler), which a file_server without its own root serves.
+    let root = '';
     const walk = (rs: unknown[], conditions: unknown[][]): void => {
       for (const r of rs) {
         const route = obj(r);
@@ -253,9 +262,13 @@ export function analyzeCaddyHost(caddy: unknown, host: string): HostAnalysis {
             if (c.kind === 'all' || (c.kind === 'except' && state.cover.kind === 'none')) state.cover = c;
           } else if (kind === 'subroute') {
             walk(list(handler.routes), conds);
+          } else if (kind === 'vars' && typeof handler.root === 'string') {
+            root = handler.root;
           } else if (!passiveHandlers.has(kind)) {
             decided = true;
-            if (state.cover.kind === 'none') result.unprotected.push(describeHandler(handler));
+            const what = describeHandler(handler, root);
+            if (state.cover.kind === 'none') result.unprotected.push(what);
+            if ((kind === 'reverse_proxy' || kind === 'file_server') && !result.serves.includes(what)) result.serves.push(what);
             if (kind === 'reverse_proxy' && !basicStripped) result.basicForwardedTo.push(...upstreamsOf(handler).filter((u) => !result.basicForwardedTo.includes(u)));
           }
         }
@@ -325,9 +338,10 @@ function coverOf(conditions: unknown[][]): Cover {
   return { kind: 'none' };
 }
 
-function describeHandler(h: Obj): string {
+function describeHandler(h: Obj, root: string): string {
   const upstreams = list(h.upstreams).map((u) => String(obj(u).dial));
   if (h.handler === 'reverse_proxy') return `reverse_proxy ${upstreams.join(', ')}`;
+  if (h.handler === 'file_server') return `file_server ${typeof h.root === 'string' ? h.root : root || '(working directory)'}`;
   if (h.handler === 'static_response') return `static_response ${h.status_code ?? 200}`;
   return String(h.handler);
 }
@@ -429,6 +443,8 @@ export function auditIsolation(input: AuditInput): CheckRow[] {
   else if (!prod.caFingerprint || !dev.caFingerprint) rows.push(row('MQTT CA', 'warn', `separate folders; no CA yet in ${[!prod.caFingerprint && pv.MQTT_CERTS_DIR, !dev.caFingerprint && dv.MQTT_CERTS_DIR].filter(Boolean).join(' and ')} (make mqtt-certs)`));
   else rows.push(row('MQTT CA', 'ok', 'separate folders, different CAs'));
 
+  rows.push(backendAccountRow(both, input.acl));
+
   rows.push(nested(pv.VAULT_HOST_PATH, dv.VAULT_HOST_PATH) ? row('vault path', 'fail', `VAULT_HOST_PATH overlaps: ${pv.VAULT_HOST_PATH} / ${dv.VAULT_HOST_PATH}`) : row('vault path', 'ok', `${pv.VAULT_HOST_PATH} / ${dv.VAULT_HOST_PATH}`));
 
   rows.push(environmentRow(both));
@@ -449,6 +465,11 @@ export function auditIsolation(input: AuditInput): CheckRow[] {
   );
 
   rows.push(prodVolumeRow(prod));
+  // The app's optional features left empty (lib/core/config.ts): what each environment loses.
+  for (const [env, s] of both) {
+    const off = s.cfg.warnings.map((w) => /: ([A-Z0-9_]+) is (?:empty|missing)/.exec(w)?.[1]).filter(Boolean);
+    rows.push(off.length ? row(`${env} app features`, 'warn', `off: ${off.join(', ')} (${path.basename(s.cfg.file)}; the warnings name what is lost)`) : row(`${env} app features`, 'ok', 'every optional feature of the app is configured'));
+  }
   return rows;
 }
 
@@ -488,6 +509,42 @@ function budgetRow(devModel: unknown): CheckRow {
   return problems.length ? row('EB resource budget', 'fail', `${problems.join('; ')}`) : row('EB resource budget', 'ok', total);
 }
 
+/**
+ * The api and worker log into the broker as MQTT_BACKEND_USER; the ACL grants the backend's topics
+ * to one account by name, so any other name connects fine and then silently gets no topic at all.
+ */
+function backendAccountRow(both: [Environment, StackInput][], acl: string): CheckRow {
+  const granted = aclUsers(acl);
+  const wrong = both.filter(([, s]) => !granted.includes(s.cfg.vars.MQTT_BACKEND_USER)).map(([env, s]) => `${env} MQTT_BACKEND_USER=${s.cfg.vars.MQTT_BACKEND_USER} (${path.basename(s.cfg.file)})`);
+  return wrong.length
+    ? row('MQTT backend account', 'fail', `${wrong.join(', ')} has no rights in compose/mosquitto/acls, which grants ${granted.join(', ') || 'no account'}: the api would reach no topic`)
+    : row('MQTT backend account', 'ok', `${[...new Set(both.map(([, s]) => s.cfg.vars.MQTT_BACKEND_USER))].join(', ')} granted the backend's topics`);
+}
+
+/** Every host a site of the adapted config answers for. */
+export function caddyHosts(caddy: unknown): string[] {
+  const hosts = new Set<string>();
+  for (const server of Object.values(obj(obj(obj(obj(caddy).apps).http).servers))) {
+    for (const r of list(obj(server).routes)) for (const m of list(obj(r).match)) for (const h of list(obj(m).host)) hosts.add(String(h).toLowerCase());
+  }
+  return [...hosts];
+}
+
+/**
+ * EB's upstreams and vault folder must be reachable through EB's own (authenticated) hosts only:
+ * another site, e.g. the public App Link host app-dev, may answer constants but never proxy to EB
+ * or serve its files without credentials.
+ */
+function ebOnlyRow(caddy: unknown, eb: HostAnalysis[]): CheckRow {
+  const ebServes = new Set(eb.flatMap((h) => h.serves));
+  const others = caddyHosts(caddy).filter((h) => !eb.some((e) => e.host.toLowerCase() === h));
+  const leaks = others.flatMap((host) => {
+    const open = analyzeCaddyHost(caddy, host).unprotected.filter((u) => ebServes.has(u));
+    return open.length ? [`${host} answers without credentials with EB's ${open.join(', ')}`] : [];
+  });
+  return leaks.length ? row('EB only through its hosts', 'fail', leaks.join('; ')) : row('EB only through its hosts', 'ok', `no other host (${others.length}) reaches ${[...ebServes].join(', ') || 'EB'}`);
+}
+
 function caddyRows(caddy: unknown, ebHost: string, ebVaultHost: string, developers: readonly Account[]): CheckRow[] {
   const hosts = [analyzeCaddyHost(caddy, ebHost), analyzeCaddyHost(caddy, ebVaultHost)];
   const auth: string[] = [];
@@ -519,6 +576,7 @@ function caddyRows(caddy: unknown, ebHost: string, ebVaultHost: string, develope
   return [
     auth.length ? row('EB behind basic auth', 'fail', auth.join('; ')) : row('EB behind basic auth', 'ok', hosts.map((h) => `${h.host}: ${mechanism(h)}`).join('; ')),
     noindex.length ? row('EB noindex', 'fail', noindex.join('; ')) : row('EB noindex', 'ok', 'X-Robots-Tag on every response, 401s included'),
+    ebOnlyRow(caddy, hosts),
     exempt.length ? row('EB auth exemptions', 'warn', `open without credentials: ${exempt.join(', ')}`) : row('EB auth exemptions', 'ok', 'none (EB_AUTH_EXEMPT_PATHS is empty)'),
     plainProblems.length ? row('EB credentials on plain HTTP', 'fail', plainProblems.join('; ')) : row('EB credentials on plain HTTP', 'ok', `${ebVaultHost} takes device credentials only`),
     forwarded.length ? row('EB passwords to upstreams', 'fail', forwarded.join('; ')) : row('EB passwords to upstreams', 'ok', 'Basic credentials are removed before any EB upstream'),
@@ -549,12 +607,60 @@ export function renderCheckTable(rows: readonly CheckRow[]): string {
 
 // ---- the runner --------------------------------------------------------------------------------
 
+// ---- the app's contract (make check APP_DIR=...) ------------------------------------------------
+
+/** The app's compose, whose services ours is compared with. */
+export const appComposeFile = 'deploy/stack/docker-compose.yml';
+
+/** Which services' code a file of the app is: the worker imports the api's package, so it reads what the api reads. */
+export function servicesReading(relPath: string): AppService[] {
+  if (/^api\/(app|alembic)\/.*\.py$/.test(relPath)) return ['api', 'worker'];
+  if (/^worker\/.*\.py$/.test(relPath)) return ['worker'];
+  if (/^web\/src\/.*\.(tsx?|jsx?|mjs)$/.test(relPath) || /^web\/next\.config\.(mjs|js)$/.test(relPath)) return ['web'];
+  return [];
+}
+
+const envKeys = (v: unknown): string[] => (isObj(v) ? Object.keys(v) : list(v).map((e) => String(e).split('=')[0]!));
+
+/** The contract audit's input from a read checkout and both rendered stacks (pure). */
+export function appContractInput(tree: Pick<AppTree, 'paths' | 'sources'>, prod: unknown, dev: unknown): ContractInput {
+  const reads: ContractInput['reads'] = { api: [], worker: [], web: [] };
+  for (const [file, text] of tree.sources) {
+    const services = servicesReading(file);
+    if (!services.length) continue;
+    const found = file.endsWith('.py') ? pythonEnvReads(file, text) : scriptEnvReads(file, text);
+    for (const s of services) reads[s].push(...found);
+  }
+  const passedBy = (model: unknown): Record<AppService, Set<string>> => {
+    const svc = servicesOf(model);
+    const of = (name: AppService) => new Set([...envKeys(svc[name]?.environment), ...envKeys(obj(svc[name]?.build).args)]);
+    return { api: of('api'), worker: of('worker'), web: of('web') };
+  };
+  const files: ContractInput['files'] = {};
+  for (const rel of Object.keys(reliedOnFiles)) {
+    const base = path.posix.basename(rel);
+    const movedTo = tree.paths.find((p) => p !== rel && path.posix.basename(p) === base && (base !== 'Dockerfile' || p.startsWith(`${rel.split('/')[0]}`) || p.includes(`${rel.split('/')[0]}.`)));
+    files[rel] = { exists: tree.paths.includes(rel), ...(movedTo && { movedTo }) };
+  }
+  const appCompose = tree.sources.get(appComposeFile);
+  return {
+    reads,
+    passed: { prod: passedBy(prod), dev: passedBy(dev) },
+    files,
+    appServices: appCompose ? Object.keys(servicesOf(parseYaml(appCompose))) : [],
+    ourServices: Object.keys(servicesOf(prod)),
+  };
+}
+
 export interface AuditOptions {
   /** Where the compose files are (a copy, in tests); default compose/. */
   composeDir?: string;
+  /** An app checkout to audit the contract against (make check APP_DIR=...). */
+  appDir?: string;
   caddyfile?: string;
-  /** Folder of .env.prod and .env.dev; default MAKAPIX_ENV_DIR or compose/. */
+  /** Folder of .env.prod and .env.dev (default: settings.envDir). */
   envDir?: string;
+  settings: Pick<Settings, 'envDir' | 'credentialsDir' | 'caddy' | 'environ'>;
   ui: Ui;
 }
 
@@ -570,12 +676,12 @@ export interface AuditResult {
  * parsed, never printed.
  */
 export async function runIsolationAudit(opts: AuditOptions): Promise<AuditResult> {
-  const cfgs = environments.map((env) => loadEnvConfig(env, envFilePath(env, opts.envDir)));
+  const cfgs = environments.map((env) => loadEnvConfig(env, envFilePath(env, opts.envDir ?? opts.settings.envDir)));
   const [prodCfg, devCfg] = cfgs as [EnvConfig, EnvConfig];
   const flavor = await detectComposeFlavor();
   const render = async (cfg: EnvConfig): Promise<StackInput> => {
     const { cmd, argv } = composeCommand(cfg, ['config'], flavor, opts.composeDir);
-    const r = await opts.ui.run(`render the ${cfg.env} stack (${cmd} config)`, () => $({ quiet: true, nothrow: true })`${cmd} ${argv}`);
+    const r = await opts.ui.run(`render the ${cfg.env} stack (${cmd} config)`, () => run({ cmd, argv }, { nothrow: true }));
     const stderr = redact(`${r.stderr}`, secretsOf(cfg));
     if (r.exitCode !== 0) {
       throw new JobError(`${cmd} config failed for ${cfg.env}: ${stderr.trim().split('\n').slice(-3).join(' / ')}.`, `Fix the compose files or ${cfg.file} (APP_DIR must exist for Compose v1) and run again.`);
@@ -591,21 +697,29 @@ export async function runIsolationAudit(opts: AuditOptions): Promise<AuditResult
   const prod = await render(prodCfg);
   const dev = await render(devCfg);
   const caddyfile = opts.caddyfile ?? edgeCaddyfile;
-  const bin = caddyTarget().bin;
+  const bin = opts.settings.caddy.bin;
   // The edge's settings (e.g. EB_AUTH_EXEMPT_PATHS) live in caddy/.env, which Compose reads when it
   // starts the edge; the caller's environment wins over it, as with Compose.
   const edgeEnvFile = path.join(path.dirname(caddyfile), '.env');
   const edgeText = await readFile(edgeEnvFile, 'utf8').catch(() => '');
   const edgeVars = Object.fromEntries([...parseEnvFile(edgeText, edgeEnvFile).entries].map(([k, v]) => [k, v.value]));
-  const credentials = await readableCredentialsDir();
+  const credentials = await readableCredentialsDir(opts.settings.credentialsDir);
   const adapted = await opts.ui.run('adapt the Caddyfile (caddy adapt)', async () =>
-    $({ quiet: true, nothrow: true, env: { ...edgeVars, ...process.env, MAKAPIX_CREDENTIALS_DIR: credentials } })`${bin} ${caddyfileArgv('adapt', caddyfile)}`,
+    run({ cmd: bin, argv: caddyfileArgv('adapt', caddyfile), env: { ...edgeVars, ...definedOnly(opts.settings.environ), MAKAPIX_CREDENTIALS_DIR: credentials } }, { nothrow: true }),
   );
   if (adapted.exitCode !== 0) {
     throw new JobError(`caddy adapt rejected ${caddyfile}: ${redact(`${adapted.stderr}`).trim().split('\n').slice(-2).join(' / ')}.`, `Run caddy validate --config ${caddyfile} --adapter caddyfile for details.`);
   }
   const developersFile = path.join(credentials, credentialsFileName('developers'));
   const developers = parseCredentials(await readFile(developersFile, 'utf8'), 'developers', developersFile).map((u) => ({ username: u.user, password: u.hash }));
-  const rows = auditIsolation({ prod, dev, caddy: JSON.parse(`${adapted.stdout}`), developers });
+    const acl = await readFile(aclFile, 'utf8');
+  const rows = auditIsolation({ prod, dev, caddy: JSON.parse(`${adapted.stdout}`), acl, developers });
+  if (opts.appDir) {
+    const appDir = opts.appDir;
+    const tree = await opts.ui.run(`read the app at ${appDir}`, () => readAppTree(appDir, (p) => servicesReading(p).length > 0 || p === appComposeFile));
+    if (!tree.paths.length) throw new JobError(`${appDir} holds no file: it is not an app checkout.`, 'Pass the folder of a fabkury/makapix checkout (APP_DIR=/opt/makapix).');
+    rows.push(...auditAppContract(appContractInput(tree, prod.rendered, dev.rendered)));
+    if (!tree.sources.has(appComposeFile)) rows.push(row('app compose', 'warn', `${appComposeFile} is not in ${appDir}: its services were not compared`));
+  }
   return { ok: rows.every((r) => r.status !== 'fail'), rows };
 }

@@ -9,16 +9,17 @@
 // connection (Caddy, the app's services) always find a live container. (container_name in the
 // compose files rules out `--scale api=2`, hence the helper.)
 import { appendFile, mkdir, open, readFile, stat, statfs } from 'node:fs/promises';
-import { userInfo } from 'node:os';
 import path from 'node:path';
 import { $ } from 'zx';
 import YAML from 'yaml';
 import { JobError, OpsError, SafetyError, UsageError } from '../core/errors.ts';
 import { acquireLock, type Lock } from '../core/lock.ts';
 import { writeFileAtomic } from '../core/atomic-file.ts';
-import { projectName } from '../tools/compose.ts';
-import { compose, tail } from './stack.ts';
-import { backupDatabase } from './backup.ts';
+import { projectName } from '../core/config.ts';
+import { compose } from '../tools/compose.ts';
+import { tail } from '../core/exec.ts';
+import { containerHealthy, defaultHealth, docker, serviceContainers, waitHealthy, type HealthPolicy } from '../tools/docker.ts';
+import { backupDatabase } from '../tools/backup-store.ts';
 import { httpRequest } from '../tools/probe.ts';
 import { formatBytes, formatDuration, type Ui } from '../core/ui.ts';
 import type { EnvConfig } from '../core/config.ts';
@@ -215,53 +216,12 @@ export function parseDeployLog(text: string): DeployRecord[] {
     });
 }
 
-/** Health: `need` consecutive successes; any failure starts the count again. */
-export function countHealth(previous: number, ok: boolean): number {
-  return ok ? previous + 1 : 0;
-}
-
 // ---- runners ------------------------------------------------------------------------------------
 
-export interface HealthPolicy {
-  intervalMs: number;
-  timeoutMs: number;
-  consecutive: number;
-}
-export const defaultHealth: HealthPolicy = { intervalMs: 1000, timeoutMs: 120_000, consecutive: 3 };
-
-export function parseSeconds(value: string, flag: string): number {
-  if (!/^\d+$/.test(value) || +value < 1) throw new UsageError(`${flag} must be a whole number of seconds, got ${JSON.stringify(value)}.`);
-  return +value;
-}
 
 const git = (dir: string) => $({ quiet: true, cwd: dir });
 
 /** One `docker` call; failures name the command and its output. */
-async function docker(args: string[], nothrow = false): Promise<{ ok: boolean; stdout: string }> {
-  const out = await $({ quiet: true, nothrow: true })`docker ${args}`;
-  if (!nothrow && out.exitCode !== 0) throw new JobError(`docker ${args.join(' ')} failed: ${tail(out.stderr || out.stdout)}`, 'Check the engine (docker ps) and run again.');
-  return { ok: out.exitCode === 0, stdout: out.stdout.trim() };
-}
-
-/** The running, non-one-off containers of a service (works with or without container_name). */
-export async function serviceContainers(project: string, service: string): Promise<string[]> {
-  const { stdout } = await docker(['ps', '-q', '--filter', `label=com.docker.compose.project=${project}`, '--filter', `label=com.docker.compose.service=${service}`, '--filter', 'label=com.docker.compose.oneoff=False']);
-  return stdout.split('\n').filter(Boolean);
-}
-
-/** Runs the container's own healthcheck command once (the one compose defines), via docker exec. */
-export async function containerHealthy(container: string): Promise<boolean> {
-  const inspect = await docker(['inspect', '--format', '{{json .State.Running}} {{json .Config.Healthcheck}}', container], true);
-  if (!inspect.ok) return false;
-  const [running, ...rest] = inspect.stdout.split(' ');
-  if (running !== 'true') return false;
-  const hc = JSON.parse(rest.join(' ')) as { Test?: string[] } | null;
-  const test = hc?.Test ?? [];
-  if (test[0] === 'CMD-SHELL') return (await docker(['exec', container, 'sh', '-c', test[1] ?? 'false'], true)).ok;
-  if (test[0] === 'CMD') return (await docker(['exec', container, ...test.slice(1)], true)).ok;
-  return true; // no healthcheck: running is all we can know
-}
-
 async function urlHealthy(url: string): Promise<boolean> {
   try {
     return (await httpRequest({ url, timeoutMs: 5000 })).status === 200;
@@ -270,31 +230,17 @@ async function urlHealthy(url: string): Promise<boolean> {
   }
 }
 
-/** Polls until `consecutive` successes in a row, or throws after the deadline. */
-export async function waitHealthy(what: string, probe: () => Promise<boolean>, policy: HealthPolicy): Promise<number> {
-  const started = Date.now();
-  let streak = 0;
-  let attempts = 0;
-  while (Date.now() - started < policy.timeoutMs) {
-    attempts++;
-    streak = countHealth(streak, await probe());
-    if (streak >= policy.consecutive) return attempts;
-    await new Promise((r) => setTimeout(r, policy.intervalMs));
-  }
-  throw new JobError(`${what} was not healthy ${policy.consecutive} times in a row within ${formatDuration(policy.timeoutMs)} (${attempts} checks).`, 'See its logs: make logs-prod SERVICE=api.');
-}
-
 /** Takes a container out of every network (Docker's DNS stops answering with it), then waits briefly for in-flight requests. */
 async function drain(container: string, drainMs: number): Promise<void> {
   const { stdout } = await docker(['inspect', '--format', '{{range $k, $v := .NetworkSettings.Networks}}{{$k}} {{end}}', container]);
-  for (const net of stdout.split(' ').filter(Boolean)) await docker(['network', 'disconnect', net, container], true);
+  for (const net of stdout.split(' ').filter(Boolean)) await docker(['network', 'disconnect', net, container], { nothrow: true });
   await new Promise((r) => setTimeout(r, drainMs));
 }
 
 async function removeContainer(name: string): Promise<void> {
-  if (!(await docker(['inspect', name], true)).ok) return;
-  await docker(['stop', '--time', '10', name], true);
-  await docker(['rm', '--force', name], true);
+  if (!(await docker(['inspect', name], { nothrow: true })).ok) return;
+  await docker(['stop', '--time', '10', name], { nothrow: true });
+  await docker(['rm', '--force', name], { nothrow: true });
 }
 
 export interface SwitchOptions {
@@ -351,7 +297,7 @@ export async function switchServices(cfg: EnvConfig, switches: DeployPlan['switc
       throw new HealthFailure(`${(err as Error).message} It never received traffic; the old ${service} container kept serving and was not touched.`, changed);
     }
     for (const [net, aliases] of await networksOf(old)) {
-      await docker(['network', 'disconnect', net, helper], true);
+      await docker(['network', 'disconnect', net, helper], { nothrow: true });
       await docker(['network', 'connect', ...aliases.flatMap((a) => ['--alias', a]), net, helper]);
     }
     opts.ui.info(`${helper} is healthy and serves beside the old ${service}; recreating ${service} on ${tag}`);
@@ -426,6 +372,8 @@ export async function gatherFacts(prod: EnvConfig, dev: EnvConfig): Promise<Depl
 export interface DeployRunOptions extends DeployOptions {
   ui: Ui;
   dryRun: boolean;
+  /** Who deploys, for the log (Settings.operator). */
+  operator: string;
   health?: HealthPolicy;
   /** Free bytes required where images and backups go. */
   minFreeBytes?: number;
@@ -440,7 +388,6 @@ export interface DeployResult {
   manual: string[];
 }
 
-const deployUser = () => process.env.SUDO_USER ?? userInfo().username;
 export const lockPathFor = (deployLog: string) => path.join(path.dirname(deployLog), 'deploy.lock');
 
 /** Appends one record as one line, fsynced: the log is never rewritten. */
@@ -518,7 +465,7 @@ export async function deployToProd(prod: EnvConfig, dev: EnvConfig, o: DeployRun
     const record: DeployRecord = {
       at: new Date().toISOString(),
       kind: 'deploy',
-      user: deployUser(),
+      user: o.operator,
       from: plan.from,
       to: plan.to,
       images: imagesOf(facts, plan.to.tag),
@@ -622,7 +569,7 @@ export async function deployToProd(prod: EnvConfig, dev: EnvConfig, o: DeployRun
 }
 
 /** --rollback: back to the tag EA ran before the last successful deploy (no build, no migrations). */
-export async function rollbackProd(prod: EnvConfig, o: { ui: Ui; dryRun: boolean; health?: HealthPolicy }): Promise<DeployRecord | { dryRun: true; from: string; to: string }> {
+export async function rollbackProd(prod: EnvConfig, o: { ui: Ui; dryRun: boolean; operator: string; health?: HealthPolicy }): Promise<DeployRecord | { dryRun: true; from: string; to: string }> {
   const health = o.health ?? defaultHealth;
   const lock = o.dryRun ? undefined : await takeDeployLock(prod.vars.DEPLOY_LOG);
   try {
@@ -633,12 +580,12 @@ export async function rollbackProd(prod: EnvConfig, o: { ui: Ui; dryRun: boolean
     const services = servicesFromConfig(await compose(prod, ['config'])).filter((s) => s.built);
     const images = services.map((s) => `${project}-${s.name}:${target.tag}`);
     for (const image of images) {
-      if (!(await docker(['image', 'inspect', image], true)).ok) throw new SafetyError(`The image ${image} to roll back to is gone.`, 'Nothing was changed; rebuild that commit with a deploy instead.');
+      if (!(await docker(['image', 'inspect', image], { nothrow: true })).ok) throw new SafetyError(`The image ${image} to roll back to is gone.`, 'Nothing was changed; rebuild that commit with a deploy instead.');
     }
     if (o.dryRun) return { dryRun: true, from: current, to: target.tag };
     const switches = [...services.filter((s) => switchStrategy(s) === 'overlap'), ...services.filter((s) => switchStrategy(s) === 'recreate')].map((s) => ({ service: s.name, strategy: switchStrategy(s) }));
     const steps: DeployRecord['steps'] = [];
-    const record: DeployRecord = { at: new Date().toISOString(), kind: 'rollback', user: deployUser(), from: { commit: null, tag: current }, to: target, images, backup: null, skipTests: false, migrations: [], steps, result: 'failed' };
+    const record: DeployRecord = { at: new Date().toISOString(), kind: 'rollback', user: o.operator, from: { commit: null, tag: current }, to: target, images, backup: null, skipTests: false, migrations: [], steps, result: 'failed' };
     try {
       const started = Date.now();
       await o.ui.run(`Switch EA back to ${target.tag}`, () => switchServices(prod, switches, target.tag, { health, ui: o.ui }));

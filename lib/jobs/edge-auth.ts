@@ -2,11 +2,14 @@ import { createServer, type IncomingMessage, type ServerResponse } from 'node:ht
 import { createHash } from 'node:crypto';
 import { readFile, stat } from 'node:fs/promises';
 import type { AddressInfo } from 'node:net';
-import { parseCredentials } from './basic-auth.ts';
+import path from 'node:path';
+import { credentialsFileName, parseCredentials } from '../domain/credentials.ts';
 import { verifyPassword } from '../core/password.ts';
 import { ConfigError } from '../core/errors.ts';
 import { Secret } from '../core/secret.ts';
 import { accountFingerprint, cookieValues, decide, developerHeader, minimumKeyBytes, parseBasicAuthorization, sessionCookieName, type Accounts } from '../domain/edge-session.ts';
+
+export { defaultSessionSeconds } from '../domain/edge-session.ts';
 
 /**
  * EB's developer check, the upstream of Caddy's `forward_auth`-style block (caddy/Caddyfile,
@@ -20,8 +23,8 @@ import { accountFingerprint, cookieValues, decide, developerHeader, minimumKeyBy
 export interface EdgeAuthOptions {
   host: string;
   port: number;
-  /** caddy/credentials/developers.caddy (the `developers` scope of make basic-auth). */
-  credentialsFile: string;
+  /** The folder of developers.caddy (the `developers` scope of make basic-auth), caddy/credentials. */
+  credentialsDir: string;
   key: Secret;
   sessionSeconds: number;
   /** ms since the epoch; tests move it. */
@@ -92,7 +95,7 @@ export async function startEdgeAuth(o: EdgeAuthOptions): Promise<EdgeAuthServer>
   const now = o.now ?? Date.now;
   const log = o.log ?? ((line: string) => process.stdout.write(`${line}\n`));
   const key = Buffer.from(o.key.reveal(), 'hex');
-  const accounts = accountsReader(o.credentialsFile, log);
+  const accounts = accountsReader(path.join(o.credentialsDir, credentialsFileName('developers')), log);
   const cache = verifiedCache(o.sessionSeconds * 1000, now);
 
   const check = async (req: IncomingMessage, res: ServerResponse) => {

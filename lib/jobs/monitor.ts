@@ -5,244 +5,18 @@ import { readdir, statfs } from 'node:fs/promises';
 import { existsSync } from 'node:fs';
 import path from 'node:path';
 import { performance } from 'node:perf_hooks';
-import { $ } from 'zx';
+import { run } from '../core/exec.ts';
+import { docker } from '../tools/docker.ts';
 import type { EnvConfig } from '../core/config.ts';
 import { connect, connectionFor, describeConnection } from '../tools/database.ts';
-import { UsageError } from '../core/errors.ts';
-import { parseBackupName } from './backup.ts';
-import { projectName, type Command } from '../tools/compose.ts';
-import { certificatesIn, httpRequest, peerCertificate, type CertificateInfo, type ResolveMap } from '../tools/probe.ts';
-import { formatBytes, type Ui } from '../core/ui.ts';
+import { projectName } from '../core/config.ts';
+import { certificatesIn, httpRequest, peerCertificate, type ResolveMap } from '../tools/probe.ts';
+import type { Ui } from '../core/ui.ts';
+import { type CheckName, type CheckResult, type Thresholds, type Evaluated, type LatencySample, evaluateLatency, type ConnectionsMeasure, evaluateConnections, type DiskMeasure, diskUsage, evaluateDisk, type ContainerMeasure, evaluateContainers, type CertMeasure, evaluateCerts, evaluateBackup, type MonitorResult, summarize } from '../domain/monitoring.ts';
+import { probeBackup } from '../tools/backup-store.ts';
 import { sendPing } from '../tools/healthcheck.ts';
-import { certsLayout, opensslArgv, parseOpensslDate } from './mqtt-certs.ts';
-
-export type Status = 'OK' | 'WARNING' | 'CRITICAL' | 'UNKNOWN';
-/** Nagios plugin exit codes; they are monitor's own and differ from the toolkit's on purpose. */
-export const nagiosExit = { OK: 0, WARNING: 1, CRITICAL: 2, UNKNOWN: 3 } as const satisfies Record<Status, number>;
-
-/** Worst first: an UNKNOWN (a check that could not measure) never hides a WARNING or CRITICAL. */
-const severity: Record<Status, number> = { OK: 0, UNKNOWN: 1, WARNING: 2, CRITICAL: 3 };
-export const worst = (statuses: Iterable<Status>): Status => [...statuses].reduce<Status>((a, b) => (severity[b] > severity[a] ? b : a), 'OK');
-
-export const checkNames = ['latency', 'connections', 'disk', 'containers', 'certs', 'backup'] as const;
-export type CheckName = (typeof checkNames)[number];
-
-export interface Item {
-  status: Status;
-  /** What was measured: a path, a host, a container. */
-  label: string;
-  detail: string;
-}
-
-export interface CheckResult {
-  check: CheckName;
-  status: Status;
-  summary: string;
-  items: Item[];
-  ms: number;
-}
-
-// ---- thresholds --------------------------------------------------------------------------
-
-/** The plan's thresholds; a value past `warn` is WARNING, past `crit` CRITICAL. */
-export const defaultThresholds = {
-  'latency-warn-ms': 500,
-  'latency-crit-ms': 2000,
-  'connections-warn-pct': 70,
-  'connections-crit-pct': 80,
-  'disk-warn-pct': 80,
-  'disk-crit-pct': 90,
-  /** EB is development and throttles itself at its limits: worth a look, never a page. */
-  'container-warn-pct': 90,
-  'cert-warn-days': 14,
-  'cert-crit-days': 3,
-  /** Backups run daily: one schedule plus two hours of slack, then two missed runs. */
-  'backup-warn-hours': 26,
-  'backup-crit-hours': 50,
-};
-export type Thresholds = typeof defaultThresholds;
-export type ThresholdKey = keyof Thresholds;
-
-/** Applies `--threshold key=value` flags over the defaults; an unknown key or a bad number is a usage error. */
-export function parseThresholds(values: readonly string[]): Thresholds {
-  const t: Thresholds = { ...defaultThresholds };
-  for (const v of values) {
-    const m = /^([a-z-]+)=(\d+(?:\.\d+)?)$/.exec(v);
-    if (!m || !(m[1]! in t)) throw new UsageError(`--threshold ${JSON.stringify(v)} is not key=number with a known key.`, `Known keys: ${Object.keys(t).join(', ')}.`);
-    t[m[1] as ThresholdKey] = Number(m[2]);
-  }
-  for (const [warn, crit] of [['latency-warn-ms', 'latency-crit-ms'], ['connections-warn-pct', 'connections-crit-pct'], ['disk-warn-pct', 'disk-crit-pct'], ['backup-warn-hours', 'backup-crit-hours']] as const) {
-    if (t[warn] > t[crit]) throw new UsageError(`--threshold ${warn}=${t[warn]} is above ${crit}=${t[crit]}.`, 'A warning must come before the critical level.');
-  }
-  if (t['cert-warn-days'] < t['cert-crit-days']) throw new UsageError(`--threshold cert-warn-days=${t['cert-warn-days']} is below cert-crit-days=${t['cert-crit-days']}.`, 'A warning must come before the critical level.');
-  return t;
-}
-
-/** A flag that must be a whole number ≥ min (probe counts, ports, days). */
-export function positiveCount(flag: string, value: string, min = 1): number {
-  if (/^\d+$/.test(value) && +value >= min) return +value;
-  throw new UsageError(`${flag} must be a whole number of at least ${min}, got ${JSON.stringify(value)}.`);
-}
-
-/** `--only certs,disk` or repeated `--only`; none means every check. */
-export function parseOnly(values: readonly string[]): CheckName[] {
-  const names = values.flatMap((v) => v.split(',')).map((s) => s.trim()).filter(Boolean);
-  for (const n of names) if (!(checkNames as readonly string[]).includes(n)) throw new UsageError(`--only ${JSON.stringify(n)} is not a check.`, `Checks: ${checkNames.join(', ')}.`);
-  return names.length ? checkNames.filter((c) => names.includes(c)) : [...checkNames];
-}
-
-// ---- pure evaluation ---------------------------------------------------------------------
-
-/** Nearest-rank percentile: the smallest sample with at least p % of the samples at or below it. */
-export function percentile(samples: readonly number[], p: number): number {
-  if (samples.length === 0) return NaN;
-  const sorted = [...samples].sort((a, b) => a - b);
-  return sorted[Math.min(sorted.length, Math.max(1, Math.ceil((p / 100) * sorted.length))) - 1]!;
-}
-
-const level = (value: number, warn: number, crit: number): Status => (value > crit ? 'CRITICAL' : value > warn ? 'WARNING' : 'OK');
-const ms = (n: number) => `${Math.round(n)} ms`;
-const pct = (n: number) => `${n.toFixed(n < 10 ? 1 : 0)}%`;
-type Evaluated = Omit<CheckResult, 'ms'>;
-const checkOf = (check: CheckName, items: Item[], summary: (s: Status) => string): Evaluated => {
-  const status = worst(items.map((i) => i.status));
-  return { check, status, summary: summary(status), items };
-};
-/** A check's summary names its worst items; when all are fine, a count says what was covered. */
-const worstItems = (items: Item[], status: Status, fine: string) =>
-  status === 'OK' ? fine : items.filter((i) => i.status === status).map((i) => `${i.label} ${i.detail}`).join('; ');
-
-export type LatencySample = { ms: number } | { error: string };
-
-/** EA's /api/health: any failed probe is CRITICAL (the API is down for someone); else p99 against the thresholds. */
-export function evaluateLatency(url: string, samples: readonly LatencySample[], t: Thresholds): Evaluated {
-  const errors = samples.flatMap((s) => ('error' in s ? [s.error] : []));
-  const times = samples.flatMap((s) => ('ms' in s ? [s.ms] : []));
-  if (samples.length === 0) return checkOf('latency', [{ status: 'UNKNOWN', label: url, detail: 'no probes were made' }], () => `${url}: no probes were made`);
-  if (errors.length) {
-    const detail = `${errors.length} of ${samples.length} probes failed (${errors[0]})`;
-    return checkOf('latency', [{ status: 'CRITICAL', label: url, detail }], () => `${url}: ${detail}`);
-  }
-  const p99 = percentile(times, 99);
-  const status = level(p99, t['latency-warn-ms'], t['latency-crit-ms']);
-  const limit = status === 'CRITICAL' ? t['latency-crit-ms'] : t['latency-warn-ms'];
-  const detail = `p99 ${ms(p99)} over ${samples.length} probes (median ${ms(percentile(times, 50))}; ${status === 'OK' ? '≤' : '>'} ${ms(limit)})`;
-  return checkOf('latency', [{ status, label: url, detail }], () => detail);
-}
-
-export type ConnectionsMeasure = { used: number; max: number } | { error: string };
-
-export function evaluateConnections(where: string, m: ConnectionsMeasure, t: Thresholds): Evaluated {
-  if ('error' in m) return checkOf('connections', [{ status: 'UNKNOWN', label: where, detail: m.error }], () => m.error);
-  const share = (m.used / m.max) * 100;
-  const status = level(share, t['connections-warn-pct'], t['connections-crit-pct']);
-  const limit = status === 'CRITICAL' ? t['connections-crit-pct'] : t['connections-warn-pct'];
-  const detail = `${m.used} of max_connections ${m.max} in use (${pct(share)}; ${status === 'OK' ? '≤' : '>'} ${limit}%)`;
-  return checkOf('connections', [{ status, label: where, detail }], () => detail);
-}
-
-export interface DiskMeasure {
-  /** What the path is for ("prod vault"), shown beside it. */
-  role: string;
-  path: string;
-  usage?: { usedBytes: number; sizeBytes: number };
-  error?: string;
-}
-
-/** Usage as df counts it: used over what non-root users can have (used + available). */
-export function diskUsage(s: { bsize: number; blocks: number; bfree: number; bavail: number }): { usedBytes: number; sizeBytes: number } {
-  const used = (s.blocks - s.bfree) * s.bsize;
-  return { usedBytes: used, sizeBytes: used + s.bavail * s.bsize };
-}
-
-export function evaluateDisk(measures: readonly DiskMeasure[], t: Thresholds): Evaluated {
-  const items = measures.map((m): Item => {
-    const label = `${m.role} ${m.path}`;
-    if (!m.usage) return { status: 'UNKNOWN', label, detail: m.error ?? 'not measured' };
-    const share = m.usage.sizeBytes > 0 ? (m.usage.usedBytes / m.usage.sizeBytes) * 100 : 0;
-    const status = level(share, t['disk-warn-pct'], t['disk-crit-pct']);
-    return { status, label, detail: `${pct(share)} used (${formatBytes(m.usage.sizeBytes - m.usage.usedBytes)} free)` };
-  });
-  return checkOf('disk', items, (s) => worstItems(items, s, `${items.length} paths below ${t['disk-warn-pct']}%`));
-}
-
-export interface ContainerMeasure {
-  name: string;
-  /** docker stats CPUPerc: 100 = one core. */
-  cpuPct: number;
-  /** The CPU limit in cores, undefined without a limit. */
-  cpuLimit?: number;
-  memUsedBytes: number;
-  memLimitBytes?: number;
-}
-
-export function evaluateContainers(project: string, m: readonly ContainerMeasure[] | { error: string }, t: Thresholds): Evaluated {
-  if ('error' in m) return checkOf('containers', [{ status: 'UNKNOWN', label: project, detail: m.error }], () => m.error);
-  if (m.length === 0) return checkOf('containers', [{ status: 'OK', label: project, detail: 'no containers running' }], () => `${project}: no containers running`);
-  const items = m.map((c): Item => {
-    const parts: string[] = [];
-    let status: Status = 'OK';
-    const judge = (share: number, what: string) => {
-      if (share >= t['container-warn-pct']) status = 'WARNING';
-      parts.push(`${what} ${pct(share)} of its limit`);
-    };
-    if (c.cpuLimit) judge(c.cpuPct / c.cpuLimit, 'CPU');
-    else parts.push('no CPU limit');
-    if (c.memLimitBytes) judge((c.memUsedBytes / c.memLimitBytes) * 100, `memory ${formatBytes(c.memUsedBytes)}`);
-    else parts.push('no memory limit');
-    return { status, label: c.name, detail: parts.join(', ') };
-  });
-  return checkOf('containers', items, (s) => worstItems(items, s, `${items.length} ${project} containers below ${t['container-warn-pct']}% of their limits`));
-}
-
-export type CertMeasure = CertificateInfo | { source: string; error: string };
-
-export function evaluateCerts(measures: readonly CertMeasure[], now: Date, t: Thresholds): Evaluated {
-  const items = measures.map((m): Item => {
-    if ('error' in m) return { status: 'UNKNOWN', label: m.source, detail: m.error };
-    const days = (m.notAfter.getTime() - now.getTime()) / 86_400_000;
-    const status: Status = days < t['cert-crit-days'] ? 'CRITICAL' : days < t['cert-warn-days'] ? 'WARNING' : 'OK';
-    const when = days < 0 ? `expired ${Math.ceil(-days)} days ago` : `expires in ${Math.floor(days)} days`;
-    return { status, label: m.source, detail: `(${m.subject}) ${when}, ${m.notAfter.toISOString().slice(0, 10)}` };
-  });
-  if (items.length === 0) return checkOf('certs', [{ status: 'UNKNOWN', label: 'certificates', detail: 'none found' }], () => 'no certificate found');
-  return checkOf('certs', items, (s) => worstItems(items, s, `${items.length} certificates valid for ≥ ${t['cert-warn-days']} days`));
-}
-
-export type BackupMeasure = { dir: string; names: readonly string[] } | { dir: string; error: string; missing?: boolean };
-
-/** The newest backup (by the time in its name) against the schedule; no backup at all is CRITICAL. */
-export function evaluateBackup(m: BackupMeasure, now: Date, t: Thresholds): Evaluated {
-  if ('error' in m) {
-    const status: Status = m.missing ? 'CRITICAL' : 'UNKNOWN';
-    return checkOf('backup', [{ status, label: m.dir, detail: m.error }], () => `${m.dir}: ${m.error}`);
-  }
-  const newest = m.names
-    .map((n) => ({ name: n, parsed: parseBackupName(n) }))
-    .filter((b) => b.parsed)
-    .sort((a, b) => b.parsed!.takenAt.getTime() - a.parsed!.takenAt.getTime())[0];
-  if (!newest) return checkOf('backup', [{ status: 'CRITICAL', label: m.dir, detail: 'holds no backup (makapix-YYYYMMDD-HHMMSS.dump|sql)' }], () => `${m.dir} holds no backup`);
-  const hours = (now.getTime() - newest.parsed!.takenAt.getTime()) / 3_600_000;
-  const status = level(hours, t['backup-warn-hours'], t['backup-crit-hours']);
-  const detail = `newest ${newest.name} is ${hours.toFixed(1)} h old (${status === 'OK' ? '≤' : '>'} ${status === 'CRITICAL' ? t['backup-crit-hours'] : t['backup-warn-hours']} h)`;
-  return checkOf('backup', [{ status, label: m.dir, detail }], () => detail);
-}
-
-export interface MonitorResult {
-  status: Status;
-  exitCode: (typeof nagiosExit)[Status];
-  /** The plugin's first output line. */
-  summary: string;
-  checks: CheckResult[];
-  ping?: { url: string; ok: boolean; detail: string };
-}
-
-export function summarize(checks: CheckResult[]): Omit<MonitorResult, 'ping'> {
-  const status = worst(checks.map((c) => c.status));
-  const bad = checks.filter((c) => c.status !== 'OK');
-  const text = bad.length ? bad.map((c) => `${c.check} ${c.status}: ${c.summary}`).join(' | ') : `${checks.length} checks OK (${checks.map((c) => c.check).join(', ')})`;
-  return { status, exitCode: nagiosExit[status], summary: `MONITOR ${status} - ${text}`, checks };
-}
+import { certsLayout, parseOpensslDate } from '../domain/pki.ts';
+import { opensslArgv } from '../tools/openssl.ts';
 
 // ---- probes ------------------------------------------------------------------------------
 
@@ -307,11 +81,6 @@ async function probeConnections(cfg: EnvConfig): Promise<ConnectionsMeasure> {
   }
 }
 
-/** The one builder of plain `docker` command lines (compose has its own, lib/tools/compose.ts). */
-export function dockerCommand(docker: string, args: readonly string[]): Command {
-  return { cmd: docker, argv: [...args] };
-}
-
 export const dockerArgs = {
   rootDir: ['info', '--format', '{{.DockerRootDir}}'],
   /** Running containers of a compose project, by the label compose sets. */
@@ -321,14 +90,10 @@ export const dockerArgs = {
   limits: (names: readonly string[]) => ['inspect', '--format', '{{.Name}} {{.HostConfig.NanoCpus}} {{.HostConfig.CpuQuota}} {{.HostConfig.CpuPeriod}} {{.HostConfig.Memory}}', ...names],
 } as const;
 
-async function docker(bin: string, args: readonly string[], timeoutMs: number): Promise<string> {
-  const { cmd, argv } = dockerCommand(bin, args);
-  const out = await $({ quiet: true, nothrow: true, timeout: timeoutMs })`${cmd} ${argv}`.catch((err: unknown) => ({ exitCode: -1, stdout: '', stderr: message(err) }));
-  if (out.exitCode !== 0) {
-    // 127: the shell found no such command.
-    const why = out.exitCode === 127 ? 'command not found' : out.stderr.trim().split('\n').pop() || `exit ${out.exitCode}`;
-    throw new Error(`docker not available (${cmd} ${args[0]}: ${why})`);
-  }
+/** docker's output, or an error that becomes this check's UNKNOWN (never the whole run's failure). */
+async function dockerOutput(bin: string, args: readonly string[], timeoutMs: number): Promise<string> {
+  const out = await docker(args, { bin, nothrow: true, timeoutMs });
+  if (!out.ok) throw new Error(`docker not available (${bin} ${args[0]}: ${out.stderr.trim().split('\n').pop() || 'failed'})`);
   return out.stdout;
 }
 
@@ -368,9 +133,9 @@ export function parseContainerStats(statsOut: string, limitsOut: string): Contai
 
 async function probeContainers(bin: string, project: string, timeoutMs: number): Promise<ContainerMeasure[] | { error: string }> {
   try {
-    const names = (await docker(bin, dockerArgs.projectContainers(project), timeoutMs)).split('\n').map((s) => s.trim()).filter(Boolean);
+    const names = (await dockerOutput(bin, dockerArgs.projectContainers(project), timeoutMs)).split('\n').map((s) => s.trim()).filter(Boolean);
     if (names.length === 0) return [];
-    const [stats, limits] = await Promise.all([docker(bin, dockerArgs.stats(names), timeoutMs * 3), docker(bin, dockerArgs.limits(names), timeoutMs)]);
+    const [stats, limits] = await Promise.all([dockerOutput(bin, dockerArgs.stats(names), timeoutMs * 3), dockerOutput(bin, dockerArgs.limits(names), timeoutMs)]);
     return parseContainerStats(stats, limits);
   } catch (err) {
     return { error: message(err) };
@@ -422,20 +187,10 @@ async function probeCerts(o: MonitorOptions, timeoutMs: number): Promise<CertMea
  */
 async function crlNextUpdate(file: string): Promise<CertMeasure> {
   if (!existsSync(file)) return { source: file, error: 'missing: the broker will not start (run make mqtt-certs ARGS="renew")' };
-  const r = await $({ quiet: true, nothrow: true })`openssl ${opensslArgv.crlInfo(file)}`;
+  const r = await run({ cmd: 'openssl', argv: opensslArgv.crlInfo(file) }, { nothrow: true });
   const when = /nextUpdate=(.*)/.exec(`${r.stdout}`)?.[1];
   if (r.exitCode !== 0 || !when) return { source: file, error: `openssl cannot read it: ${`${r.stderr}`.trim().split('\n').pop() || `exit ${r.exitCode}`}` };
   return { source: file, subject: 'CRL next update: past it the broker refuses every device', notAfter: new Date(parseOpensslDate(when)) };
-}
-
-/** What a backup folder holds, for evaluateBackup (verify --pre reads it too). */
-export async function probeBackup(dir: string): Promise<BackupMeasure> {
-  try {
-    return { dir, names: await readdir(dir) };
-  } catch (err) {
-    const code = (err as NodeJS.ErrnoException).code;
-    return code === 'ENOENT' ? { dir, error: 'does not exist: no backup was ever taken here', missing: true } : { dir, error: `cannot read: ${code ?? message(err)}` };
-  }
 }
 
 async function diskTargets(o: MonitorOptions, timeoutMs: number): Promise<{ targets: { role: string; path: string }[]; unknown: DiskMeasure[] }> {
@@ -447,7 +202,7 @@ async function diskTargets(o: MonitorOptions, timeoutMs: number): Promise<{ targ
   ];
   if (o.dockerRoot) return { targets: [...targets, { role: 'docker data root', path: o.dockerRoot }], unknown: [] };
   try {
-    const root = (await docker(o.docker, dockerArgs.rootDir, timeoutMs)).trim();
+    const root = (await dockerOutput(o.docker, dockerArgs.rootDir, timeoutMs)).trim();
     return { targets: [...targets, { role: 'docker data root', path: root }], unknown: [] };
   } catch (err) {
     return { targets, unknown: [{ role: 'docker data root', path: '(unknown)', error: `${message(err)}; pass --docker-root to measure it anyway` }] };

@@ -13,10 +13,10 @@ import type { EnvConfig } from '../core/config.ts';
 import { connect, connectionFor, databaseIdentity, describeConnection, sameDatabase } from '../tools/database.ts';
 import { JobError, SafetyError, UsageError } from '../core/errors.ts';
 import { withLock } from '../core/lock.ts';
-import { backupDatabase, backupStem, listBackups, parseBackupFileName, placeFor, verifyChecksum, type BackupMode, type BackupResult, type DumpFormat } from './backup.ts';
+import { backupStem, parseBackupFileName, type BackupMode, type DumpFormat } from '../domain/backup-files.ts';
+import { backupDatabase, listBackups, placeFor, verifyChecksum, type BackupResult } from '../tools/backup-store.ts';
 import { restoreArchiveArgs, restoreScriptArgs, runPg, stderrTail, type PgPlace } from '../tools/pgtools.ts';
 import { formatBytes, formatDuration, type Ui } from '../core/ui.ts';
-import type { DemoStep } from '../../dev/demo.ts';
 
 export const restoreLockFileName = '.makapix-restore.lock';
 
@@ -355,17 +355,3 @@ export function renderDrill(r: DrillResult): void {
 }
 
 /** `make demo`: EA's nightly backup on the sandbox, then the weekly drill restoring it into a scratch database. */
-export const backupDemoStep: DemoStep = {
-  name: 'backup',
-  description: "back EA up (verified, checksummed, rotated), then prove the backup restores with the drill",
-  run: async (ctx) => {
-    const prod = ctx.config('prod');
-    const backup = await backupDatabase(prod, { mode: 'direct', ui: ctx.ui });
-    const drill = await restoreDrill(prod, { mode: 'direct', ui: ctx.ui, file: backup.file });
-    if (!drill.ok) throw new JobError(`The restore drill of ${backup.file} failed: ${drill.problems.join('; ')}.`, 'Read the lines above.');
-    return [
-      `Backup ${backup.file}: ${formatBytes(backup.bytes)}, sha256 ${backup.sha256.slice(0, 12)}…, in ${formatDuration(backup.durationMs)}`,
-      `Drill: restored into ${drill.scratchDatabase} (dropped after), ${drill.tables.length} tables compared, in ${formatDuration(drill.durationMs)}`,
-    ];
-  },
-};

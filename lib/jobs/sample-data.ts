@@ -14,11 +14,11 @@ import type { EnvConfig } from '../core/config.ts';
 import { connect, connectionFor, databaseIdentity, describeConnection, sameDatabase, type DatabaseIdentity } from '../tools/database.ts';
 import { ConfigError, JobError, OpsError, SafetyError, UsageError } from '../core/errors.ts';
 import { Secret } from '../core/secret.ts';
+import type { Settings } from '../core/settings.ts';
 import { withLock } from '../core/lock.ts';
 import { projectRoot } from '../core/paths.ts';
 import { foreignKeyChecks, type ForeignKeyViolation } from '../tools/schema.ts';
 import { formatBytes, type Ui, type Confirm } from '../core/ui.ts';
-import type { DemoStep } from '../../dev/demo.ts';
 import { PlanError, UnruledColumnsError, combinedCopy, makapixSampling, planSampling, type SamplingConfig, type SamplingPlan, type TablePlan } from '../domain/sampling.ts';
 import { readCatalog, type Catalog } from '../tools/catalog.ts';
 import { TableDemux } from '../domain/demux.ts';
@@ -112,6 +112,11 @@ async function revisions(client: pg.Client, catalog: Catalog): Promise<string[]>
 async function checkTarget(source: DatabaseIdentity, target: DatabaseIdentity, opts: SampleDataOptions): Promise<void> {
   if (sameDatabase(source, target)) {
     throw new SafetyError(`The target ${describeConnection(opts.target)} is the source database itself (cluster ${target.systemIdentifier}, database ${target.database}).`, 'Point --target-url (or .env.dev) at EB, never at EA.');
+  }
+  // EB has its own PostgreSQL server by design: any database of EA's cluster (same system
+  // identifier), whatever its name, shares EA's disk, memory and WAL, and is refused.
+  if (source.systemIdentifier === target.systemIdentifier) {
+    throw new SafetyError(`The target ${describeConnection(opts.target)} is a database of EA's PostgreSQL cluster (system identifier ${target.systemIdentifier}, the source's own); EB must have its own server.`, "Point --target-url (or .env.dev's DB_PUBLISHED_HOST/PORT) at EB's PostgreSQL, never at EA's.");
   }
   const devConn = connectionFor(opts.dev);
   let expected: DatabaseIdentity;
@@ -385,9 +390,9 @@ export function describeReport(r: SampleDataReport): string[] {
 // ---- the command line -------------------------------------------------------------------------
 
 export interface SampleDataFlags {
-  pct: string;
-  seed?: string | undefined;
-  users?: string | undefined;
+  pct: number;
+  seed?: number | undefined;
+  users: string[];
   'exclude-banned'?: boolean;
   'schema-from-prod'?: boolean;
   'source-url'?: string | undefined;
@@ -395,28 +400,9 @@ export interface SampleDataFlags {
 }
 
 /** --pct: a percentage in (0, 100]. */
-export function parsePct(value: string): number {
-  const n = /^\d+(\.\d+)?$/.test(value.trim()) ? Number(value) : NaN;
-  if (!(n > 0 && n <= 100)) throw new UsageError(`--pct must be a percentage above 0 and at most 100, got ${JSON.stringify(value)}.`, 'For example --pct 10 (make sample-data PCT=10).');
-  return n;
-}
-
-export function parseSeed(value: string | undefined): number {
-  if (value === undefined) return randomInt(1, 2 ** 31);
-  if (!/^-?\d{1,15}$/.test(value)) throw new UsageError(`--seed must be a whole number, got ${JSON.stringify(value)}.`, 'For example --seed 42.');
-  return Number(value);
-}
-
-export function parseUsers(value: string | undefined): string[] {
-  if (value === undefined || value.trim() === '') return [];
-  const ids = value.split(',').map((s) => s.trim());
-  const bad = ids.filter((id) => !/^[A-Za-z0-9-]{1,64}$/.test(id));
-  if (bad.length) throw new UsageError(`--users takes ids separated by commas; ${bad.map((b) => JSON.stringify(b)).join(', ')} is not an id.`, 'For example --users 12,34.');
-  return [...new Set(ids)];
-}
 
 /** A postgresql:// URL as node-postgres settings; the password may come from PGPASSWORD instead. */
-export function connectionFromUrl(value: string, flag: string): pg.ClientConfig {
+export function connectionFromUrl(value: string, flag: string, defaults: Pick<Settings, 'pgUser' | 'pgPassword'> = { pgUser: undefined, pgPassword: undefined }): pg.ClientConfig {
   let u: URL;
   try {
     u = new URL(value);
@@ -426,47 +412,26 @@ export function connectionFromUrl(value: string, flag: string): pg.ClientConfig 
   if (u.protocol !== 'postgresql:' && u.protocol !== 'postgres:') throw new UsageError(`${flag} must start with postgresql://.`, 'Use postgresql://user@host:port/database.');
   const database = decodeURIComponent(u.pathname.replace(/^\//, ''));
   if (!u.hostname || !database) throw new UsageError(`${flag} must name a host and a database.`, 'Use postgresql://user@host:port/database.');
-  const password = u.password ? decodeURIComponent(u.password) : process.env.PGPASSWORD;
+  const password = u.password ? decodeURIComponent(u.password) : defaults.pgPassword?.reveal();
   return {
     host: u.hostname,
     port: u.port ? Number(u.port) : 5432,
     database,
-    user: decodeURIComponent(u.username) || process.env.PGUSER || 'postgres',
+    user: decodeURIComponent(u.username) || defaults.pgUser || 'postgres',
     // Known to the redactor from here on, so no error text can show it.
     ...(password !== undefined && { password: new Secret(password).reveal() }),
   };
 }
 
 /** Everything the entry needs to call sampleDataToDev, from its flags and the env files. */
-export function optionsFromFlags(flags: SampleDataFlags, loadEnv: (env: 'prod' | 'dev') => EnvConfig): Omit<SampleDataOptions, 'dryRun' | 'ui' | 'confirm'> {
-  const pct = parsePct(flags.pct);
-  const seed = parseSeed(flags.seed);
-  const users = parseUsers(flags.users);
+export function optionsFromFlags(flags: SampleDataFlags, loadEnv: (env: 'prod' | 'dev') => EnvConfig, pg: Pick<Settings, 'pgUser' | 'pgPassword'>): Omit<SampleDataOptions, 'dryRun' | 'ui' | 'confirm'> {
+  const { pct, users } = flags;
+  // No seed: a fresh pick each run, printed so it can be repeated.
+  const seed = flags.seed ?? randomInt(1, 2 ** 31);
   const dev = loadEnv('dev');
-  const source = flags['source-url'] ? connectionFromUrl(flags['source-url'], '--source-url') : connectionFor(loadEnv('prod'));
-  const target = flags['target-url'] ? connectionFromUrl(flags['target-url'], '--target-url') : connectionFor(dev);
+  const source = flags['source-url'] ? connectionFromUrl(flags['source-url'], '--source-url', pg) : connectionFor(loadEnv('prod'));
+  const target = flags['target-url'] ? connectionFromUrl(flags['target-url'], '--target-url', pg) : connectionFor(dev);
   return { source, target, dev, pct, seed, users, excludeBanned: Boolean(flags['exclude-banned']), schemaFromProd: Boolean(flags['schema-from-prod']) };
 }
 
 /** `make demo`: a 10 % sample of the sandbox's EA into its EB (before sync-vault copies their files). */
-export const sampleDataDemoStep: DemoStep = {
-  name: 'sample-data',
-  description: "replace EB's data with an anonymized 10% sample of EA",
-  run: async (ctx) => {
-    const dev = ctx.config('dev');
-    const report = await sampleDataToDev({
-      source: connectionFor(ctx.config('prod')),
-      target: connectionFor(dev),
-      dev,
-      pct: 10,
-      seed: ctx.seed,
-      users: [],
-      excludeBanned: false,
-      schemaFromProd: false,
-      dryRun: false,
-      ui: ctx.ui,
-      confirm: async () => undefined, // the sandbox's own EB: nothing to ask
-    });
-    return describeReport(report);
-  },
-};

@@ -1,18 +1,19 @@
 // The runner of sync-vault-to-dev: reads EB's database and both vault folders, asks lib/domain/vault.ts
 // what to do with each file, and does it (copy or hard-link under a temporary name, then rename).
-import { copyFile, link, lstat, mkdir, readdir, realpath, rename, rm, rmdir, stat, statfs, chown, chmod } from 'node:fs/promises';
-import { constants, createReadStream, existsSync, lstatSync, readdirSync, realpathSync, statSync, type Stats } from 'node:fs';
+import { realpath, rm, stat, statfs } from 'node:fs/promises';
+import { constants as fsConstants, existsSync, lstatSync, readdirSync, realpathSync, statSync, type Stats } from 'node:fs';
 import { createHash } from 'node:crypto';
 import path from 'node:path';
 import type pg from 'pg';
-import { ConfigError, JobError, SafetyError, UsageError } from '../core/errors.ts';
+import { open, type FileHandle } from 'node:fs/promises';
+import { ConfigError, JobError, SafetyError } from '../core/errors.ts';
 import { connect, connectionFor, describeConnection } from '../tools/database.ts';
-import { loadEnvConfig } from '../core/config.ts';
+import type { EnvConfig } from '../core/config.ts';
 import { isTemporaryName, syncFilesystem, temporaryName, writeFileAtomic } from '../core/atomic-file.ts';
 import { withLock } from '../core/lock.ts';
+import { ConfinedTree, type Folder } from '../core/confined-tree.ts';
 import { projectRoot } from '../core/paths.ts';
 import { formatBytes, type Confirm, type Ui } from '../core/ui.ts';
-import type { DemoStep } from '../../dev/demo.ts';
 import {
   ReferenceIndex,
   checkRoots,
@@ -93,6 +94,8 @@ export interface SyncVaultSummary {
 }
 
 const missingShown = 20;
+/** Linux's O_PATH: stat an entry without opening what it is (a FIFO, a device). */
+const O_PATH = 0o10000000;
 const fetchRows = 2000;
 /** Files staged under temporary names before one syncfs makes them durable and they are renamed. */
 const batchFiles = 1000;
@@ -274,11 +277,12 @@ async function buildPlan(o: SyncVaultOptions, source: VaultRoot, target: VaultRo
   return plan;
 }
 
-/** sha256 of a file, streamed. */
-function digest(file: string): Promise<string> {
+/** sha256 of a file, streamed from an open handle (closed at the end). */
+function digest(handle: FileHandle): Promise<string> {
   return new Promise((resolve, reject) => {
     const h = createHash('sha256');
-    createReadStream(file)
+    handle
+      .createReadStream()
       .on('error', reject)
       .on('data', (d) => h.update(d))
       .on('end', () => resolve(h.digest('hex')));
@@ -289,39 +293,22 @@ const permissionHint = (owner: Owner) => `Run it as root (the target must belong
 
 /**
  * What --prune removes: every entry under the target root, other than a folder, that EB's database
- * does not reference. The walk never follows a symlink (a link is an entry like a file, removed as
- * itself), so nothing outside the root is ever reached.
+ * does not reference. The walk goes only through real folders and never follows a symlink (a link
+ * is an entry like a file, removed as itself), so nothing outside the root is ever reached.
  */
-async function pruneCandidates(target: VaultRoot, index: ReferenceIndex): Promise<{ abs: string; rel: string; bytes: number }[]> {
-  const out: { abs: string; rel: string; bytes: number }[] = [];
-  const walk = async (rel: string): Promise<void> => {
-    const abs = rel ? resolveIn(target, rel) : target;
-    for (const e of await readdir(abs, { withFileTypes: true })) {
-      const childRel = rel ? `${rel}/${e.name}` : e.name;
-      if (e.isDirectory()) await walk(childRel);
-      else if (!index.references(childRel)) {
-        const p = resolveIn(target, childRel);
-        out.push({ abs: p, rel: childRel, bytes: (await lstat(p)).size });
-      }
+async function pruneCandidates(tree: ConfinedTree, index: ReferenceIndex): Promise<{ rel: string; bytes: number }[]> {
+  const out: { rel: string; bytes: number }[] = [];
+  await tree.walk(async (folder, e, rel) => {
+    if (index.references(rel)) return;
+    const h = await open(folder.entry(e.name), O_PATH | fsConstants.O_NOFOLLOW).catch(() => undefined);
+    if (!h) return; // gone since the listing
+    try {
+      out.push({ rel, bytes: (await h.stat()).size });
+    } finally {
+      await h.close();
     }
-  };
-  await walk('');
+  });
   return out;
-}
-
-/** Removes the given folders if empty, and their parents that become empty; never the root itself. */
-async function removeEmptyFolders(target: VaultRoot, folders: Iterable<string>): Promise<void> {
-  for (const start of [...folders].sort((a, b) => b.length - a.length)) {
-    for (let dir = start; dir !== target && isInside(target, dir); dir = path.dirname(dir)) {
-      try {
-        await rmdir(dir);
-      } catch (err) {
-        if (isErrno(err, 'ENOENT')) continue; // already removed through a deeper start
-        if (isErrno(err, 'ENOTEMPTY', 'EEXIST')) break;
-        throw err;
-      }
-    }
-  }
 }
 
 /**
@@ -341,7 +328,8 @@ export async function syncVault(o: SyncVaultOptions): Promise<SyncVaultSummary> 
     const [a, b] = await Promise.all([stat(source), stat(target)]);
     if (a.dev !== b.dev) throw new ConfigError(`--link needs both vaults on one filesystem, but ${source} and ${target} are on different devices.`, [], 'Run without --link to copy the files.');
   }
-  const job = async (): Promise<SyncVaultSummary> => {
+  // Every read and write in EB's vault goes through `tree` (lib/core/confined-tree.ts): never through a link.
+  const job = async (tree: ConfinedTree): Promise<SyncVaultSummary> => {
     o.ui.debug(`Reading EB's database ${describeConnection(o.db)}`);
     const plan = await buildPlan(o, source, target, layout);
     const transfer = plan.files.filter((f) => f.action !== 'skip');
@@ -374,7 +362,7 @@ export async function syncVault(o: SyncVaultOptions): Promise<SyncVaultSummary> 
     }
     if (o.dryRun) {
       summary.wouldTransfer = transfer.map((f) => ({ path: f.rel, bytes: f.state.size, action: f.action as PlannedFile['action'] }));
-      if (o.prune) summary.wouldPrune = (await pruneCandidates(target, plan.index)).map((p) => p.rel);
+      if (o.prune) summary.wouldPrune = (await pruneCandidates(tree, plan.index)).map((p) => p.rel);
       summary.skipped = plan.files.length - transfer.length;
       summary.durationMs = Date.now() - started;
       return summary;
@@ -383,8 +371,8 @@ export async function syncVault(o: SyncVaultOptions): Promise<SyncVaultSummary> 
     // A run that writes leaves a marker until it has finished: finding one means the last run was
     // interrupted, and its temporary files (never under a final name) are swept from the target.
     const marker = statePathFor(target, 'incomplete');
-    if (existsSync(marker)) summary.staleTempsRemoved = await sweepTemporaries(target);
-    const prune = o.prune ? await pruneCandidates(target, plan.index) : [];
+    if (existsSync(marker)) summary.staleTempsRemoved = await sweepTemporaries(tree);
+    const prune = o.prune ? await pruneCandidates(tree, plan.index) : [];
     const prunedBytes = prune.reduce((n, p) => n + p.bytes, 0);
     if (prune.length) await o.confirm(`Remove ${prune.length} file${prune.length === 1 ? '' : 's'} (${formatBytes(prunedBytes)}) that EB's database no longer references from ${target}?`);
     const writes = transfer.length > 0 || prune.length > 0 || plan.files.some((f) => f.fixOwnership);
@@ -392,10 +380,18 @@ export async function syncVault(o: SyncVaultOptions): Promise<SyncVaultSummary> 
     if (prune.length) {
       const emptied = new Set<string>();
       for (const p of prune) {
-        await rm(p.abs, { force: true });
-        emptied.add(path.dirname(p.abs));
+        const dir = path.posix.dirname(p.rel);
+        const folder = await tree.folder(dir === '.' ? '' : dir).catch(() => undefined);
+        if (!folder) continue; // swapped for a link since the walk: not ours to touch
+        try {
+          await tree.remove(folder, path.posix.basename(p.rel));
+        } finally {
+          folder.release();
+        }
+        if (dir !== '.') emptied.add(dir);
       }
-      await removeEmptyFolders(target, emptied);
+      // Deepest first, so a parent is tried once its children are gone.
+      for (const dir of [...emptied].sort((a, b) => b.length - a.length)) await tree.removeEmptyFolders(dir);
       summary.pruned = prune.length;
       summary.prunedBytes = prunedBytes;
     }
@@ -405,40 +401,20 @@ export async function syncVault(o: SyncVaultOptions): Promise<SyncVaultSummary> 
       throw new JobError(`EB's vault ${target} has ${formatBytes(space.available)} free, but copying ${formatBytes(plannedBytes)} needs ${formatBytes(space.required)} with the safety margin.`, 'Free space on that filesystem (or use --link if both vaults share it), then run again; nothing was copied.');
     }
 
-    // Folders are created once each, component by component, only through real folders: a symlink
-    // inside EB's vault must never lead a write elsewhere (e.g. into EA's vault). Those the scan saw
-    // as real folders cost nothing here.
-    const creating = new Map<string, Promise<void>>();
-    const ensureFolder = (rel: string): Promise<void> => {
-      if (plan.targetFolders.get(rel)) return Promise.resolve();
-      let p = creating.get(rel);
-      if (!p) {
-        p = (async () => {
-          const parent = path.posix.dirname(rel);
-          if (parent !== '.') await ensureFolder(parent);
-          const abs = resolveIn(target, rel);
-          try {
-            await mkdir(abs, { mode: layout.dirMode });
-          } catch (err) {
-            if (!isErrno(err, 'EEXIST')) throw err;
-            const s = await lstat(abs);
-            if (!s.isDirectory()) throw new SafetyError(`${abs} in EB's vault is ${s.isSymbolicLink() ? 'a symlink' : 'not a folder'}; the sync writes only into real folders under the vault root.`, "Remove it from EB's vault and run again.");
-            return;
-          }
-          await owned(abs, layout.dirMode);
-        })();
-        creating.set(rel, p);
-      }
-      return p;
+    // Folders are opened (and created) component by component, each without following a link: a
+    // symlink inside EB's vault never leads a write elsewhere (e.g. into EA's vault or /etc).
+    const folderOf = (rel: VaultRelPath): Promise<Folder> => {
+      const dir = path.posix.dirname(rel);
+      return tree.folder(dir === '.' ? '' : dir, { uid: o.owner.uid, gid: o.owner.gid, mode: layout.dirMode }).then((f) => f!);
     };
-    const owned = async (file: string, mode: number | undefined) => {
+    /** Owner and mode of a file of EB's vault, through the tree; false when it is not a plain file with one name. */
+    const owned = async (folder: Folder, name: string, mode: number | undefined): Promise<boolean> => {
       try {
-        await chown(file, o.owner.uid, o.owner.gid);
+        return await tree.own(folder, name, o.owner, mode);
       } catch (err) {
-        if (isErrno(err, 'EPERM')) throw new JobError(`Cannot give ${file} to uid ${o.owner.uid}.`, permissionHint(o.owner));
+        if (isErrno(err, 'EPERM')) throw new JobError(`Cannot give ${path.join(target, folder.rel, name)} to uid ${o.owner.uid}.`, permissionHint(o.owner));
         throw err;
       }
-      if (mode !== undefined) await chmod(file, mode);
     };
 
     const progress = o.ui.progress(`Copying ${transfer.length.toLocaleString('en-US')} files`, plannedBytes > 0 ? 'bytes' : 'files', plannedBytes > 0 ? plannedBytes : transfer.length);
@@ -446,7 +422,7 @@ export async function syncVault(o: SyncVaultOptions): Promise<SyncVaultSummary> 
     // made durable by ONE syncfs of the target filesystem and only then renamed to its final names;
     // a last syncfs makes the renames (and created or removed folders) durable. So a final name only
     // ever holds a complete file, at two journal commits per batch instead of one per file.
-    const staged = new Map<string, { f: Planned; final: string; action: 'copy' | 'replace' | 'link' }>();
+    const staged = new Map<string, { f: Planned; folder: Folder; tmp: string; name: string; action: 'copy' | 'replace' | 'link' }>();
     let stagedBytes = 0;
     let committing: Promise<void> = Promise.resolve();
     const commit = (): Promise<void> => {
@@ -458,8 +434,12 @@ export async function syncVault(o: SyncVaultOptions): Promise<SyncVaultSummary> 
         const t0 = Date.now();
         await syncFilesystem(target);
         o.ui.debug(`${batch.length} files made durable by one syncfs in ${Date.now() - t0}ms`);
-        await mapLimit(batch, 16, async ([tmp, { f, final, action }]) => {
-          await rename(tmp, final);
+        await mapLimit(batch, 16, async ([, { f, folder, tmp, name, action }]) => {
+          try {
+            await tree.rename(folder, tmp, name);
+          } finally {
+            folder.release();
+          }
           if (action === 'link') summary.linked++;
           else {
             summary.copied++;
@@ -472,41 +452,50 @@ export async function syncVault(o: SyncVaultOptions): Promise<SyncVaultSummary> 
       return committing;
     };
     const transferOne = async (f: Planned): Promise<void> => {
-      const final = resolveIn(target, f.rel);
-      let action = f.action;
-      if (action === 'compare') {
-        const [a, b] = await Promise.all([digest(f.src), digest(final)]);
-        action = a === b ? 'skip' : 'replace';
-      }
-      if (action === 'skip') {
-        summary.skipped++;
-        if (f.action === 'compare') progress.tick(plannedBytes > 0 ? f.state.size : 1);
-        if (f.fixOwnership) {
-          await owned(final, layout.fileMode);
-          summary.ownershipFixed++;
-        }
-        return;
-      }
-      await ensureFolder(path.posix.dirname(f.rel));
-      const tmp = temporaryName(final);
+      const name = path.posix.basename(f.rel);
+      const folder = await folderOf(f.rel);
+      let keep = false;
       try {
-        if (action === 'link') await link(f.src, tmp);
-        else {
-          await copyFile(f.src, tmp, constants.COPYFILE_EXCL); // keeps the source's mode
-          await owned(tmp, f.state.mode === layout.fileMode ? undefined : layout.fileMode);
+        let action = f.action;
+        if (action === 'compare') {
+          const [a, b] = await Promise.all([open(f.src).then(digest), tree.openFile(folder, name).then(digest)]);
+          action = a === b ? 'skip' : 'replace';
         }
-      } catch (err) {
-        await rm(tmp, { force: true });
-        // The source vanished since the plan (EA deleted it): report it, keep going.
-        if (isErrno(err, 'ENOENT') && (err as NodeJS.ErrnoException).path === f.src) {
-          summary.missing++;
-          if (summary.missingFirst.length < missingShown) summary.missingFirst.push(f.rel);
-          return;
+        if (action === 'skip') {
+          if (f.fixOwnership && !(await owned(folder, name, layout.fileMode))) {
+            action = 'replace'; // a link or a second name now: a fresh copy replaces it, touching nothing else
+          } else {
+            summary.skipped++;
+            if (f.action === 'compare') progress.tick(plannedBytes > 0 ? f.state.size : 1);
+            if (f.fixOwnership) summary.ownershipFixed++;
+            return;
+          }
         }
-        throw err;
+        const tmp = path.basename(temporaryName(path.join(target, f.rel)));
+        try {
+          if (action === 'link') await tree.linkInto(f.src, folder, tmp);
+          else {
+            await tree.copyInto(f.src, folder, tmp); // keeps the source's mode
+            if (!(await owned(folder, tmp, f.state.mode === layout.fileMode ? undefined : layout.fileMode))) {
+              throw new SafetyError(`The temporary file ${path.join(target, folder.rel, tmp)} was replaced while the sync wrote it.`, "Something else writes EB's vault during the sync; stop it and run again.");
+            }
+          }
+        } catch (err) {
+          await tree.remove(folder, tmp);
+          // The source vanished since the plan (EA deleted it): report it, keep going.
+          if (isErrno(err, 'ENOENT') && (err as NodeJS.ErrnoException).path === f.src) {
+            summary.missing++;
+            if (summary.missingFirst.length < missingShown) summary.missingFirst.push(f.rel);
+            return;
+          }
+          throw err;
+        }
+        keep = true; // the staged entry holds the folder until its rename
+        staged.set(`${folder.rel}/${tmp}`, { f, folder, tmp, name, action });
+        stagedBytes += action === 'link' ? 0 : f.state.size;
+      } finally {
+        if (!keep) folder.release();
       }
-      staged.set(tmp, { f, final, action });
-      stagedBytes += action === 'link' ? 0 : f.state.size;
       if (staged.size >= batchFiles || stagedBytes >= batchBytes) await commit();
     };
     try {
@@ -519,7 +508,10 @@ export async function syncVault(o: SyncVaultOptions): Promise<SyncVaultSummary> 
     } catch (err) {
       // Staged files never got their final name; remove them now (the next run would anyway).
       await committing.catch(() => undefined);
-      for (const tmp of staged.keys()) await rm(tmp, { force: true });
+      for (const { folder, tmp } of staged.values()) {
+        await tree.remove(folder, tmp);
+        folder.release();
+      }
       throw err;
     }
     // Renames, new folders and removals become durable in one flush; a run that changed nothing skips it.
@@ -530,8 +522,16 @@ export async function syncVault(o: SyncVaultOptions): Promise<SyncVaultSummary> 
     summary.durationMs = Date.now() - started;
     return summary;
   };
-  if (o.dryRun) return job();
-  return withLock(statePathFor(target, 'lock'), 'sync-vault-to-dev', job);
+  const inTree = async () => {
+    const tree = await ConfinedTree.open(target);
+    try {
+      return await job(tree);
+    } finally {
+      await tree.close();
+    }
+  };
+  if (o.dryRun) return inTree();
+  return withLock(statePathFor(target, 'lock'), 'sync-vault-to-dev', inTree);
 }
 
 /** The lock and the interrupted-run marker of one target vault: outside it (a file in the vault would be served and pruned). */
@@ -540,19 +540,13 @@ function statePathFor(target: VaultRoot, what: 'lock' | 'incomplete'): string {
 }
 
 /** Removes every temporary-named file under the target (an interrupted run's), never following a symlink. */
-async function sweepTemporaries(target: VaultRoot): Promise<number> {
+async function sweepTemporaries(tree: ConfinedTree): Promise<number> {
   let removed = 0;
-  const walk = async (dir: string): Promise<void> => {
-    for (const e of await readdir(dir, { withFileTypes: true })) {
-      const abs = path.join(dir, e.name);
-      if (e.isDirectory()) await walk(abs);
-      else if (isTemporaryName(e.name) && isInside(target, abs)) {
-        await rm(abs, { force: true });
-        removed++;
-      }
-    }
-  };
-  await walk(target);
+  await tree.walk(async (folder, e) => {
+    if (!isTemporaryName(e.name)) return;
+    await tree.remove(folder, e.name);
+    removed++;
+  });
   return removed;
 }
 
@@ -583,7 +577,7 @@ export interface SyncVaultRequest {
   source?: string | undefined;
   target?: string | undefined;
   owner: string;
-  jobs: string;
+  jobs: number;
   link: boolean;
   checksum: boolean;
   prune: boolean;
@@ -597,12 +591,9 @@ export interface SyncVaultRequest {
  * sync-vault-to-dev: source from .env.prod's VAULT_HOST_PATH, target and database from .env.dev
  * (--source / --target override the folders; production's vault stays protected either way).
  */
-export function runSyncVault(r: SyncVaultRequest): Promise<SyncVaultSummary> {
-  const jobs = Number(r.jobs);
-  if (!Number.isInteger(jobs) || jobs < 1 || jobs > 64) throw new UsageError(`--jobs must be a whole number from 1 to 64, got ${JSON.stringify(r.jobs)}.`);
+export function runSyncVault(prod: EnvConfig, dev: EnvConfig, r: SyncVaultRequest): Promise<SyncVaultSummary> {
+  const { jobs } = r;
   const owner = parseOwner(r.owner);
-  const prod = loadEnvConfig('prod');
-  const dev = loadEnvConfig('dev');
   return syncVault({
     source: r.source ?? prod.vars.VAULT_HOST_PATH,
     target: r.target ?? dev.vars.VAULT_HOST_PATH,
@@ -621,29 +612,3 @@ export function runSyncVault(r: SyncVaultRequest): Promise<SyncVaultSummary> {
 }
 
 /** `make demo`, after the data sample: EB's vault gets the files of EB's sampled posts. */
-export const syncVaultDemoStep: DemoStep = {
-  name: 'sync-vault',
-  description: "copy into EB's vault the files of EB's sampled posts, then show a re-run is a no-op",
-  run: async (ctx) => {
-    const prod = ctx.config('prod');
-    const dev = ctx.config('dev');
-    const base = {
-      source: prod.vars.VAULT_HOST_PATH,
-      target: dev.vars.VAULT_HOST_PATH,
-      production: prod.vars.VAULT_HOST_PATH,
-      db: connectionFor(dev),
-      // EB's containers run as uid 1000; a non-root demo keeps the files its own.
-      owner: process.getuid?.() === 0 ? { uid: 1000, gid: 1000 } : { uid: process.getuid?.() ?? 1000, gid: process.getgid?.() ?? 1000 },
-      jobs: 8,
-      link: false,
-      checksum: false,
-      strict: false,
-      dryRun: false,
-      ui: ctx.ui,
-      confirm: async () => undefined, // the sandbox's own EB vault: pruning it needs no question
-    };
-    const first = await syncVault({ ...base, prune: true });
-    const again = await syncVault({ ...base, prune: false });
-    return [...describeSync(first), `Re-run: ${again.copied} copied, ${again.skipped} already there (${again.durationMs} ms).`, `EB's vault: ${dev.vars.VAULT_HOST_PATH}`];
-  },
-};

@@ -12,10 +12,13 @@ import { connect, connectionFor } from '../tools/database.ts';
 import { UsageError } from '../core/errors.ts';
 import { Secret } from '../core/secret.ts';
 import { httpRequest, peerCertificate, type HttpAnswer, type ResolveMap } from '../tools/probe.ts';
+import { probeTopic } from '../tools/mosquitto.ts';
 import { vaultLayout, fileGroup } from '../domain/vault.ts';
-import { certsLayout, deviceFiles } from './mqtt-certs.ts';
-import { credentialsFileName, parseCredentials, scopes } from './basic-auth.ts';
-import { defaultThresholds, evaluateBackup, probeBackup } from './monitor.ts';
+import { certsLayout, deviceFiles } from '../domain/pki.ts';
+import { credentialsFileName, scopes } from '../domain/credentials.ts';
+import { parseCredentials } from '../domain/credentials.ts';
+import { defaultThresholds, evaluateBackup } from '../domain/monitoring.ts';
+import { probeBackup } from '../tools/backup-store.ts';
 import { formatDuration } from '../core/ui.ts';
 
 export type Outcome = 'pass' | 'fail';
@@ -190,6 +193,8 @@ async function vaultFilesOf(cfg: EnvConfig, known: string | undefined, n: number
 
 interface MqttAttempt {
   host: string;
+  /** The client certificate's CN: the broker's ACL lets it round-trip only on its own probe topic. */
+  user: string;
   address: string | undefined;
   port: number;
   ca: string;
@@ -197,11 +202,11 @@ interface MqttAttempt {
   timeoutMs: number;
 }
 
-/** One MQTT-over-TLS session: connect, subscribe to a fresh test topic, publish, wait for it to come back. */
+/** One MQTT-over-TLS session: connect, subscribe to a fresh topic of its own, publish, wait for it to come back. */
 export function mqttRoundTrip(a: MqttAttempt): Promise<MqttOutcome> {
   return new Promise((resolve) => {
     const started = performance.now();
-    const topic = `makapix-ops/verify/${randomBytes(6).toString('hex')}`;
+    const topic = probeTopic(a.user, randomBytes(6).toString('hex'));
     const payload = randomBytes(8).toString('hex');
     let done = false;
     let connacked = false;
@@ -345,6 +350,7 @@ export async function runVerify(o: VerifyOptions): Promise<VerifyResult> {
       const address = o.resolve.get(v.MQTT_PUBLIC_HOST);
       return mqttRoundTrip({
         host: v.MQTT_PUBLIC_HOST,
+        user: o.device,
         address,
         port: v.MQTT_PUBLIC_PORT,
         ca,

@@ -1,6 +1,6 @@
 import type { Readable } from 'node:stream';
 import type pg from 'pg';
-import { spawn } from 'node:child_process';
+import { start } from '../core/exec.ts';
 import { composeCommand, detectComposeFlavor, type ComposeFlavor, type Command } from './compose.ts';
 import type { EnvConfig } from '../core/config.ts';
 import { redact } from '../core/secret.ts';
@@ -94,13 +94,13 @@ export interface PgProcess {
 }
 
 /**
- * Starts a tool. Spawned directly rather than through zx's `$`, which keeps every chunk of stdout
+ * Starts a tool. Started with exec's `start`, not `run`, which keeps all of stdout
  * in memory: a dump is gigabytes, so its data only ever streams (to a file descriptor or a reader).
  */
 export async function startPg(tool: PgTool, place: PgPlace, opts: { database?: string; args: readonly string[] }, io: PgRunOptions = {}): Promise<PgProcess> {
   const flavor = place.kind === 'container' ? await detectComposeFlavor() : undefined;
   const { cmd, argv, env } = pgCommand(tool, place, opts, flavor);
-  const child = spawn(cmd, argv, { env: { ...process.env, ...env }, stdio: [io.stdin ? 'pipe' : 'ignore', io.stdout ?? 'ignore', 'pipe'] });
+  const child = start({ cmd, argv, env }, [io.stdin ? 'pipe' : 'ignore', io.stdout ?? 'ignore', 'pipe']);
   let stderr = '';
   child.stderr!.on('data', (d: Buffer) => (stderr = (stderr + d.toString('utf8')).slice(-65_536)));
   if (io.stdin) {

@@ -144,3 +144,19 @@ export async function certificatesIn(files: readonly string[]): Promise<Certific
   }
   return found;
 }
+
+/**
+ * Whether an HTTP server answers at host:port within the timeout, with any status (a proxy's port 80
+ * answers with a redirect). A bare TCP connect would not do: Docker's proxy accepts connections on a
+ * published port before the server inside listens.
+ */
+export function httpResponds(host: string, port: number, timeoutMs = 1000): Promise<boolean> {
+  return new Promise((resolve) => {
+    const req = http.get({ host, port, path: '/', timeout: timeoutMs }, (res) => {
+      res.resume();
+      resolve(true);
+    });
+    req.on('timeout', () => req.destroy(new Error('timeout')));
+    req.on('error', () => resolve(false));
+  });
+}

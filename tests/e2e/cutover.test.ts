@@ -6,7 +6,7 @@ import { mkdirSync } from 'node:fs';
 import path from 'node:path';
 import { $ } from 'zx';
 import { World } from './harness/world.ts';
-import { runAtExit } from '../harness/cleanup.ts';
+import { runAtExit } from '../../dev/cleanup.ts';
 
 let w: World;
 const old = 'makapix_db_1';

@@ -9,8 +9,9 @@ import path from 'node:path';
 import { $ } from 'zx';
 import { loadEnvConfig } from '../../lib/core/config.ts';
 import { composeDir } from '../../lib/core/paths.ts';
-import { defaultThresholds, runMonitor } from '../../lib/jobs/monitor.ts';
-import { runAtExit } from '../harness/cleanup.ts';
+import { defaultThresholds } from '../../lib/domain/monitoring.ts';
+import { runMonitor } from '../../lib/jobs/monitor.ts';
+import { runAtExit } from '../../dev/cleanup.ts';
 import { ensureEngine } from './harness/engine.ts';
 import { ensureBaseImage } from './harness/images.ts';
 

@@ -36,7 +36,7 @@ test('up-dev (creating caddy_net and its vault folder) and up-prod run side by s
   assert.match(dev.stderr, `created vault folder ${path.join(w.root, 'vault-dev')} (uid 1000)`);
   const prod = await w.script('stack.ts', ['up', '--env', 'prod']);
   assert.is(prod.code, 0, prod.stderr);
-  const services = ['api', 'cache', 'db', 'mqtt', 'vault', 'web', 'worker'];
+  const services = ['api', 'broker', 'cache', 'db', 'mqtt', 'vault', 'web', 'worker'];
   assert.equal(await running('makapix-prod'), services.map((s) => `makapix-prod-${s}`));
   assert.equal(await running('makapix-dev'), services.map((s) => `makapix-dev-${s}`));
   // Separate networks and volumes.
@@ -58,7 +58,7 @@ test('up-dev (creating caddy_net and its vault folder) and up-prod run side by s
 });
 
 test("EB's resource limits are applied (docker inspect) and EA has none", async () => {
-  const limits: Record<string, [number, number]> = { db: [0.6, 768], cache: [0.15, 128], api: [0.3, 384], worker: [0.3, 256], web: [0.3, 256], mqtt: [0.15, 64], vault: [0.15, 64] };
+  const limits: Record<string, [number, number]> = { db: [0.55, 640], cache: [0.1, 96], broker: [0.1, 96], api: [0.35, 512], worker: [0.3, 320], web: [0.3, 256], mqtt: [0.15, 64], vault: [0.1, 64] };
   let cpus = 0;
   let mem = 0;
   for (const [s, [c, m]] of Object.entries(limits)) {
@@ -102,7 +102,7 @@ test('down-dev stops EB and leaves EA running', async () => {
   const r = await w.script('stack.ts', ['down', '--env', 'dev']);
   assert.is(r.code, 0, r.stderr);
   assert.equal(await running('makapix-dev'), []);
-  assert.is((await running('makapix-prod')).length, 7);
+  assert.is((await running('makapix-prod')).length, 8);
   assert.is(await w.version('prod'), 'v1');
   // The volume survives a down.
   assert.is((await $({ quiet: true, nothrow: true })`docker volume inspect ${w.volumes.dev}`).exitCode, 0);

@@ -26,26 +26,40 @@ export async function makeCerts(env: Environment, dir: string, publicHost: strin
 export interface Broker {
   /** The mTLS listener (8883 in the container). */
   port: number;
+  /** The in-network listener (1883 in the container): password accounts. */
+  plainPort: number;
   log(): string;
   stop(): void;
 }
 
-/** Starts the broker with the project's config: certificate folder `certsDir`, listeners on free loopback ports. */
-export async function startMosquitto(certsDir: string, tlsPort?: number): Promise<Broker> {
+/**
+ * Starts the broker with the project's config (its ACL included): certificate folder `certsDir`,
+ * listeners on free loopback ports, and `accounts` in the password file as start.sh writes it.
+ */
+export async function startMosquitto(certsDir: string, tlsPort?: number, accounts: readonly { user: string; password: string }[] = []): Promise<Broker> {
   const dir = mkdtempSync(path.join(tmpdir(), 'makapix-mqtt-'));
   chmodSync(dir, 0o755); // the broker's own user reads the password file after dropping root
   const data = path.join(dir, 'data');
   mkdirSync(data, { mode: 0o755 });
-  writeFileSync(path.join(data, 'passwords'), '', { mode: 0o644 });
+  const passwords = path.join(data, 'passwords');
+  writeFileSync(passwords, '', { mode: 0o644 });
+  for (const a of accounts) {
+    // The password on stdin, never in argv, as compose/mosquitto/start.sh does.
+    const r = spawnSync('mosquitto_passwd', [passwords, a.user], { input: `${a.password}\n${a.password}\n`, encoding: 'utf8', timeout: 10_000 });
+    if (r.status !== 0) throw new Error(`mosquitto_passwd failed for ${a.user}: ${r.stderr}`);
+  }
+  chmodSync(passwords, 0o644);
   const port = tlsPort ?? (await freePort());
+  const plainPort = await freePort();
   const conf = renderForHost(readFileSync(mosquittoConf, 'utf8'), {
     dirs: { [containerDirs.certs]: certsDir, [containerDirs.data]: data },
-    ports: { [listenerPorts.plain]: await freePort(), [listenerPorts.tls]: port },
+    ports: { [listenerPorts.plain]: plainPort, [listenerPorts.tls]: port },
     bind: '127.0.0.1',
   });
   const file = path.join(dir, 'mosquitto.conf');
   writeFileSync(file, conf, { mode: 0o644 });
   const { child, log, stop } = spawnServer('mosquitto', ['-c', file], dir, {}, 4000);
   await waitForPort(port, child, log);
-  return { port, log, stop };
+  await waitForPort(plainPort, child, log);
+  return { port, plainPort, log, stop };
 }

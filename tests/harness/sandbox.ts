@@ -6,8 +6,8 @@ import type { Cluster } from '../../dev/cluster.ts';
 import type { EnvConfig, Environment } from '../../lib/core/config.ts';
 import { adminUser, generateSecrets, provisionEnvironment, writeEnvFile, type EnvSecrets } from '../../dev/sandbox.ts';
 import type { SeedReport, VaultReport } from '../../dev/seed.ts';
-import { startTestCluster } from './postgres.ts';
-import { onExit } from './cleanup.ts';
+import { startTestCluster } from '../../dev/scratch-cluster.ts';
+import { onExit } from '../../dev/cleanup.ts';
 
 export interface TestSandbox {
   /** EA: database makapix, schema and seeded data. */

@@ -1,7 +1,9 @@
-import { spawn, type ChildProcess, type SpawnOptions } from 'node:child_process';
+import { spawn, spawnSync, type ChildProcess, type SpawnOptions } from 'node:child_process';
+import path from 'node:path';
+import { projectRoot } from '../../lib/core/paths.ts';
 import { rmSync } from 'node:fs';
 import { connect as tcpConnect } from 'node:net';
-import { onExit } from './cleanup.ts';
+import { onExit } from '../../dev/cleanup.ts';
 
 export interface ServerProcess {
   child: ChildProcess;
@@ -60,5 +62,16 @@ export function runCommand(cmd: string, args: string[], opts: { env?: NodeJS.Pro
       resolve({ code, out, err });
     });
     child.stdin!.end(opts.stdin ?? '');
+  });
+}
+
+/** Runs an entry script by its path, as cron or an operator would: no TTY, its own environment and folder. */
+export function runEntry(script: string, args: readonly string[], opts: { env?: NodeJS.ProcessEnv; cwd?: string; timeoutMs?: number } = {}) {
+  return spawnSync(path.join(projectRoot, 'scripts', script), [...args], {
+    cwd: opts.cwd ?? projectRoot,
+    env: opts.env ?? process.env,
+    stdio: ['ignore', 'pipe', 'pipe'],
+    encoding: 'utf8',
+    timeout: opts.timeoutMs ?? 60_000,
   });
 }

@@ -10,7 +10,8 @@ import pg from 'pg';
 import { projectRoot } from '../../lib/core/paths.ts';
 import { Ui } from '../../lib/core/ui.ts';
 import type { EnvConfig } from '../../lib/core/config.ts';
-import { backupDatabase, checksumLine, listBackups, manifestFileName, sha256File, stemTime, verifyChecksum, type BackupManifest } from '../../lib/jobs/backup.ts';
+import { backupDatabase, listBackups, sha256File, verifyChecksum } from '../../lib/tools/backup-store.ts';
+import { checksumLine, manifestFileName, stemTime, type BackupManifest } from '../../lib/domain/backup-files.ts';
 import { restoreInto } from '../../lib/jobs/restore.ts';
 import { startSandbox, type TestSandbox } from '../harness/sandbox.ts';
 

@@ -8,8 +8,8 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { freePort } from '../../dev/ports.ts';
 import { projectRoot, caddyDir } from '../../lib/core/paths.ts';
-import { caddyAdminAnswers } from '../../lib/jobs/basic-auth.ts';
-import { onExit } from '../harness/cleanup.ts';
+import { caddyAdminAnswers } from '../../lib/tools/caddy.ts';
+import { onExit } from '../../dev/cleanup.ts';
 import { runCommand } from '../harness/server.ts';
 
 const root = mkdtempSync(path.join(tmpdir(), 'makapix-basic-auth-'));
@@ -149,6 +149,10 @@ test('--generate shows the password once, and it works', async () => {
 const badInputs: [string, string[], string][] = [
   ['a user name outside [a-z0-9._-]{1,32}', ['add', 'Bad User', '--password-stdin', '--cost', '4'], 'long-enough-password'],
   ['a password shorter than 12 characters', ['add', 'dave', '--password-stdin', '--cost', '4'], 'short-pw'],
+  ['a known-weak password (password1234)', ['add', 'dave', '--password-stdin', '--cost', '4'], 'password1234'],
+  ['a low-variety password (aaaaaaaaaaaa)', ['add', 'dave', '--password-stdin', '--cost', '4'], 'aaaaaaaaaaaa'],
+  ['twelve spaces', ['add', 'dave', '--password-stdin', '--cost', '4'], ' '.repeat(12)],
+  ['a weak password with --dry-run (validated there too)', ['add', 'dave', '--password-stdin', '--dry-run'], 'password1234'],
   ['add of an existing user without --force', ['add', 'carol', '--password-stdin', '--cost', '4'], 'long-enough-password'],
   ['remove of an unknown user', ['remove', 'nobody', '--yes'], ''],
   ['rotate of an unknown user', ['rotate', 'nobody', '--password-stdin'], 'long-enough-password'],

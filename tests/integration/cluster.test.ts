@@ -1,7 +1,7 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import pg from 'pg';
-import { startTestCluster } from '../harness/postgres.ts';
+import { startTestCluster } from '../../dev/scratch-cluster.ts';
 
 test('a test cluster is a real PostgreSQL 15 on loopback that requires its password', async () => {
   const cluster = await startTestCluster();

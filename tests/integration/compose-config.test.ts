@@ -1,7 +1,9 @@
 // The two stacks rendered by the real compose CLI (Debian's docker-compose v1 here, v2 where
 // installed; no Docker engine needed), audited by the real `scripts/check.ts`; then broken copies.
 import { test } from 'uvu';
+import { settingsFrom } from '../../lib/core/settings.ts';
 import * as assert from 'uvu/assert';
+import { runEntry } from '../harness/server.ts';
 import { cpSync, mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -14,7 +16,7 @@ import { composeDir, projectRoot } from '../../lib/core/paths.ts';
 import { limitsOf, servicesOf, publishedPorts, runIsolationAudit, type CheckRow } from '../../lib/jobs/check.ts';
 import { Ui } from '../../lib/core/ui.ts';
 import { Writable } from 'node:stream';
-import { onExit } from '../harness/cleanup.ts';
+import { onExit } from '../../dev/cleanup.ts';
 
 const work = mkdtempSync(path.join(tmpdir(), 'compose-config-'));
 onExit(() => rmSync(work, { recursive: true, force: true }));
@@ -57,7 +59,7 @@ interface CheckRun {
 
 /** Runs the real entry point, as cron or an operator would. */
 function check(args: string[], env: NodeJS.ProcessEnv = process.env): CheckRun {
-  const r = spawnSync(path.join(projectRoot, 'scripts/check.ts'), ['--json', ...args], { encoding: 'utf8', env, timeout: 60_000 });
+  const r = runEntry('check.ts', ['--json', ...args], { env });
   let rows: CheckRow[] = [];
   try {
     rows = (JSON.parse(r.stdout) as { rows?: CheckRow[] }).rows ?? [];
@@ -81,7 +83,7 @@ test('both example env files render with the real compose CLI, without any unset
     const { model, stderr } = await render(env, dir);
     assert.not.match(stderr, /variable is not set/i, `${env}: ${stderr}`);
     const services = servicesOf(model);
-    assert.equal(Object.keys(services).sort(), ['api', 'cache', 'db', 'mqtt', 'vault', 'web', 'worker']);
+    assert.equal(Object.keys(services).sort(), ['api', 'broker', 'cache', 'db', 'mqtt', 'vault', 'web', 'worker']);
     for (const [name, s] of Object.entries(services)) assert.is(s.container_name, `makapix-${env}-${name}`);
     const db = publishedPorts(model).filter((p) => p.service === 'db');
     assert.equal(db.map((p) => `${p.hostIp}:${p.published}`), [`127.0.0.1:${env === 'prod' ? 5432 : 5433}`]);
@@ -104,7 +106,7 @@ test('check passes on the committed files and exits 0, without printing a secret
   assert.is(json.code, 0, json.stderr);
   assert.equal(failed(json), []);
   assert.ok(json.rows.length >= 20);
-  assert.match(json.rows.find((r) => r.check === 'EB resource budget')!.detail, /^1\.95 CPUs, 1920 MiB/);
+  assert.match(json.rows.find((r) => r.check === 'EB resource budget')!.detail, /^1\.95 CPUs, 2048 MiB/);
   // The rendered configs carry every secret: none may reach the output.
   assert.not.match(json.stdout + json.stderr, /change-me-(prod|dev)-(db|jwt|mqtt|oauth-secret|salt)/);
 });
@@ -117,16 +119,16 @@ const broken: { name: string; args: () => string[]; check: string; detail: RegEx
     check: 'named volumes',
     detail: /shared: makapix_pg_data/,
   },
-  { name: 'the same JWT secret', args: () => ['--env-dir', envDir({ dev: { JWT_SECRET_KEY: 'change-me-prod-jwt' } })], check: 'JWT secret', detail: /same JWT_SECRET_KEY/ },
+  { name: 'the same JWT secret', args: () => ['--env-dir', envDir({ dev: { JWT_SECRET_KEY: 'change-me-prod-jwt-secret-of-32-characters-or-more' } })], check: 'JWT secret', detail: /same JWT_SECRET_KEY/ },
   {
     name: 'EB over its CPU budget',
-    args: () => ['--env-dir', envDir(), '--compose-dir', composeCopy('docker-compose.dev.yml', (t) => t.replace(/(  db:\n(?:.*\n)*?    cpus: )0\.6/, '$11.0'))],
+    args: () => ['--env-dir', envDir(), '--compose-dir', composeCopy('docker-compose.dev.yml', (t) => t.replace(/(  db:\n(?:.*\n)*?    cpus: )0\.55/, '$11.0'))],
     check: 'EB resource budget',
-    detail: /CPU limits add up to 2\.35 > 2/,
+    detail: /CPU limits add up to 2\.4 > 2/,
   },
   {
     name: 'an EB service without limits',
-    args: () => ['--env-dir', envDir(), '--compose-dir', composeCopy('docker-compose.dev.yml', (t) => t.replace(/  vault:\n    cpus: 0\.15\n    mem_limit: 64M\n/, ''))],
+    args: () => ['--env-dir', envDir(), '--compose-dir', composeCopy('docker-compose.dev.yml', (t) => t.replace(/  vault:\n    cpus: 0\.1\n    mem_limit: 64M\n/, ''))],
     check: 'EB resource budget',
     detail: /no limit on vault \(cpus, memory\)/,
   },
@@ -191,7 +193,7 @@ test('every broken copy fails its own check with the right message', async () =>
   const worker = async () => {
     for (let job = queue.shift(); job; job = queue.shift()) {
       const flag = (name: string) => (job!.args.includes(name) ? job!.args[job!.args.indexOf(name) + 1] : undefined);
-      const r = await runIsolationAudit({ envDir: flag('--env-dir'), composeDir: flag('--compose-dir'), caddyfile: flag('--caddyfile'), ui: quiet });
+      const r = await runIsolationAudit({ envDir: flag('--env-dir'), composeDir: flag('--compose-dir'), caddyfile: flag('--caddyfile'), settings: settingsFrom(process.env), ui: quiet });
       const rows = r.rows.filter((x) => x.status === 'fail');
       if (r.ok || !rows.some((x) => x.check === job.b.check && job.b.detail.test(x.detail))) outcomes.push(`${job.b.name}: expected "${job.b.check}" ~ ${job.b.detail}, got ${JSON.stringify(rows)}`);
     }
@@ -205,7 +207,7 @@ test('exempt EB paths configured for the edge (caddy/.env) are reported as a war
   cpSync(path.join(projectRoot, 'caddy/Caddyfile'), path.join(dir, 'Caddyfile'));
   writeFileSync(path.join(dir, '.env'), 'EB_AUTH_EXEMPT_PATHS=/api/provision/*\n');
   assert.is(process.env.EB_AUTH_EXEMPT_PATHS, undefined);
-  const r = await runIsolationAudit({ envDir: envDir(), caddyfile: path.join(dir, 'Caddyfile'), ui: quiet });
+  const r = await runIsolationAudit({ envDir: envDir(), caddyfile: path.join(dir, 'Caddyfile'), settings: settingsFrom(process.env), ui: quiet });
   assert.ok(r.ok, JSON.stringify(r.rows.filter((x) => x.status === 'fail')));
   assert.equal(r.rows.find((x) => x.check === 'EB auth exemptions'), { check: 'EB auth exemptions', status: 'warn', detail: 'open without credentials: development.makapix.club/api/provision/*' });
 });

@@ -1,7 +1,7 @@
 // Cron runs scripts by absolute path, from /, with PATH=/usr/bin:/bin, no TTY and no HOME setup.
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { spawnSync } from 'node:child_process';
+import { runEntry } from '../harness/server.ts';
 import { readdirSync, mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -9,15 +9,7 @@ import { projectRoot } from '../../lib/core/paths.ts';
 
 const scripts = readdirSync(path.join(projectRoot, 'scripts')).filter((f) => f.endsWith('.ts'));
 
-function cron(script: string, args: string[], extraEnv: Record<string, string> = {}) {
-  return spawnSync(path.join(projectRoot, 'scripts', script), args, {
-    cwd: '/',
-    env: { PATH: '/usr/bin:/bin', ...extraEnv },
-    stdio: ['ignore', 'pipe', 'pipe'],
-    encoding: 'utf8',
-    timeout: 60_000,
-  });
-}
+const cron = (script: string, args: string[], extraEnv: Record<string, string> = {}) => runEntry(script, args, { cwd: '/', env: { PATH: '/usr/bin:/bin', ...extraEnv } });
 
 test('there are scripts to check', () => {
   assert.ok(scripts.length > 0);

@@ -2,8 +2,8 @@
 // type must exist, so a renamed flag breaks the build instead of the operator at 3 a.m.
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
+import { runEntry } from '../harness/server.ts';
 import { readFileSync, readdirSync, existsSync } from 'node:fs';
-import { spawnSync } from 'node:child_process';
 import path from 'node:path';
 import { projectRoot } from '../../lib/core/paths.ts';
 import { commandsInMarkdown, makeTargets } from '../harness/docs.ts';
@@ -13,7 +13,7 @@ const targets = makeTargets(readFileSync(path.join(projectRoot, 'Makefile'), 'ut
 const helpCache = new Map<string, string>();
 function helpOf(script: string): string {
   if (!helpCache.has(script)) {
-    const r = spawnSync(path.join(projectRoot, 'scripts', script), ['--help'], { encoding: 'utf8', timeout: 60_000 });
+    const r = runEntry(script, ['--help']);
     helpCache.set(script, r.status === 0 ? r.stdout : '');
   }
   return helpCache.get(script)!;

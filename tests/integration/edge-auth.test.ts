@@ -13,8 +13,8 @@ import path from 'node:path';
 import bcrypt from 'bcryptjs';
 import { freePort } from '../../dev/ports.ts';
 import { startCaddy, type Edge } from '../harness/caddy.ts';
-import { onExit } from '../harness/cleanup.ts';
-import { renderCredentials, type Credential } from '../../lib/jobs/basic-auth.ts';
+import { onExit } from '../../dev/cleanup.ts';
+import { renderCredentials, type Credential } from '../../lib/domain/credentials.ts';
 import { startEdgeAuth, type EdgeAuthServer } from '../../lib/jobs/edge-auth.ts';
 import { ensureSessionKey } from '../../lib/tools/caddy.ts';
 import { sessionCookieName } from '../../lib/domain/edge-session.ts';
@@ -23,6 +23,9 @@ import { runCommand } from '../harness/server.ts';
 
 const work = mkdtempSync(path.join(tmpdir(), 'edge-auth-test-'));
 const credentials = path.join(work, 'credentials');
+/** The vault folders Caddy serves itself (the edge mounts /mnt/vault-1 and /mnt/vault-dev). */
+const vaults = { ea: path.join(work, 'vault-prod'), eb: path.join(work, 'vault-dev') };
+const logs = path.join(work, 'logs');
 const hosts = { ea: 'makapix.localhost', eaVault: 'vault.makapix.localhost', eb: 'dev.makapix.localhost', ebVault: 'vault-dev.makapix.localhost' };
 const alice = { user: 'alice', password: 'alice-password-123' };
 const bob = { user: 'bob', password: 'bob-password-4567' };
@@ -138,6 +141,11 @@ const json = (a: Answer) => JSON.parse(a.body) as { upstream: string; method: st
 
 test('setup: Caddy with the edge Caddyfile, edge-auth with a session key, stand-in upstreams', async () => {
   mkdirSync(credentials, { mode: 0o700 });
+  mkdirSync(logs);
+  for (const [root, rel, content] of [[vaults.ea, 'a.png', 'ea-art'], [vaults.eb, '24/07/abc.png', 'eb-art']] as const) {
+    mkdirSync(path.dirname(path.join(root, rel)), { recursive: true });
+    writeFileSync(path.join(root, rel), content);
+  }
   writeDevelopers([{ user: alice.user, hash: hashes.alice }, { user: bob.user, hash: hashes.bob }]);
   writeFileSync(path.join(credentials, 'devices.caddy'), renderCredentials('devices', [{ user: player.user, hash: hashFor(player), addedAt: 'x' }], ''));
   const keyFile = await ensureSessionKey(credentials);
@@ -146,7 +154,7 @@ test('setup: Caddy with the edge Caddyfile, edge-auth with a session key, stand-
   auth = await startEdgeAuth({
     host: '127.0.0.1',
     port: 0,
-    credentialsFile: path.join(credentials, 'developers.caddy'),
+    credentialsDir: credentials,
     key: new Secret(readFileSync(keyFile!, 'utf8').trim()),
     sessionSeconds: 3600,
     now: () => clock,
@@ -161,10 +169,11 @@ test('setup: Caddy with the edge Caddyfile, edge-auth with a session key, stand-
       ebVaultHost: hosts.ebVault,
       eaApiUpstream: await upstream('ea-api'),
       eaWebUpstream: await upstream('ea-web'),
-      eaVaultUpstream: await upstream('ea-vault'),
+      eaVaultRoot: vaults.ea,
       ebApiUpstream: await upstream('eb-api'),
       ebWebUpstream: await upstream('eb-web'),
-      ebVaultUpstream: await upstream('eb-vault'),
+      ebVaultRoot: vaults.eb,
+      logDir: logs,
       ebAuthUpstream: `127.0.0.1:${auth.port}`,
     },
     Object.values(hosts),
@@ -230,7 +239,9 @@ test("a developer's browser shows EB's images: /vault/ on the EB site is vault-d
   await browser.login(bob);
   const img = await browser.fetch('/vault/24/07/abc.png');
   assert.is(img.status, 200);
-  assert.equal([json(img).upstream, json(img).path, json(img).authorization], ['eb-vault', '/24/07/abc.png', null]);
+  assert.is(img.body, 'eb-art');
+  assert.is(img.headers['cache-control'], 'public, max-age=31536000, immutable', "vault-dev's rules apply on this path too");
+  assert.is((await browser.fetch('/vault/mkpx/x.mkpx')).status, 404, 'restricted .mkpx files stay with the api');
   assert.is(robots(img), 'noindex, nofollow');
   assert.is((await send('https', hosts.eb, '/vault/24/07/abc.png')).status, 401);
 });
@@ -242,7 +253,7 @@ test('players fetch artwork from vault-dev with device credentials, over plain H
   for (const scheme of ['http', 'https'] as const) {
     const ok = await send(scheme, hosts.ebVault, '/24/07/abc.png', { headers: { authorization: basic(player) } });
     assert.is(ok.status, 200, scheme);
-    assert.equal([json(ok).upstream, json(ok).path], ['eb-vault', '/24/07/abc.png']);
+    assert.is(ok.body, 'eb-art');
     assert.is(robots(ok), 'noindex, nofollow');
     assert.is((await send(scheme, hosts.ebVault, '/24/07/abc.png')).status, 401);
     assert.is((await send(scheme, hosts.ebVault, '/24/07/abc.png', { headers: { authorization: basic(alice) } })).status, 401, `a developer password opened ${scheme} vault-dev`);
@@ -299,7 +310,7 @@ test('EB fails closed when the developer check is down', async () => {
     }
     assert.is(seen.length, before);
   } finally {
-    auth = await startEdgeAuth({ host: '127.0.0.1', port: auth.port, credentialsFile: path.join(credentials, 'developers.caddy'), key: new Secret(readFileSync(path.join(credentials, 'session.key'), 'utf8').trim()), sessionSeconds: 3600, now: () => clock, log: () => {} });
+    auth = await startEdgeAuth({ host: '127.0.0.1', port: auth.port, credentialsDir: credentials, key: new Secret(readFileSync(path.join(credentials, 'session.key'), 'utf8').trim()), sessionSeconds: 3600, now: () => clock, log: () => {} });
   }
   assert.is((await browser.fetch('/')).status, 200, 'the same key keeps sessions across a restart');
 });
@@ -328,7 +339,7 @@ test('unknown hosts over plain HTTP (trailing dot, bare IP, no Host, another nam
     assert.not.match(a, /eb-|ea-/, what);
   }
   // Known hosts keep their plain-HTTP behaviour: the vaults serve, the sites redirect.
-  assert.is((await send('http', hosts.eaVault, '/a.png')).status, 200);
+  assert.is((await send('http', hosts.eaVault, '/a.png')).body, 'ea-art');
   assert.ok([301, 302, 307, 308].includes((await send('http', hosts.ea, '/')).status));
 });
 

@@ -12,12 +12,13 @@ import { $ } from 'zx';
 import { loadEnvConfig, type EnvConfig } from '../../lib/core/config.ts';
 import { composeDir, projectRoot } from '../../lib/core/paths.ts';
 import { freePort } from '../../dev/ports.ts';
-import { backupName } from '../../lib/jobs/backup.ts';
-import { defaultThresholds, httpsHosts, runMonitor, type CheckName, type MonitorOptions } from '../../lib/jobs/monitor.ts';
+import { writeBackupSet } from '../harness/backups.ts';
+import { defaultThresholds, type CheckName } from '../../lib/domain/monitoring.ts';
+import { httpsHosts, runMonitor, type MonitorOptions } from '../../lib/jobs/monitor.ts';
 import { initCa, issueDevice, revokeDevice } from '../../lib/jobs/mqtt-certs.ts';
 import { brokerUid } from '../harness/mosquitto.ts';
-import { startTestCluster } from '../harness/postgres.ts';
-import { onExit } from '../harness/cleanup.ts';
+import { startTestCluster } from '../../dev/scratch-cluster.ts';
+import { onExit } from '../../dev/cleanup.ts';
 
 const root = mkdtempSync(path.join(tmpdir(), 'monitor-'));
 onExit(() => rmSync(root, { recursive: true, force: true }));
@@ -171,7 +172,7 @@ test('connections held open past 80 % of max_connections → CRITICAL; an unreac
 
 test('disk and backup measure real folders; without docker the containers check alone is UNKNOWN', async () => {
   const env = envFiles({});
-  writeFileSync(path.join(env.prod.vars.BACKUP_DIR, backupName(new Date(Date.now() - 3_600_000), 'dump')), 'x');
+  writeBackupSet(env.prod.vars.BACKUP_DIR, new Date(Date.now() - 3_600_000));
   const r = await runMonitor(options(env, ['disk', 'containers', 'backup'], { docker: path.join(root, 'no-such-docker'), dockerRoot: root }));
   const by = Object.fromEntries(r.checks.map((c) => [c.check, c]));
   assert.is(by.disk!.status, 'OK', by.disk!.summary);
@@ -208,7 +209,7 @@ test('the script exits like a Nagios plugin, pings on failure, and calls a usage
     }),
   );
   const env = envFiles({});
-  writeFileSync(path.join(env.prod.vars.BACKUP_DIR, backupName(new Date(Date.now() - 30 * 3_600_000), 'dump')), 'x');
+  writeBackupSet(env.prod.vars.BACKUP_DIR, new Date(Date.now() - 30 * 3_600_000));
   const warn = await monitorScript(env.dir, ['--only', 'backup', '--ping', `http://127.0.0.1:${port}/ping/abc`]);
   assert.is(warn.code, 1, warn.stderr);
   assert.match(warn.stdout.split('\n')[0]!, /^MONITOR WARNING - backup WARNING: newest makapix-\d{8}-\d{6}\.dump is 30\.0 h old \(> 26 h\)$/);

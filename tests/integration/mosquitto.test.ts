@@ -12,7 +12,7 @@ import mqtt from 'mqtt';
 import { certFiles, containerDirs, listenerPorts, mosquittoConf, passwordFile, renderForHost } from '../../lib/tools/mosquitto.ts';
 import { freePort } from '../../dev/ports.ts';
 import { brokerUid, makeCerts } from '../harness/mosquitto.ts';
-import { onExit } from '../harness/cleanup.ts';
+import { onExit } from '../../dev/cleanup.ts';
 import { waitForPort } from '../harness/server.ts';
 
 const work = mkdtempSync(path.join(tmpdir(), 'mosquitto-test-'));

@@ -9,8 +9,9 @@ import path from 'node:path';
 import mqtt from 'mqtt';
 import { freePort } from '../../dev/ports.ts';
 import { projectRoot, composeDir } from '../../lib/core/paths.ts';
-import { onExit } from '../harness/cleanup.ts';
+import { onExit } from '../../dev/cleanup.ts';
 import { runCommand, waitForPort } from '../harness/server.ts';
+import { probeTopic } from '../../lib/tools/mosquitto.ts';
 
 const root = mkdtempSync(path.join(tmpdir(), 'makapix-mqtt-'));
 chmodSync(root, 0o755); // the broker drops root and must still reach the certificates
@@ -45,6 +46,7 @@ function renderBrokerConfig(): string {
   writeFileSync(passwords, '', { mode: 0o644 });
   const rendered = conf
     .replaceAll('/mosquitto/certs/', `${certs.dev}/`)
+    .replaceAll('/mosquitto/config/', `${path.join(composeDir, 'mosquitto')}/`)
     .replace(/^password_file .*$/m, `password_file ${passwords}`)
     .replace(/^listener 1883$/m, `listener ${ports.plain} 127.0.0.1`)
     .replace(/^listener 8883$/m, `listener ${ports.tls} 127.0.0.1`);
@@ -54,10 +56,11 @@ function renderBrokerConfig(): string {
 
 
 interface Client {
+  name?: string;
   cert?: string;
   key?: string;
 }
-const device = (dir: string, name: string): Client => ({ cert: path.join(dir, 'devices', `${name}.crt`), key: path.join(dir, 'devices', `${name}.key`) });
+const device = (dir: string, name: string): Client => ({ name, cert: path.join(dir, 'devices', `${name}.crt`), key: path.join(dir, 'devices', `${name}.key`) });
 
 /** Connects over mTLS (verifying the broker against the EB CA and its public name); 'connected' or the refusal. */
 async function tryConnect(c: Client, roundTrip = false): Promise<string> {
@@ -80,7 +83,9 @@ async function tryConnect(c: Client, roundTrip = false): Promise<string> {
       client.on('connect', () => {
         if (!roundTrip) return (clearTimeout(timer), resolve('connected'));
         client.on('message', (topic, payload) => (clearTimeout(timer), resolve(`connected, got ${topic}=${payload}`)));
-        client.subscribe('players/ping', { qos: 1 }, () => client.publish('players/ping', 'pong', { qos: 1 }));
+        // The broker's ACL lets a device round-trip only on its own probe topic (its CN is the user name).
+        const topic = probeTopic(c.name!, 'ping');
+        client.subscribe(topic, { qos: 1 }, () => client.publish(topic, 'pong', { qos: 1 }));
       });
     });
   } finally {
@@ -135,7 +140,7 @@ test('the real Mosquitto with the project config: an EB device connects and roun
   broker.stdout!.on('data', (d) => (log += d));
   broker.stderr!.on('data', (d) => (log += d));
   await waitForPort(ports.tls, broker, () => log).catch((e) => assert.unreachable(e.message));
-  assert.is(await tryConnect(device(certs.dev, 'player-1'), true), 'connected, got players/ping=pong');
+  assert.is(await tryConnect(device(certs.dev, 'player-1'), true), 'connected, got makapix-ops/verify/player-1/ping=pong');
 });
 
 test('refused: a certificate from the EA CA, and no certificate at all', async () => {
@@ -185,7 +190,7 @@ test('renew: a new broker certificate (after HUP the devices still connect) and 
   assert.is(statSync(path.join(certs.dev, 'server.key')).mode & 0o777, 0o600);
   broker!.kill('SIGHUP');
   await new Promise((res) => setTimeout(res, 500));
-  assert.is(await tryConnect(device(certs.dev, 'player-1'), true), 'connected, got players/ping=pong');
+  assert.is(await tryConnect(device(certs.dev, 'player-1'), true), 'connected, got makapix-ops/verify/player-1/ping=pong');
 });
 
 const badInputs: [string, string[]][] = [

@@ -124,6 +124,26 @@ test('bad input: PCT=0, 150, abc and an unreachable EA stop with a clear message
   assert.match(r.stderr, new RegExp(`127\\.0\\.0\\.1:${port}`));
 });
 
+test('safety: a database on EA\'s cluster is refused whatever its name, even when .env.dev names it (exit 3, nothing written)', async () => {
+  await withClient(w.ea, 'postgres', (cl) => cl.query('CREATE DATABASE makapix_dev'));
+  try {
+    const onEa = mkdtempSync(path.join(tmpdir(), 'makapix-sample-on-ea-'));
+    const eaVars = w.sandbox.prodCfg.vars;
+    copyEnv(w.envDir, onEa, 'dev', { DB_PUBLISHED_HOST: eaVars.DB_PUBLISHED_HOST, DB_PUBLISHED_PORT: String(eaVars.DB_PUBLISHED_PORT), DB_ADMIN_USER: eaVars.DB_ADMIN_USER, DB_ADMIN_PASSWORD: eaVars.DB_ADMIN_PASSWORD.reveal() });
+    const eaBefore = await checksum(w.ea, 'makapix');
+    const r = await run(['--pct', '10', '--yes'], onEa);
+    assert.is(r.code, 3, r.stderr);
+    assert.match(r.stderr, /EA's PostgreSQL cluster/);
+    assert.is(await withClient(w.ea, 'makapix_dev', (cl) => count(cl, "SELECT count(*) AS n FROM pg_tables WHERE schemaname = 'public'")), 0, 'a table was written on EA\'s cluster');
+    assert.is(await checksum(w.ea, 'makapix'), eaBefore, 'EA changed');
+    // The same through --target-url.
+    const byUrl = await run(['--pct', '10', '--yes', '--target-url', w.eaUrl.replace('/makapix', '/makapix_dev')]);
+    assert.is(byUrl.code, 3, byUrl.stderr);
+  } finally {
+    await withClient(w.ea, 'postgres', (cl) => cl.query('DROP DATABASE makapix_dev WITH (FORCE)'));
+  }
+});
+
 test('safety: the same database, a production target and another database are refused without a single write', async () => {
   const eaBefore = await checksum(w.ea, 'makapix');
   const ebBefore = await checksum(w.eb, 'makapix_dev');

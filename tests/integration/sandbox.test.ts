@@ -1,5 +1,6 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
+import { runEntry } from '../harness/server.ts';
 import { mkdtempSync, chmodSync, rmSync, writeFileSync, existsSync, readFileSync } from 'node:fs';
 import { readdir, stat } from 'node:fs/promises';
 import { spawnSync } from 'node:child_process';
@@ -9,7 +10,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import pg from 'pg';
 import { startSandbox, type TestSandbox } from '../harness/sandbox.ts';
-import { onExit } from '../harness/cleanup.ts';
+import { onExit } from '../../dev/cleanup.ts';
 import { asClusterUser, pgBin } from '../../dev/cluster.ts';
 import { connectionFor } from '../../lib/tools/database.ts';
 import { loadEnvConfig } from '../../lib/core/config.ts';
@@ -20,7 +21,6 @@ import { sandboxDown, sandboxPaths, sandboxStatus, sandboxUp } from '../../dev/s
 import { SafetyError } from '../../lib/core/errors.ts';
 import { Ui } from '../../lib/core/ui.ts';
 import { describeDemo, runDemo } from '../../dev/demo.ts';
-import { projectRoot } from '../../lib/core/paths.ts';
 
 const USERS = 150;
 const SEED = 11;
@@ -237,10 +237,10 @@ test('sandbox up/status/down: reuses a running sandbox, restarts a stopped clust
   }
 
   // The entry script reads the same state (MAKAPIX_SANDBOX_DIR) and prints JSON.
-  const cli = spawnSync(path.join(projectRoot, 'scripts/sandbox.ts'), ['status', '--json'], { env: { ...process.env, MAKAPIX_SANDBOX_DIR: dir }, encoding: 'utf8', timeout: 60_000 });
+  const cli = runEntry('sandbox.ts', ['status', '--json'], { env: { ...process.env, MAKAPIX_SANDBOX_DIR: dir } });
   assert.is(cli.status, 0, cli.stderr);
   assert.is(JSON.parse(cli.stdout).clusters.prod.port, first.clusters!.prod.port);
-  const bad = spawnSync(path.join(projectRoot, 'scripts/sandbox.ts'), ['sideways'], { env: { ...process.env, MAKAPIX_SANDBOX_DIR: dir }, encoding: 'utf8', timeout: 60_000 });
+  const bad = runEntry('sandbox.ts', ['sideways'], { env: { ...process.env, MAKAPIX_SANDBOX_DIR: dir } });
   assert.is(bad.status, 2);
 
   assert.equal(await sandboxDown({ ui: quiet, dir }), { removed: true, dir });

@@ -1,14 +1,16 @@
 // sync-vault-to-dev against real files and a real PostgreSQL: the script is run as an operator
 // (or cron) would, by path, without a TTY, configured by the sandbox's env files.
 import { test } from 'uvu';
+import { envFilePath, loadEnvConfig } from '../../lib/core/config.ts';
 import * as assert from 'uvu/assert';
+import { runEntry } from '../harness/server.ts';
 import { spawn, spawnSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, writeFileSync, statSync, rmSync, symlinkSync, mkdirSync, truncateSync, existsSync, readdirSync, unlinkSync } from 'node:fs';
 import path from 'node:path';
 import pg from 'pg';
 import { startSandbox, type TestSandbox } from '../harness/sandbox.ts';
-import { onExit } from '../harness/cleanup.ts';
-import { expectedVaultFiles, listTree, samplePosts } from '../harness/vault.ts';
+import { onExit } from '../../dev/cleanup.ts';
+import { expectedVaultFiles, listTree, samplePosts } from '../../dev/vault-fixture.ts';
 import { sandboxDatabases } from '../../dev/sandbox.ts';
 import { isTemporaryName } from '../../lib/core/atomic-file.ts';
 import { runSyncVault, type SyncVaultRequest, type SyncVaultSummary } from '../../lib/jobs/vault-sync.ts';
@@ -31,7 +33,7 @@ interface Run {
 
 /** Runs the entry by path, no TTY, from /, as cron would; the sandbox's env files configure it. */
 function syncCli(...args: string[]): Run {
-  const r = spawnSync(script, [...args, '--json'], { cwd: '/', env: { ...process.env, MAKAPIX_ENV_DIR: sb.envDir }, encoding: 'utf8', timeout: 120_000, stdio: ['ignore', 'pipe', 'pipe'] });
+  const r = runEntry('sync-vault-to-dev.ts', [...args, '--json'], { cwd: '/', env: { ...process.env, MAKAPIX_ENV_DIR: sb.envDir }, timeoutMs: 120_000 });
   let out: Run['out'];
   try {
     out = JSON.parse(r.stdout);
@@ -49,10 +51,10 @@ async function sync(flags: Partial<Omit<SyncVaultRequest, 'ui' | 'confirm'>> & {
   let stderr = '';
   const stream = new Writable({ write: (chunk, _enc, done) => ((stderr += chunk), done()) });
   const { yes = false, ...rest } = flags;
-  const request: SyncVaultRequest = { owner: '1000:1000', jobs: '8', link: false, checksum: false, prune: false, strict: false, dryRun: false, ...rest, ui: new Ui({ tty: false, verbose: false, stream }), confirm: makeConfirm({ yes, tty: false }) };
-  process.env.MAKAPIX_ENV_DIR = sb.envDir;
+  const request: SyncVaultRequest = { owner: '1000:1000', jobs: 8, link: false, checksum: false, prune: false, strict: false, dryRun: false, ...rest, ui: new Ui({ tty: false, verbose: false, stream }), confirm: makeConfirm({ yes, tty: false }) };
   try {
-    return { code: 0, out: await runSyncVault(request), stderr };
+    const config = (env: 'prod' | 'dev') => loadEnvConfig(env, envFilePath(env, sb.envDir));
+    return { code: 0, out: await runSyncVault(config('prod'), config('dev'), request), stderr };
   } catch (err) {
     if (!(err instanceof OpsError)) throw err;
     return { code: err.exitCode, out: { error: err.message } as Run['out'], stderr };

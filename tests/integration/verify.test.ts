@@ -3,7 +3,7 @@
 // with the right line when one protection is taken away.
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { chmodSync, createReadStream, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { chmodSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import http from 'node:http';
@@ -15,14 +15,14 @@ import { projectRoot } from '../../lib/core/paths.ts';
 import { freePort } from '../../dev/ports.ts';
 import { Secret } from '../../lib/core/secret.ts';
 import { edgeCaddyfile, edgeEnvironment } from '../../lib/tools/caddy.ts';
-import { credentialsFileName, renderCredentials, type Scope } from '../../lib/jobs/basic-auth.ts';
+import { credentialsFileName, renderCredentials, type Scope } from '../../lib/domain/credentials.ts';
 import { hashPassword } from '../../lib/core/password.ts';
 import { runVerify, type CheckLine, type VerifyOptions, type VerifyResult } from '../../lib/jobs/verify.ts';
 import { startCaddy, type Edge } from '../harness/caddy.ts';
 import { brokerUid, makeCerts, startMosquitto, type Broker } from '../harness/mosquitto.ts';
 import { startSandbox, type TestSandbox } from '../harness/sandbox.ts';
-import { onExit } from '../harness/cleanup.ts';
-import { backupName } from '../../lib/jobs/backup.ts';
+import { onExit } from '../../dev/cleanup.ts';
+import { writeBackupSet } from '../harness/backups.ts';
 
 const root = mkdtempSync(path.join(tmpdir(), 'verify-'));
 chmodSync(root, 0o755); // the brokers' own user reads the certificate folders below
@@ -36,24 +36,13 @@ test.after(() => {
 
 let sandbox: TestSandbox;
 let hosts: { ea: string; eaVault: string; eb: string; ebVault: string };
-const dirs = { creds: path.join(root, 'credentials') };
+const dirs = { creds: path.join(root, 'credentials'), logs: path.join(root, 'caddy-logs') };
 const developer = { user: 'alice', password: new Secret('alice-correct-horse-14') };
 const device = { user: 'tv1', password: new Secret('tv-device-password-1') };
 const artwork = `24/07/${randomUUID()}.png`;
 let edge: Edge;
 const brokers: Partial<Record<'prod' | 'dev', Broker>> = {};
 const mqttPorts = { prod: 0, dev: 0 };
-
-/** A plain static server over a folder, standing in for an environment's vault container. */
-async function serveFolder(dir: string): Promise<number> {
-  const server = http.createServer((req, res) => {
-    const file = path.join(dir, path.normalize(decodeURIComponent(new URL(req.url ?? '/', 'http://x').pathname)));
-    if (!file.startsWith(`${dir}/`) || !existsSync(file) || !statSync(file).isFile()) return void res.writeHead(404).end('not found');
-    res.writeHead(200, { 'content-type': 'application/octet-stream' });
-    createReadStream(file).pipe(res);
-  });
-  return listen(server);
-}
 
 async function listen(server: http.Server): Promise<number> {
   const port = await freePort();
@@ -124,12 +113,12 @@ test('setup: the sandbox, certificates, credentials, upstreams, two brokers and 
   mkdirSync(path.join(sandbox.vaultDev, '24', '07'), { recursive: true });
   writeFileSync(path.join(sandbox.vaultDev, artwork), 'pixels');
   mkdirSync(dirs.creds, { mode: 0o700 });
+  mkdirSync(dirs.logs);
   const cred = async (scope: Scope, c: { user: string; password: Secret }) =>
     writeFileSync(path.join(dirs.creds, credentialsFileName(scope)), renderCredentials(scope, [{ user: c.user, hash: await hashPassword(c.password, 4), addedAt: new Date().toISOString() }], ''), { mode: 0o600 });
   await cred('developers', developer);
   await cred('devices', device);
   const app = await listen(http.createServer((req, res) => (req.url === '/health' ? res.writeHead(200, { 'content-type': 'application/json' }).end('{"status":"ok"}') : res.writeHead(200, { 'content-type': 'text/html' }).end('<html>makapix</html>'))));
-  const [eaVault, ebVault] = [await serveFolder(sandbox.vaultProd), await serveFolder(sandbox.vaultDev)];
   const up = (port: number) => `127.0.0.1:${port}`;
   edge = await startCaddy(
     {
@@ -142,8 +131,9 @@ test('setup: the sandbox, certificates, credentials, upstreams, two brokers and 
       eaWebUpstream: up(app),
       ebApiUpstream: up(app),
       ebWebUpstream: up(app),
-      eaVaultUpstream: up(eaVault),
-      ebVaultUpstream: up(ebVault),
+      eaVaultRoot: sandbox.vaultProd,
+      ebVaultRoot: sandbox.vaultDev,
+      logDir: dirs.logs,
     },
     Object.values(hosts),
   );
@@ -285,7 +275,7 @@ test('--pre: env files, the isolation audit, backup age and credentials files, e
     if (!found) throw new Error(`no line ${name}: ${JSON.stringify(r.checks)}`);
     return found;
   };
-  writeFileSync(path.join(backups, backupName(new Date(Date.now() - 2 * 3_600_000), 'dump')), 'x');
+  writeBackupSet(backups, new Date(Date.now() - 2 * 3_600_000));
   // Compose v1 wants the app checkout's build folders to exist before it renders the config.
   for (const service of ['api', 'worker', 'web']) mkdirSync(path.join(sandbox.prodCfg.vars.APP_DIR, service), { recursive: true });
   const ok = await run({});

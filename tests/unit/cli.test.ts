@@ -1,6 +1,7 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { PassThrough } from 'node:stream';
+import path from 'node:path';
 import { executeCommand, type CommandSpec, type Io } from '../../lib/core/cli.ts';
 import { JobError, SafetyError } from '../../lib/core/errors.ts';
 import { Secret } from '../../lib/core/secret.ts';
@@ -82,6 +83,49 @@ test('a confirmation without TTY or --yes refuses with exit 3; --yes passes', as
   const run = spec(async (ctx) => { await ctx.confirm('Replace EB?'); return 'done'; });
   assert.is(await executeCommand(run, ['--env', 'dev'], io()), 3);
   assert.is(await executeCommand(run, ['--env', 'dev', '--yes'], io()), 0);
+});
+
+
+test('typed flags arrive parsed: numbers in range, words from their list, lists split at commas', async () => {
+  const typed = {
+    pct: { type: 'number' as const, min: 0, above: true, max: 100, default: 10, description: 'percent' },
+    seed: { type: 'int' as const, description: 'seed' },
+    scope: { type: 'enum' as const, values: ['developers', 'devices'] as const, default: 'developers', description: 'scope' },
+    users: { type: 'list' as const, pattern: /^[A-Za-z0-9-]{1,64}$/, description: 'ids' },
+    dir: { type: 'path' as const, description: 'folder' },
+  };
+  let seen: unknown;
+  const run = (argv: string[]) => executeCommand({ name: 'typed', summary: 'x', common: [], flags: typed, run: async (ctx) => (seen = { ...ctx.flags }) }, argv, io());
+  assert.is(await run(['--pct', '0.5', '--seed', '42', '--scope', 'devices', '--users', '12, 34,12', '--dir', 'rel']), 0);
+  assert.equal(seen, { pct: 0.5, seed: 42, scope: 'devices', users: ['12', '34'], dir: path.resolve('rel') });
+  assert.is(await run([]), 0);
+  assert.equal(seen, { pct: 10, scope: 'developers', users: [] });
+});
+
+test('a bad typed value is one sentence naming the flag and what it takes (exit 2)', async () => {
+  const typed = {
+    pct: { type: 'number' as const, min: 0, above: true, max: 100, default: 10, description: 'percent' },
+    jobs: { type: 'int' as const, min: 1, max: 64, default: 8, description: 'jobs' },
+    scope: { type: 'enum' as const, values: ['developers', 'devices'] as const, description: 'scope' },
+    users: { type: 'list' as const, pattern: /^\d+$/, description: 'ids' },
+  };
+  const cases: [string[], string][] = [
+    [['--pct', '0'], '--pct must be a number above 0 and at most 100, got "0".'],
+    [['--pct', '150'], '--pct must be a number above 0 and at most 100, got "150".'],
+    [['--pct', '1e2'], '--pct must be a number above 0 and at most 100, got "1e2".'],
+    [['--pct=-5'], '--pct must be a number above 0 and at most 100, got "-5".'],
+    [['--pct', '-5'], '--pct was given a value that starts with a dash.'],
+    [['--jobs', '65'], '--jobs must be a whole number from 1 to 64, got "65".'],
+    [['--jobs', '2.5'], '--jobs must be a whole number from 1 to 64, got "2.5".'],
+    [['--scope', 'admins'], '--scope must be "developers" or "devices", got "admins".'],
+    [['--users', '12;DROP'], '--users takes values separated by commas; "12;DROP" is not one.'],
+  ];
+  for (const [argv, sentence] of cases) {
+    const t = io();
+    assert.is(await executeCommand({ name: 'typed', summary: 'x', common: [], flags: typed, run: async () => assert.unreachable('ran') }, argv, t), 2, argv.join(' '));
+    assert.is(t.err().trim().split('\n').length, 1, `${argv.join(' ')}: one line, got ${t.err()}`);
+    assert.match(t.err(), sentence);
+  }
 });
 
 test.run();

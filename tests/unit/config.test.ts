@@ -63,6 +63,12 @@ const cases: [string, (t: string) => string, RegExp][] = [
   ['bad e-mail', (t) => edit(t, 'RESEND_FROM_EMAIL', 'noreply'), /RESEND_FROM_EMAIL "noreply" is not an e-mail address/],
   ['unknown environment name', (t) => edit(t, 'ENVIRONMENT', 'staging'), /ENVIRONMENT "staging" must be one of production, development/],
   ['syntax error', (t) => `${t}\nthis is not a pair`, /:\d+: not a KEY=value line/],
+  // The app's required variables (fabkury/makapix 4350ab8): without them it does not boot or fails on first use.
+  ['no SQIDS_ALPHABET (api/app/sqids_config.py raises at import)', (t) => edit(t, 'SQIDS_ALPHABET', null), /\.env\.prod: SQIDS_ALPHABET is missing/],
+  ['a SQIDS_ALPHABET with repeated characters', (t) => edit(t, 'SQIDS_ALPHABET', 'aab'), /:\d+: SQIDS_ALPHABET must be at least 3 distinct characters/],
+  ['a JWT_SECRET_KEY under 32 characters (api/app/auth.py raises at import)', (t) => edit(t, 'JWT_SECRET_KEY', 'short-but-not-empty'), /:\d+: JWT_SECRET_KEY is 19 characters long; the app refuses to start under 32/],
+  ['no VAULT_PUBLIC_BASE_URL (api/app/settings.py raises on first use)', (t) => edit(t, 'VAULT_PUBLIC_BASE_URL', ''), /:\d+: VAULT_PUBLIC_BASE_URL is empty/],
+  ['a malformed SENTRY_TRACES_SAMPLE_RATE', (t) => edit(t, 'SENTRY_TRACES_SAMPLE_RATE', '2'), /SENTRY_TRACES_SAMPLE_RATE "2" is not a rate/],
   ['duplicate key', (t) => `${t}\nDB_DATABASE=other`, /DB_DATABASE is set again \(first at line \d+\)/],
 ];
 
@@ -72,6 +78,36 @@ for (const [name, breakIt, expected] of cases) {
     assert.ok(problems.some((p) => expected.test(p)), `no problem matched ${expected}: ${problems.join(' | ')}`);
   });
 }
+
+test("an empty feature of the app is a warning naming what is lost, with file and line, never an error", () => {
+  let text = edit(example('prod'), 'RESEND_API_KEY', '');
+  text = edit(text, 'HEALTHCHECKS_PING_KEY', null);
+  const cfg = loadEnvConfig('prod', writeEnv(text));
+  assert.is(cfg.vars.RESEND_API_KEY, undefined);
+  const resend = cfg.warnings.find((w) => w.includes('RESEND_API_KEY'));
+  assert.match(resend ?? '', /\.env\.prod:\d+: RESEND_API_KEY is empty: no e-mail is sent/);
+  assert.match(cfg.warnings.find((w) => w.includes('HEALTHCHECKS_PING_KEY')) ?? '', /\.env\.prod: HEALTHCHECKS_PING_KEY is missing: .*dead-man/);
+  const filled = loadEnvConfig('prod', writeEnv(edit(edit(example('prod'), 'RESEND_API_KEY', 're_x'), 'HEALTHCHECKS_PING_KEY', 'k')));
+  assert.ok(filled.vars.RESEND_API_KEY instanceof Secret);
+  assert.not.ok(filled.warnings.some((w) => /RESEND_API_KEY|HEALTHCHECKS_PING_KEY/.test(w)));
+});
+
+test('the classes per environment: CERT_RENEWAL_THRESHOLD_DAYS is an EB feature, not a production variable', () => {
+  assert.is(loadEnvConfig('dev', writeEnv(example('dev'), '.env.dev')).vars.CERT_RENEWAL_THRESHOLD_DAYS, 3650);
+  const dev = loadEnvConfig('dev', writeEnv(edit(example('dev'), 'CERT_RENEWAL_THRESHOLD_DAYS', ''), '.env.dev'));
+  assert.match(dev.warnings.join('\n'), /CERT_RENEWAL_THRESHOLD_DAYS is empty: players renew/);
+  const prod = loadEnvConfig('prod', writeEnv(example('prod')));
+  assert.not.match(prod.warnings.join('\n'), 'CERT_RENEWAL_THRESHOLD_DAYS');
+  for (const key of ['SQIDS_ALPHABET', 'VAULT_PUBLIC_BASE_URL', 'JWT_SECRET_KEY', 'MAKAPIX_IP_HASH_SALT']) assert.not.ok('feature' in envSchema[key as keyof typeof envSchema], `${key} is required`);
+  for (const key of ['RESEND_API_KEY', 'CORS_ORIGINS', 'SENTRY_DSN', 'HEALTHCHECKS_PING_KEY', 'MAKAPIX_ADMIN_USER', 'MAKAPIX_ADMIN_PASSWORD', 'CERT_RENEWAL_THRESHOLD_DAYS']) assert.ok('feature' in envSchema[key as keyof typeof envSchema], `${key} is a feature`);
+});
+
+test('NEXT_PUBLIC_API_BASE_URL in the examples is the origin (the web code appends /api/...)', () => {
+  for (const env of ['prod', 'dev'] as const) {
+    const u = new URL(loadEnvConfig(env, writeEnv(example(env), `.env.${env}`)).vars.NEXT_PUBLIC_API_BASE_URL);
+    assert.is(u.pathname, '/', env);
+  }
+});
 
 test('reports every problem at once, not just the first', () => {
   let text = example('prod');
@@ -107,8 +143,8 @@ test('a dev file loaded as prod is refused for safety (exit 3)', () => {
 test('secrets never print, in errors or logs', () => {
   const cfg = loadEnvConfig('prod', writeEnv(example('prod')));
   const shown = [String(cfg.vars.JWT_SECRET_KEY), JSON.stringify(cfg.vars), inspect(cfg, { depth: 5 })].join('\n');
-  assert.not.match(shown, 'change-me-prod-jwt');
-  assert.ok(secretsOf(cfg).some((s) => s.reveal() === 'change-me-prod-jwt'));
+  assert.not.match(shown, 'change-me-prod-jwt-secret-of-32-characters-or-more');
+  assert.ok(secretsOf(cfg).some((s) => s.reveal() === 'change-me-prod-jwt-secret-of-32-characters-or-more'));
   const problems = problemsOf(edit(example('prod'), 'DB_ADMIN_PASSWORD', ''));
   assert.not.match(problems.join(' '), 'change-me');
 });

@@ -1,19 +1,6 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import {
-  aliasesFromInspect,
-  countHealth,
-  deployPlan,
-  deployRefusal,
-  imageTag,
-  parseDeployLog,
-  rollbackTarget,
-  servicesFromConfig,
-  switchStrategy,
-  withEnvValue,
-  type DeployFacts,
-  type DeployRecord,
-} from '../../lib/jobs/deploy.ts';
+import { aliasesFromInspect, deployPlan, deployRefusal, imageTag, parseDeployLog, rollbackTarget, servicesFromConfig, switchStrategy, withEnvValue, type DeployFacts, type DeployRecord } from '../../lib/jobs/deploy.ts';
 import { Exit } from '../../lib/core/errors.ts';
 
 const a = 'a'.repeat(40);
@@ -143,13 +130,6 @@ test('rollbackTarget: the tag before the successful deploy of the current tag; f
 test('parseDeployLog skips a line cut by a crash', () => {
   const line = JSON.stringify(rec('t1', 't2', 'succeeded'));
   assert.is(parseDeployLog(`${line}\n{"at":"2026-11-2\n${line}\n`).length, 2);
-});
-
-test('countHealth needs consecutive successes', () => {
-  const seq = [true, true, false, true, true, true];
-  let n = 0;
-  const streaks = seq.map((ok) => (n = countHealth(n, ok)));
-  assert.equal(streaks, [1, 2, 0, 1, 2, 3]);
 });
 
 test('aliasesFromInspect keeps the service aliases and drops the container-id alias', () => {

@@ -3,8 +3,7 @@ import * as assert from 'uvu/assert';
 import { combinedCopy, planSampling, makapixSampling, PlanError, UnruledColumnsError, type SamplingConfig, type SampleOptions, type TablePlan } from '../../lib/domain/sampling.ts';
 import type { Catalog, Column, ForeignKey, Table } from '../../lib/tools/catalog.ts';
 import { keep, makapixRules } from '../../lib/domain/anonymize.ts';
-import { connectionFromUrl, parsePct, parseSeed, parseUsers, schemaDifferences } from '../../lib/jobs/sample-data.ts';
-import { UsageError } from '../../lib/core/errors.ts';
+import { connectionFromUrl, schemaDifferences } from '../../lib/jobs/sample-data.ts';
 
 // A small Makapix-shaped catalog, as readCatalog returns it.
 const col = (name: string, type = 'integer', nullable = true): Column => ({ name, type, nullable, generated: false });
@@ -177,15 +176,7 @@ test('one COPY for every table: each set is defined once, every row padded to th
   assert.ok(tableOf(p, 'licenses').mode === 'whole' && p.tables.every((t, i) => t.mode !== 'whole' || i < firstSampled), 'lookups load first, so what points at them can be checked early');
 });
 
-test('flags: --pct, --seed, --users and URLs', () => {
-  for (const [v, n] of [['10', 10], ['0.5', 0.5], ['100', 100]] as const) assert.is(parsePct(v), n);
-  for (const v of ['0', '150', 'abc', '-5', '', '1e2']) assert.throws(() => parsePct(v), (e: Error) => e instanceof UsageError, v);
-  assert.is(parseSeed('42'), 42);
-  const usage = (e: Error) => e instanceof UsageError;
-  assert.throws(() => parseSeed('x'), usage);
-  assert.equal(parseUsers('12, 34,12'), ['12', '34']);
-  assert.equal(parseUsers(undefined), []);
-  assert.throws(() => parseUsers('12;DROP'), usage);
+test('connection URLs (the typed flags --pct, --seed and --users are proven in cli.test.ts)', () => {
   assert.equal(connectionFromUrl('postgresql://owner:pw@127.0.0.1:5433/makapix_dev', '--target-url'), { host: '127.0.0.1', port: 5433, database: 'makapix_dev', user: 'owner', password: 'pw' });
   assert.throws(() => connectionFromUrl('mysql://x@h/db', '--source-url'), /--source-url must start with postgresql/);
 });

@@ -1,8 +1,9 @@
 import { test } from 'uvu';
+import { parseFlagValue } from '../../lib/core/cli.ts';
 import * as assert from 'uvu/assert';
 import { parseEnvFile, validateEnv, envSchema, type Environment } from '../../lib/core/config.ts';
 import { UsageError } from '../../lib/core/errors.ts';
-import { describeSandbox, envInput, generateSecrets, parseSandboxSize, renderActivate, renderEnvFile, sandboxEnvVars, sandboxPaths, sandboxShellEnv } from '../../dev/sandbox.ts';
+import { describeSandbox, envInput, generateSecrets, renderActivate, sandboxSizeFlags, renderEnvFile, sandboxEnvVars, sandboxPaths, sandboxShellEnv } from '../../dev/sandbox.ts';
 
 const paths = sandboxPaths('/tmp/some-sandbox');
 const input = (env: Environment, port: number) => envInput(paths, env, port, generateSecrets(env));
@@ -51,11 +52,11 @@ test('secrets are fresh per environment: no value is shared between prod and dev
   }
 });
 
-test('parseSandboxSize: defaults, whole numbers, usage errors', () => {
-  assert.equal(parseSandboxSize({}), { users: 2000, seed: 42 });
-  assert.equal(parseSandboxSize({ users: '100000', seed: '0' }), { users: 100000, seed: 0 });
-  for (const bad of [{ users: '0' }, { users: '-5' }, { users: '1e3' }, { users: 'many' }, { seed: '4294967296' }, { seed: '1.5' }]) {
-    assert.throws(() => parseSandboxSize(bad), (e: unknown) => e instanceof UsageError, JSON.stringify(bad));
+test('--users and --seed: defaults, whole numbers, usage errors', () => {
+  assert.equal([sandboxSizeFlags.users.default, sandboxSizeFlags.seed.default], [2000, 42]);
+  assert.equal([parseFlagValue('users', sandboxSizeFlags.users, '100000'), parseFlagValue('seed', sandboxSizeFlags.seed, '0')], [100000, 0]);
+  for (const [flag, bad] of [['users', '0'], ['users', '-5'], ['users', '1e3'], ['users', 'many'], ['seed', '4294967296'], ['seed', '1.5']] as const) {
+    assert.throws(() => parseFlagValue(flag, sandboxSizeFlags[flag], bad), (e: unknown) => e instanceof UsageError, `${flag} ${bad}`);
   }
 });
 

@@ -11,13 +11,15 @@ import { $ } from 'zx';
 import { composeDir, projectRoot } from '../../../lib/core/paths.ts';
 import { freePort } from '../../../dev/ports.ts';
 import { imageTag, withEnvValue } from '../../../lib/jobs/deploy.ts';
-import { onExit } from '../../harness/cleanup.ts';
+import { onExit } from '../../../dev/cleanup.ts';
 import { ensureEngine } from './engine.ts';
 import { baseAlias, ensureStandInImages, type StandIn } from './images.ts';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const fixtureApp = path.join(here, '..', 'fixture-app');
-const projects = ['makapix-prod', 'makapix-dev'];
+const projects = ['makapix-prod', 'makapix-dev', 'makapix-edge'];
+/** Volumes the stacks and the edge create under fixed names (never the machine's own: this engine is the test's). */
+const fixedVolumes = ['makapix-prod_broker_data', 'makapix-prod_mqtt_passwords', 'makapix-dev_broker_data', 'makapix-dev_mqtt_passwords', 'makapix-edge-caddy-data', 'makapix-edge-caddy-config', 'makapix-stack_caddy_data', 'makapix-stack_caddy_config'];
 
 export interface Change {
   version?: string;
@@ -44,7 +46,7 @@ function purgeProjects(volumes: string[]): void {
     // A failed legacy build leaves its intermediate container behind.
     `docker ps -aq --filter status=exited --filter ancestor=${baseAlias} | xargs -r docker rm`,
     ...projects.map((p) => `docker network rm ${p}-internal 2>/dev/null`),
-    ...volumes.map((v) => `docker volume rm -f ${v} 2>/dev/null`),
+    ...[...volumes, ...fixedVolumes].map((v) => `docker volume rm -f ${v} 2>/dev/null`),
     `docker images --format '{{.Repository}}:{{.Tag}}' | grep -E '^makapix-(prod|dev)-' | xargs -r docker rmi -f`,
   ].join('; ');
   spawnSync('sh', ['-c', `${script}; true`], { stdio: 'ignore' });
@@ -128,6 +130,7 @@ export class World {
       DB_VOLUME_NAME: this.volumes[env],
       VAULT_HOST_PATH: path.join(this.root, `vault-${env}`),
       MQTT_CERTS_DIR: path.join(this.root, `mqtt-${env}`),
+      CADDY_LOG_DIR: path.join(this.root, 'caddy-logs'),
       BACKUP_DIR: path.join(this.root, `backups-${env}`),
       ...(env === 'prod' && { DEPLOY_LOG: this.deployLog }),
       ...overrides,

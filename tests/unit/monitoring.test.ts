@@ -1,29 +1,10 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import {
-  defaultThresholds,
-  diskUsage,
-  dockerArgs,
-  evaluateBackup,
-  evaluateCerts,
-  evaluateConnections,
-  evaluateContainers,
-  evaluateDisk,
-  evaluateLatency,
-  nagiosExit,
-  parseContainerStats,
-  parseDockerSize,
-  parseOnly,
-  parseThresholds,
-  percentile,
-  summarize,
-  worst,
-  type MonitorResult,
-  type Status,
-} from '../../lib/jobs/monitor.ts';
+import { defaultThresholds, diskUsage, evaluateBackup, evaluateCerts, evaluateConnections, evaluateContainers, evaluateDisk, evaluateLatency, nagiosExit, parseOnly, parseThresholds, percentile, summarize, worst, type MonitorResult, type Status } from '../../lib/domain/monitoring.ts';
+import { dockerArgs, parseContainerStats, parseDockerSize } from '../../lib/jobs/monitor.ts';
 import { PassThrough } from 'node:stream';
 import { executeCommand, type CommandSpec } from '../../lib/core/cli.ts';
-import { backupName, parseBackupName } from '../../lib/jobs/backup.ts';
+import { backupName, parseBackupName } from '../../lib/domain/backup-files.ts';
 import { parseResolve } from '../../lib/tools/probe.ts';
 import { ConfigError, UsageError } from '../../lib/core/errors.ts';
 
@@ -175,13 +156,23 @@ test('backup: file names, and the newest backup against the schedule', () => {
   assert.is(backupName(new Date('2026-01-02T03:04:05.678Z'), 'sql'), 'makapix-20260102-030405.sql');
   const dir = '/backups';
   const at = (hoursAgo: number) => backupName(new Date(now.getTime() - hoursAgo * 3_600_000), 'dump');
+  const good = (hoursAgo: number) => ({ name: at(hoursAgo), takenAt: new Date(now.getTime() - hoursAgo * 3_600_000), finishedAt: new Date(now.getTime() - hoursAgo * 3_600_000 + 60_000) });
+  const bad = (hoursAgo: number, problem: string) => ({ ...good(hoursAgo), problem });
+  const year2099 = { name: 'makapix-20991231-000000.dump', takenAt: new Date('2099-12-31T00:00:00Z') };
   const cases: [Parameters<typeof evaluateBackup>[0], Status, RegExp][] = [
-    [{ dir, names: [at(30), at(3), 'notes.txt'] }, 'OK', /newest makapix-20261125-090000\.dump is 3\.0 h old \(≤ 26 h\)/],
-    [{ dir, names: [at(27), `${at(1)}.tmp`] }, 'WARNING', /27\.0 h old \(> 26 h\)/],
-    [{ dir, names: [at(60)] }, 'CRITICAL', /60\.0 h old \(> 50 h\)/],
-    [{ dir, names: ['notes.txt'] }, 'CRITICAL', /\/backups holds no backup/],
+    [{ dir, backups: [good(30), good(3)] }, 'OK', /newest makapix-20261125-090000\.dump is 3\.0 h old \(≤ 26 h\)/],
+    [{ dir, backups: [good(27)] }, 'WARNING', /27\.0 h old \(> 26 h\)/],
+    [{ dir, backups: [good(60)] }, 'CRITICAL', /60\.0 h old \(> 50 h\)/],
+    [{ dir, backups: [] }, 'CRITICAL', /\/backups holds no backup/],
     [{ dir, error: 'does not exist: no backup was ever taken here', missing: true }, 'CRITICAL', /does not exist/],
     [{ dir, error: 'cannot read: EACCES' }, 'UNKNOWN', /EACCES/],
+    // File names alone never read OK: issue 20.
+    [{ dir, backups: [good(30), year2099] }, 'WARNING', /newest makapix-20261124-060000\.dump is 30\.0 h old .*makapix-20991231-000000\.dump does not count: it is dated in the future/],
+    [{ dir, backups: [year2099] }, 'CRITICAL', /holds no verified backup; .* dated in the future/],
+    [{ dir, backups: [{ ...good(3), finishedAt: new Date('2099-01-01T00:00:00Z') }, good(20)] }, 'WARNING', /dated in the future/],
+    [{ dir, backups: [good(20), bad(2, 'its dump is empty')] }, 'WARNING', /newest makapix-20261124-160000\.dump is 20\.0 h old .*does not count: its dump is empty/],
+    [{ dir, backups: [good(40), bad(2, 'its bytes are damaged (sha256 differs from its manifest)')] }, 'WARNING', /40\.0 h old .*damaged/],
+    [{ dir, backups: [bad(2, 'its dump is 10 bytes, its manifest says 99 (truncated or replaced)')] }, 'CRITICAL', /holds no verified backup; .*truncated/],
   ];
   for (const [m, status, detail] of cases) {
     const r = evaluateBackup(m, now, t);

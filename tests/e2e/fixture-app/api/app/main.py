@@ -1,7 +1,12 @@
+"""The api: /health and /items (Caddy strips /api), as `uvicorn app.main:app` would serve them."""
 import json, os, pathlib, signal, sys
 from http.server import ThreadingHTTPServer, BaseHTTPRequestHandler
 
-here = pathlib.Path(__file__).parent
+sys.path.insert(0, str(pathlib.Path(__file__).parent.parent))
+from app.settings import check_or_exit  # noqa: E402
+
+check_or_exit("api")
+here = pathlib.Path(__file__).parent.parent
 version = (here / "VERSION").read_text().strip()
 # HEALTH "fail-in-production": healthy on EB, failing on EA (a production-only misconfiguration).
 healthy = not ((here / "HEALTH").read_text().strip() == "fail-in-production" and os.environ.get("ENVIRONMENT") == "production")
@@ -11,6 +16,8 @@ class Handler(BaseHTTPRequestHandler):
     def do_GET(self):
         if self.path in ("/health", "/api/health"):
             code, body = (200, {"status": "ok", "version": version}) if healthy else (503, {"status": "failing", "version": version})
+        elif self.path == "/items":
+            code, body = 200, {"items": [], "vault": os.environ["VAULT_PUBLIC_BASE_URL"]}
         else:
             code, body = 404, {"detail": "not found"}
         data = json.dumps(body).encode()
@@ -27,5 +34,5 @@ class Handler(BaseHTTPRequestHandler):
 server = ThreadingHTTPServer(("0.0.0.0", 8000), Handler)
 # Like uvicorn: a SIGTERM ends the process promptly (PID 1 ignores it otherwise).
 signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
-print(f"api {version} listening on 8000", flush=True)
+print(f"api {version} listening on 8000 (reload: {'--reload' in sys.argv})", flush=True)
 server.serve_forever()

@@ -1,20 +1,6 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import {
-  backupFileList,
-  backupStem,
-  checksumLine,
-  estimateDumpBytes,
-  groupBackupFiles,
-  isVerifiedBackup,
-  parseBackupFileName,
-  parseBackupName,
-  planRotation,
-  spaceCheck,
-  spaceReserveBytes,
-  staleTemporaries,
-  type BackupSet,
-} from '../../lib/jobs/backup.ts';
+import { backupFileList, backupStem, checksumLine, estimateDumpBytes, groupBackupFiles, isVerifiedBackup, parseBackupFileName, parseBackupName, planRotation, spaceCheck, spaceReserveBytes, staleTemporaries, type BackupSet } from '../../lib/domain/backup-files.ts';
 import { OpsError } from '../../lib/core/errors.ts';
 
 const sha = 'a'.repeat(64);
@@ -92,6 +78,11 @@ test('rotation, table-driven', () => {
     },
     { label: 'the new one survives even if "newer" ones exist (clock skew)', sets: [set(1), set(5), set(6)], keep: 2, justMade: 1, removed: [5] },
   ];
+  // Leftovers no dump owns (a run killed after its checksum's rename): removed, and nothing else of theirs.
+  const orphan = (day: number, files: ('.dump.sha256' | '.manifest.json' | '.globals.sql')[]): BackupSet => ({ stem: set(day).stem, verified: false, files: files.map((f) => `${set(day).stem}${f}`) });
+  const withOrphans = planRotation([set(1), set(2), orphan(3, ['.dump.sha256']), orphan(4, ['.dump.sha256', '.manifest.json', '.globals.sql']), set(5, false)], 7, set(2).stem);
+  assert.equal(withOrphans.remove.sort(), [...orphan(3, ['.dump.sha256']).files, ...orphan(4, ['.dump.sha256', '.manifest.json', '.globals.sql']).files].sort());
+  assert.equal(withOrphans.removedStems, []);
   for (const t of table) {
     const plan = planRotation(t.sets, t.keep, set(t.justMade).stem);
     assert.equal(plan.removedStems.sort(), stems(t.removed), t.label);

@@ -3,9 +3,9 @@ import path from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import pg from 'pg';
 import { from as copyFrom, to as copyTo } from 'pg-copy-streams';
-import type { Cluster } from '../../dev/cluster.ts';
-import { sandboxDatabases } from '../../dev/sandbox.ts';
-import { hasUpscaledVariant, vaultFilePath, vaultVariantPath } from '../../dev/seed.ts';
+import type { Cluster } from './cluster.ts';
+import { sandboxDatabases } from './sandbox.ts';
+import { hasUpscaledVariant, vaultFilePath, vaultVariantPath } from './seed.ts';
 
 /**
  * Stands in for sample-data-to-dev: copies EA's posts matching `postFilter` (SQL on posts `p`),

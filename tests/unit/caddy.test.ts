@@ -4,7 +4,7 @@ import { mkdirSync, mkdtempSync, readFileSync, writeFileSync, readdirSync } from
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { caddyfileArgv, defaultCredentialsDir, edgeCaddyfile, edgeEnvironment, ensureCredentials, readableCredentialsDir } from '../../lib/tools/caddy.ts';
-import { parseCredentials } from '../../lib/jobs/basic-auth.ts';
+import { parseCredentials } from '../../lib/domain/credentials.ts';
 
 test('no settings: no variables, so every placeholder takes its production default', () => {
   assert.equal(edgeEnvironment({}), {});
@@ -19,7 +19,8 @@ test('settings become the Caddyfile placeholders', () => {
 
 test('every placeholder edgeEnvironment sets is one the Caddyfile reads', () => {
   const caddyfile = readFileSync(edgeCaddyfile, 'utf8');
-  const all = edgeEnvironment({ admin: 'a', credentialsDir: 'b', eaHost: 'c', eaVaultHost: 'd', ebHost: 'e', ebVaultHost: 'f', eaApiUpstream: 'g', eaWebUpstream: 'h', eaVaultUpstream: 'i', ebApiUpstream: 'j', ebWebUpstream: 'k', ebVaultUpstream: 'l', extraGlobalOptions: ['m'], ebAuthExemptPaths: ['/n'] });
+  const all = edgeEnvironment({ admin: 'a', credentialsDir: 'b', eaHost: 'c', eaVaultHost: 'd', eaWwwHost: 'd1', eaAppHost: 'd2', ebAppHost: 'd3', ebHost: 'e', ebVaultHost: 'f', eaApiUpstream: 'g', eaWebUpstream: 'h', eaVaultRoot: 'i', ebApiUpstream: 'j', ebWebUpstream: 'k', ebVaultRoot: 'l', logDir: 'l1', extraGlobalOptions: ['m'], ebAuthExemptPaths: ['/n'] });
+  assert.is(Object.keys(all).length, 18);
   for (const name of Object.keys(all)) assert.ok(caddyfile.includes(`{$${name}`), `the Caddyfile never reads ${name}`);
 });
 

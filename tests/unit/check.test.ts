@@ -4,7 +4,11 @@ import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { parseEnvFile, validateEnv, type EnvConfig, type Environment } from '../../lib/core/config.ts';
 import { composeDir } from '../../lib/core/paths.ts';
+import { aclFile } from '../../lib/tools/mosquitto.ts';
 import { auditIsolation, analyzeCaddyHost, parseMemory, publishedPorts, renderCheckTable, type AuditInput, type CheckRow } from '../../lib/jobs/check.ts';
+
+/** The real file: the audit must pass on what the repository ships. */
+const committedAcl = readFileSync(aclFile, 'utf8');
 
 // ---- fixtures: what `docker compose config` and `caddy adapt` render, small and editable ----------
 
@@ -12,9 +16,9 @@ function envConfig(env: Environment, edits: Record<string, string> = {}): EnvCon
   const file = path.join(composeDir, `.env.${env}.example`);
   const { entries } = parseEnvFile(readFileSync(file, 'utf8'), file);
   for (const [k, v] of Object.entries(edits)) entries.set(k, { value: v, line: 0 });
-  const { vars, problems } = validateEnv(file, entries);
+  const { vars, problems, warnings } = validateEnv(file, entries);
   if (!vars) throw new Error(problems.join('; '));
-  return { env, file, vars };
+  return { env, file, vars, warnings };
 }
 
 const limits = { db: [0.6, '768M'], cache: [0.15, '128M'], api: [0.3, '384M'], worker: [0.3, '256M'], web: [0.3, '256M'], mqtt: [0.15, '64M'], vault: [0.15, '64M'] } as const;
@@ -37,7 +41,7 @@ function stack(env: Environment) {
   return {
     services,
     networks: { internal: { name: `${p}-internal` }, caddy_net: { external: true, name: 'caddy_net' } },
-    volumes: { db_data: env === 'prod' ? { external: true, name: 'makapix_pg_data' } : { name: 'makapix_dev_pg_data' } },
+    volumes: { db_data: env === 'prod' ? { external: true, name: 'makapix_pg_data' } : { name: 'makapix-dev_pg_data' } },
   };
 }
 
@@ -66,9 +70,17 @@ const stripBasic = { match: [{ header_regexp: { Authorization: { pattern: '(?i)^
 const site = (host: string, routes: unknown[]) => ({ match: [{ host: [host] }], handle: [{ handler: 'subroute', routes }], terminal: true });
 const sub = (routes: unknown[], match?: unknown[]) => ({ ...(match && { match }), handle: [{ handler: 'subroute', routes }] });
 
+const files = (root: string): Handler[] => [{ handler: 'vars', root }, { handler: 'file_server', hide: ['caddy/Caddyfile'] }];
+const mkpx404 = { match: [{ path: ['/mkpx/*'] }], handle: [{ handler: 'static_response', status_code: 404 }] };
+/** The App Link hosts: constants only. */
+const appLinks = (host: string, extra: Handler[] = []) =>
+  site(host, [{ handle: extra }, sub([{ handle: [{ handler: 'static_response', status_code: 200, body: '[]' }] }], [{ path: ['/.well-known/assetlinks.json'] }]), sub([{ handle: [{ handler: 'static_response', status_code: 404 }] }])]);
+
 interface CaddyShape {
   ebSite?: unknown;
   ebVault?: unknown;
+  eaVault?: unknown;
+  ebApp?: unknown;
 }
 /** The adapted Caddyfile, shaped like caddy adapt's output for caddy/Caddyfile. */
 function caddy(shape: CaddyShape = {}) {
@@ -91,13 +103,14 @@ function caddy(shape: CaddyShape = {}) {
         ],
       },
     ]);
-  const ebVault = shape.ebVault ?? site('vault-dev.makapix.club', [{ handle: [...noindex, { handler: 'subroute', routes: [{ handle: [auth('tv1', '$2b$device')] }, strip, { handle: [proxy('vault.makapix-dev:8080')] }] }] }]);
-  const eaVault = site('vault.makapix.club', [{ handle: [proxy('vault.makapix-prod:8080')] }]);
+  const ebVault = shape.ebVault ?? site('vault-dev.makapix.club', [{ handle: [...noindex, { handler: 'subroute', routes: [{ handle: [auth('tv1', '$2b$device')] }, strip, mkpx404, { handle: files('/srv/vault-dev') }] }] }]);
+  const eaVault = shape.eaVault ?? site('vault.makapix.club', [{ handle: [{ handler: 'subroute', routes: [mkpx404, { handle: files('/srv/vault-prod') }] }] }]);
+  const ebApp = shape.ebApp ?? appLinks('app-dev.makapix.club', noindex);
   return {
     apps: {
       http: {
         servers: {
-          srv0: { listen: [':443'], routes: [ebSite, ebVault, eaVault, site('makapix.club', [sub([{ handle: [proxy('web.makapix-prod:3000')] }])])] },
+          srv0: { listen: [':443'], routes: [ebSite, ebVault, ebApp, eaVault, appLinks('app.makapix.club'), site('makapix.club', [sub([{ handle: [proxy('web.makapix-prod:3000')] }])])] },
           // The refusal of unknown hosts: a catch-all after the plain-HTTP sites.
           srv1: { listen: [':80'], routes: [ebVault, eaVault, { handle: [{ handler: 'subroute', routes: [{ handle: [{ handler: 'headers', response: { set: { 'X-Robots-Tag': ['noindex, nofollow'] } } }, { handler: 'static_response', status_code: 421 }] }] }], terminal: true }] },
         },
@@ -111,6 +124,7 @@ function input(edit: (i: AuditInput) => void = () => {}): AuditInput {
     prod: { cfg: envConfig('prod'), rendered: stack('prod'), warnings: [], caFingerprint: 'aa' },
     dev: { cfg: envConfig('dev'), rendered: stack('dev'), warnings: [], caFingerprint: 'bb' },
     caddy: caddy(),
+    acl: committedAcl,
     developers: [{ username: 'alice', password: '$2b$dev' }],
   };
   edit(i);
@@ -125,7 +139,18 @@ test('the committed configuration shape passes every check', () => {
   assert.equal(failing(rows), []);
   assert.ok(rows.length >= 20, `only ${rows.length} checks`);
   assert.match(rows.find((r) => r.check === 'EB resource budget')!.detail, /1\.95 CPUs, 1920 MiB/);
-  assert.match(renderCheckTable(rows), /All \d+ checks passed\./);
+  // The examples leave the app's optional features (e-mail, Sentry, ...) empty: warnings, not failures.
+  assert.match(renderCheckTable(rows), /All \d+ checks passed \(2 warnings\)\./);
+  assert.match(rows.find((r) => r.check === 'prod app features')!.detail, /^off: RESEND_API_KEY, SENTRY_DSN, HEALTHCHECKS_PING_KEY, MAKAPIX_ADMIN_USER, MAKAPIX_ADMIN_PASSWORD/);
+});
+
+test('with every feature of the app configured, nothing warns', () => {
+  const full = { RESEND_API_KEY: 're_1', SENTRY_DSN: 'https://k@sentry.invalid/1', HEALTHCHECKS_PING_KEY: 'k', MAKAPIX_ADMIN_USER: 'owner', MAKAPIX_ADMIN_PASSWORD: 'pw' };
+  const rows = auditIsolation(input((i) => {
+    i.prod.cfg = envConfig('prod', full);
+    i.dev.cfg = envConfig('dev', { ...full, HEALTHCHECKS_PING_KEY: 'k2' });
+  }));
+  assert.equal(rows.filter((r) => r.status === 'warn'), []);
 });
 
 // Each broken fact must fail exactly its own check, with a message that names the culprit.
@@ -138,10 +163,11 @@ const broken: { name: string; edit: (i: AuditInput) => void; check: string; deta
   { name: 'the plaintext MQTT listener published', edit: (i) => void (svc(i, 'prod', 'mqtt').ports = ['1883:1883']), check: 'published services', detail: /plaintext listener 1883/ },
   { name: 'a shared network other than caddy_net', edit: (i) => void ((i.dev.rendered as ReturnType<typeof stack>).networks.internal.name = 'makapix-prod-internal'), check: 'networks', detail: /makapix-prod-internal/ },
   { name: 'the same database password', edit: (i) => void (i.dev.cfg = envConfig('dev', { DB_API_WORKER_PASSWORD: 'change-me-prod-db-admin' })), check: 'database passwords', detail: /EB database password equals an EA one/ },
-  { name: 'the same JWT secret', edit: (i) => void (i.dev.cfg = envConfig('dev', { JWT_SECRET_KEY: 'change-me-prod-jwt' })), check: 'JWT secret', detail: /same JWT_SECRET_KEY/ },
+  { name: 'the same JWT secret', edit: (i) => void (i.dev.cfg = envConfig('dev', { JWT_SECRET_KEY: 'change-me-prod-jwt-secret-of-32-characters-or-more' })), check: 'JWT secret', detail: /same JWT_SECRET_KEY/ },
   { name: 'the same OAuth client', edit: (i) => void (i.dev.cfg = envConfig('dev', { GITHUB_OAUTH_CLIENT_ID: 'change-me-prod-oauth-id' })), check: 'OAuth client', detail: /change-me-prod-oauth-id/ },
   { name: 'the same MQTT CA certificate', edit: (i) => void (i.dev.caFingerprint = 'aa'), check: 'MQTT CA', detail: /same certificate/ },
   { name: 'one MQTT certificate folder inside the other', edit: (i) => void (i.dev.cfg = envConfig('dev', { MQTT_CERTS_DIR: '/etc/makapix/prod/mqtt/dev' })), check: 'MQTT CA', detail: /overlaps/ },
+  { name: "the app's fallback MQTT account (api-server), which the ACL does not know", edit: (i) => void (i.dev.cfg = envConfig('dev', { MQTT_BACKEND_USER: 'api-server' })), check: 'MQTT backend account', detail: /dev MQTT_BACKEND_USER=api-server \(\.env\.dev\.example\) has no rights in compose\/mosquitto\/acls, which grants svc_backend/ },
   { name: 'the same vault path', edit: (i) => void (i.dev.cfg = envConfig('dev', { VAULT_HOST_PATH: '/mnt/vault-1' })), check: 'vault path', detail: /overlaps: \/mnt\/vault-1/ },
   { name: 'EB over its CPU budget', edit: (i) => void (svc(i, 'dev', 'db').cpus = 1.0), check: 'EB resource budget', detail: /CPU limits add up to 2\.35 > 2/ },
   { name: 'EB over its memory budget (v2 renders bytes)', edit: (i) => void (svc(i, 'dev', 'db').mem_limit = String(1024 ** 3)), check: 'EB resource budget', detail: /2176 MiB > 2048 MiB/ },
@@ -157,6 +183,18 @@ const broken: { name: string; edit: (i: AuditInput) => void; check: string; deta
     edit: (i) => void (i.caddy = caddy({ ebVault: site('vault-dev.makapix.club', [{ handle: [...noindex, dropAuthorization, proxy('vault.makapix-dev:8080')] }]) })),
     check: 'EB behind basic auth',
     detail: /vault-dev\.makapix\.club has no basic auth; vault-dev\.makapix\.club answers without credentials: reverse_proxy vault\.makapix-dev:8080/,
+  },
+  {
+    name: "the public App Link host proxying to EB's web",
+    edit: (i) => void (i.caddy = caddy({ ebApp: appLinks('app-dev.makapix.club', [...noindex, proxy('web.makapix-dev:3000')]) })),
+    check: 'EB only through its hosts',
+    detail: /^app-dev\.makapix\.club answers without credentials with EB's reverse_proxy web\.makapix-dev:3000$/,
+  },
+  {
+    name: "EA's vault serving EB's vault folder",
+    edit: (i) => void (i.caddy = caddy({ eaVault: site('vault.makapix.club', [{ handle: files('/srv/vault-dev') }]) })),
+    check: 'EB only through its hosts',
+    detail: /vault\.makapix\.club answers without credentials with EB's file_server \/srv\/vault-dev/,
   },
   {
     name: 'an EB route answering before authentication',
@@ -274,6 +312,9 @@ test('host analysis: the plain-HTTP listener, exemptions and accounts', () => {
   const eb = analyzeCaddyHost(caddy(), 'development.makapix.club');
   assert.equal({ authenticated: eb.authenticated, forwardAuth: eb.forwardAuth, basicForwardedTo: eb.basicForwardedTo, unprotected: eb.unprotected, accounts: eb.accounts }, { authenticated: true, forwardAuth: ['edge-auth.makapix-edge:9180'], basicForwardedTo: [], unprotected: [], accounts: [] });
   assert.equal(a.accounts.map((x) => x.username), ['tv1', 'tv1']);
+  assert.equal(a.serves, ['file_server /srv/vault-dev']);
+  const app = analyzeCaddyHost(caddy(), 'app-dev.makapix.club');
+  assert.equal({ authenticated: app.authenticated, noindex: app.noindex, unprotected: app.unprotected, serves: app.serves }, { authenticated: false, noindex: true, unprotected: ['static_response 200', 'static_response 404'], serves: [] });
   const ea = analyzeCaddyHost(caddy(), 'makapix.club');
   assert.equal({ plainHttp: ea.plainHttp, authenticated: ea.authenticated, noindex: ea.noindex, unprotected: ea.unprotected }, { plainHttp: false, authenticated: false, noindex: false, unprotected: ['reverse_proxy web.makapix-prod:3000'] });
 });

@@ -1,7 +1,7 @@
 import { mkdtempSync, chmodSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { startCluster, pgBin, asClusterUser, type Cluster, type ClusterOptions } from '../../dev/cluster.ts';
+import { startCluster, pgBin, asClusterUser, type Cluster, type ClusterOptions } from './cluster.ts';
 import { onExit } from './cleanup.ts';
 import { spawnSync } from 'node:child_process';
 

@@ -1,0 +1,99 @@
+// Both stacks running the fixture app with the real contract, behind the toolkit's edge Caddy
+// (caddy/docker-compose.edge.yml on loopback ports, local certificates): EA's page calls the API on
+// the origin it was built with and that call succeeds; EB answers 401 without credentials and
+// serves with them; the app's containers run as the app needs (working_dir, no reloader, beat).
+import { test } from 'uvu';
+import * as assert from 'uvu/assert';
+import { existsSync, mkdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import path from 'node:path';
+import { $ } from 'zx';
+import { caddyDir } from '../../lib/core/paths.ts';
+import { runAtExit, onExit } from '../../dev/cleanup.ts';
+import { World } from './harness/world.ts';
+import { edgeEnv, edgePorts, get, type EdgePorts } from './harness/edge.ts';
+
+let w: World;
+let ports: EdgePorts;
+const developer = { user: 'e2edev', password: 'e2e-developer-password-1' };
+const credentials = path.join(caddyDir, 'credentials');
+const logs = async (name: string) => {
+  const r = await $({ quiet: true, nothrow: true })`docker logs ${name}`;
+  return `${r.stdout}${r.stderr}`;
+};
+
+test.before(async () => {
+  w = await World.create();
+  ports = await edgePorts();
+  // A developer account in the edge's credentials folder (git-ignored), put back as it was afterwards.
+  const backup = `${credentials}.e2e-backup`;
+  if (existsSync(credentials)) renameSync(credentials, backup);
+  onExit(() => {
+    rmSync(credentials, { recursive: true, force: true });
+    if (existsSync(backup)) renameSync(backup, credentials);
+  });
+  mkdirSync(credentials, { recursive: true });
+  const hash = (await $({ quiet: true })`caddy hash-password --plaintext ${developer.password}`).stdout.trim();
+  writeFileSync(path.join(credentials, 'developers.caddy'), `(eb_developers_auth) {\n\tbasicauth {\n\t\t${developer.user} ${hash}\n\t}\n}\n`);
+  writeFileSync(path.join(credentials, 'devices.caddy'), readFileSync(path.join(caddyDir, 'credentials.default', 'devices.caddy'), 'utf8'));
+  runAtExit('docker', ['rm', '-f', 'makapix-edge-caddy']);
+  for (const env of ['prod', 'dev'] as const) {
+    const r = await w.script('stack.ts', ['up', '--env', env]);
+    assert.is(r.code, 0, `up ${env}: ${r.stderr}`);
+  }
+  const edge = await w.script('stack.ts', ['up-edge'], edgeEnv(ports, w.images.vault));
+  assert.is(edge.code, 0, `up-edge: ${edge.stderr}`);
+  for (let i = 0; i < 60 && (await get(ports.https, 'makapix.club', '/api/health')).status !== 200; i++) await new Promise((r) => setTimeout(r, 500));
+});
+
+test("EA: the page calls /api/... on the origin it was built with, and that call succeeds through the edge", async () => {
+  const page = await get(ports.https, 'makapix.club', '/');
+  assert.is(page.status, 200, page.error ?? page.body);
+  const call = /fetch\("([^"]+)"\)/.exec(page.body)?.[1];
+  assert.is(call, 'https://makapix.club/api/items', 'NEXT_PUBLIC_API_BASE_URL is the origin, baked in at build time');
+  const u = new URL(call!);
+  const api = await get(ports.https, u.hostname, u.pathname);
+  assert.is(api.status, 200, api.error ?? api.body);
+  assert.equal(JSON.parse(api.body), { items: [], vault: 'https://vault.makapix.club' });
+});
+
+test('EB: 401 without credentials (noindex on it too), served with a developer\'s', async () => {
+  const anonymous = await get(ports.https, 'development.makapix.club', '/');
+  assert.is(anonymous.status, 401);
+  assert.match(String(anonymous.headers['x-robots-tag']), 'noindex');
+  const api = await get(ports.https, 'development.makapix.club', '/api/items');
+  assert.is(api.status, 401, 'the API too: EB is entirely behind basic auth');
+  const page = await get(ports.https, 'development.makapix.club', '/', developer);
+  assert.is(page.status, 200, page.body);
+  assert.match(page.body, 'fetch("https://development.makapix.club/api/items")');
+  const items = await get(ports.https, 'development.makapix.club', '/api/items', developer);
+  assert.is(items.status, 200);
+});
+
+test('the api runs in /workspace/api without the reloader; alembic and the test runner work from there', async () => {
+  for (const env of ['prod', 'dev']) {
+    assert.match(await logs(`makapix-${env}-api`), 'listening on 8000 (reload: False)');
+    const wd = (await $({ quiet: true })`docker inspect --format {{.Config.WorkingDir}} ${`makapix-${env}-api`}`).stdout.trim();
+    assert.is(wd, '/workspace/api');
+  }
+  const migrate = await $({ quiet: true, nothrow: true })`docker exec makapix-dev-api alembic upgrade head`;
+  assert.is(migrate.exitCode, 0, migrate.stderr);
+  const tests = await $({ quiet: true, nothrow: true })`docker exec makapix-dev-api python scripts/run_tests.py`;
+  assert.is(tests.exitCode, 0, tests.stderr);
+});
+
+test("the worker runs the app's worker.py with beat; the broker Redis is separate; the db init made api_worker and makapix_test", async () => {
+  assert.match(await logs('makapix-prod-worker'), 'celery worker --beat');
+  const policy = (await $({ quiet: true })`docker exec makapix-prod-broker redis-cli config get maxmemory-policy`).stdout;
+  assert.match(policy, 'noeviction');
+  const dev = await $({ quiet: true })`docker exec makapix-dev-db psql -U owner -d postgres -tAc ${"SELECT (SELECT count(*) FROM pg_roles WHERE rolname = 'api_worker') || ',' || (SELECT count(*) FROM pg_database WHERE datname = 'makapix_test')"}`;
+  assert.is(dev.stdout.trim(), '1,1');
+});
+
+test('the api refuses to boot without a required variable (the fixture keeps the real contract)', async () => {
+  const image = (await $({ quiet: true })`docker inspect --format {{.Config.Image}} makapix-dev-api`).stdout.trim();
+  const r = await $({ quiet: true, nothrow: true })`docker run --rm -w /workspace/api -e JWT_SECRET_KEY=${'x'.repeat(40)} ${image} uvicorn app.main:app`;
+  assert.is.not(r.exitCode, 0);
+  assert.match(r.stderr, 'SQIDS_ALPHABET');
+});
+
+test.run();
