@@ -451,6 +451,7 @@ export function auditIsolation(input: AuditInput): CheckRow[] {
   rows.push(budgetRow(dev.rendered));
 
   for (const r of caddyRows(input.caddy, dv.WEB_DOMAIN, dv.VAULT_DOMAIN, input.developers ?? [])) rows.push(r);
+  rows.push(ebImagesRow(dv.VAULT_PUBLIC_BASE_URL, dv.WEB_DOMAIN));
 
   let redirectHost = '';
   try {
@@ -581,6 +582,18 @@ function caddyRows(caddy: unknown, ebHost: string, ebVaultHost: string, develope
     plainProblems.length ? row('EB credentials on plain HTTP', 'fail', plainProblems.join('; ')) : row('EB credentials on plain HTTP', 'ok', `${ebVaultHost} takes device credentials only`),
     forwarded.length ? row('EB passwords to upstreams', 'fail', forwarded.join('; ')) : row('EB passwords to upstreams', 'ok', 'Basic credentials are removed before any EB upstream'),
   ];
+}
+
+/**
+ * EB's image URLs must be on EB's own site, under /vault (caddy/Caddyfile serves vault-dev's files
+ * there behind the developer session): a browser sends that session only to the same origin, and
+ * vault-dev itself takes device credentials only, so images anywhere else never show.
+ */
+function ebImagesRow(base: string, ebHost: string): CheckRow {
+  const want = `https://${ebHost}/vault`;
+  return base.replace(/\/+$/, '') === want
+    ? row('EB image URLs', 'ok', `${want} (same origin, behind the developer session)`)
+    : row('EB image URLs', 'warn', `EB's VAULT_PUBLIC_BASE_URL is ${base}, not ${want}: developers' browsers will not show EB's images`);
 }
 
 function prodVolumeRow(prod: StackInput): CheckRow {

@@ -300,6 +300,13 @@ test('an exempt EB path is reported as a warning, not hidden and not a failure',
   assert.is(exempt.detail, 'open without credentials: development.makapix.club/api/provision/*');
 });
 
+test("EB's image URLs: on the EB site under /vault, else a warning (a browser would not show them)", () => {
+  assert.equal(auditIsolation(input()).find((r) => r.check === 'EB image URLs')!.status, 'ok');
+  const row = auditIsolation(input((i) => void (i.dev.cfg = envConfig('dev', { VAULT_PUBLIC_BASE_URL: 'https://vault-dev.makapix.club' })))).find((r) => r.check === 'EB image URLs')!;
+  assert.is(row.status, 'warn');
+  assert.match(row.detail, /not https:\/\/development\.makapix\.club\/vault/);
+});
+
 test('a missing CA is a warning until make mqtt-certs ran', () => {
   const row = auditIsolation(input((i) => delete i.dev.caFingerprint)).find((r) => r.check === 'MQTT CA')!;
   assert.is(row.status, 'warn');
