@@ -4,11 +4,13 @@ SHELL := /bin/bash
 TS := ./bin/ts
 S := ./scripts
 # What the tools need on the VPS itself.
-APT_PACKAGES := postgresql-client-15 openssl
+APT_PACKAGES := postgresql-client-15 openssl restic
 # What the tests, the sandbox and the benches start on loopback. Never on the VPS: Debian starts these
 # servers on install, on EA's own ports (5432, 80). docker-compose: the v1 CLI, only to render configs;
 # with --no-install-recommends it does not pull in the docker.io engine.
-TEST_PACKAGES := postgresql-15 mosquitto mosquitto-clients caddy rsync docker-compose
+# restic: the offsite tests' client (Debian's 0.14); openssh-server: their sftp: repository, an sshd the
+# tests start on a loopback high port (see ssh_quiet below: no system sshd on port 22).
+TEST_PACKAGES := postgresql-15 mosquitto mosquitto-clients caddy rsync docker-compose restic openssh-server
 E2E_PACKAGES := docker.io docker-compose debootstrap
 # Extra flags for any script: make backup-prod ARGS="--json"
 ARGS ?=
@@ -27,8 +29,18 @@ apt_install = missing=$$(for p in $(1); do dpkg -s $$p >/dev/null 2>&1 || echo $
 setup: node_modules/.installed ## install what the tools need (npm packages, pg client, openssl); idempotent
 	@$(call apt_install,$(APT_PACKAGES))
 
+# openssh-server's postinst starts a system sshd on port 22. Before it is installed: its units are masked
+# (a reboot does not start them either) and, for the install only, a policy-rc.d that denies every start
+# (Debian's mechanism for "install, do not start"; an existing policy-rc.d is left as it is).
+ssh_quiet = if ! dpkg -s openssh-server >/dev/null 2>&1; then \
+	  mkdir -p /etc/systemd/system && ln -sfn /dev/null /etc/systemd/system/ssh.service && ln -sfn /dev/null /etc/systemd/system/ssh.socket; \
+	  if [ ! -e /usr/sbin/policy-rc.d ]; then printf '#!/bin/sh\nexit 101\n' >/usr/sbin/policy-rc.d && chmod 755 /usr/sbin/policy-rc.d && touch /tmp/.makapix-policy-rc; fi; \
+	fi
+
 setup-test: setup ## also the servers tests and the sandbox start on loopback (not on the VPS: see TEST_PACKAGES)
-	@$(call apt_install,$(TEST_PACKAGES))
+	@$(ssh_quiet)
+	@$(call apt_install,$(TEST_PACKAGES)); status=$$?; \
+	if [ -e /tmp/.makapix-policy-rc ]; then rm -f /usr/sbin/policy-rc.d /tmp/.makapix-policy-rc; fi; exit $$status
 
 setup-e2e: setup-test ## install the e2e tier's packages (docker.io, docker-compose, debootstrap)
 	@$(call apt_install,$(E2E_PACKAGES))

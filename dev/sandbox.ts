@@ -12,7 +12,7 @@
  *   env/.env.prod, env/.env.dev  the environments' files (secrets differ per environment)
  *   vault-prod/, vault-dev/ the vault folders (EA seeded, EB empty)
  *   mqtt/<env>/, backups/<env>/, app/  MQTT_CERTS_DIR, BACKUP_DIR and APP_DIR of each environment
- *   state/                  files the toolkit keeps by default under /var/lib (DEPLOY_LOG)
+ *   state/                  files the toolkit keeps by default under /var/lib and /etc (DEPLOY_LOG, RESTIC_PASSWORD_FILE)
  */
 import { existsSync } from 'node:fs';
 import { mkdir, readFile, readdir, rm } from 'node:fs/promises';
@@ -191,6 +191,8 @@ function sandboxChoices(env: Environment, input: SandboxEnvInput): Partial<Recor
     BACKUP_DIR: input.backups,
     BACKUP_KEEP: '7',
     DEPLOY_LOG: path.join(input.stateDir, 'deploys.jsonl'),
+    // No offsite repository in the sandbox (RESTIC_REPOSITORY stays empty); its password file would live here.
+    RESTIC_PASSWORD_FILE: path.join(input.stateDir, 'restic-password'),
   };
 }
 

@@ -8,7 +8,7 @@ await runScript({
   details: 'Source: .env.prod (or --source-url), target: .env.dev (or --target-url, which must be that same EB database).\nExamples: sample-data-to-dev --pct 10 --dry-run; sample-data-to-dev --pct 5 --seed 42 --users 12 --yes --json\nExit 2 also when a sensitive-looking column has no anonymization rule (docs/sample-data.md).',
   common: ['dry-run', 'yes', 'json'],
   flags: {
-    pct: { type: 'number', min: 0, above: true, max: 100, value: 'N', description: "percentage of EA's users to pick, in (0, 100]", default: 10 },
+    pct: { type: 'number', noun: 'a percentage', min: 0, above: true, max: 100, value: 'N', description: "percentage of EA's users to pick, in (0, 100]", default: 10 },
     seed: { type: 'int', min: -(2 ** 53 - 1), max: 2 ** 53 - 1, value: 'S', description: 'makes the pick reproducible (default: random, printed)' },
     users: { type: 'list', pattern: /^[A-Za-z0-9-]{1,64}$/, value: '12,34', description: 'user ids always included' },
     'exclude-banned': { type: 'boolean', description: 'never pick banned or deactivated users (named ones stay)' },

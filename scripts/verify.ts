@@ -3,6 +3,7 @@ import { runScript } from '../lib/core/cli.ts';
 import { Exit } from '../lib/core/errors.ts';
 import { runIsolationAudit } from '../lib/jobs/check.ts';
 import { parseResolve, readCaFiles } from '../lib/tools/probe.ts';
+import { verifyPlayerKey } from '../lib/domain/pki.ts';
 import { credentialsFromEnvironment, parseTarget, parseVaultFiles, renderChecklist, runPreChecks, runVerify, type CheckLine, type VerifyResult } from '../lib/jobs/verify.ts';
 
 await runScript({
@@ -18,7 +19,7 @@ await runScript({
     'http-port': { type: 'int', min: 1, max: 65_535, value: 'N', default: 80, description: 'plain-HTTP port of the proxy (vaults)' },
     resolve: { type: 'string', multiple: true, value: 'host:address', description: 'connect to address for host (like curl --resolve)' },
     'ca-file': { type: 'string', multiple: true, value: 'PEM', description: 'also trust this CA for HTTPS (a sandbox proxy)' },
-    device: { type: 'string', value: 'NAME', default: 'verify', description: 'device certificate (make mqtt-certs issue NAME) for the MQTT checks' },
+    device: { type: 'string', value: 'KEY', default: verifyPlayerKey, description: 'player key of the certificate (make mqtt-certs issue KEY) for the MQTT checks' },
     'vault-file': { type: 'string', multiple: true, value: 'env=path', description: "a known vault file instead of a sample from the env's database" },
     'vault-sample': { type: 'int', min: 1, max: 1000, value: 'N', default: 3, description: 'vault files sampled from the database' },
     'min-cert-days': { type: 'int', min: 0, max: 3650, value: 'N', default: 14, description: 'days a TLS certificate must still be valid' },
@@ -50,7 +51,7 @@ await runScript({
     };
     const result = options
       ? await runVerify({ ...options, onLine })
-      : await runPreChecks({ credentialsDir: ctx.settings.credentialsDir, audit: () => runIsolationAudit({ settings: ctx.settings, ui: ctx.ui }), maxBackupHours: 24, onLine });
+      : await runPreChecks({ envDir: ctx.settings.envDir, credentialsDir: ctx.settings.credentialsDir, audit: () => runIsolationAudit({ settings: ctx.settings, ui: ctx.ui }), maxBackupHours: 24, onLine });
     progress.done(`${result.checks.filter((c) => c.result === 'fail').length} of ${result.checks.length} failed`);
     return result;
   },

@@ -18,4 +18,7 @@ else
   printf '%s\n%s\n' "$MQTT_PASSWORD" "$MQTT_PASSWORD" | mosquitto_passwd -c "$file" "$MQTT_BACKEND_USER" >/dev/null
 fi
 chown mosquitto:mosquitto "$file"
+# Reload on every new CRL (the app's api and worker rewrite it; see watch-crl.sh). Only where it is
+# mounted: the tests run this script outside a container.
+if [ -f /mosquitto/config/watch-crl.sh ]; then /bin/sh /mosquitto/config/watch-crl.sh & fi
 exec mosquitto -c /mosquitto/config/mosquitto.conf

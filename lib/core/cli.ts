@@ -22,8 +22,8 @@ export type FlagSpec = FlagBase &
   (
     | { type: 'boolean'; default?: boolean }
     | { type: 'string'; multiple?: boolean; default?: string }
-    | { type: 'int'; min?: number; max?: number; default?: number }
-    | { type: 'number'; min?: number; max?: number; /** the minimum itself is not allowed */ above?: boolean; default?: number }
+    | { type: 'int'; min?: number; max?: number; default?: number; /** what the value is, for errors: "a port" */ noun?: string }
+    | { type: 'number'; min?: number; max?: number; /** the minimum itself is not allowed */ above?: boolean; default?: number; noun?: string }
     | { type: 'enum'; values: readonly string[]; default?: string }
     | { type: 'list'; pattern?: RegExp; default?: readonly string[] }
     | { type: 'path'; default?: string }
@@ -56,7 +56,7 @@ export function parseFlagValue(name: string, spec: FlagSpec, raw: string): unkno
       const max = spec.max ?? Infinity;
       const above = spec.type === 'number' && spec.above;
       if (!Number.isFinite(n) || (above ? n <= min : n < min) || n > max) {
-        const kind = spec.type === 'int' ? 'a whole number' : 'a number';
+        const kind = spec.noun ?? (spec.type === 'int' ? 'a whole number' : 'a number');
         const range = min > -Infinity && max < Infinity ? ` ${above ? 'above' : 'from'} ${min} ${above ? 'and at most' : 'to'} ${max}` : min > -Infinity ? ` ${above ? 'above' : 'of at least'} ${min}` : max < Infinity ? ` of at most ${max}` : '';
         throw new UsageError(`${flag} must be ${kind}${range}, got ${quoted(raw)}.`, `For example ${flag} ${spec.default ?? Math.max(min === -Infinity ? 1 : min + (above ? 1 : 0), 1)}.`);
       }

@@ -89,6 +89,19 @@ const absolutePath = (def?: string): Field<string> => ({
   parse: (v) => (path.isAbsolute(v) ? path.normalize(v) : { error: `"${v}" must be an absolute path` }),
   ...(def !== undefined && { default: def }),
 });
+/** An absolute path, or empty for "none". */
+const optionalPath = (): Field<string> => ({ parse: (v) => (v === '' ? '' : path.isAbsolute(v) ? path.normalize(v) : { error: `"${v}" must be an absolute path (or empty)` }), default: '' });
+/** A share of a restic repository's data: `10%` or `n/t` (restic check --read-data-subset). */
+const dataSubset = (def: string): Field<string> => ({
+  parse: (v) => {
+    const pct = /^(\d+(?:\.\d+)?)%$/.exec(v);
+    if (pct && +pct[1]! > 0 && +pct[1]! <= 100) return v;
+    const part = /^(\d+)\/(\d+)$/.exec(v);
+    if (part && +part[1]! >= 1 && +part[1]! <= +part[2]!) return v;
+    return { error: `"${v}" must be a percentage (10%) or a part n/t (1/5)` };
+  },
+  default: def,
+});
 /** Optional: empty turns a feature of the app off (see Field.feature). */
 const feature = <T>(field: Field<T>, lost: string): Field<T> & { feature: string } => ({ ...field, default: '', feature: lost });
 /** A secret the app checks for length at import (api/app/auth.py: JWT_SECRET_KEY under 32 characters stops the api). */
@@ -177,6 +190,23 @@ export const envSchema = {
   BACKUP_KEEP: count('7'),
   /** EA only: the append-only JSONL log of deploys (deploy-to-prod); its folder also holds the deploy lock. */
   DEPLOY_LOG: { ...absolutePath('/var/lib/makapix-ops/deploys.jsonl'), only: 'prod' } as Field<string>,
+  /**
+   * EA only: the offsite copy (docs/backup.md). Any restic repository (a path, sftp:, s3:, b2:, rest:);
+   * empty: backup-prod makes no offsite copy (and says so).
+   */
+  RESTIC_REPOSITORY: { ...text(''), only: 'prod' } as Field<string>,
+  /** The repository's password, alone in a file of mode 0600 (restic reads it; it never reaches argv or logs). */
+  RESTIC_PASSWORD_FILE: { ...absolutePath('/etc/makapix-ops/restic-password'), only: 'prod' } as Field<string>,
+  /** A 0600 KEY=value file with the backend's keys (B2_ACCOUNT_ID/B2_ACCOUNT_KEY, AWS_*, ...); empty: none. */
+  RESTIC_BACKEND_ENV_FILE: { ...optionalPath(), only: 'prod' } as Field<string>,
+  /** For an sftp: repository, the ssh command restic runs (its -o sftp.command); empty: ssh with ~/.ssh/config. */
+  RESTIC_SFTP_COMMAND: { ...text(''), only: 'prod' } as Field<string>,
+  /** Retention of the offsite snapshots (restic forget --keep-*), then prune. */
+  OFFSITE_KEEP_DAILY: { ...count('7'), only: 'prod' } as Field<number>,
+  OFFSITE_KEEP_WEEKLY: { ...count('4'), only: 'prod' } as Field<number>,
+  OFFSITE_KEEP_MONTHLY: { ...count('12'), only: 'prod' } as Field<number>,
+  /** The share of the repository's data the periodic check reads back (restic check --read-data-subset). */
+  OFFSITE_CHECK_SUBSET: { ...dataSubset('10%'), only: 'prod' } as Field<string>,
   /** EB only: when set, sampled users' password hashes become this password's hash. */
   DEV_LOGIN_PASSWORD: { ...optionalSecret(), only: 'dev' } as Field<Secret>,
 } satisfies Record<string, Field<unknown>>;

@@ -18,7 +18,7 @@
 // only root can, and would need a message per file for 100,000+ files. Descriptors keep the one
 // process and its speed, and make the kernel, not a check before the use, enforce the confinement.
 import { chmod, chown, link, mkdir, open, readdir, rename, rmdir, unlink, copyFile, type FileHandle } from 'node:fs/promises';
-import { constants, type Dirent } from 'node:fs';
+import { constants } from 'node:fs';
 import path from 'node:path';
 import { SafetyError } from './errors.ts';
 
@@ -40,8 +40,13 @@ export interface Ownership {
 export interface Folder {
   /** Relative to the root ('' for the root). */
   readonly rel: string;
-  /** The path that names `name` in this very folder, whatever happened to its path since. */
+  /**
+   * The path that names `name` in this very folder, whatever happened to its path since. A name
+   * read from the disk comes as bytes (a name that is not UTF-8 must be given back byte for byte).
+   */
   entry(name: string): string;
+  entry(name: Buffer): Buffer;
+  entry(name: string | Buffer): string | Buffer;
   /** The folder itself, for readdir. */
   readonly self: string;
   release(): void;
@@ -58,12 +63,21 @@ interface Entry {
 }
 
 /** A name of one component: no separator, not `.` or `..`. */
-function checkName(name: string): string {
-  if (!name || name === '.' || name === '..' || name.includes('/') || name.includes('\0')) throw new Error(`not a single path component: ${JSON.stringify(name)}`);
+function checkName<N extends string | Buffer>(name: N): N {
+  const text = name.toString();
+  if (!text || text === '.' || text === '..' || name.includes('/') || name.includes('\0')) throw new Error(`not a single path component: ${JSON.stringify(text)}`);
   return name;
 }
 
-const fdPath = (h: FileHandle, name?: string) => (name === undefined ? `/proc/self/fd/${h.fd}` : `/proc/self/fd/${h.fd}/${checkName(name)}`);
+function fdPath(h: FileHandle): string;
+function fdPath(h: FileHandle, name: string): string;
+function fdPath(h: FileHandle, name: Buffer): Buffer;
+function fdPath(h: FileHandle, name: string | Buffer): string | Buffer;
+function fdPath(h: FileHandle, name?: string | Buffer): string | Buffer {
+  if (name === undefined) return `/proc/self/fd/${h.fd}`;
+  checkName(name);
+  return typeof name === 'string' ? `/proc/self/fd/${h.fd}/${name}` : Buffer.concat([Buffer.from(`/proc/self/fd/${h.fd}/`), name]);
+}
 
 type Create = Ownership & { mode: number };
 
@@ -126,7 +140,7 @@ export class ConfinedTree {
     return {
       rel: heldRel,
       self: fdPath(handle),
-      entry: (name) => fdPath(handle, name),
+      entry: ((name: string | Buffer) => fdPath(handle, name)) as Folder['entry'],
       release: () => {
         if (released) return;
         released = true;
@@ -192,8 +206,12 @@ export class ConfinedTree {
    * (a hard link could name a file outside the tree) before the change. Returns false, changing
    * nothing, when the entry is not such a file.
    */
-  async own(folder: Folder, name: string, owner: Ownership, mode: number | undefined): Promise<boolean> {
-    const h = await open(folder.entry(name), O_PATH | constants.O_NOFOLLOW);
+  async own(folder: Folder, name: string | Buffer, owner: Ownership, mode: number | undefined): Promise<boolean> {
+    const h = await open(folder.entry(name), O_PATH | constants.O_NOFOLLOW).catch((err: unknown) => {
+      if (isErrno(err, 'ENOENT')) return undefined; // gone since the plan: nothing to own
+      throw err;
+    });
+    if (!h) return false;
     try {
       const s = await h.stat();
       if (!s.isFile() || s.nlink !== 1) return false;
@@ -222,7 +240,7 @@ export class ConfinedTree {
   }
 
   /** Removes an entry that is not a folder (a link is removed as itself); a missing one is fine. */
-  async remove(folder: Folder, name: string): Promise<void> {
+  async remove(folder: Folder, name: string | Buffer): Promise<void> {
     try {
       await unlink(folder.entry(name));
     } catch (err) {
@@ -236,10 +254,11 @@ export class ConfinedTree {
   }
 
   /**
-   * Visits every entry under the tree that is not a folder (`rel` relative to the root), folders
-   * first-to-last; descends only into real folders. `visit` runs while its folder is held.
+   * Visits every entry under the tree that is not a folder: its name as bytes (any name, even one
+   * that is not UTF-8, can be acted on) and `rel`, its path from the root as text (for matching and
+   * messages). Descends only into real folders; `visit` runs while its folder is held.
    */
-  async walk(visit: (folder: Folder, entry: Dirent, rel: string) => Promise<void>): Promise<void> {
+  async walk(visit: (folder: Folder, name: Buffer, rel: string) => Promise<void>): Promise<void> {
     const go = async (rel: string): Promise<void> => {
       const folder = await this.folder(rel).catch((err) => {
         if (err instanceof SafetyError) return undefined; // swapped for a link since it was listed: not ours to walk
@@ -248,10 +267,10 @@ export class ConfinedTree {
       if (!folder) return;
       try {
         const subfolders: string[] = [];
-        for (const e of await readdir(folder.self, { withFileTypes: true })) {
-          const childRel = rel ? `${rel}/${e.name}` : e.name;
+        for (const e of await readdir(folder.self, { withFileTypes: true, encoding: 'buffer' })) {
+          const childRel = rel ? `${rel}/${e.name.toString()}` : e.name.toString();
           if (e.isDirectory()) subfolders.push(childRel);
-          else await visit(folder, e, childRel);
+          else await visit(folder, e.name, childRel);
         }
         for (const s of subfolders) await go(s);
       } finally {

@@ -138,10 +138,11 @@ export class Ui {
       tick: (amount = 1) => {
         done += amount;
         const now = this.#now();
-        if (spinner) {
-          if (now - lastPrint >= 100) spinner.text = render();
-        } else if (now - lastPrint >= intervalMs) this.#line('info', render());
-        else return;
+        // The clock restarts only when something was shown: ticks closer together than the interval
+        // (thousands of files a second) must not hold the line still for the whole step.
+        if (now - lastPrint < (spinner ? 100 : intervalMs)) return;
+        if (spinner) spinner.text = render();
+        else this.#line('info', render());
         lastPrint = now;
       },
       done: (summary) => {

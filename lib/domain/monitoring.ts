@@ -2,7 +2,9 @@
 // what the probes measured (lib/jobs/monitor.ts measures; verify --pre reuses the backup judgement).
 import { UsageError } from '../core/errors.ts';
 import { formatBytes } from '../core/ui.ts';
+import { defaultOffsiteThresholds, evaluateOffsite, type OffsiteStatus } from './offsite.ts';
 import type { CertificateInfo } from '../tools/probe.ts';
+import type { CrlLoad } from './pki.ts';
 
 export type Status = 'OK' | 'WARNING' | 'CRITICAL' | 'UNKNOWN';
 /** Nagios plugin exit codes; they are monitor's own and differ from the toolkit's on purpose. */
@@ -12,7 +14,7 @@ export const nagiosExit = { OK: 0, WARNING: 1, CRITICAL: 2, UNKNOWN: 3 } as cons
 const severity: Record<Status, number> = { OK: 0, UNKNOWN: 1, WARNING: 2, CRITICAL: 3 };
 export const worst = (statuses: Iterable<Status>): Status => [...statuses].reduce<Status>((a, b) => (severity[b] > severity[a] ? b : a), 'OK');
 
-export const checkNames = ['latency', 'connections', 'disk', 'containers', 'certs', 'backup'] as const;
+export const checkNames = ['latency', 'connections', 'disk', 'containers', 'certs', 'backup', 'offsite'] as const;
 export type CheckName = (typeof checkNames)[number];
 
 export interface Item {
@@ -44,9 +46,14 @@ export const defaultThresholds = {
   'container-warn-pct': 90,
   'cert-warn-days': 14,
   'cert-crit-days': 3,
+  /** The app signs its CRL for 30 days and its worker renews it nightly once 7 or fewer are left: under 5, two renewals failed. */
+  'crl-warn-days': 5,
+  'crl-crit-days': 2,
   /** Backups run daily: one schedule plus two hours of slack, then two missed runs. */
   'backup-warn-hours': 26,
   'backup-crit-hours': 50,
+  /** The offsite copy (./offsite.ts): newest snapshot's age, days since the last good check. */
+  ...defaultOffsiteThresholds,
 };
 export type Thresholds = typeof defaultThresholds;
 export type ThresholdKey = keyof Thresholds;
@@ -59,9 +66,10 @@ export function parseThresholds(values: readonly string[]): Thresholds {
     if (!m || !(m[1]! in t)) throw new UsageError(`--threshold ${JSON.stringify(v)} is not key=number with a known key.`, `Known keys: ${Object.keys(t).join(', ')}.`);
     t[m[1] as ThresholdKey] = Number(m[2]);
   }
-  for (const [warn, crit] of [['latency-warn-ms', 'latency-crit-ms'], ['connections-warn-pct', 'connections-crit-pct'], ['disk-warn-pct', 'disk-crit-pct'], ['backup-warn-hours', 'backup-crit-hours']] as const) {
+  for (const [warn, crit] of [['latency-warn-ms', 'latency-crit-ms'], ['connections-warn-pct', 'connections-crit-pct'], ['disk-warn-pct', 'disk-crit-pct'], ['backup-warn-hours', 'backup-crit-hours'], ['offsite-warn-hours', 'offsite-crit-hours']] as const) {
     if (t[warn] > t[crit]) throw new UsageError(`--threshold ${warn}=${t[warn]} is above ${crit}=${t[crit]}.`, 'A warning must come before the critical level.');
   }
+  if (t['crl-warn-days'] < t['crl-crit-days']) throw new UsageError(`--threshold crl-warn-days=${t['crl-warn-days']} is below crl-crit-days=${t['crl-crit-days']}.`, 'A warning must come before the critical level.');
   if (t['cert-warn-days'] < t['cert-crit-days']) throw new UsageError(`--threshold cert-warn-days=${t['cert-warn-days']} is below cert-crit-days=${t['cert-crit-days']}.`, 'A warning must come before the critical level.');
   return t;
 }
@@ -179,13 +187,22 @@ export function evaluateContainers(project: string, m: readonly ContainerMeasure
   return checkOf('containers', items, (s) => worstItems(items, s, `${items.length} ${project} containers below ${t['container-warn-pct']}% of their limits`));
 }
 
-export type CertMeasure = CertificateInfo | { source: string; error: string };
+export type CertMeasure = CertificateInfo | (CertificateInfo & { crl: true }) | { source: string; error: string } | { source: string; crlLoad: CrlLoad };
+
+const crlLoadItem = (source: string, load: CrlLoad): Item =>
+  load === 'not-loaded'
+    ? { status: 'CRITICAL', label: source, detail: 'the broker has not loaded this CRL: revocations in it are not in force, and the broker refuses every player once its old CRL expires (is watch-crl.sh running?)' }
+    : load === 'unknown'
+      ? { status: 'UNKNOWN', label: source, detail: 'the broker records no loaded CRL (/tmp/crl.loaded): its watch-crl.sh is not running' }
+      : { status: 'OK', label: source, detail: load === 'loaded' ? 'loaded by the broker' : 'new, the broker reloads it within seconds' };
 
 export function evaluateCerts(measures: readonly CertMeasure[], now: Date, t: Thresholds): Evaluated {
   const items = measures.map((m): Item => {
     if ('error' in m) return { status: 'UNKNOWN', label: m.source, detail: m.error };
+    if ('crlLoad' in m) return crlLoadItem(m.source, m.crlLoad);
     const days = (m.notAfter.getTime() - now.getTime()) / 86_400_000;
-    const status: Status = days < t['cert-crit-days'] ? 'CRITICAL' : days < t['cert-warn-days'] ? 'WARNING' : 'OK';
+    const [warn, crit] = 'crl' in m ? [t['crl-warn-days'], t['crl-crit-days']] : [t['cert-warn-days'], t['cert-crit-days']];
+    const status: Status = days < crit ? 'CRITICAL' : days < warn ? 'WARNING' : 'OK';
     const when = days < 0 ? `expired ${Math.ceil(-days)} days ago` : `expires in ${Math.floor(days)} days`;
     return { status, label: m.source, detail: `(${m.subject}) ${when}, ${m.notAfter.toISOString().slice(0, 10)}` };
   });
@@ -203,6 +220,12 @@ export interface BackupCandidate {
   finishedAt?: Date;
   /** Why it does not count: no manifest, a size or checksum that differs, damaged bytes... */
   problem?: string;
+}
+
+/** The offsite copy from what backup-prod recorded (status undefined: none or unreadable); not configured is a WARNING. */
+export function evaluateOffsiteCopy(configured: boolean, status: OffsiteStatus | undefined, now: Date, t: Thresholds): Evaluated {
+  const items: Item[] = configured ? evaluateOffsite(status, now, t) : [{ status: 'WARNING', label: 'offsite', detail: 'no offsite copy is configured (RESTIC_REPOSITORY in .env.prod)' }];
+  return checkOf('offsite', items, (s) => worstItems(items, s, items.map((i) => `${i.label} ${i.detail}`).join('; ')));
 }
 
 export type BackupMeasure = { dir: string; backups: readonly BackupCandidate[] } | { dir: string; error: string; missing?: boolean };

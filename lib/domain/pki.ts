@@ -1,27 +1,86 @@
-// Each environment's MQTT PKI as pure decisions: where its files live, the subjects, the openssl
-// configuration, the CA database (index.txt) and what `init` still has to make.
+// The MQTT PKI as the Makapix app runs it, as pure decisions: the certificate folder, what a player
+// certificate looks like, which names may become one, the toolkit's CA database, what a CRL keeps.
+// No I/O here; lib/tools/openssl.ts runs openssl and lib/jobs/mqtt-certs.ts does the work.
 import path from 'node:path';
 import { projectName, type Environment } from '../core/config.ts';
-import { ConfigError, JobError, UsageError } from '../core/errors.ts';
+import { ConfigError, UsageError } from '../core/errors.ts';
+import type { CrlFacts, Revocation } from '../tools/openssl.ts';
 
 /**
- * Each environment's own MQTT PKI: a CA, the broker's server certificate and one client certificate
- * per player, kept in the env's MQTT_CERTS_DIR (mounted into its broker at /mosquitto/certs).
- *
- * Algorithm: ECDSA on P-256 (secp256r1) with SHA-256 everywhere. ESP32 players run mbedTLS, whose
- * default build handles P-256 and ECDHE-ECDSA in hardware-friendly time and memory; RSA 3072 would
- * cost them seconds per handshake and several KiB of RAM, for no gain in strength (P-256 ≈ RSA 3072).
+ * A player's certificate, exactly as the app mints it (api/app/mqtt/cert_generator.py,
+ * generate_client_certificate; the validity is CERT_VALIDITY_DAYS in api/app/routers/player.py):
+ * RSA-2048, 1095 days, subject C=US/O=Makapix/CN=<player_key>, SAN DNS:player-<player_key>, a random
+ * serial. The CN is the MQTT user name (use_identity_as_username), which the ACL's %u patterns match.
  */
-export const keyAlgorithm = 'ECDSA P-256, SHA-256';
+export const appDeviceCert = {
+  keyBits: 2048,
+  days: 1095,
+  subject: (playerKey: string) => `/C=US/O=Makapix/CN=${playerKey}`,
+  san: (playerKey: string) => `DNS:player-${playerKey}`,
+} as const;
 
-/** Validity in days. The CA outlives everything it signs; a device certificate is rarely replaced
- *  in the field, so it lasts long; the server certificate is renewed by us (`renew`), so it is shorter;
- *  the CRL's next update is far away because Mosquitto refuses EVERY client once it has passed. */
-export const defaultDays = { ca: 7300, server: 825, device: 3650, crl: 3650 } as const;
-/** `list` warns when the CRL or the server certificate gets this close to its date. */
-export const warnDays = 60;
+/** A new CA as the app's broker makes one on a fresh checkout (mqtt/config/scripts/gen-certs.sh): RSA-4096, 10 years. */
+export const appCa = { keyBits: 4096, days: 3650 } as const;
 
-export type CertKind = 'server' | 'device';
+/** The app signs every CRL for 30 days and its worker renews it when 7 or fewer are left (api/app/mqtt/crl_init.py, api/app/tasks.py renew_crl_if_needed). */
+export const appCrl = { days: 30, renewWithinDays: 7 } as const;
+
+/** MQTT accounts of services (mqtt/config/scripts/gen-passwd.sh): no device certificate may carry their name. */
+export const appServiceUsers = ['svc_backend', 'player_client'] as const;
+
+const uuid = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
+
+/**
+ * A player key as the CN of a device certificate: the lowercase UUID the app stores (str(UUID)).
+ * A service account's name is refused first, with its own reason: under the ACL it would let a
+ * device act as the backend.
+ */
+export function validatePlayerKey(name: string | undefined, serviceUsers: readonly string[] = appServiceUsers): string {
+  if (name !== undefined && serviceUsers.includes(name)) {
+    throw new UsageError(`${JSON.stringify(name)} is the MQTT account of a service: a device certificate with that CN would act as that service under the broker's ACL.`, 'Issue device certificates for player keys only (the UUID the app stores as players.player_key).');
+  }
+  if (name !== undefined && uuid.test(name)) return name;
+  throw new UsageError(`${JSON.stringify(name ?? '')} is not a player key: the CN of a device certificate is the player's player_key, a lowercase UUID.`, 'Use the player_key from the app (players.player_key), e.g. 3f2b6c1e-8d4a-4e7b-9c1d-2a5e6f708192.');
+}
+
+/** Every revocation already in the CRL, plus the new ones (a serial already there keeps its first date). */
+export function mergeRevocations(existing: readonly Revocation[], added: readonly Revocation[]): Revocation[] {
+  const out = new Map(existing.map((r) => [r.serial, r]));
+  for (const r of added) if (!out.has(r.serial)) out.set(r.serial, r);
+  return [...out.values()];
+}
+
+/** An ASN.1 time as openssl's index.txt wants it: UTCTime up to 2049, GeneralizedTime after. */
+export function indexDate(d: Date): string {
+  const iso = d.toISOString();
+  const digits = `${iso.slice(0, 4)}${iso.slice(5, 7)}${iso.slice(8, 10)}${iso.slice(11, 13)}${iso.slice(14, 16)}${iso.slice(17, 19)}Z`;
+  return d.getUTCFullYear() < 2050 ? digits.slice(2) : digits;
+}
+
+/**
+ * A throwaway openssl CA database holding exactly `revoked`: `openssl ca -gencrl` over it signs a CRL
+ * with those entries and no other. (openssl needs an expiry and subject per line; a CRL uses neither.)
+ */
+export function revocationIndex(revoked: readonly Revocation[]): string {
+  return revoked.map((r) => `R\t20991231235959Z\t${indexDate(r.revokedAt)}${r.reason ? `,${r.reason}` : ''}\t${r.serial}\tunknown\t/CN=unknown\n`).join('');
+}
+
+/** The next CRL number: one past the current CRL's (the app's CRLs carry none: start at 1). */
+export const nextCrlNumber = (current: CrlFacts | undefined) => ((current?.number ?? 0n) + 1n).toString(16).toUpperCase().padStart(2, '0');
+
+export type CrlLoad = 'loaded' | 'pending' | 'not-loaded' | 'unknown';
+
+/**
+ * Whether the broker runs the CRL on disk: its watcher records the hash of the CRL it last loaded
+ * (compose/mosquitto/watch-crl.sh). A file younger than `graceMs` may simply not have been seen yet.
+ */
+export function crlLoadState(o: { fileSha: string; loadedSha: string | undefined; fileAgeMs: number; graceMs: number }): CrlLoad {
+  if (o.loadedSha === undefined) return 'unknown';
+  if (o.loadedSha === o.fileSha) return 'loaded';
+  return o.fileAgeMs < o.graceMs ? 'pending' : 'not-loaded';
+}
+
+// ---- the certificate folder (an environment's MQTT_CERTS_DIR) -------------------------------------
 
 export interface CertsLayout {
   dir: string;
@@ -37,10 +96,12 @@ export interface CertsLayout {
   serial: string;
   crlnumber: string;
   newcerts: string;
+  /** The toolkit's record that it manages this CA (made by init, or by adopt for the app's). */
+  registration: string;
   lock: string;
 }
 
-/** File names the Mosquitto config relies on (compose/mosquitto/mosquitto.conf): ca.crt, server.crt, server.key, crl.pem. */
+/** The folder's files. Those the broker config reads (compose/mosquitto/mosquitto.conf, and the app's mqtt/config/mosquitto.conf): ca.crt, server.crt, server.key, crl.pem. */
 export function certsLayout(dir: string): CertsLayout {
   const f = (...p: string[]) => path.join(dir, ...p);
   return {
@@ -57,6 +118,7 @@ export function certsLayout(dir: string): CertsLayout {
     serial: f('serial'),
     crlnumber: f('crlnumber'),
     newcerts: f('newcerts'),
+    registration: f('makapix-ops.json'),
     lock: f('.mqtt-certs.lock'),
   };
 }
@@ -67,22 +129,22 @@ export const deviceFiles = (layout: CertsLayout, device: string) => ({
   bundle: path.join(layout.devices, `${device}.bundle.pem`),
 });
 
-export function validateDeviceName(name: string | undefined): string {
-  if (name !== undefined && /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/.test(name)) return name;
-  throw new UsageError(`The device name ${JSON.stringify(name ?? '')} is not allowed: use 1 to 64 characters from A-Z, a-z, 0-9, ".", "_" and "-", starting with a letter or digit.`, 'It becomes the certificate CN and the MQTT user name, e.g. player-0017.');
-}
+export const keyAlgorithm = `RSA as the app: CA ${appCa.keyBits} bits, players ${appDeviceCert.keyBits} bits`;
+
+/** Validity in days: the CA and players as the app makes them; the CRL as the app signs it (its worker renews it nightly when 7 days are left). */
+export const defaultDays = { ca: appCa.days, server: 825, device: appDeviceCert.days, crl: appCrl.days } as const;
+/** `list` warns when the CRL or the server certificate gets this close to its date. */
+export const warnDays = 14;
+
+export type CertKind = 'server' | 'device';
 
 
 const envLabel = (env: Environment) => (env === 'prod' ? 'EA' : 'EB');
 
-/** Subjects (openssl -subj form). OU tells broker and devices apart in the CA database. */
+/** Subjects (openssl -subj form) of what `init` makes; players get the app's subject (appDeviceCert). */
 export function subjects(env: Environment, publicHost: string) {
   const o = `/O=Makapix Club/OU=${projectName(env)}`;
-  return {
-    ca: `${o} mqtt ca/CN=Makapix ${envLabel(env)} MQTT CA`,
-    server: `${o} mqtt broker/CN=${publicHost}`,
-    device: (name: string) => `${o} mqtt devices/CN=${validateDeviceName(name)}`,
-  };
+  return { ca: `${o} mqtt ca/CN=Makapix ${envLabel(env)} MQTT CA`, server: `${o} mqtt broker/CN=${publicHost}` };
 }
 
 /** The names players and services reach the broker by: the public host, the container, the network alias. */
@@ -90,7 +152,7 @@ export function serverSans(env: Environment, publicHost: string): string[] {
   return [...new Set([publicHost, `${projectName(env)}-mqtt`, 'mqtt'])].map((h) => `DNS:${h}`);
 }
 
-/** The openssl configuration of this CA; written into the folder so an operator can use it by hand too. */
+/** The openssl configuration of the toolkit's side of this CA; written into the folder so an operator can use it by hand too. */
 export function renderOpensslConfig(layout: CertsLayout, env: Environment, publicHost: string): string {
   return `# The ${envLabel(env)} (${env}) MQTT CA. Written by scripts/mqtt-certs.ts from compose/.env.${env}; rewritten on each run.
 [ ca ]
@@ -107,7 +169,7 @@ crlnumber = $dir/crlnumber
 default_md = sha256
 default_crl_days = ${defaultDays.crl}
 policy = policy_makapix
-# A device can be issued again under the same name once its old certificate is revoked.
+# A player can be issued again under the same key once its old certificate is revoked.
 unique_subject = no
 copy_extensions = none
 preserve = yes
@@ -115,8 +177,9 @@ email_in_dn = no
 crl_extensions = crl_ext
 
 [ policy_makapix ]
-organizationName = supplied
-organizationalUnitName = supplied
+countryName = optional
+organizationName = optional
+organizationalUnitName = optional
 commonName = supplied
 
 [ req ]
@@ -126,31 +189,27 @@ string_mask = utf8only
 [ req_dn ]
 
 [ ca_ext ]
-basicConstraints = critical, CA:true, pathlen:0
+basicConstraints = critical, CA:true
 keyUsage = critical, keyCertSign, cRLSign
 subjectKeyIdentifier = hash
 
 [ server_ext ]
 basicConstraints = critical, CA:false
-keyUsage = critical, digitalSignature
+keyUsage = critical, digitalSignature, keyEncipherment
 extendedKeyUsage = serverAuth
 subjectKeyIdentifier = hash
 authorityKeyIdentifier = keyid
 subjectAltName = ${serverSans(env, publicHost).join(', ')}
-
-[ device_ext ]
-basicConstraints = critical, CA:false
-keyUsage = critical, digitalSignature
-extendedKeyUsage = clientAuth
-subjectKeyIdentifier = hash
-authorityKeyIdentifier = keyid
 
 [ crl_ext ]
 authorityKeyIdentifier = keyid
 `;
 }
 
-// ---- the CA database (index.txt) ------------------------------------------------------------
+/** A player's only extension, as the app's: its SAN (written per player into a throwaway file). */
+export const deviceExtensions = (playerKey: string) => `[ device_ext ]\nsubjectAltName = ${appDeviceCert.san(playerKey)}\n# openssl ca adds these by itself; the app's certificates carry neither.\nsubjectKeyIdentifier = none\nauthorityKeyIdentifier = none\n`;
+
+// ---- the CA database (index.txt): the certificates the toolkit itself signed ------------------
 
 export interface IndexEntry {
   status: 'valid' | 'revoked' | 'expired';
@@ -170,6 +229,8 @@ export function parseIndexDate(text: string): string {
   return `${year}-${m[2]}-${m[3]}T${m[4]}:${m[5]}:${m[6]}Z`;
 }
 
+const isPlayerKey = (cn: string) => /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/.test(cn);
+
 /** Parses openssl's index.txt (tab-separated: status, expiry, revocation, serial, file, subject). */
 export function parseIndex(text: string, file = 'index.txt'): IndexEntry[] {
   return text
@@ -179,8 +240,9 @@ export function parseIndex(text: string, file = 'index.txt'): IndexEntry[] {
       const cols = line.split('\t');
       if (cols.length !== 6 || !['V', 'R', 'E'].includes(cols[0]!)) throw new ConfigError(`${file}:${i + 1}: not a line of an openssl CA database.`, [], 'Restore the certificates folder from a backup.');
       const [status, expiry, revocation, serial, , subject] = cols as [string, string, string, string, string, string];
+      const name = /\/CN=([^/]*)/.exec(subject)?.[1] ?? '';
       const ou = /\/OU=([^/]*)/.exec(subject)?.[1] ?? '';
-      const kind: IndexEntry['kind'] = ou.endsWith(' mqtt broker') ? 'server' : ou.endsWith(' mqtt devices') ? 'device' : 'other';
+      const kind: IndexEntry['kind'] = ou.endsWith(' mqtt broker') ? 'server' : isPlayerKey(name) ? 'device' : 'other';
       return {
         status: status === 'V' ? 'valid' : status === 'R' ? 'revoked' : 'expired',
         notAfter: parseIndexDate(expiry),
@@ -188,7 +250,7 @@ export function parseIndex(text: string, file = 'index.txt'): IndexEntry[] {
         serial,
         subject,
         kind,
-        name: /\/CN=([^/]*)/.exec(subject)?.[1] ?? '',
+        name,
       };
     });
 }
@@ -198,35 +260,26 @@ export function currentEntry(entries: readonly IndexEntry[], kind: CertKind, nam
   return entries.filter((e) => e.kind === kind && (name === undefined || e.name === name) && e.status === 'valid' && Date.parse(e.notAfter) > now.getTime()).at(-1);
 }
 
-/** What `init` still has to do, in order, given which files exist. */
-export type InitStep = 'database' | 'ca-key' | 'ca-cert' | 'server' | 'crl';
-export function planInit(has: { database: boolean; caKey: boolean; caCrt: boolean; server: boolean; crl: boolean }): InitStep[] {
-  if (has.caCrt && !has.caKey) throw new ConfigError('The CA certificate ca.crt is there but its key ca.key is missing.', [], 'Restore ca.key from a backup, or start a new CA with init --force (every device certificate must then be issued again).');
-  const steps: InitStep[] = [];
-  if (!has.database) steps.push('database');
-  if (!has.caKey) steps.push('ca-key');
-  if (!has.caCrt) steps.push('ca-cert');
-  if (!has.server || !has.caCrt) steps.push('server');
-  if (!has.crl || !has.caCrt) steps.push('crl');
-  return steps;
-}
-
-/** "Nov 25 20:06:15 2036 GMT" (openssl's default date form) → ISO. */
-export function parseOpensslDate(text: string): string {
-  const t = Date.parse(text.trim().replace(/ GMT$/, ' UTC'));
-  if (Number.isNaN(t)) throw new JobError(`openssl printed a date this tool cannot read: "${text.trim()}".`);
-  return new Date(t).toISOString().replace(/\.000Z$/, 'Z');
+/** Where an environment's CA stands, from which files exist: what init and adopt may do. */
+export type CaState = 'none' | 'partial' | 'unregistered' | 'registered';
+export function caState(has: { caKey: boolean; caCrt: boolean; registration: boolean }): CaState {
+  if (!has.caKey && !has.caCrt) return 'none';
+  if (has.caKey !== has.caCrt) return 'partial';
+  return has.registration ? 'registered' : 'unregistered';
 }
 
 /** The bundle a player loads: its key, its certificate and the CA that signed the broker's. */
 export function renderBundle(o: { device: string; env: Environment; host: string; port: number; key: string; crt: string; ca: string }): string {
   return [
-    `# Makapix ${envLabel(o.env)} (${o.env}) MQTT client bundle for ${o.device}: broker ${o.host}:${o.port}, mutual TLS.`,
-    '# Contains the PRIVATE KEY of this device: keep it secret. Order: device key, device certificate, CA certificate.',
+    `# Makapix ${envLabel(o.env)} (${o.env}) MQTT client bundle for player ${o.device}: broker ${o.host}:${o.port}, mutual TLS.`,
+    '# Contains the PRIVATE KEY of this player: keep it secret. Order: player key, player certificate, CA certificate.',
     o.key.trim(),
     o.crt.trim(),
     o.ca.trim(),
     '',
   ].join('\n');
 }
+
+/** The player key of the certificate `make verify` connects with (issue it once per environment). */
+export const verifyPlayerKey = 'e2e00000-0000-4000-8000-00000000e2e0';
 

@@ -97,7 +97,8 @@ export function appCutoverPlan(cfg: EnvConfig, layout: Layout, edge: { data: str
       `stop the app's containers ${appContainers.join(', ') || '(none running)'}; EA's services of the same names replace them (the site is down from here)`,
       `start EA's db on ${volume}, wait healthy; back up EA's database (pinned) to ${cfg.vars.BACKUP_DIR}/pinned/`,
       `start the rest of EA, wait until the api is healthy (the app's Caddy still routes to it by container name)`,
-      `Caddy handover: stop ${atHandover.join(', ')} (kept, not removed: not the toolkit's), start ${edgeContainer}, wait until it answers HTTP; the gap is measured and printed`,
+      `Caddy handover: stop ${caddy.name} (kept, not removed: not the toolkit's), start ${edgeContainer}, wait until it answers HTTP; the gap is measured and printed`,
+      ...(atHandover.length > 1 ? [`stop ${atHandover.filter((n) => n !== caddy.name).join(', ')} (kept, not removed; they hold no port, so after the handover)`] : []),
     ],
     rollback: appRollbackCommand(layout.old.find((c) => c.labels[projectLabel] === project && c !== caddy) ?? caddy, project, edgeContainer),
   };
@@ -240,13 +241,17 @@ async function cutoverFromApp(cfg: EnvConfig, layout: Layout, o: CutoverOptions)
     await ui.run("Wait for EA's api to be healthy", () => waitForApi(cfg, health));
     const at = o.edgeHttp ?? { host: '127.0.0.1', port: 80 };
     const handoverStart = Date.now();
-    await ui.run(`Caddy handover: stop ${atHandover.join(', ')}, start ${edgeContainer}`, async () => {
-      await stopContainers(atHandover);
+    // Only the Caddy holds the ports: it alone stops inside the gap. The app's other leftovers
+    // (www-redirect, redis: `sleep infinity` ignores SIGTERM and takes the whole stop timeout) stop after.
+    await ui.run(`Caddy handover: stop ${caddy.name}, start ${edgeContainer}`, async () => {
+      if (caddy.running) await stopContainers([caddy.name]);
       await docker(['start', edgeContainer]);
       await waitHealthy(`${edgeContainer} on ${at.host}:${at.port}`, () => httpResponds(at.host, at.port), { intervalMs: 50, timeoutMs: 60_000, consecutive: 1 });
     });
     const end = Date.now();
     const gaps = { outageMs: end - outageStart, handoverMs: end - handoverStart };
+    const rest = atHandover.filter((n) => n !== caddy.name);
+    if (rest.length) await ui.run(`Stop the app's ${rest.join(', ')} (kept, not removed)`, () => stopContainers(rest));
     ui.info(`Caddy handover: no proxy on the ports for ${formatDuration(gaps.handoverMs)}; the site was down ${formatDuration(gaps.outageMs)} in all (from stopping the app's containers to the edge answering).`);
     ui.info(`Production runs as ${project} behind ${edgeContainer}. Left stopped, not removed: ${atHandover.join(', ')}. To go back: ${plan.rollback}`);
     return { plan, dryRun: false, backup: backup.file, gaps };

@@ -10,14 +10,14 @@
 // compose files rules out `--scale api=2`, hence the helper.)
 import { appendFile, mkdir, open, readFile, stat, statfs } from 'node:fs/promises';
 import path from 'node:path';
-import { $ } from 'zx';
 import YAML from 'yaml';
 import { JobError, OpsError, SafetyError, UsageError } from '../core/errors.ts';
 import { acquireLock, type Lock } from '../core/lock.ts';
 import { writeFileAtomic } from '../core/atomic-file.ts';
 import { projectName } from '../core/config.ts';
-import { compose } from '../tools/compose.ts';
-import { tail } from '../core/exec.ts';
+import { compose, composeCommand, detectComposeFlavor, type ComposeFlavor } from '../tools/compose.ts';
+import { composeDir } from '../core/paths.ts';
+import { renderCommand, renderPlan, run, runPlan, tail, type Command, type PlanRunner, type Step } from '../core/exec.ts';
 import { containerHealthy, defaultHealth, docker, serviceContainers, waitHealthy, type HealthPolicy } from '../tools/docker.ts';
 import { backupDatabase } from '../tools/backup-store.ts';
 import { httpRequest } from '../tools/probe.ts';
@@ -32,6 +32,22 @@ export const nextContainerName = (project: string, service: string) => `${projec
 /** Where migrations live in the app's repository (Alembic's versions folder). */
 export const migrationsPath = 'api/alembic/versions';
 export const deployedBranch = 'main';
+/** The branch EB's checkout tracks unless the operator names another (the app's dev stack tracks develop). */
+export const defaultEbBranch = 'develop';
+/** Where the app keeps alembic.ini, and where its test runner runs (api/ is /workspace/api in its images). */
+export const appApiDir = '/workspace/api';
+/** The app's own test command: api/scripts/run_tests.py runs the suite in chunks (its Makefile's `test`). */
+export const defaultTestCommand = ['python', 'scripts/run_tests.py'] as const;
+/** A chunk needs what the app's dev api gets (768M in deploy/stack/docker-compose.dev.yml); EB's api has less. */
+export const defaultTestMemoryMb = 768;
+/** EB's whole memory budget (docker-compose.dev.yml): the test container fits inside it, never beside it. */
+export const ebBudgetMb = 2048;
+/** Stopped in this order until the test container fits the budget: the app tier. db and cache serve the tests; mqtt and vault keep serving EB's players. */
+export const testRunStopOrder = ['worker', 'web', 'api'] as const;
+/** The app's test database (api/tests/conftest.py), made by its db init script on a new volume. */
+export const testDatabase = 'makapix_test';
+/** The one-off test container's memory override (lib/jobs/deploy.ts is its only user). */
+export const testsComposeFile = path.join(composeDir, 'docker-compose.tests.yml');
 
 /** What the rendered compose config says about a service, as far as the switch cares. */
 export interface ServiceFacts {
@@ -40,6 +56,8 @@ export interface ServiceFacts {
   built: boolean;
   healthcheck: boolean;
   publishesPorts: boolean;
+  /** mem_limit in MiB (0: none). */
+  memMb: number;
 }
 
 export type SwitchStrategy = 'overlap' | 'recreate';
@@ -53,12 +71,40 @@ export const switchStrategy = (s: ServiceFacts): SwitchStrategy => (s.healthchec
 
 /** Reads `docker compose config` output into the facts the plan needs. */
 export function servicesFromConfig(yamlText: string): ServiceFacts[] {
-  const doc = YAML.parse(yamlText) as { services?: Record<string, { build?: unknown; healthcheck?: { test?: unknown; disable?: boolean }; ports?: unknown[] }> };
+  const doc = YAML.parse(yamlText) as { services?: Record<string, { build?: unknown; healthcheck?: { test?: unknown; disable?: boolean }; ports?: unknown[]; mem_limit?: string | number }> };
   return Object.entries(doc.services ?? {}).map(([name, s]) => {
     const test = s.healthcheck?.test;
     const disabled = s.healthcheck?.disable === true || (Array.isArray(test) && test[0] === 'NONE');
-    return { name, built: s.build !== undefined, healthcheck: test !== undefined && !disabled, publishesPorts: (s.ports ?? []).length > 0 };
+    return { name, built: s.build !== undefined, healthcheck: test !== undefined && !disabled, publishesPorts: (s.ports ?? []).length > 0, memMb: parseMemMb(s.mem_limit) };
   });
+}
+
+/** A compose memory size ("768M", "1g", or bytes as `docker compose config` renders it) in MiB. */
+export function parseMemMb(v: string | number | undefined): number {
+  if (v === undefined) return 0;
+  const m = /^(\d+(?:\.\d+)?)\s*([kmg]?)i?b?$/i.exec(String(v).trim());
+  if (!m) throw new UsageError(`mem_limit ${JSON.stringify(v)} is not a size.`);
+  const n = Number(m[1]);
+  const unit = m[2]!.toLowerCase();
+  return Math.ceil(unit === 'g' ? n * 1024 : unit === 'm' ? n : unit === 'k' ? n / 1024 : n / 1024 ** 2);
+}
+
+/**
+ * Which of EB's services to stop so that the test container (`testMb`) and what keeps running stay
+ * within EB's budget at every moment. Stopped, not paused: a paused container keeps its memory.
+ */
+export function servicesToStop(eb: readonly ServiceFacts[], testMb: number, budgetMb = ebBudgetMb, order: readonly string[] = testRunStopOrder): { stop: string[]; totalMb: number } {
+  let total = eb.reduce((sum, x) => sum + x.memMb, 0) + testMb;
+  const stop: string[] = [];
+  for (const name of order) {
+    if (total <= budgetMb) break;
+    const svc = eb.find((x) => x.name === name);
+    if (!svc) continue;
+    stop.push(name);
+    total -= svc.memMb;
+  }
+  if (total > budgetMb) throw new SafetyError(`The tests' ${testMb} MiB do not fit in EB's ${budgetMb} MiB even with ${order.join(', ')} stopped (${total} MiB).`, 'Lower --test-memory, or raise the budget in docker-compose.dev.yml first.');
+  return { stop, totalMb: total };
 }
 
 /** Replaces (or appends) one KEY=value line of an env file, leaving every other line as it was. */
@@ -92,8 +138,21 @@ export interface DeployFacts {
   /** The image tag EA runs now (IMAGE_TAG of .env.prod). */
   currentTag: string;
   services: ServiceFacts[];
-  /** The commit EB's checkout is at: the tests run there, so it must be what gets deployed. */
+  /** The commit EB's checkout is at, its branch and its git tree: the tests run there, so its tree must be the one deployed. */
   ebHead: string;
+  ebBranch: string;
+  ebTree: string;
+  /** The git tree of `target`: main gets merge commits EB never ran, so trees are compared, not commits. */
+  targetTree: string;
+  /** EB's services as its compose config renders them (memory limits for the test run). */
+  ebServices: ServiceFacts[];
+  /** Whether EB's database has makapix_test (an existing volume may predate it). */
+  testDbExists: boolean;
+  flavor: ComposeFlavor;
+  devEnvFile: string;
+  /** EB's database accounts (names only), for creating makapix_test as the app's db init script does. */
+  ebDbAdmin: string;
+  ebDbWorker: string;
   envFile: string;
   deployLog: string;
   backupDir: string;
@@ -103,17 +162,11 @@ export interface DeployOptions {
   skipTests: boolean;
   yes: boolean;
   healthUrl?: string;
-}
-
-export type StepId = 'preflight' | 'tests' | 'backup' | 'update' | 'build' | 'migrate' | 'switch' | 'health' | 'record';
-
-export interface PlannedStep {
-  n: number;
-  id: StepId;
-  title: string;
-  /** What it will run, with real values, for --dry-run and the log. */
-  does: string[];
-  skipped?: string;
+  /** The branch EB tracks (default develop). */
+  ebBranch?: string;
+  /** The app's test command, run in /workspace/api (default python scripts/run_tests.py). */
+  testCommand?: readonly string[];
+  testMemoryMb?: number;
 }
 
 export interface DeployPlan {
@@ -122,7 +175,8 @@ export interface DeployPlan {
   commits: Commit[];
   migrations: string[];
   switches: { service: string; strategy: SwitchStrategy }[];
-  steps: PlannedStep[];
+  /** EB services stopped for the test run, so EB stays within its budget. */
+  stopForTests: string[];
 }
 
 /** A contradiction in the options alone (exit 2): checked before the lock, git or Docker. */
@@ -131,47 +185,138 @@ export function optionsRefusal(o: DeployOptions): OpsError | undefined {
   return undefined;
 }
 
-/** Refusals that depend only on the facts: the same answer for --dry-run and for the real run. */
-export function deployRefusal(f: DeployFacts, o: DeployOptions): OpsError | undefined {
+/** Every refusal that depends only on the facts: the same answers for --dry-run (which lists them all) and the real run. */
+export function deployRefusals(f: DeployFacts, o: DeployOptions): OpsError[] {
   const options = optionsRefusal(o);
-  if (options) return options;
-  if (!f.clean) return new SafetyError(`The app checkout ${f.appDir} has uncommitted changes.`, 'Commit or remove them; a deploy builds exactly a commit of main.');
-  if (f.branch !== deployedBranch) return new SafetyError(`The app checkout ${f.appDir} is on "${f.branch}", not ${deployedBranch}.`, `git -C ${f.appDir} checkout ${deployedBranch}`);
-  if (!f.fastForward) return new SafetyError(`origin/${deployedBranch} (${f.target.slice(0, 12)}) is not a fast-forward of ${f.appDir} (${f.head.slice(0, 12)}).`, 'History was rewritten or the checkout has local commits; sort it out by hand, then deploy.');
-  if (!o.skipTests && f.ebHead !== f.target) {
-    return new SafetyError(`EB runs ${f.ebHead.slice(0, 12)}, but ${deployedBranch} is at ${f.target.slice(0, 12)}: the tests on EB would not test what gets deployed.`, `Put EB on ${f.target.slice(0, 12)} (git pull in its checkout, make rebuild-dev), then deploy.`);
+  if (options) return [options];
+  const out: OpsError[] = [];
+  if (!f.clean) out.push(new SafetyError(`The app checkout ${f.appDir} has uncommitted changes.`, 'Commit or remove them; a deploy builds exactly a commit of main.'));
+  if (f.branch !== deployedBranch) out.push(new SafetyError(`The app checkout ${f.appDir} is on "${f.branch}", not ${deployedBranch}.`, `git -C ${f.appDir} checkout ${deployedBranch}`));
+  if (!f.fastForward) out.push(new SafetyError(`origin/${deployedBranch} (${f.target.slice(0, 12)}) is not a fast-forward of ${f.appDir} (${f.head.slice(0, 12)}).`, 'History was rewritten or the checkout has local commits; sort it out by hand, then deploy.'));
+  if (!o.skipTests) {
+    const ebBranch = o.ebBranch ?? defaultEbBranch;
+    if (f.ebBranch !== ebBranch) out.push(new SafetyError(`EB's checkout is on "${f.ebBranch}", not ${ebBranch}, the branch EB tracks.`, `Put EB back on ${ebBranch}, or name the branch it tracks: --eb-branch ${f.ebBranch}.`));
+    if (f.ebTree !== f.targetTree) {
+      out.push(new SafetyError(`EB runs ${f.ebHead.slice(0, 12)} (tree ${f.ebTree.slice(0, 12)}), but ${deployedBranch} is at ${f.target.slice(0, 12)} (tree ${f.targetTree.slice(0, 12)}): the trees differ, so EB's tests did not test what would be deployed.`, `Merge what EB tested into ${deployedBranch} (or bring EB to ${deployedBranch}'s tree and let it run), then deploy.`));
+    }
   }
-  return undefined;
+  return out;
 }
 
-/** The nine steps with their real values. Pure: the unit tests pin it down. */
+export const deployRefusal = (f: DeployFacts, o: DeployOptions): OpsError | undefined => deployRefusals(f, o)[0];
+
+/** What the deploy moves, from the facts. Pure: the unit tests pin it down. */
 export function deployPlan(f: DeployFacts, o: DeployOptions): DeployPlan {
   const toTag = imageTag(f.target);
   const built = f.services.filter((s) => s.built);
   const switches = [...built.filter((s) => switchStrategy(s) === 'overlap'), ...built.filter((s) => switchStrategy(s) === 'recreate')].map((s) => ({ service: s.name, strategy: switchStrategy(s) }));
-  const names = switches.map((s) => s.service);
-  const envTag = `IMAGE_TAG=${toTag}`;
-  const steps: PlannedStep[] = [
-    { n: 1, id: 'preflight', title: 'Preflight', does: [`lock ${path.join(path.dirname(f.deployLog), 'deploy.lock')}`, `${f.appDir}: clean, on ${deployedBranch}; git fetch: ${f.commits.length} commit(s) ${f.head.slice(0, 12)}..${f.target.slice(0, 12)}, ${f.migrations.length} migration file(s)`, 'EB api healthy', `free disk for images and a backup (${f.backupDir})`] },
-    { n: 2, id: 'tests', title: "Run the app's tests on EB", does: ['docker compose -p makapix-dev exec -T api pytest'], ...(o.skipTests && { skipped: '--skip-tests --yes' }) },
-    { n: 3, id: 'backup', title: "Back up EA's database (pinned)", does: [`backup to ${path.join(f.backupDir, 'pinned')}/`] },
-    { n: 4, id: 'update', title: 'Update the code (fast-forward only)', does: [`git -C ${f.appDir} merge --ff-only ${f.target}`] },
-    { n: 5, id: 'build', title: `Build EA's images for ${toTag}`, does: [`${envTag} docker compose -p ${f.project} build ${names.join(' ')}`] },
-    { n: 6, id: 'migrate', title: 'Apply migrations', does: [`${envTag} docker compose -p ${f.project} run --rm --no-deps -T api alembic upgrade head`] },
+  const stopForTests = o.skipTests ? [] : servicesToStop(f.ebServices, o.testMemoryMb ?? defaultTestMemoryMb).stop;
+  return { from: { commit: f.head, tag: f.currentTag }, to: { commit: f.target, tag: toTag }, commits: f.commits, migrations: f.migrations, switches, stopForTests };
+}
+
+/**
+ * The test command inside the one-off container: the app's runner, then a look at the container's
+ * memory cgroup. run_tests.py runs each chunk as a child, so an OOM-killed chunk only shows as a
+ * failed chunk; the kernel's oom_kill counter tells the two apart (exit 137 = out of memory).
+ */
+export function testShell(command: readonly string[], memoryMb: number): string {
+  const quoted = command.map((a) => `'${a.replaceAll("'", `'\\''`)}'`).join(' ');
+  return [
+    `${quoted}; rc=$?`,
+    'for f in /sys/fs/cgroup/memory.events /sys/fs/cgroup/memory/memory.oom_control; do',
+    '  k=$(sed -n "s/^oom_kill //p" "$f" 2>/dev/null); if [ "${k:-0}" -gt 0 ]; then',
+    `    echo "makapix-ops: the kernel killed $k process(es) of the test run for memory (limit ${memoryMb} MiB)" >&2; exit 137; fi`,
+    'done; exit $rc',
+  ].join('\n');
+}
+
+/** The verdict on the test run's exit code: out of memory and failed tests are different failures. */
+export function testVerdict(exitCode: number, memoryMb: number): OpsError | undefined {
+  if (exitCode === 0) return undefined;
+  if (exitCode === 137) return new JobError(`The app's tests ran out of memory on EB: a test chunk was killed by the kernel at the ${memoryMb} MiB limit; deploy refused, EA was not touched.`, 'Give the run more memory (--test-memory) or smaller chunks (PYTEST_CHUNK_SIZE in EB), then deploy again.');
+  return new JobError(`The app's tests failed on EB (exit ${exitCode}); deploy refused, EA was not touched.`, 'Fix them on EB (the output above names the failing chunk), then deploy again.');
+}
+
+/** alembic's `current`/`heads` output: the revision ids, one per line ("abc123 (head)"). */
+export const parseRevisions = (out: string): string[] => out.split('\n').map((l) => l.trim().split(/\s+/)[0] ?? '').filter((r) => /^[0-9A-Za-z_]+$/.test(r) && r !== 'INFO').sort();
+
+const stepIds: [RegExp, string][] = [
+  [/^Preflight/, 'preflight'],
+  [/^(Create|Grant) .*makapix_test|^Grant .* the use of/, 'test-db'],
+  [/^Stop EB's/, 'tests-stop'],
+  [/^Run the app's tests/, 'tests'],
+  [/^Start EB's|^start EB's/, 'tests-start'],
+  [/^Back up/, 'backup'],
+  [/^Update the code/, 'update'],
+  [/^Build/, 'build'],
+  [/^Read EA's schema/, 'revision'],
+  [/^Apply migrations/, 'migrate'],
+  [/^Check the schema/, 'head'],
+  [/^Switch EA/, 'switch'],
+];
+/** A step's short name in the deploy log (titles carry values; ids stay put). */
+export const deployStepId = (title: string) => stepIds.find(([re]) => re.test(title))?.[1] ?? title;
+
+export interface DeployTasks {
+  preflight(): Promise<void>;
+  /** Runs the test command (streaming) and throws testVerdict's error. */
+  runTests(c: Command): Promise<void>;
+  backup(): Promise<void>;
+  /** Reads EA's schema revision before migrating (`alembic current`). */
+  revisionBefore(current: Command): Promise<void>;
+  /** Compares `alembic current` with `alembic heads` after migrating; throws when the head is not reached. */
+  checkHead(current: Command, heads: Command): Promise<void>;
+  switchAndHealth(): Promise<void>;
+}
+
+/**
+ * The deploy as the steps that run: --dry-run prints renderPlan() of this very list and the runner
+ * hands the same list to runPlan, so the commands shown are the argv objects executed.
+ */
+export function deploySteps(f: DeployFacts, o: DeployOptions, plan: DeployPlan, tasks: DeployTasks): Step[] {
+  const prodCfg = { env: 'prod' as const, file: f.envFile };
+  const devCfg = { env: 'dev' as const, file: f.devEnvFile };
+  const tag = { IMAGE_TAG: plan.to.tag };
+  const inApi = (...args: string[]): Command => ({ ...composeCommand(prodCfg, ['run', '--rm', '--no-deps', '-T', '-w', appApiDir, 'api', ...args], f.flavor), env: tag });
+  const memoryMb = o.testMemoryMb ?? defaultTestMemoryMb;
+  const psql = (db: string, sql: string): Command => composeCommand(devCfg, ['exec', '-T', 'db', 'psql', '-v', 'ON_ERROR_STOP=1', '-U', f.ebDbAdmin, '-d', db, '-c', sql], f.flavor);
+  const steps: Step[] = [{ kind: 'task', title: 'Preflight', detail: `lock ${lockPathFor(f.deployLog)}; ${f.appDir} clean on ${deployedBranch}, ${f.commits.length} commit(s) ${f.head.slice(0, 12)}..${f.target.slice(0, 12)}; EB's api healthy; free disk for images and a backup (${f.backupDir})`, run: tasks.preflight }];
+  if (!o.skipTests) {
+    if (!f.testDbExists) {
+      // As the app's db/init-users.sh does on a new volume (an older volume lacks the database).
+      steps.push(
+        { kind: 'command', title: `Create ${testDatabase} in EB's database (its volume predates it)`, command: psql('postgres', `CREATE DATABASE ${testDatabase}`) },
+        { kind: 'command', title: `Grant ${f.ebDbWorker} the use of ${testDatabase}`, command: psql(testDatabase, `CREATE EXTENSION IF NOT EXISTS pgcrypto; CREATE EXTENSION IF NOT EXISTS pg_trgm; GRANT CONNECT ON DATABASE ${testDatabase} TO "${f.ebDbWorker}"; GRANT USAGE, CREATE ON SCHEMA public TO "${f.ebDbWorker}"; ALTER DEFAULT PRIVILEGES IN SCHEMA public GRANT SELECT, INSERT, UPDATE, DELETE ON TABLES TO "${f.ebDbWorker}"; ALTER DEFAULT PRIVILEGES IN SCHEMA public GRANT USAGE, SELECT ON SEQUENCES TO "${f.ebDbWorker}"`) },
+      );
+    }
+    const stop = plan.stopForTests;
+    if (stop.length) {
+      steps.push(
+        { kind: 'command', title: `Stop EB's ${stop.join(', ')} so the test run stays within EB's ${ebBudgetMb} MiB`, command: composeCommand(devCfg, ['stop', ...stop], f.flavor) },
+        { kind: 'rollback', title: `start EB's ${stop.join(', ')} again`, command: composeCommand(devCfg, ['start', ...stop], f.flavor) },
+      );
+    }
+    const run: Command = { ...composeCommand(devCfg, ['-f', testsComposeFile, 'run', '--rm', '--no-deps', '-T', '-w', appApiDir, 'api', 'sh', '-c', testShell(o.testCommand ?? defaultTestCommand, memoryMb)], f.flavor), env: { MAKAPIX_TEST_MEMORY: `${memoryMb}M` } };
+    steps.push({ kind: 'task', title: `Run the app's tests in a one-off container of EB's api image (${memoryMb} MiB, against ${testDatabase})`, detail: renderCommand(run), run: () => tasks.runTests(run) });
+    if (stop.length) steps.push({ kind: 'command', title: `Start EB's ${stop.join(', ')} again`, command: composeCommand(devCfg, ['start', ...stop], f.flavor) });
+  }
+  const current = inApi('alembic', 'current');
+  const heads = inApi('alembic', 'heads');
+  steps.push(
+    { kind: 'task', title: "Back up EA's database (pinned)", detail: `a pinned backup in ${path.join(f.backupDir, 'pinned')}/`, run: tasks.backup },
+    { kind: 'command', title: 'Update the code (fast-forward only)', command: { cmd: 'git', argv: ['-C', f.appDir, 'merge', '--ff-only', f.target] } },
+    { kind: 'command', title: `Build EA's images for ${plan.to.tag}`, command: { ...composeCommand(prodCfg, ['build', ...plan.switches.map((x) => x.service)], f.flavor), env: tag }, stream: true },
+    { kind: 'task', title: "Read EA's schema revision", detail: renderCommand(current), run: () => tasks.revisionBefore(current) },
+    { kind: 'command', title: `Apply migrations where the app keeps alembic.ini (${appApiDir})`, command: inApi('alembic', 'upgrade', 'head') },
+    { kind: 'task', title: 'Check the schema reached the new head (refuse to switch otherwise)', detail: `${renderCommand(current)} must equal ${renderCommand(heads)}`, run: () => tasks.checkHead(current, heads) },
     {
-      n: 7,
-      id: 'switch',
-      title: `Switch EA to ${toTag}`,
-      does: switches.map((s) =>
-        s.strategy === 'overlap'
-          ? `${s.service}: start ${nextContainerName(f.project, s.service)} (no aliases), wait healthy, give it ${s.service}'s aliases, recreate ${s.service}, wait healthy, retire the helper`
-          : `${s.service}: recreate on the new image (${envTag} docker compose up -d --no-deps ${s.service})`,
-      ),
+      kind: 'task',
+      title: `Switch EA to ${plan.to.tag} and check its health`,
+      detail: `${plan.switches.map((x) => (x.strategy === 'overlap' ? `${x.service}: ${nextContainerName(f.project, x.service)} serves beside it once healthy, then ${x.service} is recreated` : `${x.service}: recreated`)).join('; ')}; then ${o.healthUrl ? `GET ${o.healthUrl}` : "the api's own healthcheck"} ${defaultHealth.consecutive} times in a row; unhealthy: back to ${plan.from.tag}`,
+      run: tasks.switchAndHealth,
     },
-    { n: 8, id: 'health', title: 'Health check', does: [o.healthUrl ? `GET ${o.healthUrl}` : "the api container's own healthcheck, run with docker exec"] },
-    { n: 9, id: 'record', title: 'Record the deploy', does: [`${f.envFile}: IMAGE_TAG=${toTag}`, `append to ${f.deployLog}`] },
-  ];
-  return { from: { commit: f.head, tag: f.currentTag }, to: { commit: f.target, tag: toTag }, commits: f.commits, migrations: f.migrations, switches, steps };
+  );
+  return steps;
 }
 
 /** One line of the deploy log. */
@@ -185,7 +330,8 @@ export interface DeployRecord {
   backup: string | null;
   skipTests: boolean;
   migrations: string[];
-  steps: { id: string; title: string; ms: number; ok: boolean }[];
+  /** `does`: the step's command as --dry-run prints it (absent in records older than the step plan). */
+  steps: { id: string; title: string; does?: string; ms: number; ok: boolean }[];
   result: 'succeeded' | 'failed' | 'rolled-back';
   error?: string;
   downtimeNote?: string;
@@ -219,9 +365,6 @@ export function parseDeployLog(text: string): DeployRecord[] {
 // ---- runners ------------------------------------------------------------------------------------
 
 
-const git = (dir: string) => $({ quiet: true, cwd: dir });
-
-/** One `docker` call; failures name the command and its output. */
 async function urlHealthy(url: string): Promise<boolean> {
   try {
     return (await httpRequest({ url, timeoutMs: 5000 })).status === 200;
@@ -331,29 +474,45 @@ export class HealthFailure extends JobError {
 
 // ---- gathering facts ----------------------------------------------------------------------------
 
-async function gitFacts(appDir: string): Promise<Pick<DeployFacts, 'branch' | 'clean' | 'head' | 'target' | 'fastForward' | 'commits' | 'migrations'>> {
+const git = (dir: string, ...argv: string[]): Command => ({ cmd: 'git', argv: ['-C', dir, ...argv] });
+const gitOut = async (dir: string, ...argv: string[]) => (await run(git(dir, ...argv))).stdout.trim();
+
+async function gitFacts(appDir: string): Promise<Pick<DeployFacts, 'branch' | 'clean' | 'head' | 'target' | 'targetTree' | 'fastForward' | 'commits' | 'migrations'>> {
   if (!(await stat(path.join(appDir, '.git')).then(() => true, () => false))) {
     throw new SafetyError(`APP_DIR ${appDir} is not a git checkout.`, 'Set APP_DIR in compose/.env.prod to the app repository (e.g. /opt/makapix).');
   }
-  const g = git(appDir);
-  const branch = (await g`git rev-parse --abbrev-ref HEAD`).stdout.trim();
-  const clean = (await g`git status --porcelain --untracked-files=no`).stdout.trim() === '';
-  const fetched = await $({ quiet: true, cwd: appDir, nothrow: true, timeout: '120s' })`git fetch --quiet origin ${deployedBranch}`;
+  const branch = await gitOut(appDir, 'rev-parse', '--abbrev-ref', 'HEAD');
+  const clean = (await gitOut(appDir, 'status', '--porcelain', '--untracked-files=no')) === '';
+  const fetched = await run(git(appDir, 'fetch', '--quiet', 'origin', deployedBranch), { nothrow: true, timeoutMs: 120_000 });
   if (fetched.exitCode !== 0) throw new JobError(`git fetch in ${appDir} failed: ${tail(fetched.stderr)}`, 'Check that origin is reachable and credentials work.');
-  const head = (await g`git rev-parse HEAD`).stdout.trim();
-  const target = (await g`git rev-parse ${`origin/${deployedBranch}`}`).stdout.trim();
-  const fastForward = (await $({ quiet: true, cwd: appDir, nothrow: true })`git merge-base --is-ancestor ${head} ${target}`).exitCode === 0;
-  const log = fastForward ? (await g`git log --format=%H%x09%s ${`${head}..${target}`}`).stdout.trim() : '';
+  const head = await gitOut(appDir, 'rev-parse', 'HEAD');
+  const target = await gitOut(appDir, 'rev-parse', `origin/${deployedBranch}`);
+  const targetTree = await gitOut(appDir, 'rev-parse', `${target}^{tree}`);
+  const fastForward = (await run(git(appDir, 'merge-base', '--is-ancestor', head, target), { nothrow: true })).exitCode === 0;
+  const log = fastForward ? await gitOut(appDir, 'log', '--format=%H%x09%s', `${head}..${target}`) : '';
   const commits = log ? log.split('\n').map((l) => ({ sha: l.split('\t')[0]!, subject: l.split('\t').slice(1).join('\t') })) : [];
-  const migrations = fastForward ? (await g`git diff --name-only ${head} ${target} -- ${migrationsPath}`).stdout.split('\n').filter(Boolean) : [];
-  return { branch, clean, head, target, fastForward, commits, migrations };
+  const migrations = fastForward ? (await gitOut(appDir, 'diff', '--name-only', head, target, '--', migrationsPath)).split('\n').filter(Boolean) : [];
+  return { branch, clean, head, target, targetTree, fastForward, commits, migrations };
+}
+
+/** Whether EB's database has the app's test database (read-only). */
+async function testDbExists(dev: EnvConfig, flavor: ComposeFlavor): Promise<boolean> {
+  const q = composeCommand(dev, ['exec', '-T', 'db', 'psql', '-U', dev.vars.DB_ADMIN_USER, '-d', 'postgres', '-tAc', `SELECT 1 FROM pg_database WHERE datname = '${testDatabase}'`], flavor);
+  const r = await run(q, { nothrow: true });
+  if (r.exitCode !== 0) throw new JobError(`Cannot ask EB's database whether ${testDatabase} exists: ${tail(r.stderr || r.stdout)}.`, 'Start EB (make up-dev) and run again.');
+  return r.stdout.trim() === '1';
 }
 
 /** Everything the plan needs, read without changing anything (git fetch only updates remote refs). */
-export async function gatherFacts(prod: EnvConfig, dev: EnvConfig): Promise<DeployFacts> {
+export async function gatherFacts(prod: EnvConfig, dev: EnvConfig, o: DeployOptions): Promise<DeployFacts> {
   const appDir = prod.vars.APP_DIR;
+  const flavor = await detectComposeFlavor();
   const services = servicesFromConfig(await compose(prod, ['config']));
-  const ebHead = (await $({ quiet: true, cwd: dev.vars.APP_DIR, nothrow: true })`git rev-parse HEAD`).stdout.trim() || 'unknown';
+  const ebServices = servicesFromConfig(await compose(dev, ['config']));
+  const ebDir = dev.vars.APP_DIR;
+  const ebHead = (await run(git(ebDir, 'rev-parse', 'HEAD'), { nothrow: true })).stdout.trim() || 'unknown';
+  const ebBranch = (await run(git(ebDir, 'rev-parse', '--abbrev-ref', 'HEAD'), { nothrow: true })).stdout.trim() || 'unknown';
+  const ebTree = (await run(git(ebDir, 'rev-parse', 'HEAD^{tree}'), { nothrow: true })).stdout.trim() || 'unknown';
   return {
     project: projectName(prod.env),
     appDir,
@@ -361,6 +520,14 @@ export async function gatherFacts(prod: EnvConfig, dev: EnvConfig): Promise<Depl
     currentTag: prod.vars.IMAGE_TAG,
     services,
     ebHead,
+    ebBranch,
+    ebTree,
+    ebServices,
+    testDbExists: o.skipTests ? true : await testDbExists(dev, flavor),
+    flavor,
+    devEnvFile: dev.file,
+    ebDbAdmin: dev.vars.DB_ADMIN_USER,
+    ebDbWorker: dev.vars.DB_API_WORKER_USER,
     envFile: prod.file,
     deployLog: prod.vars.DEPLOY_LOG,
     backupDir: prod.vars.BACKUP_DIR,
@@ -383,6 +550,10 @@ export interface DeployResult {
   plan: DeployPlan;
   dryRun: boolean;
   nothingToDo: boolean;
+  /** --dry-run: renderPlan() of the steps that would run. */
+  lines: string[];
+  /** --dry-run: why each failing precondition would refuse the deploy. */
+  refusals: string[];
   record?: DeployRecord;
   /** What an operator still has to do by hand (after a rollback with migrations). */
   manual: string[];
@@ -430,56 +601,25 @@ async function freeBytes(dir: string): Promise<number> {
 
 const imagesOf = (f: DeployFacts, tag: string) => f.services.filter((s) => s.built).map((s) => `${f.project}-${s.name}:${tag}`);
 
-/** make deploy-prod: the nine steps; see docs/deploy.md. */
+/** make deploy-prod: the steps of deploySteps(), run by runPlan; see docs/deploy.md. */
 export async function deployToProd(prod: EnvConfig, dev: EnvConfig, o: DeployRunOptions): Promise<DeployResult> {
   const { ui } = o;
   const health = o.health ?? defaultHealth;
   const usage = optionsRefusal(o);
   if (usage) throw usage;
   const lock = o.dryRun ? undefined : await takeDeployLock(prod.vars.DEPLOY_LOG);
-  const steps: DeployRecord['steps'] = [];
-  const timed = async <T>(s: PlannedStep, fn: () => Promise<T>, detail?: (r: T) => string | undefined): Promise<T> => {
-    const started = Date.now();
-    try {
-      const r = await ui.run(`${s.n}/9 ${s.title}`, fn, detail);
-      steps.push({ id: s.id, title: s.title, ms: Date.now() - started, ok: true });
-      return r;
-    } catch (err) {
-      steps.push({ id: s.id, title: s.title, ms: Date.now() - started, ok: false });
-      throw err;
-    }
-  };
   try {
-    const facts = await gatherFacts(prod, dev);
+    const facts = await gatherFacts(prod, dev, o);
     const plan = deployPlan(facts, o);
-    const step = (id: StepId) => plan.steps.find((s) => s.id === id)!;
-    const refusal = deployRefusal(facts, o);
-    if (refusal) throw refusal;
-    const nothingToDo = plan.to.tag === plan.from.tag;
-    if (o.dryRun || nothingToDo) {
-      if (nothingToDo) ui.info(`EA already runs ${plan.to.tag} (${deployedBranch} at ${facts.target.slice(0, 12)}); nothing to deploy.`);
-      return { plan, dryRun: o.dryRun, nothingToDo, manual: [] };
-    }
-    ui.info(`Deploying ${plan.from.tag} -> ${plan.to.tag}: ${plan.commits.length} commit(s), ${plan.migrations.length} migration file(s)${o.skipTests ? ', TESTS SKIPPED (--skip-tests --yes)' : ''}`);
-
-    const record: DeployRecord = {
-      at: new Date().toISOString(),
-      kind: 'deploy',
-      user: o.operator,
-      from: plan.from,
-      to: plan.to,
-      images: imagesOf(facts, plan.to.tag),
-      backup: null,
-      skipTests: o.skipTests,
-      migrations: plan.migrations,
-      steps,
-      result: 'failed',
-    };
     const manual: string[] = [];
-    let migrated = false;
-    let recordFrom = Date.now();
-    try {
-      await timed(step('preflight'), async () => {
+    const record: DeployRecord = { at: new Date().toISOString(), kind: 'deploy', user: o.operator, from: plan.from, to: plan.to, images: imagesOf(facts, plan.to.tag), backup: null, skipTests: o.skipTests, migrations: plan.migrations, steps: [], result: 'failed' };
+    let migratedFrom: string[] | undefined;
+    const apiHealthy = async () => {
+      const [api] = await serviceContainers(facts.project, 'api');
+      return api ? containerHealthy(api) : false;
+    };
+    const tasks: DeployTasks = {
+      preflight: async () => {
         const [eb] = await serviceContainers(projectName(dev.env), 'api');
         if (!eb || !(await containerHealthy(eb))) throw new SafetyError("EB's api is not up and healthy.", 'Start it (make up-dev) and check it (make logs-dev SERVICE=api) first.');
         const need = o.minFreeBytes ?? 5 * 1024 ** 3;
@@ -488,79 +628,78 @@ export async function deployToProd(prod: EnvConfig, dev: EnvConfig, o: DeployRun
           const free = await freeBytes(dir);
           if (free < need) throw new JobError(`Only ${formatBytes(free)} is free in ${dir}; a deploy needs ${formatBytes(need)} for images and a backup.`, 'Free some space (docker image prune, old backups) and run again.');
         }
-        return `${plan.commits.length} commit(s): ${plan.commits.map((c) => `${c.sha.slice(0, 8)} ${c.subject}`).join('; ')}`;
-      }, (d) => d);
-
-      if (!o.skipTests) {
-        await timed(step('tests'), async () => {
-          const out = await compose(dev, ['exec', '-T', 'api', 'pytest']).catch((err: Error) => {
-            throw new JobError(`The app's tests failed on EB: ${err.message.replace(/^docker compose .*? failed for dev /, '')}`, 'Fix them on EB; EA was not touched.');
-          });
-          return tail(out, 1);
-        }, (d) => d);
-      }
-
-      const backup = await timed(step('backup'), () => backupDatabase(prod, { mode: 'compose', pinned: true, reason: `before deploy of ${plan.to.tag}`, ui }), (b) => `${b.file} (${formatBytes(b.bytes)})`);
-      record.backup = backup.file;
-
-      await timed(step('update'), async () => {
-        const r = await $({ quiet: true, cwd: facts.appDir, nothrow: true })`git merge --ff-only ${facts.target}`;
-        if (r.exitCode !== 0) throw new SafetyError(`${facts.appDir} cannot be fast-forwarded to ${facts.target.slice(0, 12)}: ${tail(r.stderr)}`, 'Resolve it by hand; EA was not touched.');
-        return facts.target.slice(0, 12);
-      }, (d) => `at ${d}`);
-
-      const names = plan.switches.map((s) => s.service);
-      await timed(step('build'), () => compose(prod, ['build', ...names], { IMAGE_TAG: plan.to.tag }), () => record.images.join(', '));
-
-      await timed(step('migrate'), async () => {
-        migrated = true;
-        return tail(await compose(prod, ['run', '--rm', '--no-deps', '-T', 'api', 'alembic', 'upgrade', 'head'], { IMAGE_TAG: plan.to.tag }), 3);
-      }, (d) => d || 'up to date');
-
-      try {
-        await timed(step('switch'), () => switchServices(prod, plan.switches, plan.to.tag, { health, ui }));
-        await timed(step('health'), async () => {
-          const probe = o.healthUrl ? () => urlHealthy(o.healthUrl!) : async () => {
-            const [api] = await serviceContainers(facts.project, 'api');
-            return api ? containerHealthy(api) : false;
-          };
-          return waitHealthy(o.healthUrl ?? "EA's api", probe, health);
-        }, (n) => `${health.consecutive} consecutive successes (${n} checks)`);
-      } catch (err) {
-        const failure = err instanceof HealthFailure ? err : new HealthFailure((err as Error).message, true);
-        ui.warn(`Rolling EA back to ${plan.from.tag}: ${failure.message}`);
-        if (failure.switched) {
-          await switchServices(prod, plan.switches.map((s) => ({ ...s, strategy: 'recreate' as const })), plan.from.tag, { health, ui });
-          if (failure.helper) await removeContainer(failure.helper);
-          const probeOld = async () => {
-            const [api] = await serviceContainers(facts.project, 'api');
-            return api ? containerHealthy(api) : false;
-          };
-          await waitHealthy(`EA's api after the rollback to ${plan.from.tag}`, probeOld, health).catch((e: Error) => manual.push(`EA is NOT healthy after the rollback: ${e.message}`));
+      },
+      runTests: async (c) => {
+        const verdict = testVerdict((await run(c, { stream: true, nothrow: true })).exitCode, o.testMemoryMb ?? defaultTestMemoryMb);
+        if (verdict) throw verdict;
+      },
+      backup: async () => {
+        record.backup = (await backupDatabase(prod, { mode: 'compose', pinned: true, reason: `before deploy of ${plan.to.tag}`, ui })).file;
+      },
+      revisionBefore: async (current) => {
+        migratedFrom = parseRevisions((await run(current)).stdout);
+      },
+      checkHead: async (current, heads) => {
+        const [now, want] = [parseRevisions((await run(current)).stdout), parseRevisions((await run(heads)).stdout)];
+        if (now.join(',') !== want.join(',')) throw new JobError(`EA's schema is at ${now.join(', ') || 'no revision'}, not the new head ${want.join(', ')}: the switch is refused (EA still runs ${plan.from.tag}).`, `Look at the migration's output above; restore ${record.backup ?? 'the pinned backup'} if it left the schema half-way.`);
+        record.migrations = migratedFrom?.join(',') === want.join(',') ? [`none ran: EA was already at ${want.join(', ')} (the app migrates on start-up too)`] : [`ran by this deploy: ${migratedFrom?.join(', ') || 'empty'} -> ${want.join(', ')}`, ...plan.migrations];
+        ui.info(`Migrations: ${record.migrations[0]}`);
+      },
+      switchAndHealth: async () => {
+        try {
+          await switchServices(prod, plan.switches, plan.to.tag, { health, ui });
+          await waitHealthy(o.healthUrl ?? "EA's api", o.healthUrl ? () => urlHealthy(o.healthUrl!) : apiHealthy, health);
+        } catch (err) {
+          const failure = err instanceof HealthFailure ? err : new HealthFailure((err as Error).message, true);
+          ui.warn(`Rolling EA back to ${plan.from.tag}: ${failure.message}`);
+          if (failure.switched) {
+            await switchServices(prod, plan.switches.map((x) => ({ ...x, strategy: 'recreate' as const })), plan.from.tag, { health, ui });
+            if (failure.helper) await removeContainer(failure.helper);
+            await waitHealthy(`EA's api after the rollback to ${plan.from.tag}`, apiHealthy, health).catch((e: Error) => manual.push(`EA is NOT healthy after the rollback: ${e.message}`));
+          }
+          record.result = 'rolled-back';
+          manual.push(`Migrations ran against EA's database (${record.migrations.join('; ') || 'alembic upgrade head'}); ${plan.from.tag} now runs on the new schema.`, `If it misbehaves, restore the backup taken before the deploy: ./scripts/restore.ts --env prod --file ${record.backup}`);
+          throw failure;
         }
-        record.result = 'rolled-back';
-        record.error = failure.message;
-        if (migrated) {
-          manual.push(
-            `Migrations ran against EA's database (${plan.migrations.length ? plan.migrations.join(', ') : 'alembic upgrade head'}); ${plan.from.tag} now runs on the new schema.`,
-            `If it misbehaves, restore the backup taken before the deploy: ./scripts/restore.ts --env prod --file ${backup.file}`,
-          );
+      },
+    };
+    const steps = deploySteps(facts, o, plan, tasks);
+    const refusals = deployRefusals(facts, o);
+    const nothingToDo = plan.to.tag === plan.from.tag;
+    if (o.dryRun) return { plan, dryRun: true, nothingToDo, lines: renderPlan(steps), refusals: refusals.map((r) => `${r.message} ${r.hint ?? ''}`.trim()), manual: [] };
+    if (refusals.length) throw refusals[0]!;
+    if (nothingToDo) {
+      ui.info(`EA already runs ${plan.to.tag} (${deployedBranch} at ${facts.target.slice(0, 12)}); nothing to deploy.`);
+      return { plan, dryRun: false, nothingToDo, lines: [], refusals: [], manual: [] };
+    }
+    ui.info(`Deploying ${plan.from.tag} -> ${plan.to.tag}: ${plan.commits.length} commit(s), ${plan.migrations.length} migration file(s)${o.skipTests ? ', TESTS SKIPPED (--skip-tests --yes)' : ''}`);
+    // The log keeps what each step ran, as --dry-run printed it.
+    const does = new Map(steps.map((st) => [st.title, st.kind === 'task' ? st.detail : st.kind === 'wait' ? renderCommand(st.probe) : renderCommand(st.command)]));
+    const timing: PlanRunner = {
+      run: async (title, fn) => {
+        const started = Date.now();
+        const entry = (ok: boolean) => ({ id: deployStepId(title), title, does: does.get(title) ?? '', ms: Date.now() - started, ok });
+        try {
+          const r = await ui.run(title, fn);
+          record.steps.push(entry(true));
+          return r;
+        } catch (err) {
+          record.steps.push(entry(false));
+          throw err;
         }
-        throw failure;
-      }
-
-      recordFrom = Date.now();
+      },
+    };
+    try {
+      await runPlan(steps, timing);
       await recordTag(prod.file, plan.to.tag);
       record.result = 'succeeded';
-      return { plan, dryRun: false, nothingToDo: false, record, manual };
+      return { plan, dryRun: false, nothingToDo: false, lines: [], refusals: [], record, manual };
     } catch (err) {
-      recordFrom = Date.now();
-      if (record.result === 'failed') record.error = (err as Error).message;
+      record.error = (err as Error).message;
       throw err;
     } finally {
-      steps.push({ id: 'record', title: step('record').title, ms: Date.now() - recordFrom, ok: true });
       await appendRecord(prod.vars.DEPLOY_LOG, record);
-      ui.info(`9/9 Record the deploy: ${record.result}, appended to ${prod.vars.DEPLOY_LOG}`);
+      ui.info(`Recorded the deploy: ${record.result}, appended to ${prod.vars.DEPLOY_LOG}`);
       for (const m of manual) ui.warn(`MANUAL: ${m}`);
     }
   } finally {
@@ -604,16 +743,17 @@ export async function rollbackProd(prod: EnvConfig, o: { ui: Ui; dryRun: boolean
   }
 }
 
-/** The human summary: the plan for --dry-run, the outcome otherwise. */
+/** The human summary: the plan for --dry-run (the exact commit and the steps that would run, and every refusal), the outcome otherwise. */
 export function renderDeploy(r: DeployResult | DeployRecord | { dryRun: true; from: string; to: string }): string {
   if ('kind' in r) return `${r.kind} ${r.from.tag} -> ${r.to.tag}: ${r.result}\n`;
   if (!('plan' in r)) return `--dry-run: would switch EA from ${r.from} back to ${r.to} (no build, no migrations)\n`;
   const { plan } = r;
-  const lines = [`${r.dryRun ? 'Plan' : 'Deploy'}: ${plan.from.tag} (${plan.from.commit.slice(0, 12)}) -> ${plan.to.tag} (${plan.to.commit.slice(0, 12)})`];
+  const lines = [`${r.dryRun ? 'Plan' : 'Deploy'}: ${plan.from.tag} (${plan.from.commit}) -> ${plan.to.tag} (${plan.to.commit})`];
   for (const c of plan.commits) lines.push(`  ${c.sha.slice(0, 8)} ${c.subject}`);
-  lines.push(`  migrations: ${plan.migrations.length ? plan.migrations.join(', ') : 'none in this range'}`);
+  lines.push(`  migration files: ${plan.migrations.length ? plan.migrations.join(', ') : 'none in this range'}`);
   if (r.nothingToDo) lines.push('Nothing to deploy.');
-  else if (r.dryRun) for (const s of plan.steps) lines.push(`${s.n}. ${s.title}${s.skipped ? ` (skipped: ${s.skipped})` : ''}`, ...s.does.map((d) => `     ${d}`));
-  else if (r.record) lines.push(`Result: ${r.record.result}; steps: ${r.record.steps.map((s) => `${s.id} ${formatDuration(s.ms)}`).join(', ')}`);
+  if (r.dryRun) lines.push(...r.lines);
+  for (const why of r.refusals) lines.push(`REFUSED: ${why}`);
+  if (r.record) lines.push(`Result: ${r.record.result}; steps: ${r.record.steps.map((s) => `${s.title} ${formatDuration(s.ms)}`).join(', ')}`);
   return `${lines.join('\n')}\n`;
 }

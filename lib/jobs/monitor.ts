@@ -1,22 +1,23 @@
 // monitor: the plan's alert thresholds, checked like a Nagios plugin. Pure evaluators turn
 // measurements into statuses (table-tested); thin probes measure. A probe that cannot measure
 // makes its check UNKNOWN with a line saying why, and never stops the other checks.
-import { readdir, statfs } from 'node:fs/promises';
+import { readFile, readdir, stat, statfs } from 'node:fs/promises';
+import { createHash } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import path from 'node:path';
 import { performance } from 'node:perf_hooks';
-import { run } from '../core/exec.ts';
 import { docker } from '../tools/docker.ts';
 import type { EnvConfig } from '../core/config.ts';
 import { connect, connectionFor, describeConnection } from '../tools/database.ts';
 import { projectName } from '../core/config.ts';
 import { certificatesIn, httpRequest, peerCertificate, type ResolveMap } from '../tools/probe.ts';
 import type { Ui } from '../core/ui.ts';
-import { type CheckName, type CheckResult, type Thresholds, type Evaluated, type LatencySample, evaluateLatency, type ConnectionsMeasure, evaluateConnections, type DiskMeasure, diskUsage, evaluateDisk, type ContainerMeasure, evaluateContainers, type CertMeasure, evaluateCerts, evaluateBackup, type MonitorResult, summarize } from '../domain/monitoring.ts';
+import { type CheckName, type CheckResult, type Thresholds, type Evaluated, type LatencySample, evaluateLatency, type ConnectionsMeasure, evaluateConnections, type DiskMeasure, diskUsage, evaluateDisk, type ContainerMeasure, evaluateContainers, type CertMeasure, evaluateCerts, evaluateBackup, evaluateOffsiteCopy, type MonitorResult, summarize } from '../domain/monitoring.ts';
+import { offsitePaths, parseOffsiteStatus } from '../domain/offsite.ts';
 import { probeBackup } from '../tools/backup-store.ts';
 import { sendPing } from '../tools/healthcheck.ts';
-import { certsLayout, parseOpensslDate } from '../domain/pki.ts';
-import { opensslArgv } from '../tools/openssl.ts';
+import { certsLayout, crlLoadState } from '../domain/pki.ts';
+import { crlNextUpdate as readCrlNextUpdate } from '../tools/openssl.ts';
 
 // ---- probes ------------------------------------------------------------------------------
 
@@ -93,7 +94,9 @@ export const dockerArgs = {
 /** docker's output, or an error that becomes this check's UNKNOWN (never the whole run's failure). */
 async function dockerOutput(bin: string, args: readonly string[], timeoutMs: number): Promise<string> {
   const out = await docker(args, { bin, nothrow: true, timeoutMs });
-  if (!out.ok) throw new Error(`docker not available (${bin} ${args[0]}: ${out.stderr.trim().split('\n').pop() || 'failed'})`);
+  // 127: no such program.
+  const why = out.exitCode === 127 ? 'command not found' : out.stderr.trim().split('\n').pop() || `exit ${out.exitCode}`;
+  if (!out.ok) throw new Error(`docker not available (${bin} ${args[0]}: ${why})`);
   return out.stdout;
 }
 
@@ -178,19 +181,39 @@ async function probeCerts(o: MonitorOptions, timeoutMs: number): Promise<CertMea
       return [{ source: dir, error: `cannot read: ${(err as NodeJS.ErrnoException).code ?? message(err)}` }];
     }
   });
-  return (await Promise.all([...remote, ...onDisk])).flat();
+  return (await Promise.all([...remote, ...onDisk, probeCrlLoaded(o, timeoutMs)])).flat();
 }
 
 /**
  * Mosquitto refuses EVERY client once its CRL's next update has passed, so that date is watched
- * like an expiry. Node cannot read a CRL; openssl does, through lib/jobs/mqtt-certs.ts's argv builder.
+ * like an expiry (with the CRL's own thresholds). Node cannot read a CRL; openssl does (lib/tools/openssl.ts).
  */
 async function crlNextUpdate(file: string): Promise<CertMeasure> {
   if (!existsSync(file)) return { source: file, error: 'missing: the broker will not start (run make mqtt-certs ARGS="renew")' };
-  const r = await run({ cmd: 'openssl', argv: opensslArgv.crlInfo(file) }, { nothrow: true });
-  const when = /nextUpdate=(.*)/.exec(`${r.stdout}`)?.[1];
-  if (r.exitCode !== 0 || !when) return { source: file, error: `openssl cannot read it: ${`${r.stderr}`.trim().split('\n').pop() || `exit ${r.exitCode}`}` };
-  return { source: file, subject: 'CRL next update: past it the broker refuses every device', notAfter: new Date(parseOpensslDate(when)) };
+  try {
+    return { source: file, subject: 'CRL next update: past it the broker refuses every device', notAfter: await readCrlNextUpdate(file), crl: true };
+  } catch (err) {
+    return { source: file, error: `openssl cannot read it: ${message(err)}` };
+  }
+}
+
+/** Where the broker's watcher records the hash of the CRL it loaded (compose/mosquitto/watch-crl.sh). */
+const crlLoadedMarker = '/tmp/crl.loaded';
+
+/** Whether each running broker has loaded the crl.pem on disk; a broker that is not running loads it when it starts. */
+async function probeCrlLoaded(o: MonitorOptions, timeoutMs: number): Promise<CertMeasure[]> {
+  const measures = [o.prod, o.dev].map(async (cfg): Promise<CertMeasure[]> => {
+    const crl = certsLayout(cfg.vars.MQTT_CERTS_DIR).crl;
+    if (!existsSync(crl)) return [];
+    const container = `${projectName(cfg.env)}-mqtt`;
+    const running = await dockerOutput(o.docker, ['inspect', '--format', '{{.State.Running}}', container], timeoutMs).then((r) => r.trim() === 'true', () => false);
+    if (!running) return [];
+    const marker = await dockerOutput(o.docker, ['exec', container, 'cat', crlLoadedMarker], timeoutMs).then((r) => r.trim(), () => undefined);
+    const [text, st] = await Promise.all([readFile(crl), stat(crl)]);
+    const load = crlLoadState({ fileSha: createHash('sha256').update(text).digest('hex'), loadedSha: marker || undefined, fileAgeMs: (o.now?.() ?? new Date()).getTime() - st.mtimeMs, graceMs: 60_000 });
+    return [{ source: `${container}: ${crl}`, crlLoad: load }];
+  });
+  return (await Promise.all(measures)).flat();
 }
 
 async function diskTargets(o: MonitorOptions, timeoutMs: number): Promise<{ targets: { role: string; path: string }[]; unknown: DiskMeasure[] }> {
@@ -228,6 +251,8 @@ export async function runMonitor(o: MonitorOptions): Promise<Omit<MonitorResult,
     },
     certs: async () => evaluateCerts(await probeCerts(o, timeoutMs), now(), t),
     backup: async () => evaluateBackup(await probeBackup(o.prod.vars.BACKUP_DIR), now(), t),
+    // What backup-prod's offsite runs recorded beside the backups: no network call every 5 minutes.
+    offsite: async () => evaluateOffsiteCopy(Boolean(o.prod.vars.RESTIC_REPOSITORY), parseOffsiteStatus(await readFile(offsitePaths(o.prod.vars.BACKUP_DIR).status, 'utf8').catch(() => '')), now(), t),
   };
   const checks = await Promise.all(
     o.only.map(async (name): Promise<CheckResult> => {

@@ -6,7 +6,7 @@
 // the result is exactly the backup's state (a "drop and recreate the objects" restore would leave
 // behind tables created after the backup, e.g. by the migration being rolled back).
 import { createReadStream } from 'node:fs';
-import { stat } from 'node:fs/promises';
+import { mkdir, readdir, readFile, rm, stat } from 'node:fs/promises';
 import path from 'node:path';
 import pg from 'pg';
 import type { EnvConfig } from '../core/config.ts';
@@ -14,9 +14,12 @@ import { connect, connectionFor, databaseIdentity, describeConnection, sameDatab
 import { JobError, SafetyError, UsageError } from '../core/errors.ts';
 import { withLock } from '../core/lock.ts';
 import { backupStem, parseBackupFileName, type BackupMode, type DumpFormat } from '../domain/backup-files.ts';
-import { backupDatabase, listBackups, placeFor, verifyChecksum, type BackupResult } from '../tools/backup-store.ts';
+import { backupDatabase, listBackups, placeFor, sha256File, verifyChecksum, type BackupResult } from '../tools/backup-store.ts';
 import { restoreArchiveArgs, restoreScriptArgs, runPg, stderrTail, type PgPlace } from '../tools/pgtools.ts';
 import { formatBytes, formatDuration, type Ui } from '../core/ui.ts';
+import { run } from '../core/exec.ts';
+import { describeRepo, parseSnapshots, resticArgs, resticCommand, runRestic, type ResticRepo, type SnapshotInfo } from '../tools/restic.ts';
+import { samplePaths, toolkitTag, vaultProblems, type Include, type VaultComparison } from '../domain/offsite.ts';
 
 export const restoreLockFileName = '.makapix-restore.lock';
 
@@ -343,15 +346,154 @@ export function renderRestore(r: RestoreResult): void {
   process.stdout.write(`${[...head, ...pre].join('\n')}\n`);
 }
 
+// ---- from the offsite copy -----------------------------------------------------------------
+
+/** The toolkit's snapshot a drill or restore works from: `latest`, or an id (or its prefix). */
+async function chooseSnapshot(repo: ResticRepo, wanted: string | undefined): Promise<SnapshotInfo> {
+  const all = parseSnapshots((await runRestic(repo, resticArgs.snapshots(toolkitTag), 'snapshots')).stdout);
+  const found = !wanted || wanted === 'latest' ? all.at(-1) : all.find((s) => s.id.startsWith(wanted) || s.shortId === wanted);
+  if (!found) throw new JobError(wanted && wanted !== 'latest' ? `The repository ${describeRepo(repo)} has no snapshot ${wanted} of this toolkit.` : `The repository ${describeRepo(repo)} holds no snapshot of this toolkit yet.`, 'List them: restic snapshots --tag makapix-ops (or run backup-prod first).');
+  return found;
+}
+
+/** The backup files (dump, checksum, manifest, roles) among a snapshot's paths. */
+function backupPathsOf(snap: SnapshotInfo): { dump: string; files: string[] } {
+  const files = snap.paths.filter((p) => parseBackupFileName(path.basename(p)) !== undefined);
+  const dump = files.find((p) => parseBackupFileName(path.basename(p))?.role === 'dump');
+  if (!dump) throw new JobError(`Snapshot ${snap.shortId} holds no database dump.`, 'Use another snapshot (restic snapshots --tag makapix-ops).');
+  return { dump, files };
+}
+
+const ageHours = (time: string, now = new Date()) => (now.getTime() - new Date(time).getTime()) / 3_600_000;
+
+export interface OffsiteDrillResult extends DrillResult {
+  offsite: {
+    repository: string;
+    snapshot: string;
+    snapshotTime: string;
+    ageHours: number;
+    vault: { root: string; filesInSnapshot: number; sampled: VaultComparison[]; problems: string[] };
+  };
+}
+
+/**
+ * The drill from the offsite copy: the snapshot's dump restored from the repository (not the local
+ * file) into a scratch folder, its checksum verified, restored into a scratch database and compared
+ * table by table (restoreDrill); then `sample` vault files picked at random from the snapshot,
+ * restored, and compared by sha256 with EA's live vault. Reports the snapshot's age.
+ */
+export async function offsiteDrill(cfg: EnvConfig, opts: { mode: BackupMode; ui: Ui; repo: ResticRepo; snapshot?: string; sample: number; random?: () => number }): Promise<OffsiteDrillResult> {
+  const { ui, repo } = opts;
+  const snap = await ui.run('Choose the snapshot', () => chooseSnapshot(repo, opts.snapshot), (s) => `${s.shortId} of ${s.time} (${ageHours(s.time).toFixed(1)} h old)`);
+  const { dump, files } = backupPathsOf(snap);
+  const work = path.join(cfg.vars.BACKUP_DIR, 'offsite', `drill-${process.pid}-${Date.now()}`);
+  await mkdir(work, { recursive: true, mode: 0o700 });
+  try {
+    await ui.run(`Restore ${path.basename(dump)} from snapshot ${snap.shortId}`, () => runRestic(repo, resticArgs.restore(snap.id, work, files), 'restore'));
+    const db = await restoreDrill(cfg, { mode: opts.mode, ui, file: path.join(work, dump) });
+
+    const vaultRoot = cfg.vars.VAULT_HOST_PATH;
+    if (!snap.paths.includes(vaultRoot)) throw new JobError(`Snapshot ${snap.shortId} does not hold EA's vault ${vaultRoot}.`, 'Check VAULT_HOST_PATH; the snapshot holds: ' + snap.paths.join(', '));
+    const listed = (await runRestic(repo, resticArgs.ls(snap.id, [vaultRoot]), 'ls')).stdout
+      .split('\n')
+      .flatMap((l) => {
+        if (!l.startsWith('{')) return [];
+        const e = JSON.parse(l) as { type?: string; path?: string; struct_type?: string };
+        return e.struct_type === 'node' && e.type === 'file' && e.path ? [e.path] : [];
+      });
+    const picked = samplePaths(listed, opts.sample, opts.random);
+    const vaultTarget = path.join(work, 'vault-sample');
+    if (picked.length) {
+      // A file restic cannot restore (a damaged pack) is reported through the comparison below.
+      await ui.run(`Restore ${picked.length} of ${listed.length} vault files`, () => run(resticCommand(repo, resticArgs.restore(snap.id, vaultTarget, picked)), { nothrow: true }));
+    }
+    const hash = (f: string) => sha256File(f).then((h) => h.sha256, () => null);
+    const sampled: VaultComparison[] = await ui.run(`Compare them by sha256 with ${vaultRoot}`, () => Promise.all(picked.map(async (p) => ({ path: p, restored: await hash(path.join(vaultTarget, p)), live: await hash(p) }))));
+    const vaultIssues = vaultProblems(sampled);
+    const problems = [...db.problems, ...vaultIssues, ...(listed.length === 0 ? [`the snapshot's vault ${vaultRoot} holds no file`] : [])];
+    return {
+      ...db,
+      ok: db.ok && problems.length === db.problems.length,
+      problems,
+      offsite: {
+        repository: describeRepo(repo), snapshot: snap.shortId, snapshotTime: snap.time, ageHours: Math.round(ageHours(snap.time) * 10) / 10,
+        vault: { root: vaultRoot, filesInSnapshot: listed.length, sampled, problems: vaultIssues },
+      },
+    };
+  } finally {
+    await rm(work, { recursive: true, force: true });
+  }
+}
+
+export interface OffsiteRestoreResult {
+  repository: string;
+  snapshot: string;
+  snapshotTime: string;
+  target: string;
+  /** Where each part landed under the target (the snapshot's own contents.json says what is what). */
+  parts: { role: string; from: string; restored: string }[];
+  dump: { file: string; sha256: string };
+  durationMs: number;
+}
+
+/**
+ * Everything of a snapshot back into a target folder, at the same paths below it (a fresh VPS's
+ * layout: dump, vault, certificates, env files, edge credentials), the dump's checksum verified.
+ * Nothing live is touched; the runbook says where each part goes next. Production's data: the same
+ * typed confirmation as a production restore.
+ */
+export async function restoreFromOffsite(cfg: EnvConfig, opts: { ui: Ui; repo: ResticRepo; snapshot?: string; target: string; typedConfirm: (q: string, expected: string) => Promise<void>; yes: boolean; iKnowThisIsProduction: boolean }): Promise<OffsiteRestoreResult> {
+  const started = Date.now();
+  const { ui, repo } = opts;
+  const target = path.resolve(opts.target);
+  const existing = await readdir(target).catch(() => []);
+  if (existing.length) throw new SafetyError(`The target ${target} is not empty.`, 'Give an empty (or new) folder: restore --from-offsite never overwrites.');
+  const snap = await chooseSnapshot(repo, opts.snapshot);
+  const consent = productionConsent(cfg.env, opts);
+  if (consent === 'refuse') throw new SafetyError('Refusing to restore production\'s offsite copy with --yes alone.', 'Add --i-know-this-is-production, or run it at a terminal and type the environment name.');
+  if (consent === 'ask') await opts.typedConfirm(`Restore production's snapshot ${snap.shortId} of ${snap.time} (database, vault, CA, env files) into ${target}?`, 'prod');
+  await mkdir(target, { recursive: true, mode: 0o700 });
+  await ui.run(`Restore snapshot ${snap.shortId} into ${target}`, () => runRestic(repo, resticArgs.restore(snap.id, target), 'restore'));
+  const { dump } = backupPathsOf(snap);
+  const restoredDump = path.join(target, dump);
+  const { sha256 } = await ui.run(`Verify the checksum of ${restoredDump}`, () => verifyChecksum(restoredDump), (r) => `sha256 ${r.sha256.slice(0, 12)}…`);
+  const contentsPath = snap.paths.find((p) => p.endsWith(path.join('offsite', 'contents.json')));
+  const contents = contentsPath ? (JSON.parse(await readFile(path.join(target, contentsPath), 'utf8')) as { includes: Include[] }) : undefined;
+  // Without contents.json (an older snapshot), the snapshot's top-level paths, unnamed.
+  const parts = (contents?.includes ?? snap.paths.map((p) => ({ role: 'path', path: p }))).map((i) => ({ role: i.role, from: i.path, restored: path.join(target, i.path) }));
+  return { repository: describeRepo(repo), snapshot: snap.shortId, snapshotTime: snap.time, target, parts, dump: { file: restoredDump, sha256 }, durationMs: Date.now() - started };
+}
+
+export function renderOffsiteRestore(r: OffsiteRestoreResult): void {
+  const width = Math.max(...r.parts.map((p) => p.role.length));
+  const lines = [
+    `Restored snapshot ${r.snapshot} (${r.snapshotTime}) of ${r.repository} into ${r.target} in ${formatDuration(r.durationMs)}; dump verified (sha256 ${r.dump.sha256.slice(0, 12)}…).`,
+    ...r.parts.map((p) => `  ${p.role.padEnd(width)}  ${p.restored}`),
+    'Next: docs/RUNBOOK.md "Disaster recovery" (env files and certificates into place, then restore --file with the dump).',
+  ];
+  process.stdout.write(`${lines.join('\n')}\n`);
+}
+
 export function renderDrill(r: DrillResult): void {
   const width = Math.max(5, ...r.tables.map((t) => t.table.length));
   const lines = [
     `${r.ok ? 'DRILL OK' : 'DRILL FAILED'}: ${r.file}${r.takenAt ? ` (taken ${r.takenAt})` : ''} restored into ${r.scratchDatabase} (dropped), ${formatDuration(r.durationMs)}`,
     `${'table'.padEnd(width)}  ${'restored'.padStart(10)}  ${'live now'.padStart(10)}  ${'diff'.padStart(8)}`,
     ...r.tables.map((t) => `${t.table.padEnd(width)}  ${String(t.restored).padStart(10)}  ${String(t.live ?? '-').padStart(10)}  ${(t.live === null ? 'gone' : String(t.live - t.restored)).padStart(8)}`),
+    ...('offsite' in r ? offsiteDrillLines(r as OffsiteDrillResult) : []),
     ...r.problems.map((p) => `problem: ${p}`),
   ];
   process.stdout.write(`${lines.join('\n')}\n`);
+}
+
+function offsiteDrillLines(r: OffsiteDrillResult): string[] {
+  const o = r.offsite;
+  const bad = new Set(o.vault.problems.map((p) => p.split(' ')[0]));
+  return [
+    `offsite: snapshot ${o.snapshot} of ${o.snapshotTime} (${o.ageHours} h old) in ${o.repository}`,
+    `vault: ${o.vault.sampled.length} of ${o.vault.filesInSnapshot} files of ${o.vault.root} compared by sha256, ${o.vault.problems.length} mismatched`,
+    ...o.vault.sampled.map((f) => `  ${bad.has(f.path) ? 'MISMATCH' : f.live === null ? 'gone    ' : 'OK      '}  ${f.path}`),
+  ];
 }
 
 /** `make demo`: EA's nightly backup on the sandbox, then the weekly drill restoring it into a scratch database. */

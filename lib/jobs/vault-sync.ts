@@ -6,7 +6,7 @@ import { createHash } from 'node:crypto';
 import path from 'node:path';
 import type pg from 'pg';
 import { open, type FileHandle } from 'node:fs/promises';
-import { ConfigError, JobError, SafetyError } from '../core/errors.ts';
+import { ConfigError, JobError, OpsError, SafetyError } from '../core/errors.ts';
 import { connect, connectionFor, describeConnection } from '../tools/database.ts';
 import type { EnvConfig } from '../core/config.ts';
 import { isTemporaryName, syncFilesystem, temporaryName, writeFileAtomic } from '../core/atomic-file.ts';
@@ -15,7 +15,6 @@ import { ConfinedTree, type Folder } from '../core/confined-tree.ts';
 import { projectRoot } from '../core/paths.ts';
 import { formatBytes, type Confirm, type Ui } from '../core/ui.ts';
 import {
-  ReferenceIndex,
   checkRoots,
   decide,
   fileGroup,
@@ -149,7 +148,6 @@ interface Plan {
   files: Planned[];
   groups: number;
   missing: string[];
-  index: ReferenceIndex;
   /** Target folders seen by the scan: true when present as a real folder under the root. */
   targetFolders: Map<string, boolean>;
 }
@@ -162,7 +160,7 @@ interface Plan {
  */
 async function buildPlan(o: SyncVaultOptions, source: VaultRoot, target: VaultRoot, layout: VaultLayout): Promise<Plan> {
   const decideOpts: DecideOptions = { link: o.link, checksum: o.checksum, owner: o.owner, fileMode: layout.fileMode };
-  const plan: Plan = { files: [], groups: 0, missing: [], index: new ReferenceIndex(), targetFolders: new Map() };
+  const plan: Plan = { files: [], groups: 0, missing: [], targetFolders: new Map() };
   const seen = new Set<string>();
 
   // The scan's file-system calls are synchronous on purpose: each is a few microseconds on a local
@@ -214,7 +212,8 @@ async function buildPlan(o: SyncVaultOptions, source: VaultRoot, target: VaultRo
         seen.add(rel);
         let src = path.join(srcDir, name);
         let s = lstatSync(src);
-        if (s.isSymbolicLink()) {
+        const linked = s.isSymbolicLink();
+        if (linked) {
           let real: string;
           try {
             real = realpathSync.native(src);
@@ -226,7 +225,12 @@ async function buildPlan(o: SyncVaultOptions, source: VaultRoot, target: VaultRo
           src = real;
           s = statSync(real);
         }
-        if (!s.isFile()) continue; // a folder or device that happens to share the prefix is not artwork
+        if (!s.isFile()) {
+          // A link standing where a file of the group should be (e.g. to a folder) names no artwork:
+          // that file is missing. A real folder or device merely sharing the prefix is not artwork.
+          if (linked) plan.missing.push(rel);
+          continue;
+        }
         const state = fileState(s);
         const dstStat = dstDir === undefined ? undefined : lstatSync(path.join(dstDir, name), { throwIfNoEntry: false });
         const dst = dstStat && fileState(dstStat);
@@ -254,7 +258,6 @@ async function buildPlan(o: SyncVaultOptions, source: VaultRoot, target: VaultRo
         const batch: { dir: VaultRelPath; groups: FileGroup[] }[] = pending ? [pending] : [];
         for (const row of rows) {
           const group = fileGroup(kind, row);
-          plan.index.add(group);
           plan.groups++;
           const last = batch.at(-1);
           if (last?.dir === group.dir) last.groups.push(group);
@@ -296,14 +299,18 @@ const permissionHint = (owner: Owner) => `Run it as root (the target must belong
  * does not reference. The walk goes only through real folders and never follows a symlink (a link
  * is an entry like a file, removed as itself), so nothing outside the root is ever reached.
  */
-async function pruneCandidates(tree: ConfinedTree, index: ReferenceIndex): Promise<{ rel: string; bytes: number }[]> {
-  const out: { rel: string; bytes: number }[] = [];
-  await tree.walk(async (folder, e, rel) => {
-    if (index.references(rel)) return;
-    const h = await open(folder.entry(e.name), O_PATH | fsConstants.O_NOFOLLOW).catch(() => undefined);
+async function pruneCandidates(tree: ConfinedTree, plan: Plan): Promise<{ rel: string; name: Buffer; bytes: number }[]> {
+  // Exactly the files the plan copies or keeps (EA's files of EB's posts) and those it reports
+  // missing: a name that merely starts with a referenced key ("<key> copy.png", "<key>é.png") but
+  // that EA no longer has is not kept.
+  const keep = new Set<string>([...plan.files.map((f) => f.rel), ...plan.missing]);
+  const out: { rel: string; name: Buffer; bytes: number }[] = [];
+  await tree.walk(async (folder, name, rel) => {
+    if (keep.has(rel)) return;
+    const h = await open(folder.entry(name), O_PATH | fsConstants.O_NOFOLLOW).catch(() => undefined);
     if (!h) return; // gone since the listing
     try {
-      out.push({ rel, bytes: (await h.stat()).size });
+      out.push({ rel, name, bytes: (await h.stat()).size });
     } finally {
       await h.close();
     }
@@ -362,7 +369,7 @@ export async function syncVault(o: SyncVaultOptions): Promise<SyncVaultSummary> 
     }
     if (o.dryRun) {
       summary.wouldTransfer = transfer.map((f) => ({ path: f.rel, bytes: f.state.size, action: f.action as PlannedFile['action'] }));
-      if (o.prune) summary.wouldPrune = (await pruneCandidates(tree, plan.index)).map((p) => p.rel);
+      if (o.prune) summary.wouldPrune = (await pruneCandidates(tree, plan)).map((p) => p.rel);
       summary.skipped = plan.files.length - transfer.length;
       summary.durationMs = Date.now() - started;
       return summary;
@@ -372,7 +379,7 @@ export async function syncVault(o: SyncVaultOptions): Promise<SyncVaultSummary> 
     // interrupted, and its temporary files (never under a final name) are swept from the target.
     const marker = statePathFor(target, 'incomplete');
     if (existsSync(marker)) summary.staleTempsRemoved = await sweepTemporaries(tree);
-    const prune = o.prune ? await pruneCandidates(tree, plan.index) : [];
+    const prune = o.prune ? await pruneCandidates(tree, plan) : [];
     const prunedBytes = prune.reduce((n, p) => n + p.bytes, 0);
     if (prune.length) await o.confirm(`Remove ${prune.length} file${prune.length === 1 ? '' : 's'} (${formatBytes(prunedBytes)}) that EB's database no longer references from ${target}?`);
     const writes = transfer.length > 0 || prune.length > 0 || plan.files.some((f) => f.fixOwnership);
@@ -384,7 +391,7 @@ export async function syncVault(o: SyncVaultOptions): Promise<SyncVaultSummary> 
         const folder = await tree.folder(dir === '.' ? '' : dir).catch(() => undefined);
         if (!folder) continue; // swapped for a link since the walk: not ours to touch
         try {
-          await tree.remove(folder, path.posix.basename(p.rel));
+          await tree.remove(folder, p.name);
         } finally {
           folder.release();
         }
@@ -526,6 +533,14 @@ export async function syncVault(o: SyncVaultOptions): Promise<SyncVaultSummary> 
     const tree = await ConfinedTree.open(target);
     try {
       return await job(tree);
+    } catch (err) {
+      // An entry the tree names by descriptor that vanished or turned into a link under the sync:
+      // something else writes EB's vault right now (nothing outside it was touched).
+      const e = err as NodeJS.ErrnoException;
+      if (!(err instanceof OpsError) && String(e.path ?? '').startsWith('/proc/self/fd/') && ['ENOENT', 'ELOOP', 'ENOTDIR', 'EEXIST'].includes(e.code ?? '')) {
+        throw new JobError(`EB's vault ${target} changed while the sync wrote it (${e.code} on an entry of it).`, "Stop whatever writes EB's vault (its api and worker containers), then run again; nothing outside the vault was touched.");
+      }
+      throw err;
     } finally {
       await tree.close();
     }
@@ -542,9 +557,9 @@ function statePathFor(target: VaultRoot, what: 'lock' | 'incomplete'): string {
 /** Removes every temporary-named file under the target (an interrupted run's), never following a symlink. */
 async function sweepTemporaries(tree: ConfinedTree): Promise<number> {
   let removed = 0;
-  await tree.walk(async (folder, e) => {
-    if (!isTemporaryName(e.name)) return;
-    await tree.remove(folder, e.name);
+  await tree.walk(async (folder, name) => {
+    if (!isTemporaryName(name.toString())) return;
+    await tree.remove(folder, name);
     removed++;
   });
   return removed;

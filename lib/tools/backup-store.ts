@@ -9,9 +9,12 @@ import path from 'node:path';
 import type { EnvConfig } from '../core/config.ts';
 import { connect, connectionFor } from './database.ts';
 import { JobError, systemError } from '../core/errors.ts';
-import { acquireLock, isAlive } from '../core/lock.ts';
+import { acquireLock, isAlive, type Lock } from '../core/lock.ts';
+import { renderCommand, runPlan, type Step } from '../core/exec.ts';
+import type { ComposeFlavor } from './compose.ts';
+import type { OffsiteResult } from './restic.ts';
 import { fsyncDir, temporaryName, writeFileAtomic } from '../core/atomic-file.ts';
-import { dumpArgs, globalsArgs, runPg, startPg, stderrTail, verifyArgs, type DumpFormat, type PgPlace, type PgRunResult } from './pgtools.ts';
+import { dumpArgs, globalsArgs, pgCommand, runPg, startPg, stderrTail, verifyArgs, type DumpFormat, type PgPlace, type PgRunResult } from './pgtools.ts';
 import { formatBytes, type Ui } from '../core/ui.ts';
 import {
   backupFileList, backupStem, parseBackupName, checksumFileName, checksumLine, dumpFileName, estimateDumpBytes, globalsFileName, groupBackupFiles, backupProblem,
@@ -272,97 +275,173 @@ export interface BackupResult {
   manifestFile: string;
   globalsFile: string;
   database: { name: string; sizeBytes: number; serverVersion: string };
+  /** The offsite snapshot, when backup-prod made one (lib/jobs/backup.ts). */
+  offsite?: OffsiteResult;
+}
+
+/** A backup run as typed steps: `--dry-run` prints them, `runBackupPlan` executes the same ones. */
+export interface BackupPlan {
+  steps: Step[];
+  /** The backup's stem and its four files (dump first), known before anything runs. */
+  stem: string;
+  files: string[];
+  /** The folder's locks taken by the steps, released by cleanup (later steps may add theirs). */
+  locks: Lock[];
+  /** Releases the locks and removes the temporary files, whatever happened (the runner calls it). */
+  cleanup(): Promise<void>;
+  /** The outcome, once every step ran. */
+  result(): BackupResult;
 }
 
 /**
- * Takes a verified backup of an environment's database: roles and database dumped under temporary
- * names, pg_dump's own exit status checked, every byte read back and hashed, fsync, checksum and
- * manifest written, then the dump renamed to its final name; rotation afterwards. Holds the backup
- * lock of the folder throughout, so a second run refuses (exit 1) instead of interleaving.
+ * A verified backup of an environment's database, as steps: lock, space check, dump and read back
+ * (roles beside it), checksum and manifest, final name, rotation. Later steps (backup-prod's
+ * offsite copy) may be appended; they run after the rotation, under the same cleanup.
  */
-export async function backupDatabase(cfg: EnvConfig, opts: BackupOptions): Promise<BackupResult> {
+export async function planLocalBackup(cfg: EnvConfig, opts: Omit<BackupOptions, 'ui'> & { ui?: Ui }, flavor: ComposeFlavor = 'v2', now = new Date()): Promise<BackupPlan> {
   const format = opts.format ?? 'custom';
   const pinned = opts.pinned ?? false;
   const root = opts.dir ?? cfg.vars.BACKUP_DIR;
   const dir = pinned ? path.join(root, pinnedDirName) : root;
   const keep = opts.keep ?? cfg.vars.BACKUP_KEEP;
-  const { ui } = opts;
+  const ui = opts.ui;
   const place = placeFor(cfg, opts.mode);
-  await mkdir(dir, { recursive: true, mode: 0o700 });
-  const lock = await acquireLock(path.join(root, lockFileName), 'backup');
-  const temps: string[] = [];
-  const finals: string[] = [];
+  const database = cfg.vars.DB_DATABASE;
+  const lockPath = path.join(root, lockFileName);
+  const stem = freeStem(now, await readdir(dir).catch(() => []));
+  const dumpName = dumpFileName(stem, format);
+  const finalDump = path.join(dir, dumpName);
+  const finalGlobals = path.join(dir, globalsFileName(stem));
+  const checksumFile = path.join(dir, checksumFileName(dumpName));
+  const manifestFile = path.join(dir, manifestFileName(stem));
+  const tmpDump = temporaryName(finalDump);
+  const tmpGlobals = temporaryName(finalGlobals);
+
+  const locks: Lock[] = [];
   let done = false;
-  try {
-    const started = Date.now();
-    for (const stale of staleTemporaries(await readdir(dir), isAlive)) {
-      ui.warn(`Removing ${path.join(dir, stale)}, left by a backup run that died.`);
-      await rm(path.join(dir, stale), { force: true });
-    }
-    const facts = await ui.run(`Read the size of ${cfg.env}'s database`, () => readDatabaseFacts(cfg), (f) => `${f.name}, ${formatBytes(f.sizeBytes)}, PostgreSQL ${f.serverVersion}`);
-    const previous = (await listBackups(dir)).find((b) => b.format === format);
-    const need = estimateDumpBytes(facts.sizeBytes, format, previous && { bytes: previous.manifest.bytes, dbSizeBytes: previous.manifest.database.sizeBytes, format });
-    const fs = await statfs(dir);
-    const space = spaceCheck(need, fs.bavail * fs.bsize);
-    if (!space.fits) {
-      throw new JobError(`Not enough space in ${dir}: the dump needs about ${formatBytes(need)} plus ${formatBytes(spaceReserveBytes)} to spare, ${formatBytes(space.freeBytes)} is free.`, 'Free some space (older backups, or BACKUP_KEEP lower) and run again.');
-    }
-    const stem = freeStem(new Date(), await readdir(dir));
-    const dumpName = dumpFileName(stem, format);
-    const finalDump = path.join(dir, dumpName);
-    const finalGlobals = path.join(dir, globalsFileName(stem));
-    const tmpDump = temporaryName(finalDump);
-    const tmpGlobals = temporaryName(finalGlobals);
-    temps.push(tmpDump, tmpGlobals);
+  let started = 0;
+  let facts: DatabaseFacts | undefined;
+  let estimateBytes = 0;
+  let check: { sha256: string; bytes: number; verifiedWith: string } | undefined;
+  let manifest: BackupManifest | undefined;
+  let rotated: string[] = [];
+  const need = () => {
+    if (!ui) throw new Error('A backup plan runs with a Ui.');
+    return ui;
+  };
 
-    // The roles dump runs beside the database dump: it is small, but its process start is not free.
-    const [dumpOutcome, globalsOutcome] = await Promise.allSettled([
-      ui.run(`Dump ${facts.name} (${format}) to ${finalDump}, reading it back`, () => dumpVerified(place, facts.name, format, tmpDump, ui, { needBytes: need, dbSizeBytes: facts.sizeBytes }), (r) => `${formatBytes(r.bytes)}, sha256 ${r.sha256.slice(0, 12)}…`),
-      ui.run('Dump the roles (pg_dumpall --globals-only)', () => dumpGlobals(place, tmpGlobals), (r) => formatBytes(r.bytes)),
-    ]);
-    if (dumpOutcome.status === 'rejected') throw dumpOutcome.reason;
-    if (globalsOutcome.status === 'rejected') throw globalsOutcome.reason;
-    const check = dumpOutcome.value;
-    const globals = globalsOutcome.value;
-    const bytes = check.bytes;
+  const steps: Step[] = [
+    {
+      kind: 'task',
+      title: 'Take the backup lock',
+      detail: `${lockPath} (a second run refuses; a lock or temporary files left by a dead run are cleared)`,
+      run: async () => {
+        await mkdir(dir, { recursive: true, mode: 0o700 });
+        locks.push(await acquireLock(lockPath, 'backup'));
+        started = Date.now();
+        for (const stale of staleTemporaries(await readdir(dir), isAlive)) {
+          need().warn(`Removing ${path.join(dir, stale)}, left by a backup run that died.`);
+          await rm(path.join(dir, stale), { force: true });
+        }
+      },
+    },
+    {
+      kind: 'task',
+      title: 'Check the free space',
+      detail: `pg_database_size(${database}) (scaled by the previous backup's ratio) plus ${formatBytes(spaceReserveBytes)} must be free in ${dir}`,
+      run: async () => {
+        facts = await readDatabaseFacts(cfg);
+        const previous = (await listBackups(dir)).find((b) => b.format === format);
+        const estimate = (estimateBytes = estimateDumpBytes(facts.sizeBytes, format, previous && { bytes: previous.manifest.bytes, dbSizeBytes: previous.manifest.database.sizeBytes, format }));
+        const fs = await statfs(dir);
+        const space = spaceCheck(estimate, fs.bavail * fs.bsize);
+        if (!space.fits) {
+          throw new JobError(`Not enough space in ${dir}: the dump needs about ${formatBytes(estimate)} plus ${formatBytes(spaceReserveBytes)} to spare, ${formatBytes(space.freeBytes)} is free.`, 'Free some space (older backups, or BACKUP_KEEP lower) and run again.');
+        }
+        need().info(`${facts.name}: ${formatBytes(facts.sizeBytes)}, PostgreSQL ${facts.serverVersion}; about ${formatBytes(estimate)} to write, ${formatBytes(space.freeBytes)} free`);
+      },
+    },
+    {
+      kind: 'task',
+      title: `Dump ${database} (${format}) and the roles, reading the dump back`,
+      detail: [
+        `${renderCommand(pgCommand('pg_dump', place, { database, args: dumpArgs(format) }, flavor))} > ${tmpDump}`,
+        `${renderCommand(pgCommand('pg_dumpall', place, { args: globalsArgs() }, flavor))} > ${tmpGlobals}`,
+        format === 'custom' ? `${renderCommand(pgCommand('pg_restore', place, { args: verifyArgs() }, flavor))} < the dump as it is written, hashed (sha256)` : 'the dump read through as it is written, hashed (sha256), header and trailer checked',
+      ].join('; '),
+      run: async () => {
+        // The roles dump runs beside the database dump: it is small, but its process start is not free.
+        const [dumpOutcome, globalsOutcome] = await Promise.allSettled([dumpVerified(place, database, format, tmpDump, need(), { needBytes: estimateBytes, dbSizeBytes: facts!.sizeBytes }), dumpGlobals(place, tmpGlobals)]);
+        if (dumpOutcome.status === 'rejected') throw dumpOutcome.reason;
+        if (globalsOutcome.status === 'rejected') throw globalsOutcome.reason;
+        check = dumpOutcome.value;
+        const globals = globalsOutcome.value;
+        const finishedAt = Date.now();
+        manifest = {
+          version: 1,
+          file: dumpName,
+          format,
+          bytes: check.bytes,
+          sha256: check.sha256,
+          globals: { file: path.basename(finalGlobals), bytes: globals.bytes, sha256: globals.sha256 },
+          verified: true,
+          verifiedWith: check.verifiedWith,
+          env: cfg.env,
+          mode: opts.mode,
+          pinned,
+          reason: opts.reason ?? null,
+          startedAt: new Date(started).toISOString(),
+          finishedAt: new Date(finishedAt).toISOString(),
+          durationMs: finishedAt - started,
+          database: { name: facts!.name, sizeBytes: facts!.sizeBytes, serverVersion: facts!.serverVersion },
+          tables: facts!.tables,
+        };
+      },
+    },
+    {
+      kind: 'task',
+      title: 'Write the checksum and manifest, then give the dump its final name',
+      detail: `${checksumFile}, ${manifestFile}, ${finalGlobals}, ${finalDump} (the dump last, then fsync of ${dir})`,
+      run: async () => {
+        // The dump gets its final name last: a dump under its final name always has its checksum and manifest.
+        await writeFileAtomic(checksumFile, checksumLine(check!.sha256, dumpName));
+        await writeFileAtomic(manifestFile, `${JSON.stringify(manifest, null, 2)}\n`);
+        await rename(tmpGlobals, finalGlobals);
+        await rename(tmpDump, finalDump);
+        done = true;
+        await fsyncDir(dir);
+        need().info(`Backup ${finalDump}: ${formatBytes(check!.bytes)}, sha256 ${check!.sha256}`);
+      },
+    },
+    ...(pinned
+      ? []
+      : [
+          {
+            kind: 'task',
+            title: `Rotate: keep the newest ${keep} verified backups`,
+            detail: `in ${dir}; only complete, verified backups count and go; the new one stays`,
+            run: async () => {
+              rotated = await rotateBackups(dir, keep, stem, need());
+              need().info(rotated.length ? `Rotation removed ${rotated.join(', ')}` : 'Rotation: nothing to remove');
+            },
+          } satisfies Step,
+        ]),
+  ];
 
-    const finished = Date.now();
-    const manifest: BackupManifest = {
-      version: 1,
-      file: dumpName,
-      format,
-      bytes,
-      sha256: check.sha256,
-      globals: { file: path.basename(finalGlobals), bytes: globals.bytes, sha256: globals.sha256 },
-      verified: true,
-      verifiedWith: check.verifiedWith,
-      env: cfg.env,
-      mode: opts.mode,
-      pinned,
-      reason: opts.reason ?? null,
-      startedAt: new Date(started).toISOString(),
-      finishedAt: new Date(finished).toISOString(),
-      durationMs: finished - started,
-      database: { name: facts.name, sizeBytes: facts.sizeBytes, serverVersion: facts.serverVersion },
-      tables: facts.tables,
-    };
-    const checksumFile = path.join(dir, checksumFileName(dumpName));
-    const manifestFile = path.join(dir, manifestFileName(stem));
-    // The dump gets its final name last: a dump under its final name always has its checksum and manifest.
-    finals.push(checksumFile, manifestFile, finalGlobals);
-    await writeFileAtomic(checksumFile, checksumLine(check.sha256, dumpName));
-    await writeFileAtomic(manifestFile, `${JSON.stringify(manifest, null, 2)}\n`);
-    await rename(tmpGlobals, finalGlobals);
-    await rename(tmpDump, finalDump);
-    done = true;
-    await fsyncDir(dir);
-    ui.info(`Backup ${finalDump}: ${formatBytes(bytes)}, sha256 ${check.sha256}`);
-
-    const rotated = pinned ? [] : await ui.run(`Rotate: keep the newest ${keep} verified backups in ${dir}`, () => rotateBackups(dir, keep, stem, ui), (r) => (r.length ? `removed ${r.join(', ')}` : 'nothing to remove'));
-    return {
+  return {
+    steps,
+    stem,
+    files: [finalDump, checksumFile, manifestFile, finalGlobals],
+    locks,
+    cleanup: async () => {
+      await Promise.all([tmpDump, tmpGlobals].map((t) => rm(t, { force: true })));
+      if (!done) await Promise.all([checksumFile, manifestFile, finalGlobals].map((f) => rm(f, { force: true })));
+      for (const l of locks.reverse()) await l.release();
+    },
+    result: () => ({
       file: finalDump,
-      bytes,
-      sha256: check.sha256,
+      bytes: check!.bytes,
+      sha256: check!.sha256,
       durationMs: Date.now() - started,
       rotated,
       pinned,
@@ -370,13 +449,30 @@ export async function backupDatabase(cfg: EnvConfig, opts: BackupOptions): Promi
       checksumFile,
       manifestFile,
       globalsFile: finalGlobals,
-      database: manifest.database,
-    };
+      database: manifest!.database,
+    }),
+  };
+}
+
+/** Runs a backup plan's steps in order, then always its cleanup. */
+export async function runBackupPlan(plan: BackupPlan, ui: Ui): Promise<BackupResult> {
+  try {
+    await runPlan(plan.steps, ui);
+    return plan.result();
   } finally {
-    await Promise.all(temps.map((t) => rm(t, { force: true })));
-    if (!done) await Promise.all(finals.map((f) => rm(f, { force: true })));
-    await lock.release();
+    await plan.cleanup();
   }
+}
+
+/**
+ * Takes a verified backup of an environment's database (planLocalBackup's steps, run): roles and
+ * database dumped under temporary names, pg_dump's own exit status checked, every byte read back
+ * and hashed, fsync, checksum and manifest written, then the dump renamed to its final name;
+ * rotation afterwards. Holds the backup lock of the folder throughout, so a second run refuses
+ * (exit 1) instead of interleaving.
+ */
+export async function backupDatabase(cfg: EnvConfig, opts: BackupOptions): Promise<BackupResult> {
+  return runBackupPlan(await planLocalBackup(cfg, opts), opts.ui);
 }
 
 /** Dumps whose bytes are hashed per run: the newest that look right, until one is intact. */

@@ -14,10 +14,10 @@ export const vaultOwnerUid = 1000;
 export const dockerCommand = (args: readonly string[], bin = 'docker'): Command => ({ cmd: bin, argv: [...args] });
 
 /** Runs docker; a failure is a JobError naming the command (unless `nothrow`, which reports `ok`). */
-export async function docker(args: readonly string[], opts: { nothrow?: boolean; timeoutMs?: number; bin?: string } = {}): Promise<{ ok: boolean; stdout: string; stderr: string }> {
+export async function docker(args: readonly string[], opts: { nothrow?: boolean; timeoutMs?: number; bin?: string } = {}): Promise<{ ok: boolean; exitCode: number; stdout: string; stderr: string }> {
   const r = await run(dockerCommand(args, opts.bin), { nothrow: true, ...(opts.timeoutMs !== undefined && { timeoutMs: opts.timeoutMs }) });
   if (!opts.nothrow && r.exitCode !== 0) throw new JobError(`docker ${args.join(' ')} failed: ${tail(r.stderr || r.stdout)}`, 'Check the engine (docker ps) and run again.');
-  return { ok: r.exitCode === 0, stdout: r.stdout.trim(), stderr: r.stderr };
+  return { ok: r.exitCode === 0, exitCode: r.exitCode, stdout: r.stdout.trim(), stderr: r.stderr };
 }
 
 /** The running, non-one-off containers of a service (works with or without container_name). */

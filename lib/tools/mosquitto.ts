@@ -1,6 +1,7 @@
 import path from 'node:path';
 import { composeDir } from '../core/paths.ts';
-import { ConfigError } from '../core/errors.ts';
+import { ConfigError, JobError } from '../core/errors.ts';
+import { run, type Command } from '../core/exec.ts';
 
 /**
  * The broker configuration compose/mosquitto/mosquitto.conf and its container paths: the contract
@@ -69,4 +70,92 @@ export function renderForHost(conf: string, layout: HostLayout): string {
       return line.replace(inside, (found) => `${dirs[found.slice(0, -1)]!.replace(/\/$/, '')}/`);
     })
     .join('\n');
+}
+
+// ---- reaching a running broker ----------------------------------------------------------------
+
+/** How the toolkit reaches one running broker: in production its container, in tests a host process. */
+export interface BrokerAccess {
+  name: string;
+  /** SIGHUP: Mosquitto 2.0 re-reads its certificates and CRL; connected clients stay connected. */
+  reload(): Promise<void>;
+  /** Its log so far (Mosquitto logs to stdout at notice level and above). */
+  log(): Promise<string>;
+  /** `ss` run in the broker's network namespace. */
+  ss(argv: readonly string[]): Promise<Command>;
+  /** The mTLS listener's port inside that namespace. */
+  tlsPort: number;
+}
+
+export function containerBroker(container: string): BrokerAccess {
+  const docker = (...argv: string[]): Command => ({ cmd: 'docker', argv });
+  return {
+    name: container,
+    reload: async () => void (await run(docker('kill', '--signal', 'HUP', container))),
+    log: async () => {
+      const r = await run(docker('logs', container));
+      return r.stdout + r.stderr;
+    },
+    // The host's ss, entered into the container's network namespace: the broker image has no ss.
+    ss: async (argv) => {
+      const pid = (await run(docker('inspect', '--format', '{{.State.Pid}}', container))).stdout.trim();
+      return { cmd: 'nsenter', argv: ['--target', pid, '--net', 'ss', ...argv] };
+    },
+    tlsPort: listenerPorts.tls,
+  };
+}
+
+export interface ClientAddress {
+  host: string;
+  port: number;
+}
+
+/**
+ * The addresses a user connected from, in the broker's log (Mosquitto 2.0, notice level):
+ * "New client connected from 172.18.0.1:50412 as <client id> (p2, c1, k60, u'<user>')."
+ * With use_identity_as_username, the user is the certificate's CN.
+ */
+export function connectionsOf(log: string, user: string): ClientAddress[] {
+  const out = new Map<string, ClientAddress>();
+  for (const m of log.matchAll(/New client connected from (\S+):(\d+) as \S+ \([^)]*\bu'([^']*)'\)/g)) {
+    if (m[3] !== user) continue;
+    const host = m[1]!.replace(/^\[|\]$/g, '');
+    out.set(`${host}:${m[2]}`, { host, port: Number(m[2]) });
+  }
+  return [...out.values()];
+}
+
+/** `ss` arguments selecting the broker's side of one client's established connection. */
+export const ssSelect = (c: ClientAddress, listenerPort: number): string[] => ['-Htn', 'state', 'established', 'dst', c.host.includes(':') ? `[${c.host}]:${c.port}` : `${c.host}:${c.port}`, 'sport', '=', `:${listenerPort}`];
+
+/**
+ * Ends every live session of `user` on the mTLS listener: Mosquitto 2.0 never re-checks a TLS
+ * session against a new CRL, and has no kick without its dynamic-security plugin, so the broker's
+ * side of each of that user's sockets is destroyed from outside (`ss -K`, SOCK_DESTROY). Call it
+ * after the broker has been told to re-read the CRL, so a reconnection is refused at the handshake.
+ * Returns once none has been seen live twice in a row; throws if one survives the deadline (a
+ * kernel built without CONFIG_INET_DIAG_DESTROY).
+ */
+export async function disconnectUser(broker: BrokerAccess, user: string, opts: { timeoutMs?: number; intervalMs?: number } = {}): Promise<{ closed: ClientAddress[]; ms: number }> {
+  const started = Date.now();
+  const closed = new Map<string, ClientAddress>();
+  let quiet = 0;
+  let live: ClientAddress[] = [];
+  while (Date.now() - started < (opts.timeoutMs ?? 10_000)) {
+    live = [];
+    for (const c of connectionsOf(await broker.log(), user)) {
+      if ((await run(await broker.ss(ssSelect(c, broker.tlsPort)))).stdout.trim()) live.push(c);
+    }
+    if (live.length === 0 && ++quiet >= 2) return { closed: [...closed.values()], ms: Date.now() - started };
+    if (live.length) quiet = 0;
+    for (const c of live) {
+      await run(await broker.ss(['-K', ...ssSelect(c, broker.tlsPort)]), { nothrow: true });
+      closed.set(`${c.host}:${c.port}`, c);
+    }
+    await new Promise((r) => setTimeout(r, opts.intervalMs ?? 300));
+  }
+  throw new JobError(
+    `${user} is still connected to ${broker.name} from ${live.map((c) => `${c.host}:${c.port}`).join(', ')}: the kernel did not close its socket (ss -K needs CONFIG_INET_DIAG_DESTROY).`,
+    `Restart the broker to cut it off (every player reconnects within seconds): docker restart ${broker.name}`,
+  );
 }

@@ -2,7 +2,7 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, readFileSync, statSync, rmSync, writeFileSync, existsSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, statSync, rmSync, writeFileSync, existsSync } from 'node:fs';
 import { createServer, request, type Server } from 'node:http';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -14,6 +14,7 @@ import { runCommand } from '../harness/server.ts';
 
 const root = mkdtempSync(path.join(tmpdir(), 'makapix-basic-auth-'));
 const creds = path.join(root, 'credentials');
+const vaultRoot = path.join(root, 'vault');
 const script = path.join(projectRoot, 'scripts', 'gen-basic-auth.ts');
 let caddy: ChildProcess | undefined;
 let upstream: Server | undefined;
@@ -69,7 +70,12 @@ test('setup: credentials written before Caddy starts, then the real Caddy runs t
     EA_HOST: 'http://ea.localhost',
     EA_VAULT_HOST: 'vault.localhost',
     ...Object.fromEntries(['EA_API', 'EA_WEB', 'EA_VAULT', 'EB_API', 'EB_WEB', 'EB_VAULT'].map((u) => [`${u}_UPSTREAM`, `127.0.0.1:${ports.upstream}`])),
+    // The edge serves the vaults from their folders: one page at the root is enough to see who gets in.
+    EA_VAULT_ROOT: vaultRoot,
+    EB_VAULT_ROOT: vaultRoot,
   };
+  mkdirSync(vaultRoot, { recursive: true });
+  writeFileSync(path.join(vaultRoot, 'index.html'), 'vault');
   upstream = createServer((_req, res) => res.end('upstream')).listen(ports.upstream, '127.0.0.1');
 
   // The one cost-14 hash (Caddy's own default cost): it must open the site below.

@@ -1,6 +1,7 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { mkdtempSync, mkdirSync, readFileSync, writeFileSync, rmSync } from 'node:fs';
+import { mkdtempSync, mkdirSync, readFileSync, writeFileSync, rmSync, utimesSync } from 'node:fs';
+import { createHash } from 'node:crypto';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import http from 'node:http';
@@ -78,6 +79,10 @@ async function listen(server: http.Server | tls.Server): Promise<number> {
   return port;
 }
 
+/** Player keys (the CN of a player certificate is its player_key). */
+const P1 = '11111111-1111-4111-8111-111111111111';
+const P0 = '00000000-0000-4000-8000-000000000000';
+
 test('a certificate that expires in 5 days makes certs WARNING, naming it; the others stay OK', async () => {
   const env = envFiles({});
   // The real layout, written by lib/jobs/mqtt-certs.ts: a device certificate with 5 days left, and a revoked
@@ -86,14 +91,15 @@ test('a certificate that expires in 5 days makes certs WARNING, naming it; the o
   const opts = (days?: number) => ({ dryRun: false, force: false, days, crlDays: 3650, confirm: async () => undefined });
   await initCa(pki('prod'), opts());
   await initCa(pki('dev'), opts());
-  await issueDevice(pki('dev'), 'player-1', opts(5));
-  await issueDevice(pki('dev'), 'player-0', opts(2));
-  await revokeDevice(pki('dev'), 'player-0', opts());
+  await issueDevice(pki('dev'), P1, opts(5));
+  await issueDevice(pki('dev'), P0, opts(2));
+  await revokeDevice(pki('dev'), P0, opts());
   // Every HTTPS host, pinned to a local TLS server whose certificate has a year left.
   const site = await makeCert(path.join(root, 'site'), 'site', 365);
   const port = await listen(tls.createServer({ cert: readFileSync(site.cert), key: readFileSync(site.key) }, (s) => s.end()));
   const hosts = ['makapix.club', 'vault.makapix.club', 'development.makapix.club', 'vault-dev.makapix.club'];
-  const r = await runMonitor(options(env, ['certs'], { httpsPort: port, resolve: new Map(hosts.map((h) => [h, '127.0.0.1'])) }));
+  // No broker runs here (a docker CLI that is not there): the loaded-CRL items stay out of the count.
+  const r = await runMonitor(options(env, ['certs'], { httpsPort: port, docker: path.join(root, 'no-such-docker'), resolve: new Map(hosts.map((h) => [h, '127.0.0.1'])) }));
   const certs = r.checks[0]!;
   assert.is(certs.status, 'WARNING', r.summary);
   assert.is(r.exitCode, 1);
@@ -101,10 +107,10 @@ test('a certificate that expires in 5 days makes certs WARNING, naming it; the o
   assert.not.ok(certs.items.some((i) => i.label.includes('revoked')), 'a revoked certificate was checked');
   const warned = certs.items.filter((i) => i.status === 'WARNING');
   assert.is(warned.length, 1, JSON.stringify(certs.items));
-  assert.match(warned[0]!.label, /mqtt-dev\/devices\/player-1\.crt$/);
+  assert.match(warned[0]!.label, new RegExp(`mqtt-dev/devices/${P1}\\.crt$`));
   assert.match(warned[0]!.detail, /expires in [45] days/);
   assert.ok(certs.items.filter((i) => i.label.endsWith(`:${port}`)).every((i) => i.status === 'OK' && /\(site\) expires in 36[45] days/.test(i.detail)));
-  assert.match(r.summary, /^MONITOR WARNING - certs WARNING: .*player-1\.crt \(.+\) expires in [45] days/);
+  assert.match(r.summary, new RegExp(`^MONITOR WARNING - certs WARNING: .*${P1}\\.crt \\(.+\\) expires in [45] days`));
 });
 
 test("the MQTT CRL's next update is watched like an expiry (Mosquitto refuses everyone after it)", async () => {
@@ -120,6 +126,33 @@ test("the MQTT CRL's next update is watched like an expiry (Mosquitto refuses ev
   assert.equal(items.filter((i) => i.label.startsWith(env.dev.vars.MQTT_CERTS_DIR)).map((i) => [path.basename(i.label), i.status]), [['ca.crt', 'OK'], ['server.crt', 'OK'], ['crl.pem', 'CRITICAL']]);
   assert.match(items.find((i) => i.label === env.prod.vars.MQTT_CERTS_DIR)!.detail, /^cannot read: ENOENT|holds no ca\.crt/);
   assert.is(r.status, 'CRITICAL');
+});
+
+test("a CRL within crl-warn-days of its next update is a WARNING; one the running broker has not loaded is CRITICAL", async () => {
+  const env = envFiles({});
+  const settings = { env: 'dev' as const, dir: env.dev.vars.MQTT_CERTS_DIR, publicHost: env.dev.vars.MQTT_PUBLIC_HOST, publicPort: 8884, brokerUid: brokerUid() };
+  await initCa(settings, { dryRun: false, force: false, days: undefined, crlDays: 4, confirm: async () => undefined });
+  const crlFile = path.join(env.dev.vars.MQTT_CERTS_DIR, 'crl.pem');
+  // A docker CLI standing in for the engine: EB's broker runs, and its watcher's marker says which CRL it loaded.
+  const marker = path.join(root, 'crl.loaded');
+  const fake = path.join(root, 'fake-docker');
+  writeFileSync(fake, `#!/bin/sh\ncase "$1 $2" in\n  "inspect --format") [ "$4" = makapix-dev-mqtt ] && echo true || exit 1 ;;\n  "exec makapix-dev-mqtt") cat ${marker} ;;\n  *) exit 1 ;;\nesac\n`, { mode: 0o755 });
+  const check = async () => (await runMonitor(options(env, ['certs'], { docker: fake, httpsPort: await freePort(), resolve: new Map(httpsHosts([env.prod, env.dev]).map((h) => [h, '127.0.0.1'])) }))).checks[0]!.items;
+  const sha = createHash('sha256').update(readFileSync(crlFile)).digest('hex');
+  writeFileSync(marker, `${sha}\n`);
+  let items = await check();
+  assert.equal(items.filter((i) => i.label.includes('crl.pem')).map((i) => [i.label.replace(env.dev.vars.MQTT_CERTS_DIR, '<dir>'), i.status]), [['<dir>/crl.pem', 'WARNING'], ['makapix-dev-mqtt: <dir>/crl.pem', 'OK']]);
+  // The broker still runs an older CRL, and the new one is older than the grace a watcher needs.
+  writeFileSync(marker, `${'0'.repeat(64)}\n`);
+  const old = new Date(Date.now() - 10 * 60_000);
+  utimesSync(crlFile, old, old);
+  items = await check();
+  const loaded = items.find((i) => i.label.startsWith('makapix-dev-mqtt'))!;
+  assert.is(loaded.status, 'CRITICAL');
+  assert.match(loaded.detail, /has not loaded this CRL/);
+  // Just written: the watcher reloads within seconds, no alarm yet.
+  utimesSync(crlFile, new Date(), new Date());
+  assert.is((await check()).find((i) => i.label.startsWith('makapix-dev-mqtt'))!.status, 'OK');
 });
 
 test('a slow health endpoint fails the latency check; a fast one passes', async () => {
@@ -226,7 +259,7 @@ test('the script exits like a Nagios plugin, pings on failure, and calls a usage
   const usage = await monitorScript(env.dir, ['--only', 'everything']);
   assert.is(usage.code, 3);
   assert.match(usage.stdout, /^MONITOR UNKNOWN - --only "everything" is not a check\.\n$/);
-  assert.match(usage.stderr, /Checks: latency, connections, disk, containers, certs, backup\./);
+  assert.match(usage.stderr, /Checks: latency, connections, disk, containers, certs, backup, offsite\./);
   const badPing = await monitorScript(env.dir, ['--only', 'backup', '--ping', 'ftp://example.org/x']);
   assert.is(badPing.code, 3);
   assert.match(badPing.stdout, /^MONITOR UNKNOWN - --ping ftp:\/\/example\.org\/x must be an http\(s\) URL\./);

@@ -19,6 +19,8 @@ const work = mkdtempSync(path.join(tmpdir(), 'mosquitto-test-'));
 chmodSync(work, 0o755); // the broker drops root for its own user before reading the password file
 const certs = path.join(work, 'certs');
 const data = path.join(work, 'data');
+/** A player key: the CN of a player certificate (and its MQTT user name). */
+const tv1 = '7e1e0000-0000-4000-8000-000000000001';
 let broker: ChildProcess | undefined;
 let log = '';
 const stop = (): void => {
@@ -50,7 +52,7 @@ function attempt(url: string, opts: mqtt.IClientOptions): Promise<string> {
 
 test('setup: the project config, rendered for the host, loads in the real broker', async () => {
   mkdirSync(data, { mode: 0o755 });
-  await makeCerts('dev', certs, 'localhost', ['tv1']);
+  await makeCerts('dev', certs, 'localhost', [tv1]);
   // The password file as compose/mosquitto/start.sh writes it: the password on stdin, never in argv.
   const passwords = path.join(data, 'passwords');
   const r = spawnSync('mosquitto_passwd', ['-c', passwords, app.user], { input: `${app.password}\n${app.password}\n`, encoding: 'utf8', timeout: 10_000 });
@@ -103,8 +105,8 @@ test('the mTLS listener accepts a device certificate from its own CA (the contro
   const outcome = await attempt(`mqtts://127.0.0.1:${ports.tls}`, {
     ...tls(),
     clientId: 'tv1',
-    cert: readFileSync(path.join(certs, 'devices', 'tv1.crt')),
-    key: readFileSync(path.join(certs, 'devices', 'tv1.key')),
+    cert: readFileSync(path.join(certs, 'devices', `${tv1}.crt`)),
+    key: readFileSync(path.join(certs, 'devices', `${tv1}.key`)),
   });
   assert.is(outcome, 'connected', log);
 });

@@ -18,6 +18,7 @@ import { edgeCaddyfile, edgeEnvironment } from '../../lib/tools/caddy.ts';
 import { credentialsFileName, renderCredentials, type Scope } from '../../lib/domain/credentials.ts';
 import { hashPassword } from '../../lib/core/password.ts';
 import { runVerify, type CheckLine, type VerifyOptions, type VerifyResult } from '../../lib/jobs/verify.ts';
+import { verifyPlayerKey } from '../../lib/domain/pki.ts';
 import { startCaddy, type Edge } from '../harness/caddy.ts';
 import { brokerUid, makeCerts, startMosquitto, type Broker } from '../harness/mosquitto.ts';
 import { startSandbox, type TestSandbox } from '../harness/sandbox.ts';
@@ -71,7 +72,7 @@ const options = (extra: Partial<VerifyOptions> = {}): VerifyOptions => ({
   ca: [edge.rootCa],
   ebCredentials: developer,
   deviceCredentials: device,
-  device: 'verify',
+  device: verifyPlayerKey,
   // EB's database is empty in the sandbox: a known file there; EA's files are sampled from its database.
   vaultFiles: { dev: artwork },
   vaultSample: 3,
@@ -107,7 +108,7 @@ test('setup: the sandbox, certificates, credentials, upstreams, two brokers and 
     const v = (env === 'prod' ? sandbox.prodCfg : sandbox.devCfg).vars;
     mqttPorts[env] = await freePort();
     setEnvVars(env, { MQTT_PUBLIC_PORT: String(mqttPorts[env]), MQTT_BROKER_UID: String(brokerUid()) });
-    await makeCerts(env, v.MQTT_CERTS_DIR, v.MQTT_PUBLIC_HOST, ['verify'], mqttPorts[env]);
+    await makeCerts(env, v.MQTT_CERTS_DIR, v.MQTT_PUBLIC_HOST, [verifyPlayerKey], mqttPorts[env]);
     brokers[env] = await startMosquitto(v.MQTT_CERTS_DIR, mqttPorts[env]);
   }
   mkdirSync(path.join(sandbox.vaultDev, '24', '07'), { recursive: true });

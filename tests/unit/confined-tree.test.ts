@@ -78,7 +78,7 @@ test('walk() lists entries through real folders only; removeEmptyFolders stops a
     const seen: string[] = [];
     await tree.walk(async (_f, _e, rel) => void seen.push(rel));
     assert.equal(seen.sort(), ['a/b/new', 'a/into-outside']);
-    await tree.walk(async (f, e) => tree.remove(f, e.name));
+    await tree.walk(async (f, name) => tree.remove(f, name));
     await tree.removeEmptyFolders('a/b');
     assert.equal(readdirSync(root), []);
     assert.equal(readdirSync(outside), ['f']);

@@ -40,7 +40,8 @@ test("the app's layout: plan in order (build and edge first, handover last), not
   assert.ok(at(/^create the edge Caddy/) < at(/^stop the app's containers/));
   assert.match(p.steps[at(/^create the edge Caddy/)]!, "the app's certificate volumes makapix-stack_caddy_data, makapix-stack_caddy_config (no re-issuance)");
   assert.match(p.steps[at(/^stop the app's containers/)]!, 'makapix-prod-api, makapix-prod-db');
-  assert.is(at(/^Caddy handover: stop caddy, makapix-prod-www-redirect \(kept, not removed/), p.steps.length - 1, 'the handover is last');
+  assert.is(at(/^Caddy handover: stop caddy \(kept, not removed/), p.steps.length - 2, 'the handover is last but one: only the Caddy stops in the gap');
+  assert.match(p.steps.at(-1)!, /^stop makapix-prod-www-redirect \(kept, not removed; they hold no port, so after the handover\)/);
   assert.not.match(p.steps.filter((x) => /stop/.test(x) && !/^found/.test(x)).join('\n'), 'makapix-prod-redis', 'a stopped container is not touched');
   assert.match(p.steps[0]!, 'makapix-prod-redis', 'but it is listed');
   assert.is(p.rollback, 'make down-prod && docker rm -f makapix-edge-caddy && (cd /opt/makapix/deploy/stack && docker compose -f /opt/makapix/deploy/stack/docker-compose.yml -f /opt/makapix/deploy/stack/docker-compose.prod.yml -p makapix-prod up -d)');

@@ -201,7 +201,7 @@ test('flags: thresholds, --only and --resolve', () => {
     [['cert-crit-days=20'], /cert-warn-days=14 is below cert-crit-days=20/],
   ];
   for (const [values, msg] of bad) assert.throws(() => parseThresholds(values), (e: Error) => e instanceof UsageError && msg.test(e.message));
-  assert.equal(parseOnly([]), ['latency', 'connections', 'disk', 'containers', 'certs', 'backup']);
+  assert.equal(parseOnly([]), ['latency', 'connections', 'disk', 'containers', 'certs', 'backup', 'offsite']);
   assert.equal(parseOnly(['backup,certs']), ['certs', 'backup']);
   assert.equal(parseOnly(['disk', 'latency']), ['latency', 'disk']);
   assert.throws(() => parseOnly(['cert']), (e: Error) => e instanceof UsageError && /"cert" is not a check/.test(e.message));

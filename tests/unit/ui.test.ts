@@ -1,7 +1,7 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { PassThrough } from 'node:stream';
-import { Ui, describeProgress, formatBytes, formatDuration, makeConfirm } from '../../lib/core/ui.ts';
+import { Ui, describeProgress, formatBytes, formatDuration, loadSpinners, makeConfirm } from '../../lib/core/ui.ts';
 import { SafetyError } from '../../lib/core/errors.ts';
 
 function capture() {
@@ -38,6 +38,23 @@ test('without a TTY, progress prints at most one line per interval and a final s
   assert.is(lines.length, 3);
   assert.match(lines[0]!, /copy: 500\/1,000 files \(50%\), 100 files\/s, ETA 5\.0s/);
   assert.match(lines[2]!, /copy: 1,000 files \(10\.0s\)/);
+});
+
+test('on a terminal, a progress line advances while ticks come faster than its refresh (issue 20: it stayed at 1/138,184)', async () => {
+  await loadSpinners();
+  const out = capture();
+  Object.assign(out.stream, { isTTY: true, columns: 120, clearLine: () => true, cursorTo: () => true, moveCursor: () => true });
+  let now = 0;
+  const ui = new Ui({ tty: true, verbose: false, stream: out.stream as unknown as NodeJS.WriteStream, now: () => now });
+  const p = ui.progress('writing vault files', 'files', 1000);
+  for (let i = 0; i < 900; i++) {
+    now += 10; // 100 files/s, a tick every 10 ms: closer together than the 100 ms refresh
+    p.tick();
+  }
+  await new Promise((r) => setTimeout(r, 250)); // the spinner draws its text on its own timer
+  const shown = out.text();
+  p.done();
+  assert.match(shown, /writing vault files: (8\d\d|900)\/1,000 files/);
 });
 
 test('a failing step says so and the error propagates', async () => {

@@ -23,7 +23,8 @@ const fixedVolumes = ['makapix-prod_broker_data', 'makapix-prod_mqtt_passwords',
 
 export interface Change {
   version?: string;
-  tests?: 'pass' | 'fail';
+  /** oom: the test chunk takes 1.5 GiB, more than the test container's limit. */
+  tests?: 'pass' | 'fail' | 'oom';
   /** fail-in-production: healthy on EB, unhealthy on EA. */
   health?: 'ok' | 'fail-in-production';
   /** A migration file added by the commit (api/alembic/versions/<name>.sql). */
@@ -149,7 +150,8 @@ export class World {
     const api = path.join(this.work, 'api');
     if (c.version) writeFileSync(path.join(api, 'VERSION'), `${c.version}\n`);
     writeFileSync(path.join(api, 'HEALTH'), `${c.health ?? 'ok'}\n`);
-    writeFileSync(path.join(api, 'tests', 'check.sh'), c.tests === 'fail' ? 'echo "1 failed"\nexit 1\n' : 'echo "1 passed"\nexit 0\n');
+    const check = c.tests === 'fail' ? 'echo "1 failed"\nexit 1\n' : c.tests === 'oom' ? `python3 -c "b = b'x' * (1536 << 20); print(len(b))"\n` : 'echo "1 passed"\nexit 0\n';
+    writeFileSync(path.join(api, 'tests', 'check.sh'), check);
     if (c.migration) writeFileSync(path.join(api, 'alembic', 'versions', `${c.migration.name}.sql`), c.migration.sql);
     const dockerfile = path.join(this.work, 'worker', 'Dockerfile');
     const text = readFileSync(dockerfile, 'utf8').replace(/^RUN false\n/m, '');
