@@ -162,7 +162,7 @@ const broken: { name: string; args: () => string[]; check: string; detail: RegEx
       return ['--env-dir', envDir(), '--caddyfile', caddyfile];
     },
     check: 'EB behind basic auth',
-    detail: /development\.makapix\.club has no basic auth; development\.makapix\.club answers without credentials: static_response 200, reverse_proxy vault\.makapix-dev:8080, reverse_proxy api\.makapix-dev:8000, reverse_proxy web\.makapix-dev:3000/,
+    detail: /development\.makapix\.club has no basic auth; development\.makapix\.club answers without credentials: static_response 200, static_response 404, file_server \/srv\/vault-dev, reverse_proxy api\.makapix-dev:8000, reverse_proxy web\.makapix-dev:3000/,
   },
   {
     name: "an EB site that passes the developer's Basic credential on",
@@ -175,7 +175,7 @@ const broken: { name: string; args: () => string[]; check: string; detail: RegEx
       return ['--env-dir', envDir(), '--caddyfile', caddyfile];
     },
     check: 'EB passwords to upstreams',
-    detail: /development\.makapix\.club passes a Basic credential \(a password\) on to vault\.makapix-dev:8080, api\.makapix-dev:8000, web\.makapix-dev:3000/,
+    detail: /development\.makapix\.club passes a Basic credential \(a password\) on to api\.makapix-dev:8000, web\.makapix-dev:3000$/,
   },
 ];
 
