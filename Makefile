@@ -34,7 +34,7 @@ setup: node_modules/.installed ## install what the tools need (npm packages, pg 
 # (Debian's mechanism for "install, do not start"; an existing policy-rc.d is left as it is).
 ssh_quiet = if ! dpkg -s openssh-server >/dev/null 2>&1; then \
 	  mkdir -p /etc/systemd/system && ln -sfn /dev/null /etc/systemd/system/ssh.service && ln -sfn /dev/null /etc/systemd/system/ssh.socket; \
-	  if [ ! -e /usr/sbin/policy-rc.d ]; then printf '#!/bin/sh\nexit 101\n' >/usr/sbin/policy-rc.d && chmod 755 /usr/sbin/policy-rc.d && touch /tmp/.makapix-policy-rc; fi; \
+	  if [ ! -e /usr/sbin/policy-rc.d ]; then printf '\043!/bin/sh\nexit 101\n' >/usr/sbin/policy-rc.d && chmod 755 /usr/sbin/policy-rc.d && touch /tmp/.makapix-policy-rc; fi; \
 	fi
 
 setup-test: setup ## also the servers tests and the sandbox start on loopback (not on the VPS: see TEST_PACKAGES)

@@ -1,5 +1,8 @@
-// `make bench BENCH=sampling`: sample-data-to-dev on a sandbox seeded with BENCH_USERS users
-// (default 100,000), against, measured in the same run between the same two clusters:
+// `make bench BENCH=sampling`: sample-data-to-dev on EA seeded with BENCH_USERS users (default
+// 100,000) of BENCH_SCHEMA: `head` (default), the real app's schema at its Alembic head
+// (dev/makapix-head) with the shipped config/sampling.ts, leak guard and scrub rules
+// included; or `sandbox`, the sandbox's schema and generator with dev/sandbox-sampling.ts. Against,
+// measured in the same run between the same two clusters:
 //   lower bound: a bare COPY of exactly the rows the tool loaded (no planning, no transforms),
 //   naive: pg_dump -Fc | pg_restore of the whole database;
 // and the tool's peak RSS at 10,000 users and at BENCH_USERS (it must stay flat). The tool and the
@@ -14,27 +17,33 @@ import { from as copyFrom, to as copyTo } from 'pg-copy-streams';
 import { startTestCluster } from '../dev/scratch-cluster.ts';
 import { createMakapixSchema } from '../lib/tools/schema.ts';
 import { seedDatabase } from '../dev/seed.ts';
-import { pgBin, type Cluster } from '../dev/cluster.ts';
+import { pgBin, type Cluster, withClient } from '../dev/cluster.ts';
 import { projectRoot } from '../lib/core/paths.ts';
 import { formatBytes, formatDuration } from '../lib/core/ui.ts';
 import type { SampleDataReport } from '../lib/jobs/sample-data.ts';
+import { sandboxSamplingConfigFile } from '../dev/sandbox-sampling.ts';
+import { loadHeadSchema } from '../dev/makapix-head.ts';
 
 const users = Number(process.env.BENCH_USERS ?? 100_000);
 const small = Math.min(10_000, users);
 const PCT = 10;
 const runs = Math.max(1, Number(process.env.BENCH_RUNS ?? 5));
+const schema = process.env.BENCH_SCHEMA ?? 'head';
+if (schema !== 'head' && schema !== 'sandbox') throw new Error(`BENCH_SCHEMA must be head or sandbox, got ${schema}`);
+/** The schema, and with users its data, of one database. */
+const prepare = async (cl: pg.Client, seedUsers?: number): Promise<{ totalRows: number; databaseBytes: number } | undefined> => {
+  if (schema === 'head') {
+    await loadHeadSchema(cl, seedUsers ? { users: seedUsers } : {});
+    if (!seedUsers) return undefined;
+    const { rows } = await cl.query<{ n: string; b: string }>("SELECT sum(n_live_tup) AS n, pg_database_size(current_database()) AS b FROM pg_stat_user_tables");
+    return { totalRows: Number(rows[0]!.n), databaseBytes: Number(rows[0]!.b) };
+  }
+  await createMakapixSchema(cl);
+  return seedUsers ? seedDatabase(cl, { users: seedUsers, seed: 1 }) : undefined;
+};
+const configArgs = schema === 'head' ? [] : ['--config', sandboxSamplingConfigFile];
 const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
 const log = (s: string) => process.stdout.write(`${s}\n`);
-
-async function withClient<T>(c: Cluster, db: string, fn: (cl: pg.Client) => Promise<T>): Promise<T> {
-  const cl = new pg.Client(c.connection(db));
-  await cl.connect();
-  try {
-    return await fn(cl);
-  } finally {
-    await cl.end();
-  }
-}
 
 function writeEnv(dir: string, env: 'prod' | 'dev', c: Cluster, db: string): void {
   const vars: Record<string, string> = { DB_DATABASE: db, DB_ADMIN_USER: c.superuser, DB_ADMIN_PASSWORD: c.password.reveal(), DB_PUBLISHED_PORT: String(c.port) };
@@ -52,7 +61,7 @@ function writeEnv(dir: string, env: 'prod' | 'dev', c: Cluster, db: string): voi
 function runTool(envDir: string, args: string[]): Promise<{ ms: number; peakRss: number; report: SampleDataReport }> {
   return new Promise((resolve, reject) => {
     const started = performance.now();
-    const child = spawn(path.join(projectRoot, 'scripts/sample-data-to-dev.ts'), ['--pct', String(PCT), '--seed', '1', '--yes', '--json', ...args], {
+    const child = spawn(path.join(projectRoot, 'scripts/sample-data-to-dev.ts'), ['--pct', String(PCT), '--seed', '1', '--yes', '--json', ...configArgs, ...args], {
       env: { ...process.env, MAKAPIX_ENV_DIR: envDir },
       stdio: ['ignore', 'pipe', 'pipe'],
     });
@@ -121,12 +130,12 @@ const [ea, eb] = await Promise.all([startTestCluster({ settings: { shared_buffer
 try {
   for (const db of ['makapix', 'makapix_small', 'bench_rows']) await withClient(ea, 'postgres', (cl) => cl.query(`CREATE DATABASE ${db}`));
   for (const db of ['makapix_dev', 'naive']) await withClient(eb, 'postgres', (cl) => cl.query(`CREATE DATABASE ${db}`));
-  for (const db of ['makapix', 'makapix_small', 'bench_rows']) await withClient(ea, db, (cl) => createMakapixSchema(cl));
-  await withClient(eb, 'makapix_dev', (cl) => createMakapixSchema(cl));
+  await withClient(ea, 'bench_rows', (cl) => prepare(cl));
+  await withClient(eb, 'makapix_dev', (cl) => prepare(cl));
   let t = performance.now();
-  const seeded = await withClient(ea, 'makapix', (cl) => seedDatabase(cl, { users, seed: 1 }));
-  await withClient(ea, 'makapix_small', (cl) => seedDatabase(cl, { users: small, seed: 1 }));
-  log(`seeded ${users.toLocaleString('en-US')} users: ${seeded.totalRows.toLocaleString('en-US')} rows, ${formatBytes(seeded.databaseBytes)} (${formatDuration(performance.now() - t)}); and ${small.toLocaleString('en-US')} users`);
+  const seeded = (await withClient(ea, 'makapix', (cl) => prepare(cl, users)))!;
+  await withClient(ea, 'makapix_small', (cl) => prepare(cl, small));
+  log(`${schema} schema: seeded ${users.toLocaleString('en-US')} users: ${seeded.totalRows.toLocaleString('en-US')} rows, ${formatBytes(seeded.databaseBytes)} (${formatDuration(performance.now() - t)}); and ${small.toLocaleString('en-US')} users`);
   // EA at rest, as production is: a freshly loaded database would otherwise be vacuumed by
   // autovacuum (and its hint bits set by the first reader) during the timed runs.
   for (const db of ['makapix', 'makapix_small']) await withClient(ea, db, (cl) => cl.query('VACUUM (ANALYZE)'));

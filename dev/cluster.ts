@@ -104,3 +104,14 @@ export async function stopCluster(dir: string): Promise<void> {
   if (!existsSync(path.join(dir, 'postmaster.pid'))) return;
   await runAsClusterUser([path.join(pgBin, 'pg_ctl'), '-D', dir, '-m', 'fast', '-w', 'stop']).catch(() => undefined);
 }
+
+/** Runs fn with a client on one database of a cluster, closed afterwards whatever happens. */
+export async function withClient<T>(c: Cluster, db: string, fn: (cl: pg.Client) => Promise<T>): Promise<T> {
+  const cl = new pg.Client(c.connection(db));
+  await cl.connect();
+  try {
+    return await fn(cl);
+  } finally {
+    await cl.end();
+  }
+}

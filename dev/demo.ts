@@ -9,6 +9,7 @@ import { describeSandbox, sandboxUp, type SandboxStatus } from './sandbox.ts';
 import { formatBytes, formatDuration, type Ui } from '../lib/core/ui.ts';
 import { describeSync, syncVault } from '../lib/jobs/vault-sync.ts';
 import { describeReport, sampleDataToDev } from '../lib/jobs/sample-data.ts';
+import { sandboxSamplingConfigFile } from './sandbox-sampling.ts';
 import { restoreDrill } from '../lib/jobs/restore.ts';
 import { backupDatabase } from '../lib/tools/backup-store.ts';
 import { connectionFor } from '../lib/tools/database.ts';
@@ -63,6 +64,8 @@ const sampleDataDemoStep: DemoStep = {
       excludeBanned: false,
       schemaFromProd: false,
       dryRun: false,
+      // The sandbox runs its own schema (dev/sandbox-schema.sql), not the app's.
+      configFile: sandboxSamplingConfigFile,
       ui: ctx.ui,
       confirm: async () => undefined, // the sandbox's own EB: nothing to ask
     });

@@ -315,8 +315,9 @@ async function wipe(paths: SandboxPaths): Promise<void> {
 }
 
 /**
- * The variables that point this toolkit at the sandbox: the env files, and the edge Caddyfile's
- * host placeholders set to the sandbox's .localhost names (so `check` audits a matching edge).
+ * The variables that point this toolkit at the sandbox: the env files, the edge Caddyfile's host
+ * placeholders set to the sandbox's .localhost names, and the edge project's vault and log folders
+ * set to the sandbox's (so `check` audits a matching edge).
  */
 export function sandboxShellEnv(paths: SandboxPaths): Record<string, string> {
   return {
@@ -326,6 +327,9 @@ export function sandboxShellEnv(paths: SandboxPaths): Record<string, string> {
     EA_VAULT_HOST: 'vault.makapix.localhost',
     EB_HOST: 'development.makapix.localhost',
     EB_VAULT_HOST: 'vault.development.makapix.localhost',
+    EA_VAULT_HOST_PATH: paths.vault('prod'),
+    EB_VAULT_HOST_PATH: paths.vault('dev'),
+    CADDY_LOG_HOST_DIR: path.join(paths.dir, 'state', 'caddy-logs'),
   };
 }
 

@@ -15,6 +15,9 @@ import type { Column, Table } from '../tools/catalog.ts';
  * - password: the bcrypt hash of DEV_LOGIN_PASSWORD, or of a random password nobody knows
  * - null: emptied (nullable columns only)
  * - sql: any SQL expression over the row's (already re-pointed) column names, e.g. `'{}'::jsonb`
+ * - scrub: free text or JSON kept, but the PEM blocks, e-mail addresses, IP addresses and
+ *   identity-carrying URLs (and, when asked, UUIDs: device keys inside a JSON payload) in it
+ *   replaced by fixed stand-ins
  */
 export type Rule =
   | { kind: 'keep' }
@@ -24,7 +27,8 @@ export type Rule =
   | { kind: 'ip' }
   | { kind: 'password' }
   | { kind: 'null' }
-  | { kind: 'sql'; expr: string };
+  | { kind: 'sql'; expr: string }
+  | { kind: 'scrub'; uuids: boolean };
 
 export const keep: Rule = { kind: 'keep' };
 export const userEmail = (idColumn: string): Rule => ({ kind: 'user-email', idColumn });
@@ -34,68 +38,22 @@ export const ipAddress: Rule = { kind: 'ip' };
 export const password: Rule = { kind: 'password' };
 export const nulled: Rule = { kind: 'null' };
 export const sql = (expr: string): Rule => ({ kind: 'sql', expr });
+/** Content scrubbing of free text or JSON; `uuids` also replaces every UUID in it (keys in a payload). */
+export const scrub = (opts: { uuids?: boolean } = {}): Rule => ({ kind: 'scrub', uuids: Boolean(opts.uuids) });
 
 export interface AnonymizationRules {
   /** Tables whose rows are secrets as a whole (tokens, sessions, reset codes): EB gets them empty. */
   emptyTables: readonly string[];
   /** Tables that hold credentials even though their name does not say so: every column needs a rule. */
   credentialTables: readonly string[];
-  /** `table.column` → rule. A rule for a column the schema does not have is ignored (and reported). */
+  /** `table.column` → rule. A rule for a column the schema does not have is an error (stale after a migration). */
   columns: Readonly<Record<string, Rule>>;
+  /**
+   * Hosts (PostgreSQL regular expressions, e.g. `avatars\.githubusercontent\.com`) whose URLs carry who a
+   * person is elsewhere (a provider's user id in an avatar URL): scrub rules replace such URLs.
+   */
+  identityUrlHosts: readonly string[];
 }
-
-/**
- * Makapix's rules. To add one: a line `'table.column': <rule>` here (docs/sample-data.md).
- * Content and handles are kept; anything that identifies a person off-site or authenticates is not.
- */
-export const makapixRules: AnonymizationRules = {
-  emptyTables: ['refresh_tokens', 'email_verification_tokens', 'password_reset_tokens'],
-  credentialTables: ['auth_identities', 'players'],
-  columns: {
-    'users.email': userEmail('id'),
-    'users.email_normalized': userEmail('id'),
-    'users.email_verified': keep,
-    // The public id in profile URLs, not a credential.
-    'users.user_key': keep,
-    // Free text people fill with links and addresses: replaced, the handle stays.
-    'users.bio': sql(`'Bio of user ' || id::text`),
-    'users.website': nulled,
-    'auth_identities.id': keep,
-    'auth_identities.user_id': keep,
-    'auth_identities.provider': keep,
-    'auth_identities.provider_user_id': hashed,
-    'auth_identities.email': userEmail('user_id'),
-    'auth_identities.secret_hash': password,
-    'auth_identities.provider_metadata': sql(`'{}'::jsonb`),
-    'auth_identities.created_at': keep,
-    'auth_identities.last_login_at': keep,
-    'posts.storage_key': keep,
-    'posts.hashtags': keep,
-    'comments.author_ip': ipAddress,
-    'reactions.user_ip': ipAddress,
-    'players.id': keep,
-    'players.player_key': hashed,
-    'players.owner_id': keep,
-    'players.name': keep,
-    'players.device_model': keep,
-    'players.firmware_version': keep,
-    'players.registration_status': keep,
-    // A pairing code is short: hashing could make two equal, and the unique index would refuse.
-    'players.registration_code': nulled,
-    'players.registration_code_expires_at': keep,
-    'players.registered_at': keep,
-    'players.cert_serial_number': hashed,
-    'players.cert_private_key_pem': nulled,
-    'players.cert_expires_at': keep,
-    'players.current_post_id': keep,
-    'players.connection_status': keep,
-    'players.last_seen_at': keep,
-    'players.created_at': keep,
-    'view_events.viewer_ip_hash': hashed,
-    'view_events.user_agent_hash': hashed,
-    'audit_logs.ip_address': ipAddress,
-  },
-};
 
 /** Word parts that make a column name look sensitive (`author_ip`, `player_key`), split on `_`. */
 const sensitiveParts = new Set(['ip', 'ips', 'ipaddr', 'key', 'keys', 'apikey', 'otp', 'pin']);
@@ -180,11 +138,44 @@ function hashedValue(col: Column, ctx: AnonymizationContext): string | undefined
   }
 }
 
+/** What a scrub rule puts in place of what it finds: fixed, recognisable, never an EA value. */
+export const scrubbed = {
+  email: 'redacted@example.invalid',
+  ip: '192.0.2.0',
+  url: 'https://example.invalid/',
+  pem: '[key material removed]',
+  uuid: '00000000-0000-0000-0000-000000000000',
+} as const;
+
+const hex = '[0-9A-Fa-f]';
+/** PostgreSQL (ARE) patterns of what scrub rules replace; docs/sample-data.md says what they miss. */
+export const scrubPatterns = {
+  email: '[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(\\.[A-Za-z0-9-]+)*\\.[A-Za-z]{2,}',
+  ipv4: '\\m([0-9]{1,3}\\.){3}[0-9]{1,3}\\M',
+  ipv6: `\\m((${hex}{1,4}:){7}${hex}{1,4}|(${hex}{1,4}:){1,7}:(${hex}{1,4}(:${hex}{1,4}){0,6})?)`,
+  uuid: `${hex}{8}-${hex}{4}-${hex}{4}-${hex}{4}-${hex}{12}`,
+  // Non-greedy from its first quantifier on (PostgreSQL gives a whole pattern that one's greed): one block at a time.
+  pem: '-----BEGIN [A-Z0-9 ]+?-----.*?-----END [A-Z0-9 ]+?-----',
+  url: (hosts: readonly string[]) => `https?://(${hosts.join('|')})(:[0-9]+)?(/[^[:space:]"'<>\\\\]*)?`,
+} as const;
+
+/** The scrub of one text value `expr`: one regexp_replace per kind of finding. */
+function scrubText(expr: string, uuids: boolean, hosts: readonly string[]): string {
+  // Key material first: its base64 could hold what the later patterns would half-replace.
+  let out = `regexp_replace(${expr}, ${lit(scrubPatterns.pem)}, ${lit(scrubbed.pem)}, 'g')`;
+  if (hosts.length) out = `regexp_replace(${out}, ${lit(scrubPatterns.url(hosts))}, ${lit(scrubbed.url)}, 'gi')`;
+  out = `regexp_replace(${out}, ${lit(scrubPatterns.email)}, ${lit(scrubbed.email)}, 'g')`;
+  out = `regexp_replace(${out}, ${lit(scrubPatterns.ipv4)}, ${lit(scrubbed.ip)}, 'g')`;
+  out = `regexp_replace(${out}, ${lit(scrubPatterns.ipv6)}, ${lit(scrubbed.ip)}, 'g')`;
+  if (uuids) out = `regexp_replace(${out}, ${lit(scrubPatterns.uuid)}, ${lit(scrubbed.uuid)}, 'g')`;
+  return out;
+}
+
 /**
  * The SQL expression a column is copied as, reading the row's columns by their plain names; throws
  * a message (the caller wraps it as a ConfigError) when the rule cannot fit the column.
  */
-export function columnExpression(table: Table, col: Column, rule: Rule | undefined, ctx: AnonymizationContext): string {
+export function columnExpression(table: Table, col: Column, rule: Rule | undefined, ctx: AnonymizationContext, identityUrlHosts: readonly string[] = []): string {
   const c = q(col.name);
   const orNull = (expr: string) => `CASE WHEN ${c} IS NULL THEN NULL ELSE ${expr} END`;
   const where = `${table.name}.${col.name}`;
@@ -218,5 +209,14 @@ export function columnExpression(table: Table, col: Column, rule: Rule | undefin
       return `NULL::${col.type}`;
     case 'sql':
       return orNull(`(${rule.expr})`);
+    case 'scrub': {
+      // JSON is scrubbed as its text: the stand-ins hold no quote or backslash, so it stays JSON.
+      if (col.type === 'json' || col.type === 'jsonb') return orNull(`${scrubText(`${c}::text`, rule.uuids, identityUrlHosts)}::${col.type}`);
+      if (!isText(col.type)) throw new Error(`${where} is ${col.type}: the scrub rule fits text and JSON columns`);
+      // A stand-in can be longer than what it replaces: cut to the column's length.
+      const n = textLength(col.type);
+      const out = scrubText(c, rule.uuids, identityUrlHosts);
+      return orNull(n > 0 ? `left(${out}, ${n})` : out);
+    }
   }
 }

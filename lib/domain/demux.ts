@@ -12,6 +12,8 @@ export interface TableCounts {
   sampled: number;
   /** Count per flag bit (index 1.. as in TablePlan.query). */
   bits: number[];
+  /** Rows an app invariant left out (flags -2): read, counted, not loaded. */
+  invariantDropped: number;
 }
 
 export interface DemuxHooks {
@@ -20,6 +22,8 @@ export interface DemuxHooks {
   rows?(table: number, n: number): void;
   /** A table is complete: its end row came and its sink, if it had rows, has finished. In table order. */
   done?(table: number, counts: TableCounts): void;
+  /** Reads each run of a table's rows (COPY text, its own fields only) before it is queued; throwing fails the stream. */
+  inspect?(table: number, rows: Buffer): void;
   /** Between tables, while EA computes the next one: one piece of deferred work on the sinks' connection; false when none is ready. */
   idle?(): Promise<boolean>;
 }
@@ -62,7 +66,7 @@ export class TableDemux extends Writable {
     this.#width = Math.max(...fields);
     this.#hooks = hooks;
     this.#queueBytes = queueBytes;
-    this.counts = fields.map(() => ({ rows: 0, bytes: 0, sampled: 0, bits: [] }));
+    this.counts = fields.map(() => ({ rows: 0, bytes: 0, sampled: 0, bits: [], invariantDropped: 0 }));
   }
 
   override _write(chunk: Buffer, _enc: BufferEncoding, done: (err?: Error | null) => void): void {
@@ -99,6 +103,7 @@ export class TableDemux extends Writable {
     const endRun = () => {
       if (!rows) return;
       const data = buf.subarray(runStart, w);
+      this.#hooks.inspect?.(open(), data);
       this.counts[open()]!.bytes += data.length;
       this.#queue.push({ table: open(), rows, data });
       this.#queued += data.length;
@@ -113,6 +118,12 @@ export class TableDemux extends Writable {
       let table = 0;
       for (; buf[i] !== 9 && i < nl; i++) table = table * 10 + (buf[i]! - 48);
       if (table !== open() || table >= this.#fields.length || i >= nl) throw new Error(`the combined COPY sent a row of table ${table} while table ${open()} was open`);
+      if (buf[i + 1] === 45 && buf[i + 2] === 50) {
+        // A row an app invariant drops (flags -2): counted, never loaded.
+        this.counts[table]!.invariantDropped++;
+        start = nl + 1;
+        continue;
+      }
       if (buf[i + 1] === 45) {
         // The end row (flags -1): the table is complete.
         endRun();
@@ -152,6 +163,7 @@ export class TableDemux extends Writable {
   async #drain(): Promise<void> {
     try {
       for (;;) {
+        if (this.#failed) return;
         const item = this.#queue.shift();
         if (!item) {
           // Nothing to load and no COPY open: the sinks' connection is free until EA sends more.
@@ -167,8 +179,12 @@ export class TableDemux extends Writable {
         }
         if (!this.#sink) {
           const stream = this.#hooks.open(item.table);
-          // A sink that fails (EB refused a row) fails the whole stream.
-          stream.on('error', (err) => this.destroy(err));
+          // A sink that fails (EB refused a row) fails the whole stream, and is never written or
+          // ended again: its connection may already be gone.
+          stream.on('error', (err) => {
+            this.#failed ??= err;
+            this.destroy(this.#failed);
+          });
           this.#sink = { table: item.table, stream };
         }
         this.#hooks.rows?.(item.table, item.rows);
@@ -187,6 +203,7 @@ export class TableDemux extends Writable {
   }
 
   async #close(table: number): Promise<void> {
+    if (this.#failed) return;
     if (this.#sink) {
       this.#sink.stream.end();
       await finished(this.#sink.stream);

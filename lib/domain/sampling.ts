@@ -3,7 +3,7 @@
 // and everything else is computed from it, so every decision has a table-driven unit test.
 import { quoteIdent, quoteLiteral } from './sql.ts';
 import type { Catalog, Column, ForeignKey, Table } from '../tools/catalog.ts';
-import { columnExpression, makapixRules, unruledColumns, unusedRules, type AnonymizationContext, type AnonymizationRules } from './anonymize.ts';
+import { columnExpression, unruledColumns, unusedRules, type AnonymizationContext, type AnonymizationRules } from './anonymize.ts';
 
 
 // ---- the configuration ------------------------------------------------------------------------
@@ -36,23 +36,20 @@ export interface SamplingConfig {
   /** Columns that hold ids of another table without a foreign key (int[] of post ids): `table.column` → table. Ids outside the sample are removed. */
   implicitReferences: Readonly<Record<string, string>>;
   rules: AnonymizationRules;
+  /**
+   * App invariants the schema does not declare: `table` → columns of which at least one must stay
+   * set (a reaction has a user or an IP). A row that re-pointing or nulling leaves with none of them
+   * is dropped, and the report counts it.
+   */
+  requireOneOf: Readonly<Record<string, readonly string[]>>;
+  /**
+   * The leak guard's sources: `table.column`s of EA whose values (e-mails, IPs, provider ids, device
+   * keys, key material) must not appear anywhere in what EB receives, whole or inside text or JSON.
+   */
+  secrets: readonly string[];
   /** Reading EA: a statement may not run longer than this (ms). */
   statementTimeoutMs: number;
 }
-
-export const makapixSampling: SamplingConfig = {
-  root: 'users',
-  banned: [
-    { column: 'banned_until', when: 'banned_until IS NOT NULL AND banned_until > now()' },
-    { column: 'deactivated_at', when: 'deactivated_at IS NOT NULL' },
-  ],
-  tables: { alembic_version: 'keep' },
-  // A view by someone outside the sample is an anonymous view, not a view by a stand-in.
-  policies: { 'view_events.viewer_user_id': 'null' },
-  implicitReferences: { 'playlists.post_ids': 'posts' },
-  rules: makapixRules,
-  statementTimeoutMs: 30 * 60_000,
-};
 
 export interface SampleOptions {
   /** Percentage of the root's rows picked, in (0, 100]. */
@@ -90,7 +87,7 @@ export interface TablePlan {
    * needs (the membership sets `s_<table>` and stand-ins `st_<table>` are the same in every
    * table's list), then `SELECT <flags>, <fields> FROM <from>`. The flags are a bit set: bit 0 the
    * row is sampled (else pulled in by a reference), then per reference i of `touching` bit 1+2i
-   * nulled and bit 2+2i re-pointed.
+   * nulled and bit 2+2i re-pointed; -2 marks a row an app invariant drops (requireOneOf).
    */
   query?: { ctes: Cte[]; flags: string; fields: string[]; from: string };
   /** Rows anchored to the sample but left out by a drop policy or a unique-index clash (dry run). */
@@ -109,8 +106,6 @@ export interface SamplingPlan {
   truncate: string[];
   /** Sequences to move past their column's maximum after loading. */
   sequences: { table: string; column: string; sequence: string }[];
-  /** Rules that name columns the catalog does not have. */
-  warnings: string[];
 }
 
 export class PlanError extends Error {
@@ -177,8 +172,16 @@ export function defaultPolicy(t: Table, fk: ForeignKey, root: string, modes: Rea
   const anchoredElsewhere = t.foreignKeys.some(
     (o) => o !== fk && o.refTable !== t.name && o.refTable !== root && modes.get(o.refTable)?.mode === 'sample' && !isNullable(t, o),
   );
-  if (fk.refTable === root && anchoredElsewhere && fk.columns.length === 1) return { policy: 'repoint', why: 'actor on sampled content: a stand-in user of the sample' };
+  // Only a nullable actor: a NOT NULL reference to a user means the row is that user's (a highlight,
+  // a like), and giving it to someone else would invent what they did.
+  if (fk.refTable === root && anchoredElsewhere && fk.columns.length === 1 && nullable) return { policy: 'repoint', why: 'actor on sampled content: a stand-in user of the sample' };
   if (fk.onDelete === 'set null' && nullable) return { policy: 'null', why: 'ON DELETE SET NULL: the row outlives what it points at' };
+  // A nullable NO ACTION reference beside what the row belongs to (a device's current post beside
+  // its owner) is a pointer, not a parent: dropping the row for it would halve the table.
+  const belongsElsewhere = t.foreignKeys.some(
+    (o) => o !== fk && o.refTable !== t.name && modes.get(o.refTable)?.mode === 'sample' && (o.refTable === root || !isNullable(t, o)),
+  );
+  if (nullable && (fk.onDelete === 'no action' || fk.onDelete === 'restrict') && belongsElsewhere) return { policy: 'null', why: 'nullable pointer beside the row\'s owner: nulled' };
   return { policy: 'drop', why: 'the row belongs to what it points at' };
 }
 
@@ -189,6 +192,37 @@ interface Ref {
   /** Alias of the joined membership set. */
   alias: string;
   self: boolean;
+}
+
+/**
+ * Every name the configuration gives that the schema does not have: a table, a column, a foreign
+ * key (by its first column). A stale name would silently do nothing (a banned condition on a column
+ * that was renamed), so each is an error.
+ */
+export function configProblems(catalog: Catalog, config: SamplingConfig): string[] {
+  const out: string[] = [];
+  const hasTable = (t: string, what: string) => (catalog.has(t) ? true : (out.push(`${what}: no table ${t}`), false));
+  const hasColumn = (key: string, what: string) => {
+    const [t, c] = key.split('.') as [string, string | undefined];
+    if (!c) return void out.push(`${what} ${key}: not table.column`);
+    if (hasTable(t, `${what} ${key}`) && !catalog.get(t)!.columns.some((x) => x.name === c)) out.push(`${what} ${key}: no such column`);
+  };
+  for (const b of config.banned) hasColumn(`${config.root}.${b.column}`, 'banned condition on');
+  for (const t of Object.keys(config.tables)) hasTable(t, 'table mode');
+  for (const t of [...config.rules.emptyTables, ...config.rules.credentialTables]) hasTable(t, 'anonymization table list');
+  for (const key of Object.keys(config.policies)) {
+    hasColumn(key, 'policy for');
+    const [t, c] = key.split('.');
+    if (catalog.get(t!)?.columns.some((x) => x.name === c) && !catalog.get(t!)!.foreignKeys.some((fk) => fk.columns[0] === c)) out.push(`policy for ${key}: no foreign key starts at that column`);
+  }
+  for (const [key, target] of Object.entries(config.implicitReferences)) {
+    hasColumn(key, 'implicit reference');
+    hasTable(target, `implicit reference ${key}`);
+  }
+  for (const key of unusedRules(catalog, config.rules)) out.push(`anonymization rule for ${key}: no such column`);
+  for (const [t, cols] of Object.entries(config.requireOneOf)) for (const c of cols) hasColumn(`${t}.${c}`, 'requireOneOf');
+  for (const key of config.secrets) hasColumn(key, 'secret source');
+  return out;
 }
 
 export interface PlanInput {
@@ -207,6 +241,8 @@ export function planSampling({ catalog, config, options, anonymization }: PlanIn
   const root = catalog.get(config.root);
   if (!root) throw new PlanError(`The root table ${config.root} is not in the database.`, [config.root]);
   if (root.primaryKey.length !== 1) throw new PlanError(`The root table ${config.root} needs a one-column primary key.`, [config.root]);
+  const stale = configProblems(catalog, config);
+  if (stale.length) throw new PlanError(`The sampling configuration names what the schema does not have: ${stale.join('; ')}.`, stale);
   const modes = tableModes(catalog, config);
   const modeOf = (t: string) => modes.get(t)!.mode;
   const sampled = (t: string) => modeOf(t) === 'sample' || modeOf(t) === 'skip';
@@ -245,10 +281,6 @@ export function planSampling({ catalog, config, options, anonymization }: PlanIn
     const out = refs.get(t.name)!.filter((r) => !r.self);
     if (out.length) problems.push(`${t.name}: copied whole, but ${out.map((r) => fkKey(r.fk)).join(', ')} point${out.length === 1 ? 's' : ''} into sampled tables`);
   }
-  for (const [key, ref] of Object.entries(config.implicitReferences)) {
-    const [t, c] = key.split('.') as [string, string];
-    if (catalog.get(t)?.columns.some((col) => col.name === c) && !catalog.get(ref)) problems.push(`${key}: implicit reference to unknown table ${ref}`);
-  }
   if (problems.length) throw new PlanError(`The sampling configuration does not fit the schema: ${problems.join('; ')}.`, problems);
 
   // Membership sets in dependency order; a cycle of anchors cannot be decided.
@@ -268,9 +300,8 @@ export function planSampling({ catalog, config, options, anonymization }: PlanIn
   const standins = (t: string) => `st_${t}`;
   const pickWhere = (alias: string) => {
     const id = `${alias}.${q(root.primaryKey[0]!)}`;
-    const bannedCols = config.banned.filter((b) => root.columns.some((c) => c.name === b.column));
     // The conditions name the root's columns plainly: the root is never joined to a table that has them.
-    const notBanned = options.excludeBanned && bannedCols.length ? ` AND NOT (${bannedCols.map((b) => `COALESCE(${b.when}, false)`).join(' OR ')})` : '';
+    const notBanned = options.excludeBanned && config.banned.length ? ` AND NOT (${config.banned.map((b) => `COALESCE(${b.when}, false)`).join(' OR ')})` : '';
     const named = options.users.length ? ` OR ${id} IN (${options.users.map(lit).join(', ')})` : '';
     return `((${pick(id, options.seed, options.pct)})${notBanned})${named}`;
   };
@@ -317,7 +348,6 @@ export function planSampling({ catalog, config, options, anonymization }: PlanIn
   };
 
   const tablePlans: TablePlan[] = [];
-  const warnings: string[] = [];
   const copied: Table[] = [];
   // Lookups first: the tables that point at them can then be checked as soon as they are loaded.
   const byOrder = [...[...catalog.keys()].sort().filter((t) => !order.includes(t)), ...order];
@@ -334,7 +364,7 @@ export function planSampling({ catalog, config, options, anonymization }: PlanIn
     copied.push(t);
     const anonymized = (c: Column) => {
       try {
-        return columnExpression(t, c, config.rules.columns[`${name}.${c.name}`], anonymization);
+        return columnExpression(t, c, config.rules.columns[`${name}.${c.name}`], anonymization, config.rules.identityUrlHosts);
       } catch (err) {
         problems.push((err as Error).message);
         return q(c.name);
@@ -449,7 +479,9 @@ export function planSampling({ catalog, config, options, anonymization }: PlanIn
     // and emoji). The first row of each key keeps it (originals before stand-ins); later ones get
     // NULL, or stay out when the column is NOT NULL.
     const repointed = touching.map((r, i) => ({ r, bit: 2 ** (2 + 2 * i), nullBit: 2 ** (1 + 2 * i) })).filter((x) => x.r.policy === 'repoint');
-    const clashes = t.uniques
+    // The primary key too: a schema may key reactions by (post_id, user_id, emoji).
+    const keys = [...t.uniques, ...(t.primaryKey.length ? [{ name: `${name} primary key`, columns: t.primaryKey, predicate: null }] : [])];
+    const clashes = keys
       .map((u) => ({ u, reps: repointed.filter((x) => u.columns.includes(x.r.fk.columns[0]!)) }))
       .filter((x) => x.reps.length > 0);
     let source = `(${layer1}) y`;
@@ -472,8 +504,11 @@ export function planSampling({ catalog, config, options, anonymization }: PlanIn
       const keep = mustDrop.length ? ` WHERE NOT (${anyClash} AND (${mustDrop.map((x) => `("__flags" & ${x.bit}) <> 0`).join(' OR ')}))` : '';
       source = `(SELECT ${flags} AS "__flags", ${cols.join(', ')} FROM (SELECT y.*, ${rn.map((x) => x.window).join(', ')} FROM (${layer1}) y) z${keep}) y`;
     }
-    // Layer 3: anonymization over the final values.
-    const query = { ctes, flags: '"__flags"', fields: outCols.map(anonymized), from: source };
+    // Layer 3: anonymization over the final values. A row left without any of the columns an app
+    // invariant needs is marked -2: TableDemux counts it and leaves it out.
+    const required = config.requireOneOf[name];
+    const flags = required ? `CASE WHEN ${required.map((c) => `${q(c)} IS NULL`).join(' AND ')} THEN -2 ELSE "__flags" END` : '"__flags"';
+    const query = { ctes, flags, fields: outCols.map(anonymized), from: source };
     const withClause = withOf(ctes);
     const outer = membership(t, false);
     const anchoredIn = outer.joins.length ? `(${outer.joins.map(inTest).join(' OR ')})` : 'false';
@@ -494,10 +529,9 @@ export function planSampling({ catalog, config, options, anonymization }: PlanIn
     throw new UnruledColumnsError(`These columns look sensitive and have no anonymization rule: ${unruled.join(', ')}.`, unruled);
   }
   if (problems.length) throw new PlanError(`Anonymization rules do not fit the schema: ${problems.join('; ')}.`, problems);
-  for (const key of unusedRules(catalog, config.rules)) warnings.push(`rule for ${key}: no such column`);
   const truncate = tablePlans.filter((p) => p.mode !== 'keep').map((p) => p.table);
   const sequences = tablePlans.filter((p) => p.mode !== 'keep').flatMap((p) => catalog.get(p.table)!.sequences.map((s) => ({ table: p.table, ...s })));
-  return { tables: tablePlans, truncate, sequences, warnings };
+  return { tables: tablePlans, truncate, sequences };
 }
 
 const withOf = (ctes: readonly Cte[]) => (ctes.length ? `WITH ${ctes.map((c) => c.sql).join(', ')} ` : '');

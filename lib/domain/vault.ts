@@ -23,6 +23,13 @@ export interface FileKind {
   readonly dirPattern: RegExp;
   readonly dirExample: string;
   readonly keyPattern: RegExp;
+  /** The `table.column`s its query reads: a schema without them (the sandbox has no blog) has no such files. */
+  readonly needs: readonly string[];
+  /**
+   * false: referenced files EB keeps (never pruned) but never copied from EA: per-user export
+   * zips are personal data, and EB's are EB's own.
+   */
+  readonly copy: boolean;
 }
 
 export interface VaultLayout {
@@ -34,10 +41,29 @@ export interface VaultLayout {
 
 const uuid = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
 
+const hex2 = '[0-9a-f]{2}';
+/** A stored shard: two hex components ("24/07", v2), or three on rows older than the resharding ("a4/47/ee", v1). */
+const shard = `${hex2}/${hex2}(/${hex2})?`;
+const uuidText = '[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}';
 /**
- * The vault layout: the app keeps artwork at `<storage_shard>/<storage_key>.<ext>`,
- * one ext per post_files row, variants beside it sharing the storage_key prefix. A layout change
- * (another folder scheme, another kind such as avatars stored outside the shards) is an edit here.
+ * A sub-vault file referenced by a public URL (`https://vault.makapix.club/avatar/24/07/<uuid>.png`):
+ * the folder, the key and the extension, from the URL's path (whichever sharding depth it has).
+ */
+const urlParts = (family: string) => `'/(${family}/[0-9a-f]{2}/[0-9a-f]{2}(?:/[0-9a-f]{2})?)/(${uuidText})\\.([A-Za-z0-9]{1,10})(?:[?#].*)?$'`;
+
+/**
+ * The vault as the app lays it out (api/app/vault.py, avatar_vault.py, blog_vault.py, tasks.py's
+ * exports; api/scripts/reshard_vault.py for the two shard depths). Every family EB's database
+ * references, from EB's rows:
+ * - artwork: `<storage_shard>/<storage_key>.<ext>`, one ext per post_files row, variants beside it
+ *   sharing the storage_key prefix; the stored shard is the truth (v1 or v2); a post without a shard
+ *   (a playlist post) has no file;
+ * - mkpx: the `.mkpx` source of a post that has one (`mkpx_file_bytes`), `mkpx/<storage_shard>/<storage_key>.mkpx`;
+ * - avatar, blog_image: sub-vaults named by the URLs stored in `users.avatar_url` and
+ *   `blog_posts.image_urls` (or linked from a blog post's body): the path in the URL is the file
+ *   EB serves (the twin copy the app mirrors during a resharding window is not needed);
+ * - bdr: per-user export zips (`batch_download_requests.file_path`, `bdr/<user_sqid>/<id>.zip`): never
+ *   copied from EA (personal data; the sample empties that table), but EB's own are kept by --prune.
  */
 export const vaultLayout: VaultLayout = {
   kinds: [
@@ -46,13 +72,60 @@ export const vaultLayout: VaultLayout = {
       sql: `SELECT p.storage_shard AS dir, p.storage_key::text AS key,
                    coalesce(array_agg(DISTINCT lower(f.format)) FILTER (WHERE f.format IS NOT NULL), '{}') AS exts
               FROM posts p LEFT JOIN post_files f ON f.post_id = p.id
-             WHERE p.storage_key IS NOT NULL
+             WHERE p.storage_key IS NOT NULL AND p.storage_shard IS NOT NULL
              GROUP BY p.storage_shard, p.storage_key
              ORDER BY p.storage_shard, p.storage_key`,
-      // Two hex components ("24/07"), or three on older rows ("a4/47/ee").
-      dirPattern: /^[0-9a-f]{2}\/[0-9a-f]{2}(\/[0-9a-f]{2})?$/,
+      dirPattern: new RegExp(`^${shard}$`),
       dirExample: '24/07 or a4/47/ee',
       keyPattern: uuid,
+      needs: ['posts.storage_shard', 'posts.storage_key', 'post_files.format'],
+      copy: true,
+    },
+    {
+      name: 'mkpx source',
+      sql: `SELECT 'mkpx/' || storage_shard AS dir, storage_key::text AS key, ARRAY['mkpx'] AS exts
+              FROM posts WHERE storage_shard IS NOT NULL AND mkpx_file_bytes IS NOT NULL
+             ORDER BY 1, 2`,
+      dirPattern: new RegExp(`^mkpx/${shard}$`),
+      dirExample: 'mkpx/24/07',
+      keyPattern: uuid,
+      needs: ['posts.storage_shard', 'posts.mkpx_file_bytes'],
+      copy: true,
+    },
+    {
+      name: 'avatar',
+      sql: `SELECT DISTINCT m[1] AS dir, m[2] AS key, ARRAY[lower(m[3])] AS exts
+              FROM (SELECT regexp_match(avatar_url, ${urlParts('avatar')}) AS m FROM users WHERE avatar_url IS NOT NULL) x
+             WHERE m IS NOT NULL ORDER BY 1, 2`,
+      dirPattern: new RegExp(`^avatar/${shard}$`),
+      dirExample: 'avatar/24/07',
+      keyPattern: uuid,
+      needs: ['users.avatar_url'],
+      copy: true,
+    },
+    {
+      name: 'blog image',
+      sql: `SELECT DISTINCT m[1] AS dir, m[2] AS key, ARRAY[lower(m[3])] AS exts
+              FROM (SELECT regexp_match(u, ${urlParts('blog_image')}) AS m FROM blog_posts b, unnest(b.image_urls) u
+                    UNION ALL
+                    SELECT regexp_match(u[1], ${urlParts('blog_image')}) FROM blog_posts b, regexp_matches(b.body, '(https?://[^[:space:]"''<>)]*/blog_image/[^[:space:]"''<>)]+)', 'g') u) x
+             WHERE m IS NOT NULL ORDER BY 1, 2`,
+      dirPattern: new RegExp(`^blog_image/${shard}$`),
+      dirExample: 'blog_image/24/07',
+      keyPattern: uuid,
+      needs: ['blog_posts.image_urls', 'blog_posts.body'],
+      copy: true,
+    },
+    {
+      name: 'export zip',
+      sql: `SELECT DISTINCT m[1] AS dir, m[2] AS key, ARRAY['zip'] AS exts
+              FROM (SELECT regexp_match(file_path, '^(bdr/[A-Za-z0-9_-]{1,64})/(${uuidText})\\.zip$') AS m FROM batch_download_requests WHERE file_path IS NOT NULL) x
+             WHERE m IS NOT NULL ORDER BY 1, 2`,
+      dirPattern: /^bdr\/[A-Za-z0-9_-]{1,64}$/,
+      dirExample: 'bdr/<user_sqid>',
+      keyPattern: uuid,
+      needs: ['batch_download_requests.file_path'],
+      copy: false,
     },
   ],
   fileMode: 0o644,

@@ -3,7 +3,7 @@ import { readFile } from 'node:fs/promises';
 import { createHash } from 'node:crypto';
 import { parse as parseYaml } from 'yaml';
 import { environments, envFilePath, loadEnvConfig, parseEnvFile, secretsOf, type EnvConfig, type Environment } from '../core/config.ts';
-import { composeCommand, detectComposeFlavor } from '../tools/compose.ts';
+import { composeCommand, detectComposeFlavor, edgeComposeCommand } from '../tools/compose.ts';
 import { credentialsFileName, parseCredentials } from '../domain/credentials.ts';
 import { caddyfileArgv, edgeCaddyfile, readableCredentialsDir } from '../tools/caddy.ts';
 import { aclFile, aclUsers, certFiles } from '../tools/mosquitto.ts';
@@ -46,6 +46,8 @@ export interface AuditInput {
   caddy: unknown;
   /** The brokers' topic rights, compose/mosquitto/acls (both environments mount the same file). */
   acl: string;
+  /** The parsed YAML of the edge's `docker compose config` (caddy/docker-compose.edge.yml with caddy/.env). */
+  edge: unknown;
   /** The accounts of developers.caddy (bcrypt hashes), which EB's session check reads outside the Caddyfile. */
   developers?: readonly Account[];
 }
@@ -58,6 +60,8 @@ export interface Account {
 /** EB's total budget: the VPS is shared, development gets at most this much. */
 export const ebBudget = { cpus: 2.0, memoryBytes: 2 * 1024 ** 3 } as const;
 export const sharedNetwork = 'caddy_net';
+/** Where the edge writes its access logs and the app's worker reads them (download_stats.py). */
+export const edgeLogDir = '/var/log/caddy';
 
 // ---- reading a rendered Compose config -----------------------------------------------------------
 
@@ -451,6 +455,8 @@ export function auditIsolation(input: AuditInput): CheckRow[] {
   rows.push(budgetRow(dev.rendered));
 
   for (const r of caddyRows(input.caddy, dv.WEB_DOMAIN, dv.VAULT_DOMAIN, input.developers ?? [])) rows.push(r);
+  rows.push(edgeVaultRow(input.caddy, input.edge, both));
+  rows.push(accessLogRow(input.edge, both));
   rows.push(ebImagesRow(dv.VAULT_PUBLIC_BASE_URL, dv.WEB_DOMAIN));
 
   let redirectHost = '';
@@ -544,6 +550,53 @@ function ebOnlyRow(caddy: unknown, eb: HostAnalysis[]): CheckRow {
     return open.length ? [`${host} answers without credentials with EB's ${open.join(', ')}`] : [];
   });
   return leaks.length ? row('EB only through its hosts', 'fail', leaks.join('; ')) : row('EB only through its hosts', 'ok', `no other host (${others.length}) reaches ${[...ebServes].join(', ') || 'EB'}`);
+}
+
+/**
+ * Caddy serves each vault from a folder inside the edge container; that folder must be the edge's
+ * read-only mount of the environment's VAULT_HOST_PATH, or the vault host silently serves another
+ * environment's files, or nothing.
+ */
+function edgeVaultRow(caddy: unknown, edge: unknown, both: [Environment, StackInput][]): CheckRow {
+  const mounts = mountsOf(edge);
+  const problems: string[] = [];
+  const seen: string[] = [];
+  for (const [env, s] of both) {
+    const host = s.cfg.vars.VAULT_DOMAIN;
+    const roots = analyzeCaddyHost(caddy, host).serves.filter((x) => x.startsWith('file_server ')).map((x) => x.slice('file_server '.length));
+    if (roots.length === 0) {
+      problems.push(`${host} serves no vault folder`);
+      continue;
+    }
+    for (const root of roots) {
+      const m = mounts.find((x) => x.target === root);
+      if (!m) problems.push(`${host} serves ${root}, which the edge does not mount`);
+      else if (m.source !== s.cfg.vars.VAULT_HOST_PATH) problems.push(`${host} serves ${m.source}, not ${env}'s VAULT_HOST_PATH=${s.cfg.vars.VAULT_HOST_PATH} (set it in caddy/.env)`);
+      else if (!m.readOnly) problems.push(`the edge mounts ${m.source} writable`);
+      else seen.push(`${host} ← ${m.source}`);
+    }
+  }
+  return problems.length ? row('edge vault folders', 'fail', problems.join('; ')) : row('edge vault folders', 'ok', `${seen.join(', ')} (read-only)`);
+}
+
+/**
+ * The workers' download statistics read the edge's JSON access logs at /var/log/caddy: a worker
+ * that mounts another host folder there reads nothing. One that mounts none is only a warning
+ * (statistics stay empty, nothing else breaks).
+ */
+function accessLogRow(edge: unknown, both: [Environment, StackInput][]): CheckRow {
+  const logs = mountsOf(edge).find((m) => m.target === edgeLogDir);
+  if (!logs) return row('edge access logs', 'fail', `the edge mounts no host folder at ${edgeLogDir}, so its access logs are lost with the container`);
+  const wrong: string[] = [];
+  const missing: string[] = [];
+  for (const [env, s] of both) {
+    const m = mountsOf(s.rendered).find((x) => x.service === 'worker' && x.target === edgeLogDir);
+    if (!m) missing.push(env);
+    else if (m.source !== logs.source) wrong.push(`${env} worker reads ${m.source}, the edge writes ${logs.source}`);
+  }
+  if (wrong.length) return row('edge access logs', 'fail', wrong.join('; '));
+  if (missing.length) return row('edge access logs', 'warn', `${logs.source}; the ${missing.join(' and ')} worker${missing.length > 1 ? 's do' : ' does'} not mount it at ${edgeLogDir}, so download statistics stay empty`);
+  return row('edge access logs', 'ok', `${logs.source}, read by both workers`);
 }
 
 function caddyRows(caddy: unknown, ebHost: string, ebVaultHost: string, developers: readonly Account[]): CheckRow[] {
@@ -725,8 +778,14 @@ export async function runIsolationAudit(opts: AuditOptions): Promise<AuditResult
   }
   const developersFile = path.join(credentials, credentialsFileName('developers'));
   const developers = parseCredentials(await readFile(developersFile, 'utf8'), 'developers', developersFile).map((u) => ({ username: u.user, password: u.hash }));
-    const acl = await readFile(aclFile, 'utf8');
-  const rows = auditIsolation({ prod, dev, caddy: JSON.parse(`${adapted.stdout}`), acl, developers });
+  const acl = await readFile(aclFile, 'utf8');
+  // The committed edge project (--caddyfile swaps only the Caddyfile); Compose reads caddy/.env itself.
+  const edgeCmd = edgeComposeCommand(['config'], flavor);
+  const edgeRendered = await opts.ui.run(`render the edge (${edgeCmd.cmd} config)`, () => run(edgeCmd, { nothrow: true }));
+  if (edgeRendered.exitCode !== 0) {
+    throw new JobError(`${edgeCmd.cmd} config failed for the edge: ${`${edgeRendered.stderr}`.trim().split('\n').slice(-3).join(' / ')}.`, 'Fix caddy/docker-compose.edge.yml or caddy/.env and run again.');
+  }
+  const rows = auditIsolation({ prod, dev, caddy: JSON.parse(`${adapted.stdout}`), acl, edge: parseYaml(`${edgeRendered.stdout}`), developers });
   if (opts.appDir) {
     const appDir = opts.appDir;
     const tree = await opts.ui.run(`read the app at ${appDir}`, () => readAppTree(appDir, (p) => servicesReading(p).length > 0 || p === appComposeFile));

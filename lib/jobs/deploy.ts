@@ -642,7 +642,7 @@ export async function deployToProd(prod: EnvConfig, dev: EnvConfig, o: DeployRun
       checkHead: async (current, heads) => {
         const [now, want] = [parseRevisions((await run(current)).stdout), parseRevisions((await run(heads)).stdout)];
         if (now.join(',') !== want.join(',')) throw new JobError(`EA's schema is at ${now.join(', ') || 'no revision'}, not the new head ${want.join(', ')}: the switch is refused (EA still runs ${plan.from.tag}).`, `Look at the migration's output above; restore ${record.backup ?? 'the pinned backup'} if it left the schema half-way.`);
-        record.migrations = migratedFrom?.join(',') === want.join(',') ? [`none ran: EA was already at ${want.join(', ')} (the app migrates on start-up too)`] : [`ran by this deploy: ${migratedFrom?.join(', ') || 'empty'} -> ${want.join(', ')}`, ...plan.migrations];
+        record.migrations = migratedFrom?.join(',') === want.join(',') ? [`none ran: EA was already at ${want.join(', ')} (the app migrates on start-up too)`] : [`ran by this deploy: ${migratedFrom?.join(', ') || 'no revision'} -> ${want.join(', ')}`, ...plan.migrations];
         ui.info(`Migrations: ${record.migrations[0]}`);
       },
       switchAndHealth: async () => {

@@ -4,6 +4,7 @@ import { Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { randomBytes, randomInt } from 'node:crypto';
 import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { pathToFileURL } from 'node:url';
 import { openSync, closeSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -19,7 +20,9 @@ import { withLock } from '../core/lock.ts';
 import { projectRoot } from '../core/paths.ts';
 import { foreignKeyChecks, type ForeignKeyViolation } from '../tools/schema.ts';
 import { formatBytes, type Ui, type Confirm } from '../core/ui.ts';
-import { PlanError, UnruledColumnsError, combinedCopy, makapixSampling, planSampling, type SamplingConfig, type SamplingPlan, type TablePlan } from '../domain/sampling.ts';
+import { PlanError, UnruledColumnsError, combinedCopy, planSampling, type SamplingConfig, type SamplingPlan, type TablePlan } from '../domain/sampling.ts';
+import { LeakFound, LeakGuard } from '../domain/leak-guard.ts';
+import type { PgPlace } from '../tools/pgtools.ts';
 import { readCatalog, type Catalog } from '../tools/catalog.ts';
 import { TableDemux } from '../domain/demux.ts';
 
@@ -35,7 +38,12 @@ export interface SampleDataOptions {
   users: readonly string[];
   excludeBanned: boolean;
   schemaFromProd: boolean;
+  /** Where --schema-from-prod runs pg_dump: EA's db container by default (see schemaFromSource), the host with --source-url. */
+  schemaPlace?: PgPlace;
   dryRun: boolean;
+  /** The sampling configuration file (--config): named in every message that asks for an edit. */
+  configFile: string;
+  /** Its content, when already loaded (tests); read from configFile otherwise. */
   config?: SamplingConfig;
   ui: Ui;
   confirm: Confirm;
@@ -58,6 +66,8 @@ export interface TableReport {
   repointed: Record<string, number>;
   /** Rows pointing into the sample but left out by a drop policy or a unique-index clash (--dry-run only). */
   dropped?: number;
+  /** Rows left out because they broke an app invariant after re-pointing (requireOneOf). */
+  invariantDropped: number;
   bytes: number;
   ms: number;
 }
@@ -72,7 +82,6 @@ export interface SampleDataReport {
   users: { source: number; target: number; share: number };
   tables: TableReport[];
   totals: { rows: number; bytes: number; ms: number };
-  warnings: string[];
 }
 
 const q = pg.escapeIdentifier;
@@ -136,20 +145,34 @@ async function checkTarget(source: DatabaseIdentity, target: DatabaseIdentity, o
   }
 }
 
-/** EB's schema recreated from EA's (pg_dump --schema-only), inside the load transaction. */
-async function schemaFromSource(source: pg.ClientConfig, eb: pg.Client): Promise<void> {
+/** The pg_dump arguments of --schema-from-prod: public and the extensions its objects use (pg_trgm's operator classes). */
+export const schemaDumpArgs = (): string[] => ['--schema-only', '--no-owner', '--no-privileges', '--schema=public', '--extension=*'];
+
+/**
+ * EB's schema recreated from EA's (pg_dump --schema-only), inside the load transaction. pg_dump runs
+ * where opts.schemaPlace says: by default in EA's db container (as backup's compose mode), because
+ * production's server (PostgreSQL 17) is newer than the host's pg_dump, which refuses it.
+ */
+async function schemaFromSource(opts: SampleDataOptions, eb: pg.Client): Promise<void> {
+  const source = opts.source;
   const dir = await mkdtemp(path.join(tmpdir(), 'makapix-schema-'));
   const file = path.join(dir, 'schema.sql');
   const fd = openSync(file, 'w', 0o600);
   try {
     // Loaded here only: pgtools brings zx, a good share of the start-up time no other step needs.
     const { runPg, stderrTail } = await import('../tools/pgtools.ts');
-    const r = await runPg('pg_dump', { kind: 'local', connection: source }, { database: String(source.database), args: ['--schema-only', '--no-owner', '--schema=public'] }, { stdout: fd });
-    if (r.exitCode !== 0) throw new JobError(`pg_dump --schema-only of ${describeConnection(source)} failed: ${stderrTail(r.stderr)}.`, 'Check that pg_dump is as new as EA\'s server.');
+    const place = opts.schemaPlace ?? { kind: 'local', connection: source };
+    const r = await runPg('pg_dump', place, { database: String(source.database), args: schemaDumpArgs() }, { stdout: fd });
+    if (r.exitCode !== 0) {
+      const where = place.kind === 'container' ? 'in EA\'s db container' : 'on this host';
+      throw new JobError(`pg_dump --schema-only of ${describeConnection(source)} (${where}) failed: ${stderrTail(r.stderr)}.`, place.kind === 'container' ? 'Check that EA\'s stack is up (make status ENV=prod).' : 'Check that pg_dump is as new as EA\'s server.');
+    }
     closeSync(fd);
     // The schema alone is small (kilobytes): it runs as one script on EB's transaction.
     // Recent pg_dump brackets its script with psql meta-commands (\restrict); the server takes SQL only.
     const ddl = (await readFile(file, 'utf8')).replace(/^CREATE SCHEMA public;$/m, '').replace(/^\\.*$/gm, '');
+    // Extensions whose objects live in public go with it (DROP SCHEMA ... CASCADE); the dump
+    // creates them again (CREATE EXTENSION IF NOT EXISTS) before the indexes that use them.
     await eb.query('DROP SCHEMA public CASCADE');
     await eb.query('CREATE SCHEMA public');
     await eb.query(ddl);
@@ -192,7 +215,7 @@ async function readOnlySnapshot(client: pg.Client, config: SamplingConfig): Prom
  * next rows while EB loads the last ones; rows wait in TableDemux's bounded queue, then in socket
  * buffers (backpressure): never a whole table in this process's memory.
  */
-async function copyAll(ea: pg.Client, plans: TablePlan[], ui: Ui, sinkFor: (p: TablePlan) => Writable, idle?: (complete: ReadonlySet<string>) => Promise<boolean>): Promise<TableReport[]> {
+async function copyAll(ea: pg.Client, plans: TablePlan[], ui: Ui, guard: LeakGuard, sinkFor: (p: TablePlan) => Writable, idle?: (complete: ReadonlySet<string>) => Promise<boolean>): Promise<TableReport[]> {
   const complete = new Set<string>();
   const out: TableReport[] = [];
   let progress: { table: number; line: ReturnType<Ui['progress']> } | undefined;
@@ -203,6 +226,7 @@ async function copyAll(ea: pg.Client, plans: TablePlan[], ui: Ui, sinkFor: (p: T
     {
       open: (i) => (progressOf(i), sinkFor(plans[i]!)),
       rows: (i, n) => progressOf(i).tick(n),
+      inspect: (i, rows) => guard.check(i, rows),
       done: (i, c) => {
         const p = plans[i]!;
         progressOf(i).done(`${c.rows.toLocaleString('en-US')} rows, ${formatBytes(c.bytes)}`);
@@ -214,15 +238,88 @@ async function copyAll(ea: pg.Client, plans: TablePlan[], ui: Ui, sinkFor: (p: T
           if (n) nulled[key] = n;
           if (r) repointed[key] = r;
         });
-        out.push({ table: p.table, mode: p.mode, rows: c.rows, sampled: c.sampled, referenced: c.rows - c.sampled, nulled, repointed, bytes: c.bytes, ms: Date.now() - since });
+        out.push({ table: p.table, mode: p.mode, rows: c.rows, sampled: c.sampled, referenced: c.rows - c.sampled, nulled, repointed, invariantDropped: c.invariantDropped, bytes: c.bytes, ms: Date.now() - since });
         complete.add(p.table);
         since = Date.now();
       },
       ...(idle && { idle: () => idle(complete) }),
     },
   );
-  await pipeline(ea.query(copyTo(combinedCopy(plans))), demux);
+  try {
+    await pipeline(ea.query(copyTo(combinedCopy(plans))), demux);
+  } catch (err) {
+    if (err instanceof LeakFound) {
+      const p = plans[err.leak.table]!;
+      const column = `${p.table}.${p.columns[err.leak.column] ?? '?'}`;
+      throw new LeakError(column, err.leak.source);
+    }
+    throw err;
+  }
   return out;
+}
+
+/** The leak guard's finding, named for the operator (the value itself is never shown). */
+class LeakError extends Error {
+  readonly column: string;
+  readonly source: string;
+  constructor(column: string, source: string) {
+    super(`${column} holds a value of EA's ${source}`);
+    this.column = column;
+    this.source = source;
+  }
+}
+
+/**
+ * The leak guard, filled with EA's values of the configured secret columns (read in EA's snapshot):
+ * what the run sends to EB is checked against them.
+ */
+async function leakGuard(ea: pg.Client, catalog: Catalog, secrets: readonly string[]): Promise<LeakGuard> {
+  const guard = new LeakGuard();
+  for (const key of secrets) {
+    const [table, column] = key.split('.') as [string, string];
+    if (!catalog.get(table)) continue;
+    const c = catalog.get(table)!.columns.find((x) => x.name === column)!;
+    // host() for addresses: inet's text form would add a mask.
+    const expr = c.type === 'inet' || c.type === 'cidr' ? `host(${q(column)})` : `${q(column)}::text`;
+    const { rows } = await ea.query<{ v: string }>(`SELECT DISTINCT ${expr} AS v FROM ${q(table)} WHERE ${q(column)} IS NOT NULL`);
+    for (const r of rows) guard.add(r.v, key);
+  }
+  return guard;
+}
+
+/** The default --config: the shipped configuration of the real Makapix schema at its Alembic head. */
+export const defaultSamplingConfigFile = path.join(projectRoot, 'config', 'sampling.ts');
+
+/**
+ * Loads a sampling configuration module (its default export). Its shape is checked by the type
+ * checker (`tsc` covers config/); its names are checked against the schema when the plan is made.
+ */
+export async function loadSamplingConfig(file: string): Promise<SamplingConfig> {
+  let mod: { default?: unknown };
+  try {
+    mod = (await import(pathToFileURL(path.resolve(file)).href)) as { default?: unknown };
+  } catch (err) {
+    throw new ConfigError(`Cannot load the sampling configuration ${file}: ${(err as Error).message.split('\n')[0]}.`, [file], 'Give --config a .ts file whose default export is a SamplingConfig (docs/sample-data.md).');
+  }
+  const c = mod.default as Partial<SamplingConfig> | undefined;
+  const missing = (['root', 'banned', 'tables', 'policies', 'implicitReferences', 'requireOneOf', 'secrets', 'rules', 'statementTimeoutMs'] as const).filter((k) => c?.[k] === undefined);
+  if (missing.length) throw new ConfigError(`The sampling configuration ${file} lacks ${missing.join(', ')}.`, missing, 'Compare it with config/sampling.ts; `tsc -p tsconfig.json` checks a file under config/.');
+  return c as SamplingConfig;
+}
+
+/**
+ * EB's COPY FROM of one table. pg-copy-streams 7 lets go of its connection when the server fails
+ * the COPY, but callbacks it queued before (a socket 'drain', the CopyDone of _final) still reach
+ * for it, and threw a TypeError outside any stream: the process died with a stack trace instead of
+ * the error. Once the connection is gone, they find one that takes nothing; the COPY's own error
+ * has already failed the load.
+ */
+export function copyInto(eb: Pick<pg.Client, 'query'>, sql: string): Writable {
+  const stream = copyFrom(sql);
+  let connection: unknown;
+  const gone = { stream: { write: () => true, once: (_event: string, cb: () => void) => void setImmediate(cb) }, sendCopyFail: () => undefined };
+  Object.defineProperty(stream, 'connection', { get: () => connection ?? gone, set: (c: unknown) => void (connection = c), configurable: true });
+  return eb.query(stream);
 }
 
 const discard = () => new Writable({ write: (_chunk, _enc, done) => done() });
@@ -235,7 +332,7 @@ const lockFor = (target: DatabaseIdentity) => path.join(projectRoot, '.state', `
  * Nothing is written before every check passed; EB changes in one transaction or not at all.
  */
 export async function sampleDataToDev(opts: SampleDataOptions): Promise<SampleDataReport> {
-  const config = opts.config ?? makapixSampling;
+  const config = opts.config ?? (await loadSamplingConfig(opts.configFile));
   const { ui } = opts;
   const started = Date.now();
   // Hashed on a worker thread while the connections and catalogs below are set up.
@@ -282,12 +379,11 @@ export async function sampleDataToDev(opts: SampleDataOptions): Promise<SampleDa
       plan = planSampling({ catalog, config: runConfig, options: opts, anonymization: { salt: randomBytes(16).toString('hex'), passwordHash: await passwordHash } });
     } catch (err) {
       if (err instanceof UnruledColumnsError) {
-        throw new ConfigError(`Stopped before writing: ${err.problems.length} column(s) look sensitive and have no anonymization rule: ${err.problems.join(', ')}.`, err.problems, 'Add a rule for each in lib/domain/anonymize.ts (docs/sample-data.md), e.g. keep, hashed or nulled.');
+        throw new ConfigError(`Stopped before writing: ${err.problems.length} column(s) look sensitive and have no anonymization rule: ${err.problems.join(', ')}.`, err.problems, `Add a rule for each to rules.columns in ${opts.configFile} (docs/sample-data.md), e.g. keep, hashed, nulled or scrub().`);
       }
-      if (err instanceof PlanError) throw new ConfigError(err.message, err.problems, 'Fix the sampling configuration (lib/domain/sampling.ts, lib/domain/anonymize.ts).');
+      if (err instanceof PlanError) throw new ConfigError(err.message, err.problems, `Fix the sampling configuration ${opts.configFile} (docs/sample-data.md).`);
       throw err;
     }
-    for (const w of plan.warnings) ui.warn(w);
     const { rows: eaUsers } = await ea.query<{ n: string }>(`SELECT count(*) AS n FROM ${q(config.root)}`);
     const sourceUsers = Number(eaUsers[0]!.n);
     const report = (tables: TableReport[]): SampleDataReport => {
@@ -301,16 +397,16 @@ export async function sampleDataToDev(opts: SampleDataOptions): Promise<SampleDa
         users: { source: sourceUsers, target: targetUsers, share: sourceUsers ? targetUsers / sourceUsers : 0 },
         tables,
         totals: { rows: tables.reduce((s, t) => s + t.rows, 0), bytes: tables.reduce((s, t) => s + t.bytes, 0), ms: Date.now() - started },
-        warnings: plan.warnings,
       };
     };
-    const skipped = (p: TablePlan): TableReport => ({ table: p.table, mode: p.mode, rows: 0, sampled: 0, referenced: 0, nulled: {}, repointed: {}, bytes: 0, ms: 0 });
+    const skipped = (p: TablePlan): TableReport => ({ table: p.table, mode: p.mode, rows: 0, sampled: 0, referenced: 0, nulled: {}, repointed: {}, invariantDropped: 0, bytes: 0, ms: 0 });
 
     const copied = plan.tables.filter((p) => p.query);
+    const guard = await ui.run('reading EA\'s secret values for the leak guard', () => leakGuard(ea, catalog, config.secrets));
     const merge = (done: TableReport[]) => plan.tables.map((p) => done.find((t) => t.table === p.table) ?? skipped(p));
 
     if (opts.dryRun) {
-      const tables = merge(await copyAll(ea, copied, ui, discard));
+      const tables = merge(await copyAll(ea, copied, ui, guard, discard));
       for (const t of tables) {
         const p = copied.find((x) => x.table === t.table);
         if (p?.droppedCount) t.dropped = Number((await ea.query<{ n: string }>(p.droppedCount)).rows[0]!.n);
@@ -325,7 +421,7 @@ export async function sampleDataToDev(opts: SampleDataOptions): Promise<SampleDa
         // Foreign-key triggers off for this transaction only: the users <-> posts cycle loads in any
         // order, and the integrity checks below prove every key instead.
         await eb.query('SET LOCAL session_replication_role = replica');
-        if (opts.schemaFromProd) await ui.run('recreating EB\'s schema from EA\'s', () => schemaFromSource(opts.source, eb));
+        if (opts.schemaFromProd) await ui.run('recreating EB\'s schema from EA\'s', () => schemaFromSource(opts, eb));
         if (plan.truncate.length) await eb.query(`TRUNCATE ${plan.truncate.map(q).join(', ')}`);
         // Each table's foreign keys are checked once it and the tables it points at are loaded, in
         // EB's idle moments between tables (EA still computing); what is left, after the last.
@@ -339,7 +435,7 @@ export async function sampleDataToDev(opts: SampleDataOptions): Promise<SampleDa
           bad.push(...(await pending.splice(i, 1)[0]!.run(eb)));
           return true;
         };
-        const out = merge(await copyAll(ea, copied, ui, (p) => eb.query(copyFrom(`COPY ${q(p.table)} (${p.columns.map(q).join(', ')}) FROM STDIN`)), checkReady));
+        const out = merge(await copyAll(ea, copied, ui, guard, (p) => copyInto(eb, `COPY ${q(p.table)} (${p.columns.map(q).join(', ')}) FROM STDIN`), checkReady));
         // EA's snapshot ends as soon as its rows are read (production's vacuum waits on it), and
         // before EB commits: a failure there still leaves EB as it was.
         await ea.query('COMMIT');
@@ -358,6 +454,9 @@ export async function sampleDataToDev(opts: SampleDataOptions): Promise<SampleDa
     return report(tables);
   } catch (err) {
     if (err instanceof OpsError) throw err;
+    if (err instanceof LeakError) {
+      throw new JobError(`Stopped before EB committed: ${err.column} would have carried a value of EA's ${err.source} to EB; EB was left as it was.`, `Add a rule for ${err.column} to rules.columns in ${opts.configFile} (scrub() for free text or JSON, nulled, hashed), then run again.`);
+    }
     throw new JobError(`Sampling EA into EB failed: ${(err as Error).message}; EB was left as it was.`, 'Run again with --verbose for details.', { cause: err });
   } finally {
     await ea.end().catch(() => undefined);
@@ -379,11 +478,11 @@ export function describeReport(r: SampleDataReport): string[] {
       ...Object.entries(t.nulled).map(([k, n]) => `${n} ${k.split('.')[1]} nulled`),
       ...Object.entries(t.repointed).map(([k, n]) => `${n} ${k.split('.')[1]} re-pointed`),
       ...(t.dropped ? [`${t.dropped} dropped`] : []),
+      ...(t.invariantDropped ? [`${t.invariantDropped} dropped by an app invariant (requireOneOf)`] : []),
     ];
     lines.push(`  ${t.table.padEnd(28)} ${String(t.rows).padStart(9)} rows ${formatBytes(t.bytes).padStart(10)} ${String(t.ms).padStart(6)}ms  ${t.mode === 'whole' ? 'whole' : `${t.sampled} sampled`}${touched.length ? `, ${touched.join(', ')}` : ''}`);
   }
   lines.push(`Users: ${r.users.target} of ${r.users.source} (${(r.users.share * 100).toFixed(1)}%). Total ${r.totals.rows} rows, ${formatBytes(r.totals.bytes)} in ${(r.totals.ms / 1000).toFixed(1)}s.`);
-  for (const w of r.warnings) lines.push(`warning: ${w}`);
   return lines;
 }
 
@@ -397,6 +496,8 @@ export interface SampleDataFlags {
   'schema-from-prod'?: boolean;
   'source-url'?: string | undefined;
   'target-url'?: string | undefined;
+  config?: string | undefined;
+  direct?: boolean;
 }
 
 /** --pct: a percentage in (0, 100]. */
@@ -429,9 +530,11 @@ export function optionsFromFlags(flags: SampleDataFlags, loadEnv: (env: 'prod' |
   // No seed: a fresh pick each run, printed so it can be repeated.
   const seed = flags.seed ?? randomInt(1, 2 ** 31);
   const dev = loadEnv('dev');
-  const source = flags['source-url'] ? connectionFromUrl(flags['source-url'], '--source-url', pg) : connectionFor(loadEnv('prod'));
+  const prod = flags['source-url'] ? undefined : loadEnv('prod');
+  const source = prod ? connectionFor(prod) : connectionFromUrl(flags['source-url']!, '--source-url', pg);
+  // EA's own pg_dump, in its db container, unless EA was given as a URL or --direct (then the host's).
+  const schemaPlace: PgPlace = prod && !flags.direct ? { kind: 'container', cfg: prod, user: prod.vars.DB_ADMIN_USER } : { kind: 'local', connection: source };
   const target = flags['target-url'] ? connectionFromUrl(flags['target-url'], '--target-url', pg) : connectionFor(dev);
-  return { source, target, dev, pct, seed, users, excludeBanned: Boolean(flags['exclude-banned']), schemaFromProd: Boolean(flags['schema-from-prod']) };
+  const configFile = flags.config ?? defaultSamplingConfigFile;
+  return { source, target, dev, pct, seed, users, excludeBanned: Boolean(flags['exclude-banned']), schemaFromProd: Boolean(flags['schema-from-prod']), schemaPlace, configFile };
 }
-
-/** `make demo`: a 10 % sample of the sandbox's EA into its EB (before sync-vault copies their files). */

@@ -150,6 +150,8 @@ interface Plan {
   missing: string[];
   /** Target folders seen by the scan: true when present as a real folder under the root. */
   targetFolders: Map<string, boolean>;
+  /** Files EB references that are never copied (export zips): --prune keeps them. */
+  kept: string[];
 }
 
 /**
@@ -160,7 +162,7 @@ interface Plan {
  */
 async function buildPlan(o: SyncVaultOptions, source: VaultRoot, target: VaultRoot, layout: VaultLayout): Promise<Plan> {
   const decideOpts: DecideOptions = { link: o.link, checksum: o.checksum, owner: o.owner, fileMode: layout.fileMode };
-  const plan: Plan = { files: [], groups: 0, missing: [], targetFolders: new Map() };
+  const plan: Plan = { files: [], groups: 0, missing: [], targetFolders: new Map(), kept: [] };
   const seen = new Set<string>();
 
   // The scan's file-system calls are synchronous on purpose: each is a few microseconds on a local
@@ -243,7 +245,14 @@ async function buildPlan(o: SyncVaultOptions, source: VaultRoot, target: VaultRo
   const client = await connect(o.db);
   try {
     await client.query('BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY');
+    const { rows: columnRows } = await client.query<{ c: string }>("SELECT table_name || '.' || column_name AS c FROM information_schema.columns WHERE table_schema = 'public'");
+    const columns = new Set(columnRows.map((r) => r.c));
     for (const kind of layout.kinds) {
+      // A family whose columns this schema lacks has no files here (the sandbox has no blog).
+      if (!kind.needs.every((c) => columns.has(c))) {
+        o.ui.debug(`${kind.name}: EB's schema has no ${kind.needs.filter((c) => !columns.has(c)).join(', ')}; none referenced`);
+        continue;
+      }
       const { rows: countRows } = await client.query<{ n: string }>(`SELECT count(*) AS n FROM (${kind.sql}) q`);
       const progress = o.ui.progress(`Mapping EB's ${kind.name} to files`, 'rows', Number(countRows[0]!.n));
       await client.query(`DECLARE vault_groups NO SCROLL CURSOR FOR ${kind.sql}`);
@@ -259,6 +268,11 @@ async function buildPlan(o: SyncVaultOptions, source: VaultRoot, target: VaultRo
         for (const row of rows) {
           const group = fileGroup(kind, row);
           plan.groups++;
+          // Kept by --prune, never copied (export zips).
+          if (!kind.copy) {
+            for (const ext of group.exts) plan.kept.push(joinRel(group.dir, `${group.key}.${ext}`));
+            continue;
+          }
           const last = batch.at(-1);
           if (last?.dir === group.dir) last.groups.push(group);
           else batch.push({ dir: group.dir, groups: [group] });
@@ -303,7 +317,7 @@ async function pruneCandidates(tree: ConfinedTree, plan: Plan): Promise<{ rel: s
   // Exactly the files the plan copies or keeps (EA's files of EB's posts) and those it reports
   // missing: a name that merely starts with a referenced key ("<key> copy.png", "<key>é.png") but
   // that EA no longer has is not kept.
-  const keep = new Set<string>([...plan.files.map((f) => f.rel), ...plan.missing]);
+  const keep = new Set<string>([...plan.files.map((f) => f.rel), ...plan.missing, ...plan.kept]);
   const out: { rel: string; name: Buffer; bytes: number }[] = [];
   await tree.walk(async (folder, name, rel) => {
     if (keep.has(rel)) return;

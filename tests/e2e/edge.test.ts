@@ -1,11 +1,13 @@
 // Both stacks running the fixture app with the real contract, behind the toolkit's edge Caddy
 // (caddy/docker-compose.edge.yml on loopback ports, local certificates): EA's page calls the API on
 // the origin it was built with and that call succeeds; EB answers 401 without credentials and
-// serves with them; the app's containers run as the app needs (working_dir, no reloader, beat).
+// serves with them; the vault rules and access logs work with the edge's real mounts; the app's
+// containers run as the app needs (working_dir, no reloader, beat).
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { existsSync, mkdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
+import { randomUUID } from 'node:crypto';
 import { $ } from 'zx';
 import { caddyDir } from '../../lib/core/paths.ts';
 import { hashPassword } from '../../lib/core/password.ts';
@@ -16,6 +18,8 @@ import { edgeEnv, edgePorts, get, type EdgePorts } from './harness/edge.ts';
 
 let w: World;
 let ports: EdgePorts;
+const key = randomUUID();
+const vaultFiles = { [`24/27/${key}.png`]: 'artwork bytes', [`mkpx/${key}.mkpx`]: 'restricted layers' };
 const developer = { user: 'e2edev', password: 'e2e-developer-password-1' };
 const credentials = path.join(caddyDir, 'credentials');
 const logs = async (name: string) => {
@@ -43,7 +47,12 @@ test.before(async () => {
     const r = await w.script('stack.ts', ['up', '--env', env]);
     assert.is(r.code, 0, `up ${env}: ${r.stderr}`);
   }
-  const edge = await w.script('stack.ts', ['up-edge'], edgeEnv(ports, w.images.vault));
+  // Artwork in EA's vault, as the app lays it out: a 2-level file and a restricted .mkpx.
+  for (const [rel, content] of Object.entries(vaultFiles)) {
+    mkdirSync(path.dirname(path.join(w.root, 'vault-prod', rel)), { recursive: true });
+    writeFileSync(path.join(w.root, 'vault-prod', rel), content);
+  }
+  const edge = await w.script('stack.ts', ['up-edge'], edgeEnv(ports, w.images.vault, w.root));
   assert.is(edge.code, 0, `up-edge: ${edge.stderr}`);
   for (let i = 0; i < 60 && (await get(ports.https, 'makapix.club', '/api/health')).status !== 200; i++) await new Promise((r) => setTimeout(r, 500));
 });
@@ -70,6 +79,38 @@ test('EB: 401 without credentials (noindex on it too), served with a developer\'
   assert.match(page.body, 'fetch("https://development.makapix.club/api/items")');
   const items = await get(ports.https, 'development.makapix.club', '/api/items', developer, 10_000);
   assert.is(items.status, 200);
+});
+
+test("the vault through the edge: files from EA's vault folder, /mkpx/* 404, the legacy remap; the worker reads the access log", async () => {
+  const file = await get(ports.https, 'vault.makapix.club', `/24/27/${key}.png`);
+  assert.is(file.status, 200, file.error ?? file.body);
+  assert.is(file.body, 'artwork bytes');
+  assert.is(file.headers['cache-control'], 'public, max-age=31536000, immutable');
+  const mkpx = await get(ports.https, 'vault.makapix.club', `/mkpx/${key}.mkpx`);
+  assert.is(mkpx.status, 404);
+  assert.not.match(mkpx.body, 'restricted');
+  assert.is((await get(ports.https, 'vault.makapix.club', `/e4/a7/3c/${key}.png`)).body, 'artwork bytes');
+  // The edge writes vault-access.log where the worker's download statistics read it.
+  let seen = '';
+  for (let i = 0; i < 20 && !seen.includes(`/e4/a7/3c/${key}.png`); i++) {
+    seen = (await $({ quiet: true, nothrow: true })`docker exec makapix-prod-worker cat /var/log/caddy/vault-access.log`).stdout;
+    if (!seen.includes(key)) await new Promise((r) => setTimeout(r, 250));
+  }
+  assert.match(seen, `"uri":"/e4/a7/3c/${key}.png"`);
+  assert.match(seen, '"logger":"http.log.access');
+});
+
+test('EA\'s vault: artwork served, the restricted /mkpx/* answers 404 (the file exists)', async () => {
+  const vault = path.join(w.root, 'vault-prod');
+  mkdirSync(path.join(vault, 'ab', 'cd'), { recursive: true });
+  mkdirSync(path.join(vault, 'mkpx'), { recursive: true });
+  writeFileSync(path.join(vault, 'ab', 'cd', 'art.png'), 'png');
+  writeFileSync(path.join(vault, 'mkpx', 'layers.mkpx'), 'secret layers');
+  const art = await get(ports.https, 'vault.makapix.club', '/ab/cd/art.png');
+  assert.is(art.status, 200, art.error ?? art.body);
+  const restricted = await get(ports.https, 'vault.makapix.club', '/mkpx/layers.mkpx');
+  assert.is(restricted.status, 404);
+  assert.not.match(restricted.body, 'secret layers');
 });
 
 test('the api runs in /workspace/api without the reloader; alembic and the test runner work from there', async () => {

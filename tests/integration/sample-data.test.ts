@@ -16,8 +16,8 @@ import { pgBin, type Cluster } from '../../dev/cluster.ts';
 import { loadEnvConfig } from '../../lib/core/config.ts';
 import { Ui } from '../../lib/core/ui.ts';
 import { sampleDataToDev, type SampleDataReport } from '../../lib/jobs/sample-data.ts';
-import { makapixSampling } from '../../lib/domain/sampling.ts';
-import { fakeEmail, makapixRules } from '../../lib/domain/anonymize.ts';
+import sandboxSampling, { sandboxSamplingConfigFile } from '../../dev/sandbox-sampling.ts';
+import { fakeEmail } from '../../lib/domain/anonymize.ts';
 import { projectRoot } from '../../lib/core/paths.ts';
 
 const USERS = 2000;
@@ -64,10 +64,10 @@ function copyEnv(from: string, dir: string, env: 'prod' | 'dev', vars: Record<st
   }
 }
 
-/** Runs the real entry (exit code, stdout, stderr), as cron or make would. */
+/** Runs the real entry (exit code, stdout, stderr), as cron or make would, with the sandbox schema's configuration. */
 function run(args: string[], envDir = w.envDir, timeoutMs = 120_000): Promise<{ code: number | null; stdout: string; stderr: string }> {
   return new Promise((resolve) => {
-    const child = spawn(script, args, { env: { ...process.env, MAKAPIX_ENV_DIR: envDir }, stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawn(script, [...args, '--config', sandboxSamplingConfigFile], { env: { ...process.env, MAKAPIX_ENV_DIR: envDir }, stdio: ['ignore', 'pipe', 'pipe'] });
     let stdout = '';
     let stderr = '';
     child.stdout.on('data', (d) => (stdout += d));
@@ -338,9 +338,12 @@ test('genericity: a new table with a foreign key to posts is sampled; a new cont
   const stopped = await run(['--pct', String(PCT), '--seed', '1', '--yes']);
   assert.is(stopped.code, 2, stopped.stderr);
   assert.match(stopped.stderr, /users\.contact_email/);
+  // The hint names the file to edit: the configuration, never lib/.
+  assert.match(stopped.stderr, /dev\/sandbox-sampling\.ts/);
+  assert.not.match(stopped.stderr, /lib\//);
   assert.is(await checksum(w.eb, 'makapix_dev'), before, 'EB changed although the run stopped');
-  // The same run with a rule for the new column (lib/domain/anonymize.ts would get one line).
-  const config = { ...makapixSampling, rules: { ...makapixRules, columns: { ...makapixRules.columns, 'users.contact_email': fakeEmail } } };
+  // The same run with a rule for the new column (the configuration file would get one line).
+  const config = { ...sandboxSampling, rules: { ...sandboxSampling.rules, columns: { ...sandboxSampling.rules.columns, 'users.contact_email': fakeEmail } } };
   const quiet = new Ui({ tty: false, verbose: false, stream: new Writable({ write: (_c, _e, done) => done() }) });
   const dev = loadEnvConfig('dev', path.join(w.envDir, '.env.dev'));
   const result = await sampleDataToDev({
@@ -353,6 +356,7 @@ test('genericity: a new table with a foreign key to posts is sampled; a new cont
     excludeBanned: false,
     schemaFromProd: false,
     dryRun: false,
+    configFile: sandboxSamplingConfigFile,
     config,
     ui: quiet,
     confirm: async () => undefined,
@@ -375,7 +379,8 @@ test('schema check: a difference stops the run with it; --schema-from-prod recre
   assert.match(stopped.stderr, /posts\.remix_of: missing in EB/);
   // The new contact_email column still has no rule in the code: the run would stop, so drop it on EA.
   await withClient(w.ea, 'makapix', (ea) => ea.query('ALTER TABLE users DROP COLUMN contact_email'));
-  const fixed = await run(['--pct', String(PCT), '--seed', '1', '--yes', '--schema-from-prod', '--json']);
+  // --direct: the sandbox's EA is a cluster on this host, not a db container.
+  const fixed = await run(['--pct', String(PCT), '--seed', '1', '--yes', '--schema-from-prod', '--direct', '--json']);
   assert.is(fixed.code, 0, fixed.stderr);
   await withClient(w.eb, 'makapix_dev', async (eb) => {
     assert.is(await count(eb, "SELECT count(*) AS n FROM information_schema.columns WHERE table_name = 'posts' AND column_name = 'remix_of'"), 1);

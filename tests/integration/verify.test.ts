@@ -258,7 +258,13 @@ test('the script: credentials from the environment, --resolve and --ca-file, che
 });
 
 /** The Caddyfile's host placeholders for the sandbox's names, as the edge's environment would hold them. */
-const edgeHosts = () => edgeEnvironment({ eaHost: hosts.ea, eaVaultHost: hosts.eaVault, ebHost: hosts.eb, ebVaultHost: hosts.ebVault });
+const edgeHosts = () => ({
+  ...edgeEnvironment({ eaHost: hosts.ea, eaVaultHost: hosts.eaVault, ebHost: hosts.eb, ebVaultHost: hosts.ebVault }),
+  // The edge project's folders (caddy/.env on a VPS) are the sandbox's, as the audit requires.
+  EA_VAULT_HOST_PATH: sandbox.prodCfg.vars.VAULT_HOST_PATH,
+  EB_VAULT_HOST_PATH: sandbox.devCfg.vars.VAULT_HOST_PATH,
+  CADDY_LOG_HOST_DIR: sandbox.prodCfg.vars.CADDY_LOG_DIR,
+});
 
 test('--pre: env files, the isolation audit, backup age and credentials files, each its own line', async () => {
   const backups = sandbox.prodCfg.vars.BACKUP_DIR;
@@ -283,7 +289,7 @@ test('--pre: env files, the isolation audit, backup age and credentials files, e
   for (const name of ['pre prod env file complete', 'pre dev env file complete', 'pre backup younger than 24 h', 'pre credentials file developers.caddy present', 'pre credentials file devices.caddy present']) {
     assert.is(line(ok.result, name).result, 'pass', `${name}: ${line(ok.result, name).detail}`);
   }
-  assert.match(line(ok.result, 'pre isolation audit clean (make check)').detail, /^\d+ checks, none failed$/);
+  { const audit = line(ok.result, 'pre isolation audit clean (make check)'); assert.match(audit.detail, /^\d+ checks, none failed$/, audit.detail); }
   assert.is(ok.code, 0, JSON.stringify(ok.result.checks));
   // Take the backup and a credentials file away: each line fails, saying what to run.
   rmSync(backups, { recursive: true });

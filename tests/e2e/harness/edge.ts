@@ -2,6 +2,7 @@
 // free loopback ports, with local certificates (no ACME offline), and HTTPS requests to it as a
 // browser would make them (Host and SNI of the real name, connected to loopback).
 import https from 'node:https';
+import path from 'node:path';
 import { freePort } from '../../../dev/ports.ts';
 
 export interface EdgePorts {
@@ -13,9 +14,15 @@ export async function edgePorts(): Promise<EdgePorts> {
   return { http: await freePort(), https: await freePort() };
 }
 
-/** What scripts need to start the edge here (read by caddy/docker-compose.edge.yml and cutover-prod). */
-export function edgeEnv(ports: EdgePorts, caddyImage: string): Record<string, string> {
+/**
+ * What scripts need to start the edge here (read by caddy/docker-compose.edge.yml and cutover-prod):
+ * its ports, image, local certificates, and the world's vault and log folders.
+ */
+export function edgeEnv(ports: EdgePorts, caddyImage: string, root: string): Record<string, string> {
   return {
+    EA_VAULT_HOST_PATH: path.join(root, 'vault-prod'),
+    EB_VAULT_HOST_PATH: path.join(root, 'vault-dev'),
+    CADDY_LOG_HOST_DIR: path.join(root, 'caddy-logs'),
     EDGE_HTTP_BIND: `127.0.0.1:${ports.http}`,
     EDGE_HTTPS_BIND: `127.0.0.1:${ports.https}`,
     CADDY_IMAGE: caddyImage,
