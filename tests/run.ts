@@ -1,5 +1,6 @@
 // Runs every uvu test file in its own process (a crash or a leaked server stays contained),
-// two at a time, and ends with the one line CI reads: "N passed, N failed".
+// two at a time, with tests/setup-errors.ts preloaded (uvu would swallow a test.before's error),
+// and ends with the one line CI reads: "N passed, N failed".
 import { spawn } from 'node:child_process';
 import { readdirSync, statSync } from 'node:fs';
 import path from 'node:path';
@@ -7,6 +8,7 @@ import { fileURLToPath } from 'node:url';
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const loader = path.join(root, 'node_modules/tsx/dist/loader.mjs');
+const setupErrors = path.join(root, 'tests/setup-errors.ts');
 const jobs = Math.max(1, Number(process.env.TEST_JOBS ?? 2));
 const timeoutMs = Number(process.env.TEST_TIMEOUT_S ?? 900) * 1000;
 const filter = process.env.TEST_FILTER ? new RegExp(process.env.TEST_FILTER) : undefined;
@@ -39,7 +41,7 @@ export function countOutcome(output: string, exitCode: number | null): { passed:
 
 function runFile(file: string): Promise<Outcome> {
   return new Promise((resolve) => {
-    const child = spawn(process.execPath, ['--import', loader, file], { cwd: root, env: { ...process.env, FORCE_COLOR: '0' }, stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawn(process.execPath, ['--import', loader, '--import', setupErrors, file], { cwd: root, env: { ...process.env, FORCE_COLOR: '0' }, stdio: ['ignore', 'pipe', 'pipe'] });
     let output = '';
     let lingered = false;
     let grace: NodeJS.Timeout | undefined;

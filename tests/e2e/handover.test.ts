@@ -28,6 +28,9 @@ function appCompose(): string {
     DB_API_WORKER_USER: 'api_worker',
     DB_API_WORKER_PASSWORD: 'change-me-prod-db-worker',
     DB_DATABASE: 'makapix',
+    // The api migrates at start-up with the admin account, as the app's does.
+    DB_ADMIN_USER: 'owner',
+    DB_ADMIN_PASSWORD: 'change-me-prod-db-admin',
     MQTT_USERNAME: 'svc_backend',
   };
   return `services:
@@ -36,10 +39,13 @@ function appCompose(): string {
     container_name: makapix-prod-db
     environment: {POSTGRES_USER: owner, POSTGRES_PASSWORD: change-me-prod-db-admin, POSTGRES_DB: makapix}
     volumes: [pg_data_prod:/var/lib/postgresql/data]
+    healthcheck: {test: [CMD-SHELL, "pg_isready -h 127.0.0.1 -U owner -d makapix"], interval: 2s, retries: 30}
     networks: [internal]
   api:
     build: {context: ${w.prodApp}, dockerfile: api/Dockerfile}
     container_name: makapix-prod-api
+    restart: unless-stopped
+    depends_on: {db: {condition: service_healthy}}
     working_dir: /workspace/api
     command: uvicorn app.main:app --host 0.0.0.0 --port 8000
     environment: ${JSON.stringify(required)}

@@ -6,6 +6,13 @@ sys.path.insert(0, str(pathlib.Path(__file__).parent.parent))
 from app.settings import check_or_exit  # noqa: E402
 
 check_or_exit("api")
+# Like the app's run_startup_tasks (api/app/main.py): `alembic upgrade head` at start-up (a no-op at
+# the head), skipped under the tests (TEST_DATABASE_URL); a failure stops the boot.
+if not os.environ.get("TEST_DATABASE_URL"):
+    import subprocess
+    if subprocess.run(["alembic", "upgrade", "head"]).returncode != 0:
+        print("api: run_migrations: Error occurred", file=sys.stderr, flush=True)
+        sys.exit(1)
 here = pathlib.Path(__file__).parent.parent
 version = (here / "VERSION").read_text().strip()
 # HEALTH "fail-in-production": healthy on EB, failing on EA (a production-only misconfiguration).
