@@ -178,7 +178,8 @@ function sandboxChoices(env: Environment, input: SandboxEnvInput): Partial<Recor
     MAKAPIX_IP_HASH_SALT: s.ipHashSalt.reveal(),
     // The app's own recommended alphabet (deploy/stack/env.example of the app).
     SQIDS_ALPHABET: 'abcdefghijkmnpqrstuvwxyzABCDEFGHJKLMNPQRSTUVWXYZ23456789',
-    VAULT_PUBLIC_BASE_URL: `https://vault.${domain}`,
+    // EB's images come from its own site (caddy/Caddyfile, /vault/ behind the developer session).
+    VAULT_PUBLIC_BASE_URL: env === 'dev' ? `https://${domain}/vault` : `https://vault.${domain}`,
     CORS_ORIGINS: `https://${domain}`,
     ...(env === 'dev' && { CERT_RENEWAL_THRESHOLD_DAYS: '3650' }),
     APP_DIR: input.appDir,

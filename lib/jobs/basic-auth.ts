@@ -96,7 +96,9 @@ export async function runCredentialsJob(job: CredentialsJob): Promise<Credential
     if (!existsSync(companion)) await writeFileAtomic(companion, renderCredentials(otherScope(job.scope), [], await hashPassword(generatePassword(), 10)), 0o600);
     let reloaded = false;
     let note: string | undefined;
-    if (!job.reload) note = 'not reloaded (--no-reload): Caddy reads the change on its next reload';
+    // Developers are checked by EB's session check (lib/jobs/edge-auth.ts), which re-reads the file
+    // before every request it judges: their change is live without a reload.
+    if (!job.reload) note = job.scope === 'developers' ? "not reloaded (--no-reload): EB's session check applies it at once, Caddy reads the file on its next reload" : 'not reloaded (--no-reload): Caddy reads the change on its next reload';
     else {
       const running = await runningCaddy(job.target);
       if (!running) note = `Caddy is not running (no container ${job.target.container ?? '-'}, nothing at ${job.target.admin}): it reads the file when it starts`;

@@ -4,6 +4,7 @@ import { createHash } from 'node:crypto';
 import { parse as parseYaml } from 'yaml';
 import { environments, envFilePath, loadEnvConfig, parseEnvFile, secretsOf, type EnvConfig, type Environment } from '../core/config.ts';
 import { composeCommand, detectComposeFlavor, edgeComposeCommand } from '../tools/compose.ts';
+import { credentialsFileName, parseCredentials } from '../domain/credentials.ts';
 import { caddyfileArgv, edgeCaddyfile, readableCredentialsDir } from '../tools/caddy.ts';
 import { aclFile, aclUsers, certFiles } from '../tools/mosquitto.ts';
 import { JobError } from '../core/errors.ts';
@@ -47,6 +48,13 @@ export interface AuditInput {
   acl: string;
   /** The parsed YAML of the edge's `docker compose config` (caddy/docker-compose.edge.yml with caddy/.env). */
   edge: unknown;
+  /** The accounts of developers.caddy (bcrypt hashes), which EB's session check reads outside the Caddyfile. */
+  developers?: readonly Account[];
+}
+
+export interface Account {
+  username: string;
+  password: string;
 }
 
 /** EB's total budget: the VPS is shared, development gets at most this much. */
@@ -170,9 +178,17 @@ export interface HostAnalysis {
   /** Path patterns exempted from authentication (the allow-list). */
   exemptPaths: string[];
   authenticated: boolean;
+  /**
+   * Upstreams asked before anything answers, in the forward-auth shape (a GET to a check service
+   * whose 2xx lets the request through and whose other answers go to the client): EB's
+   * developer-session check (caddy/Caddyfile, eb_developer_session).
+   */
+  forwardAuth: string[];
+  /** Upstreams that may receive a request still carrying an `Authorization: Basic` credential. */
+  basicForwardedTo: string[];
   /** X-Robots-Tag noindex set unconditionally, before authentication or any answer (covers 401s). */
   noindex: boolean;
-  accounts: { username: string; password: string }[];
+  accounts: Account[];
 }
 
 /** Handlers that never answer a request themselves. */
@@ -181,16 +197,21 @@ const passiveHandlers = new Set(['headers', 'authentication', 'subroute', 'rewri
 /** Paths that cannot match a request (no leading "/"), used as placeholders in the Caddyfile. */
 const isPlaceholderPath = (p: string) => !p.startsWith('/') && !p.startsWith('*');
 
+const namesHost = (hosts: unknown, host: string) => list(hosts).some((h) => typeof h === 'string' && (h.toLowerCase() === host || (h.startsWith('*.') && host.endsWith(h.slice(1)))));
+
 function routesForHost(routes: unknown[], host: string): unknown[] {
   return routes.filter((r) => {
     const sets = list(obj(r).match);
     if (sets.length === 0) return true;
     return sets.some((s) => {
       const hosts = obj(s).host;
-      return hosts === undefined || list(hosts).some((h) => typeof h === 'string' && (h.toLowerCase() === host || (h.startsWith('*.') && host.endsWith(h.slice(1)))));
+      return hosts === undefined || namesHost(hosts, host);
     });
   });
 }
+
+/** True when some route of the server names the host itself (not only a catch-all). */
+const namedIn = (server: Obj, host: string) => list(server.routes).some((r) => list(obj(r).match).some((m) => namesHost(obj(m).host, host)));
 
 /**
  * Walks a host's routes in order, as Caddy runs them, tracking what authentication covers so far:
@@ -200,18 +221,26 @@ function routesForHost(routes: unknown[], host: string): unknown[] {
 export function analyzeCaddyHost(caddy: unknown, host: string): HostAnalysis {
   const http = obj(obj(obj(caddy).apps).http);
   const httpPort = Number(http.http_port ?? 80);
-  const result: HostAnalysis = { host, served: false, plainHttp: false, unprotected: [], serves: [], exemptPaths: [], authenticated: false, noindex: false, accounts: [] };
+  const result: HostAnalysis = { host, served: false, plainHttp: false, unprotected: [], serves: [], exemptPaths: [], authenticated: false, forwardAuth: [], basicForwardedTo: [], noindex: false, accounts: [] };
   let everyAuthenticated = true;
   let everyNoindex = true;
-  for (const server of Object.values(obj(http.servers))) {
-    const s = obj(server);
+  const servers = Object.values(obj(http.servers)).map(obj);
+  const isPlain = (s: Obj) => list(s.listen).some((l) => String(l).endsWith(`:${httpPort}`));
+  // A host with an HTTPS site gets Caddy's automatic redirect on the plain-HTTP port, ahead of any
+  // catch-all route there (caddy/Caddyfile's refusal of unknown hosts), unless redirects are off.
+  // Only a catch-all answering (the refusal of unknown hosts) means the Caddyfile has no site for it.
+  if (!servers.some((s) => namedIn(s, host.toLowerCase()))) return result;
+  const redirected = servers.some((s) => !isPlain(s) && namedIn(s, host.toLowerCase()) && obj(s.automatic_https).disable !== true && obj(s.automatic_https).disable_redirects !== true);
+  for (const s of servers) {
+    if (isPlain(s) && redirected && !namedIn(s, host.toLowerCase())) continue;
     const routes = routesForHost(list(s.routes), host.toLowerCase());
     if (!routes.length) continue;
     result.served = true;
-    if (list(s.listen).some((l) => String(l).endsWith(`:${httpPort}`))) result.plainHttp = true;
+    if (isPlain(s)) result.plainHttp = true;
     const state: { cover: Cover } = { cover: { kind: 'none' } };
     let noindex = false;
     let decided = false;
+    let basicStripped = false;
     // The folder `root` set last (a vars handler), which a file_server without its own root serves.
     let root = '';
     const walk = (rs: unknown[], conditions: unknown[][]): void => {
@@ -228,9 +257,11 @@ export function analyzeCaddyHost(caddy: unknown, host: string): HostAnalysis {
             const resp = obj(handler.response);
             const tag = list(obj(resp.set)['X-Robots-Tag']);
             if (!decided && conds.length === 0 && resp.deferred !== true && tag.some((v) => /noindex/i.test(String(v)))) noindex = true;
-          } else if (kind === 'authentication') {
+            if (!basicStripped && stripsBasic(handler, conds)) basicStripped = true;
+          } else if (kind === 'authentication' || isForwardAuth(handler)) {
             decided = true;
-            for (const a of list(obj(obj(handler.providers).http_basic).accounts)) result.accounts.push({ username: String(obj(a).username), password: String(obj(a).password) });
+            if (kind === 'authentication') for (const a of list(obj(obj(handler.providers).http_basic).accounts)) result.accounts.push({ username: String(obj(a).username), password: String(obj(a).password) });
+            else result.forwardAuth.push(...upstreamsOf(handler).filter((u) => !result.forwardAuth.includes(u)));
             const c = coverOf(conds);
             if (c.kind === 'all' || (c.kind === 'except' && state.cover.kind === 'none')) state.cover = c;
           } else if (kind === 'subroute') {
@@ -242,6 +273,7 @@ export function analyzeCaddyHost(caddy: unknown, host: string): HostAnalysis {
             const what = describeHandler(handler, root);
             if (state.cover.kind === 'none') result.unprotected.push(what);
             if ((kind === 'reverse_proxy' || kind === 'file_server') && !result.serves.includes(what)) result.serves.push(what);
+            if (kind === 'reverse_proxy' && !basicStripped) result.basicForwardedTo.push(...upstreamsOf(handler).filter((u) => !result.basicForwardedTo.includes(u)));
           }
         }
       }
@@ -254,6 +286,44 @@ export function analyzeCaddyHost(caddy: unknown, host: string): HostAnalysis {
     if (cover.kind === 'except') result.exemptPaths.push(...cover.paths.filter((p) => !result.exemptPaths.includes(p)));
   }
   return { ...result, authenticated: result.served && everyAuthenticated, noindex: result.served && everyNoindex };
+}
+
+const upstreamsOf = (h: Obj) => list(h.upstreams).map((u) => String(obj(u).dial));
+
+/**
+ * Caddy's forward_auth, as adapted (or written out, as caddy/Caddyfile does to pass Set-Cookie on):
+ * a reverse_proxy that rewrites the request to a GET and handles only 2xx answers itself, with
+ * header changes alone, so every other answer of the check service (401) goes to the client.
+ */
+function isForwardAuth(h: Obj): boolean {
+  if (h.handler !== 'reverse_proxy' || obj(h.rewrite).method !== 'GET') return false;
+  const handlers = list(h.handle_response);
+  return (
+    handlers.length > 0 &&
+    handlers.every((r) => {
+      const codes = list(obj(obj(r).match).status_code);
+      const onlyHeaders = list(obj(r).routes).every((route) => list(obj(route).handle).every((x) => obj(x).handler === 'headers'));
+      return codes.length > 0 && codes.every((c) => c === 2 || (typeof c === 'number' && c >= 200 && c < 300)) && onlyHeaders;
+    })
+  );
+}
+
+/**
+ * A headers handler that removes `Authorization` from the request, unconditionally or only when it
+ * is Basic: every condition on the way to it a header_regexp on Authorization that a Basic
+ * credential matches and a Bearer token does not.
+ */
+function stripsBasic(h: Obj, conditions: unknown[][]): boolean {
+  if (!list(obj(h.request).delete).some((f) => String(f).toLowerCase() === 'authorization')) return false;
+  const basicOnly = (m: unknown) => {
+    const set = obj(m);
+    const pattern = obj(obj(set.header_regexp).Authorization).pattern;
+    if (Object.keys(set).length !== 1 || typeof pattern !== 'string') return false;
+    // Go's inline (?i) has no JavaScript spelling at the start of a pattern: take it as the i flag.
+    const re = new RegExp(pattern.replace(/^\(\?i\)/, ''), pattern.startsWith('(?i)') ? 'i' : '');
+    return re.test('Basic YWxpY2U6cHc=') && re.test('basic YWxpY2U6cHc=') && !re.test('Bearer x');
+  };
+  return conditions.every((sets) => sets.every(basicOnly));
 }
 
 type Cover = { kind: 'none' } | { kind: 'all' } | { kind: 'except'; paths: string[] };
@@ -384,9 +454,10 @@ export function auditIsolation(input: AuditInput): CheckRow[] {
   rows.push(environmentRow(both));
   rows.push(budgetRow(dev.rendered));
 
-  for (const r of caddyRows(input.caddy, dv.WEB_DOMAIN, dv.VAULT_DOMAIN)) rows.push(r);
+  for (const r of caddyRows(input.caddy, dv.WEB_DOMAIN, dv.VAULT_DOMAIN, input.developers ?? [])) rows.push(r);
   rows.push(edgeVaultRow(input.caddy, input.edge, both));
   rows.push(accessLogRow(input.edge, both));
+  rows.push(ebImagesRow(dv.VAULT_PUBLIC_BASE_URL, dv.WEB_DOMAIN));
 
   let redirectHost = '';
   try {
@@ -528,7 +599,7 @@ function accessLogRow(edge: unknown, both: [Environment, StackInput][]): CheckRo
   return row('edge access logs', 'ok', `${logs.source}, read by both workers`);
 }
 
-function caddyRows(caddy: unknown, ebHost: string, ebVaultHost: string): CheckRow[] {
+function caddyRows(caddy: unknown, ebHost: string, ebVaultHost: string, developers: readonly Account[]): CheckRow[] {
   const hosts = [analyzeCaddyHost(caddy, ebHost), analyzeCaddyHost(caddy, ebVaultHost)];
   const auth: string[] = [];
   const noindex: string[] = [];
@@ -542,20 +613,40 @@ function caddyRows(caddy: unknown, ebHost: string, ebVaultHost: string): CheckRo
     if (h.unprotected.length) auth.push(`${h.host} answers without credentials: ${h.unprotected.join(', ')}`);
     if (!h.noindex) noindex.push(`${h.host} does not set X-Robots-Tag noindex on every response`);
   }
+  const mechanism = (h: HostAnalysis) =>
+    [...(h.forwardAuth.length ? [`developer session checked by ${h.forwardAuth.join(', ')}`] : []), ...(h.accounts.length ? ['basic auth'] : [])].join(' + ') || 'no check';
   const exempt = hosts.flatMap((h) => h.exemptPaths.map((p) => `${h.host}${p}`));
   const [site, vault] = hosts as [HostAnalysis, HostAnalysis];
+  const forwarded = hosts.filter((h) => h.basicForwardedTo.length).map((h) => `${h.host} passes a Basic credential (a password) on to ${h.basicForwardedTo.join(', ')}`);
   // Accounts are compared with their hashes: the locked placeholders differ, a copied developer does not.
-  const leaked = [...new Set(vault.accounts.filter((a) => site.accounts.some((b) => b.username === a.username && b.password === a.password)).map((a) => a.username))];
-  const plainSite = site.plainHttp ? [`${site.host} is served over plain HTTP, so developer passwords would travel in clear`] : [];
+  // The developers are the site's basicauth accounts and those of developers.caddy, which the session check reads.
+  const developerAccounts = [...site.accounts, ...developers];
+  const leaked = [...new Set(vault.accounts.filter((a) => developerAccounts.some((b) => b.username === a.username && b.password === a.password)).map((a) => a.username))];
+  const plainProblems = [
+    ...(leaked.length ? [`developer account${leaked.length > 1 ? 's' : ''} ${leaked.join(', ')} also open ${ebVaultHost}, which is plain HTTP`] : []),
+    ...(vault.forwardAuth.length ? [`${ebVaultHost}, which is plain HTTP, asks a session check (${vault.forwardAuth.join(', ')}): developer credentials would travel in clear`] : []),
+    ...(site.plainHttp ? [`${site.host} is served over plain HTTP, so developer passwords would travel in clear`] : []),
+  ];
   return [
-    auth.length ? row('EB behind basic auth', 'fail', auth.join('; ')) : row('EB behind basic auth', 'ok', `${ebHost}, ${ebVaultHost}`),
+    auth.length ? row('EB behind basic auth', 'fail', auth.join('; ')) : row('EB behind basic auth', 'ok', hosts.map((h) => `${h.host}: ${mechanism(h)}`).join('; ')),
     noindex.length ? row('EB noindex', 'fail', noindex.join('; ')) : row('EB noindex', 'ok', 'X-Robots-Tag on every response, 401s included'),
     ebOnlyRow(caddy, hosts),
     exempt.length ? row('EB auth exemptions', 'warn', `open without credentials: ${exempt.join(', ')}`) : row('EB auth exemptions', 'ok', 'none (EB_AUTH_EXEMPT_PATHS is empty)'),
-    leaked.length || plainSite.length
-      ? row('EB credentials on plain HTTP', 'fail', [...(leaked.length ? [`developer account${leaked.length > 1 ? 's' : ''} ${leaked.join(', ')} also open ${ebVaultHost}, which is plain HTTP`] : []), ...plainSite].join('; '))
-      : row('EB credentials on plain HTTP', 'ok', `${ebVaultHost} takes device credentials only`),
+    plainProblems.length ? row('EB credentials on plain HTTP', 'fail', plainProblems.join('; ')) : row('EB credentials on plain HTTP', 'ok', `${ebVaultHost} takes device credentials only`),
+    forwarded.length ? row('EB passwords to upstreams', 'fail', forwarded.join('; ')) : row('EB passwords to upstreams', 'ok', 'Basic credentials are removed before any EB upstream'),
   ];
+}
+
+/**
+ * EB's image URLs must be on EB's own site, under /vault (caddy/Caddyfile serves vault-dev's files
+ * there behind the developer session): a browser sends that session only to the same origin, and
+ * vault-dev itself takes device credentials only, so images anywhere else never show.
+ */
+function ebImagesRow(base: string, ebHost: string): CheckRow {
+  const want = `https://${ebHost}/vault`;
+  return base.replace(/\/+$/, '') === want
+    ? row('EB image URLs', 'ok', `${want} (same origin, behind the developer session)`)
+    : row('EB image URLs', 'warn', `EB's VAULT_PUBLIC_BASE_URL is ${base}, not ${want}: developers' browsers will not show EB's images`);
 }
 
 function prodVolumeRow(prod: StackInput): CheckRow {
@@ -678,12 +769,15 @@ export async function runIsolationAudit(opts: AuditOptions): Promise<AuditResult
   const edgeEnvFile = path.join(path.dirname(caddyfile), '.env');
   const edgeText = await readFile(edgeEnvFile, 'utf8').catch(() => '');
   const edgeVars = Object.fromEntries([...parseEnvFile(edgeText, edgeEnvFile).entries].map(([k, v]) => [k, v.value]));
+  const credentials = await readableCredentialsDir(opts.settings.credentialsDir);
   const adapted = await opts.ui.run('adapt the Caddyfile (caddy adapt)', async () =>
-    run({ cmd: bin, argv: caddyfileArgv('adapt', caddyfile), env: { ...edgeVars, ...definedOnly(opts.settings.environ), MAKAPIX_CREDENTIALS_DIR: await readableCredentialsDir(opts.settings.credentialsDir) } }, { nothrow: true }),
+    run({ cmd: bin, argv: caddyfileArgv('adapt', caddyfile), env: { ...edgeVars, ...definedOnly(opts.settings.environ), MAKAPIX_CREDENTIALS_DIR: credentials } }, { nothrow: true }),
   );
   if (adapted.exitCode !== 0) {
     throw new JobError(`caddy adapt rejected ${caddyfile}: ${redact(`${adapted.stderr}`).trim().split('\n').slice(-2).join(' / ')}.`, `Run caddy validate --config ${caddyfile} --adapter caddyfile for details.`);
   }
+  const developersFile = path.join(credentials, credentialsFileName('developers'));
+  const developers = parseCredentials(await readFile(developersFile, 'utf8'), 'developers', developersFile).map((u) => ({ username: u.user, password: u.hash }));
   const acl = await readFile(aclFile, 'utf8');
   // The committed edge project (--caddyfile swaps only the Caddyfile); Compose reads caddy/.env itself.
   const edgeCmd = edgeComposeCommand(['config'], flavor);
@@ -691,7 +785,7 @@ export async function runIsolationAudit(opts: AuditOptions): Promise<AuditResult
   if (edgeRendered.exitCode !== 0) {
     throw new JobError(`${edgeCmd.cmd} config failed for the edge: ${`${edgeRendered.stderr}`.trim().split('\n').slice(-3).join(' / ')}.`, 'Fix caddy/docker-compose.edge.yml or caddy/.env and run again.');
   }
-  const rows = auditIsolation({ prod, dev, caddy: JSON.parse(`${adapted.stdout}`), acl, edge: parseYaml(`${edgeRendered.stdout}`) });
+  const rows = auditIsolation({ prod, dev, caddy: JSON.parse(`${adapted.stdout}`), acl, edge: parseYaml(`${edgeRendered.stdout}`), developers });
   if (opts.appDir) {
     const appDir = opts.appDir;
     const tree = await opts.ui.run(`read the app at ${appDir}`, () => readAppTree(appDir, (p) => servicesReading(p).length > 0 || p === appComposeFile));

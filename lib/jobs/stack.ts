@@ -5,7 +5,7 @@
 import { JobError, SafetyError, UsageError } from '../core/errors.ts';
 import { composeCommand, detectComposeFlavor, edgeComposeCommand, edgeProject, type ComposeFlavor } from '../tools/compose.ts';
 import { classifyLayout, edgeVolumes, planProject, upDecision, type Layout } from '../domain/layout.ts';
-import { ensureCredentials } from '../tools/caddy.ts';
+import { ensureCredentials, ensureSessionKey } from '../tools/caddy.ts';
 import { reloadCaddy } from '../tools/caddy.ts';
 import type { Settings } from '../core/settings.ts';
 import { ensureNetwork, ensureVolumes, edgeNetwork, listContainers, listVolumes, prepareEnvironment } from '../tools/docker.ts';
@@ -129,6 +129,7 @@ export async function runEdge(action: EdgeAction, settings: Pick<Settings, 'cred
   const created = [
     ...((await ensureNetwork(edgeNetwork)) ? [`network ${edgeNetwork}`] : []),
     ...(await ensureCredentials(settings.credentialsDir)),
+    ...[await ensureSessionKey(settings.credentialsDir)].filter((f): f is string => f !== undefined),
     ...(await ensureVolumes([volumes!.data, volumes!.config])).map((v) => `volume ${v}`),
   ];
   for (const c of created) ui.info(`created ${c}`);

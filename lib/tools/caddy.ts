@@ -1,4 +1,6 @@
-import { copyFile, mkdir, readFile } from 'node:fs/promises';
+import { copyFile, link, mkdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { temporaryName } from '../core/atomic-file.ts';
+import { randomBytes } from 'node:crypto';
 import { constants } from 'node:fs';
 import path from 'node:path';
 import { caddyDir } from '../core/paths.ts';
@@ -38,6 +40,31 @@ export async function ensureCredentials(dir: string): Promise<string[]> {
   return created;
 }
 
+/** The key that signs EB's developer sessions (lib/jobs/edge-auth.ts), next to the credentials. */
+export const sessionKeyFileName = 'session.key';
+
+/**
+ * Writes a random session key (32 bytes, hex, mode 0600) when there is none. It appears complete or
+ * not at all (written under a temporary name, then hard-linked to its final name), and an existing
+ * one is never replaced (link fails on an existing name): replacing it ends every developer's
+ * session. Returns the file when it created it.
+ */
+export async function ensureSessionKey(dir: string): Promise<string | undefined> {
+  await mkdir(dir, { recursive: true, mode: 0o700 });
+  const file = path.join(dir, sessionKeyFileName);
+  const tmp = temporaryName(file);
+  await writeFile(tmp, `${randomBytes(32).toString('hex')}\n`, { flag: 'wx', mode: 0o600, flush: true });
+  try {
+    await link(tmp, file);
+    return file;
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'EEXIST') return undefined;
+    throw err;
+  } finally {
+    await rm(tmp, { force: true });
+  }
+}
+
 /** The credentials folder a read-only reader (caddy adapt in `make check`) should use: the real one once complete, else the defaults. */
 export async function readableCredentialsDir(dir: string): Promise<string> {
   const complete = await Promise.all(scopes.map((s) => readFile(path.join(dir, credentialsFileName(s))).then(() => true, () => false)));
@@ -66,6 +93,8 @@ export interface EdgeSettings {
   eaWebUpstream?: string;
   ebApiUpstream?: string;
   ebWebUpstream?: string;
+  /** EB's developer check (scripts/edge-auth.ts), host:port. */
+  ebAuthUpstream?: string;
   /** The vault folders Caddy serves itself (the edge container mounts them read-only). */
   eaVaultRoot?: string;
   ebVaultRoot?: string;
@@ -89,6 +118,7 @@ const placeholders: Record<Exclude<keyof EdgeSettings, 'extraGlobalOptions' | 'e
   eaWebUpstream: 'EA_WEB_UPSTREAM',
   ebApiUpstream: 'EB_API_UPSTREAM',
   ebWebUpstream: 'EB_WEB_UPSTREAM',
+  ebAuthUpstream: 'EB_AUTH_UPSTREAM',
   eaVaultRoot: 'EA_VAULT_ROOT',
   ebVaultRoot: 'EB_VAULT_ROOT',
   logDir: 'CADDY_LOG_DIR',

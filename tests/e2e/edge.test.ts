@@ -52,7 +52,7 @@ test.before(async () => {
     mkdirSync(path.dirname(path.join(w.root, 'vault-prod', rel)), { recursive: true });
     writeFileSync(path.join(w.root, 'vault-prod', rel), content);
   }
-  const edge = await w.script('stack.ts', ['up-edge'], edgeEnv(ports, w.images.vault, w.root));
+  const edge = await w.script('stack.ts', ['up-edge'], edgeEnv(ports, w.images, w.root));
   assert.is(edge.code, 0, `up-edge: ${edge.stderr}`);
   for (let i = 0; i < 60 && (await get(ports.https, 'makapix.club', '/api/health')).status !== 200; i++) await new Promise((r) => setTimeout(r, 500));
 });

@@ -126,7 +126,7 @@ test('cutover-prod moves it: certificates reused, nothing of the app removed, no
       await sleep(100);
     }
   })();
-  const r = await w.script('cutover-prod.ts', ['--yes'], edgeEnv(ports, w.images.vault, w.root));
+  const r = await w.script('cutover-prod.ts', ['--yes'], edgeEnv(ports, w.images, w.root));
   await sleep(2000);
   probing = false;
   await prober;

@@ -8,7 +8,9 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { freePort } from '../../dev/ports.ts';
 import { projectRoot, caddyDir } from '../../lib/core/paths.ts';
-import { caddyAdminAnswers } from '../../lib/tools/caddy.ts';
+import { caddyAdminAnswers, ensureSessionKey } from '../../lib/tools/caddy.ts';
+import { startEdgeAuth, type EdgeAuthServer } from '../../lib/jobs/edge-auth.ts';
+import { Secret } from '../../lib/core/secret.ts';
 import { onExit } from '../../dev/cleanup.ts';
 import { runCommand } from '../harness/server.ts';
 
@@ -18,8 +20,11 @@ const vaultRoot = path.join(root, 'vault');
 const script = path.join(projectRoot, 'scripts', 'gen-basic-auth.ts');
 let caddy: ChildProcess | undefined;
 let upstream: Server | undefined;
+/** EB's developer check, which reads developers.caddy as this script writes it. */
+let edgeAuth: EdgeAuthServer | undefined;
 onExit(() => {
   caddy?.kill('SIGKILL');
+  void edgeAuth?.close();
   upstream?.close();
   rmSync(root, { recursive: true, force: true });
 });
@@ -87,6 +92,9 @@ test('setup: credentials written before Caddy starts, then the real Caddy runs t
   assert.is(d.code, 0, d.err);
   for (const f of ['developers.caddy', 'devices.caddy']) assert.is(statSync(path.join(creds, f)).mode & 0o777, 0o600, `${f} mode`);
 
+  const keyFile = (await ensureSessionKey(creds))!;
+  edgeAuth = await startEdgeAuth({ host: '127.0.0.1', port: 0, credentialsDir: creds, key: new Secret(readFileSync(keyFile, 'utf8').trim()), sessionSeconds: 3600, log: () => {} });
+  env.EB_AUTH_UPSTREAM = `127.0.0.1:${edgeAuth.port}`;
   caddy = spawn('caddy', ['run', '--config', path.join(caddyDir, 'Caddyfile'), '--adapter', 'caddyfile'], { cwd: caddyDir, env, stdio: ['ignore', 'ignore', 'pipe'] });
   let log = '';
   caddy.stderr!.on('data', (c) => (log = (log + c).slice(-4000)));
@@ -188,11 +196,15 @@ test('a reload Caddy refuses puts the previous file back (exit 1)', async () => 
   assert.ok(!existsSync(path.join(creds, '.gen-basic-auth.lock')));
 });
 
-test('--no-reload writes the file but leaves the running config alone', async () => {
-  const r = await run(['add', 'frank', '--password-stdin', '--cost', '4', '--no-reload'], 'frank-long-password');
+test("--no-reload writes the file but leaves Caddy's running config alone (devices); EB's session check reads developers at once", async () => {
+  const r = await run(['add', 'tv2', '--scope', 'devices', '--password-stdin', '--cost', '4', '--no-reload'], 'tv2-long-password');
   assert.is(r.code, 0, r.err);
-  assert.match(readFileSync(developers(), 'utf8'), /\t\tfrank \$2/);
-  assert.is(await get(EB, 'frank', 'frank-long-password'), 401);
+  assert.match(readFileSync(path.join(creds, 'devices.caddy'), 'utf8'), /\t\ttv2 \$2/);
+  assert.is(await get(VAULT_DEV, 'tv2', 'tv2-long-password'), 401);
+  const f = await run(['add', 'frank', '--password-stdin', '--cost', '4', '--no-reload'], 'frank-long-password');
+  assert.is(f.code, 0, f.err);
+  assert.match(f.out, /session check applies it at once/);
+  assert.is(await get(EB, 'frank', 'frank-long-password'), 200);
 });
 
 test.after(() => {

@@ -13,18 +13,23 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import bcrypt from 'bcryptjs';
 import { freePort } from '../../dev/ports.ts';
-import { caddyfileArgv, edgeCaddyfile, edgeEnvironment, ensureCredentials, type EdgeSettings } from '../../lib/tools/caddy.ts';
+import { caddyfileArgv, edgeCaddyfile, edgeEnvironment, ensureCredentials, ensureSessionKey, type EdgeSettings } from '../../lib/tools/caddy.ts';
 import { parseEnvFile } from '../../lib/core/config.ts';
 import { caddyCommand } from '../../lib/tools/caddy.ts';
 import { renderCredentials } from '../../lib/domain/credentials.ts';
+import { startEdgeAuth, type EdgeAuthServer } from '../../lib/jobs/edge-auth.ts';
+import { Secret } from '../../lib/core/secret.ts';
 import { onExit } from '../../dev/cleanup.ts';
 
 const work = mkdtempSync(path.join(tmpdir(), 'caddy-test-'));
 const credentials = path.join(work, 'credentials');
 let caddy: ChildProcess | undefined;
+/** EB's developer check (lib/jobs/edge-auth.ts), which the EB site asks before anything answers. */
+let edgeAuth: EdgeAuthServer | undefined;
 const upstreams: Server[] = [];
 const stop = () => {
   caddy?.kill('SIGKILL');
+  void edgeAuth?.close();
   for (const s of upstreams.splice(0)) s.close();
 };
 let log = '';
@@ -180,6 +185,9 @@ test('setup: Caddy starts with the committed lock-everyone-out credentials', asy
   mkdirSync(logs);
   assert.is((await ensureCredentials(credentials)).length, 2);
   assert.is((await ensureCredentials(credentials)).length, 0, 'ensureCredentials replaced an existing file');
+  const keyFile = (await ensureSessionKey(credentials))!;
+  edgeAuth = await startEdgeAuth({ host: '127.0.0.1', port: 0, credentialsDir: credentials, key: new Secret(readFileSync(keyFile, 'utf8').trim()), sessionSeconds: 3600, log: () => {} });
+  settings.ebAuthUpstream = `127.0.0.1:${edgeAuth.port}`;
   caddy = spawn('caddy', caddyfileArgv('run'), { env: env(settings), stdio: ['ignore', 'ignore', 'pipe'] });
   caddy.stderr!.on('data', (d: Buffer) => (log = (log + d).slice(-4000)));
   caddy.on('exit', (code) => (log += `\n[caddy exited with ${code}]`));

@@ -156,13 +156,26 @@ const broken: { name: string; args: () => string[]; check: string; detail: RegEx
       const caddyfile = path.join(mkdtempSync(path.join(work, 'caddy-')), 'Caddyfile');
       // check points the imports at the real credentials, or the committed defaults, wherever the file is.
       const text = readFileSync(path.join(projectRoot, 'caddy/Caddyfile'), 'utf8');
-      const cut = text.replace('\t\troute @eb_protected {\n\t\t\timport eb_developers_auth\n\t\t}\n', '');
+      const cut = text.replace('\t\troute @eb_protected {\n\t\t\timport eb_developer_session\n\t\t}\n', '');
       assert.is.not(cut, text);
       writeFileSync(caddyfile, cut);
       return ['--env-dir', envDir(), '--caddyfile', caddyfile];
     },
     check: 'EB behind basic auth',
-    detail: /development\.makapix\.club has no basic auth; development\.makapix\.club answers without credentials: static_response 200, reverse_proxy api\.makapix-dev:8000, reverse_proxy web\.makapix-dev:3000/,
+    detail: /development\.makapix\.club has no basic auth; development\.makapix\.club answers without credentials: static_response 200, static_response 404, file_server \/srv\/vault-dev, reverse_proxy api\.makapix-dev:8000, reverse_proxy web\.makapix-dev:3000/,
+  },
+  {
+    name: "an EB site that passes the developer's Basic credential on",
+    args: () => {
+      const caddyfile = path.join(mkdtempSync(path.join(work, 'caddy-')), 'Caddyfile');
+      const text = readFileSync(path.join(projectRoot, 'caddy/Caddyfile'), 'utf8');
+      const cut = text.replace('\trequest_header @eb_basic -Authorization\n', '');
+      assert.is.not(cut, text);
+      writeFileSync(caddyfile, cut);
+      return ['--env-dir', envDir(), '--caddyfile', caddyfile];
+    },
+    check: 'EB passwords to upstreams',
+    detail: /development\.makapix\.club passes a Basic credential \(a password\) on to api\.makapix-dev:8000, web\.makapix-dev:3000$/,
   },
 ];
 

@@ -16,16 +16,17 @@ export async function edgePorts(): Promise<EdgePorts> {
 
 /**
  * What scripts need to start the edge here (read by caddy/docker-compose.edge.yml and cutover-prod):
- * its ports, image, local certificates, and the world's vault and log folders.
+ * its ports, images (Caddy, and Node for edge-auth), local certificates, and the world's vault and log folders.
  */
-export function edgeEnv(ports: EdgePorts, caddyImage: string, root: string): Record<string, string> {
+export function edgeEnv(ports: EdgePorts, images: { vault: string; node: string }, root: string): Record<string, string> {
   return {
     EA_VAULT_HOST_PATH: path.join(root, 'vault-prod'),
     EB_VAULT_HOST_PATH: path.join(root, 'vault-dev'),
     CADDY_LOG_HOST_DIR: path.join(root, 'caddy-logs'),
     EDGE_HTTP_BIND: `127.0.0.1:${ports.http}`,
     EDGE_HTTPS_BIND: `127.0.0.1:${ports.https}`,
-    CADDY_IMAGE: caddyImage,
+    CADDY_IMAGE: images.vault,
+    EDGE_AUTH_IMAGE: images.node,
     CADDY_EXTRA_GLOBAL_OPTIONS: 'local_certs\nskip_install_trust',
   };
 }

@@ -98,8 +98,8 @@ function hashDir(dir: string, h = createHash('sha256')): ReturnType<typeof creat
   return h;
 }
 
-export type StandIn = 'postgres' | 'redis' | 'mosquitto' | 'vault' | 'prober';
-const standIns: StandIn[] = ['postgres', 'redis', 'mosquitto', 'vault', 'prober'];
+export type StandIn = 'postgres' | 'redis' | 'mosquitto' | 'vault' | 'prober' | 'node';
+const standIns: StandIn[] = ['postgres', 'redis', 'mosquitto', 'vault', 'prober', 'node'];
 
 /** Builds (or reuses) every stand-in image; returns their references by name. */
 export async function ensureStandInImages(log: (m: string) => void = () => {}): Promise<Record<StandIn, string>> {
@@ -117,6 +117,7 @@ export async function ensureStandInImages(log: (m: string) => void = () => {}): 
       try {
         cpSync(src, ctx, { recursive: true });
         if (name === 'vault') copyFileSync('/usr/bin/caddy', path.join(ctx, 'caddy'));
+        if (name === 'node') copyFileSync(process.execPath, path.join(ctx, 'node'));
         await $({ quiet: true, env: legacyBuild })`docker build -q -t ${ref} ${ctx}`;
       } finally {
         rmSync(ctx, { recursive: true, force: true });

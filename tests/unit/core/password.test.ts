@@ -1,7 +1,7 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import bcrypt from 'bcryptjs';
-import { hashPassword } from '../../../lib/core/password.ts';
+import { hashPassword, verifyPassword } from '../../../lib/core/password.ts';
 import { Secret } from '../../../lib/core/secret.ts';
 
 test('a worker thread hashes with bcrypt: the hash verifies, carries its cost and a fresh salt', async () => {
@@ -11,6 +11,13 @@ test('a worker thread hashes with bcrypt: the hash verifies, carries its cost an
   assert.ok(bcrypt.compareSync('correct horse battery', a));
   assert.not.ok(bcrypt.compareSync('correct horse batterY', a));
   assert.is.not(a, b, 'two hashes of one password differ by their salt');
+});
+
+test('a worker thread verifies a password against a bcrypt hash', async () => {
+  const hash = bcrypt.hashSync('correct horse battery', 4);
+  assert.is(await verifyPassword('correct horse battery', hash), true);
+  assert.is(await verifyPassword('correct horse batterY', hash), false);
+  assert.is(await verifyPassword('', hash), false);
 });
 
 test.run();

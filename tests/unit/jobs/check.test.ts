@@ -52,6 +52,21 @@ const noindex: Handler[] = [
 ];
 const auth = (user: string, hash: string): Handler => ({ handler: 'authentication', providers: { http_basic: { accounts: [{ username: user, password: hash }], hash: { algorithm: 'bcrypt' } } } });
 const proxy = (dial: string): Handler => ({ handler: 'reverse_proxy', upstreams: [{ dial }] });
+/** EB's developer-session check as caddy/Caddyfile writes it out (forward auth that passes Set-Cookie on). */
+const sessionCheck = (dial = 'edge-auth.makapix-edge:9180', onAllowed: Handler[] = [{ handler: 'headers', request: { set: { 'X-Makapix-Developer': ['{http.reverse_proxy.header.X-Makapix-Developer}'] } } }]): Handler => ({
+  handler: 'reverse_proxy',
+  rewrite: { method: 'GET', uri: '/check' },
+  upstreams: [{ dial }],
+  handle_response: [
+    { match: { status_code: [2], headers: { 'Set-Cookie': ['*'] } }, routes: [{ handle: [{ handler: 'headers', response: { set: { 'Set-Cookie': ['{http.reverse_proxy.header.Set-Cookie}'] } } }, ...onAllowed] }] },
+    { match: { status_code: [2] }, routes: [{ handle: onAllowed }] },
+  ],
+});
+/** `request_header -Authorization`. */
+const dropAuthorization: Handler = { handler: 'headers', request: { delete: ['Authorization'] } };
+const strip = { handle: [dropAuthorization] };
+/** `request_header @eb_basic -Authorization`. */
+const stripBasic = { match: [{ header_regexp: { Authorization: { pattern: '(?i)^\\s*basic(\\s|$)' } } }], handle: [{ handler: 'headers', request: { delete: ['Authorization'] } }] };
 const site = (host: string, routes: unknown[]) => ({ match: [{ host: [host] }], handle: [{ handler: 'subroute', routes }], terminal: true });
 const sub = (routes: unknown[], match?: unknown[]) => ({ ...(match && { match }), handle: [{ handler: 'subroute', routes }] });
 
@@ -81,7 +96,8 @@ function caddy(shape: CaddyShape = {}) {
           {
             handler: 'subroute',
             routes: [
-              sub([{ handle: [auth('alice', '$2b$dev')] }], [{ not: [{ path: ['makapix-none'] }] }]),
+              sub([{ handle: [sessionCheck()] }], [{ not: [{ path: ['makapix-none'] }] }]),
+              stripBasic,
               { match: [{ path: ['/robots.txt'] }], handle: [{ handler: 'static_response', status_code: 200, body: 'User-agent: *\nDisallow: /\n' }] },
               sub([{ handle: [proxy('api.makapix-dev:8000')] }], [{ path: ['/api/*'] }]),
               sub([{ handle: [proxy('web.makapix-dev:3000')] }]),
@@ -90,7 +106,7 @@ function caddy(shape: CaddyShape = {}) {
         ],
       },
     ]);
-  const ebVault = shape.ebVault ?? site('vault-dev.makapix.club', [{ handle: [...noindex, { handler: 'subroute', routes: [{ handle: [auth('tv1', '$2b$device')] }, mkpx404, { handle: files('/srv/vault-dev') }] }] }]);
+  const ebVault = shape.ebVault ?? site('vault-dev.makapix.club', [{ handle: [...noindex, { handler: 'subroute', routes: [{ handle: [auth('tv1', '$2b$device')] }, strip, mkpx404, { handle: files('/srv/vault-dev') }] }] }]);
   const eaVault = shape.eaVault ?? site('vault.makapix.club', [{ handle: [{ handler: 'subroute', routes: [mkpx404, { handle: files('/srv/vault-prod') }] }] }]);
   const ebApp = shape.ebApp ?? appLinks('app-dev.makapix.club', noindex);
   return {
@@ -98,7 +114,8 @@ function caddy(shape: CaddyShape = {}) {
       http: {
         servers: {
           srv0: { listen: [':443'], routes: [ebSite, ebVault, ebApp, eaVault, appLinks('app.makapix.club'), site('makapix.club', [sub([{ handle: [proxy('web.makapix-prod:3000')] }])])] },
-          srv1: { listen: [':80'], routes: [ebVault, eaVault] },
+          // The refusal of unknown hosts: a catch-all after the plain-HTTP sites.
+          srv1: { listen: [':80'], routes: [ebVault, eaVault, { handle: [{ handler: 'subroute', routes: [{ handle: [{ handler: 'headers', response: { set: { 'X-Robots-Tag': ['noindex, nofollow'] } } }, { handler: 'static_response', status_code: 421 }] }] }], terminal: true }] },
         },
       },
     },
@@ -112,6 +129,7 @@ function input(edit: (i: AuditInput) => void = () => {}): AuditInput {
     caddy: caddy(),
     acl: committedAcl,
     edge: edgeStack(),
+    developers: [{ username: 'alice', password: '$2b$dev' }],
   };
   edit(i);
   return i;
@@ -176,7 +194,7 @@ const broken: { name: string; edit: (i: AuditInput) => void; check: string; deta
   { name: "EA's database volume under another name", edit: (i) => void ((i.prod.rendered as ReturnType<typeof stack>).volumes.db_data = { external: true, name: 'db_data' }), check: 'EA database volume', detail: /uses volume db_data, not DB_VOLUME_NAME=makapix_pg_data/ },
   {
     name: 'an EB host without basic auth',
-    edit: (i) => void (i.caddy = caddy({ ebVault: site('vault-dev.makapix.club', [{ handle: [...noindex, ...files('/srv/vault-dev')] }]) })),
+    edit: (i) => void (i.caddy = caddy({ ebVault: site('vault-dev.makapix.club', [{ handle: [...noindex, dropAuthorization, ...files('/srv/vault-dev')] }]) })),
     check: 'EB behind basic auth',
     detail: /vault-dev\.makapix\.club has no basic auth; vault-dev\.makapix\.club answers without credentials: file_server \/srv\/vault-dev/,
   },
@@ -195,28 +213,77 @@ const broken: { name: string; edit: (i: AuditInput) => void; check: string; deta
   },
   {
     name: 'an EB route answering before authentication',
-    edit: (i) => void (i.caddy = caddy({ ebSite: site('development.makapix.club', [{ handle: [...noindex, proxy('web.makapix-dev:3000'), auth('alice', 'h')] }]) })),
+    edit: (i) => void (i.caddy = caddy({ ebSite: site('development.makapix.club', [{ handle: [...noindex, dropAuthorization, proxy('web.makapix-dev:3000'), sessionCheck()] }]) })),
     check: 'EB behind basic auth',
     detail: /answers without credentials: reverse_proxy web\.makapix-dev:3000/,
   },
   {
     name: 'basic auth only on some paths',
-    edit: (i) => void (i.caddy = caddy({ ebSite: site('development.makapix.club', [{ handle: [...noindex] }, sub([{ handle: [auth('alice', 'h')] }], [{ path: ['/admin/*'] }]), { handle: [proxy('web.makapix-dev:3000')] }]) })),
+    edit: (i) => void (i.caddy = caddy({ ebSite: site('development.makapix.club', [{ handle: [...noindex] }, sub([{ handle: [sessionCheck()] }], [{ path: ['/admin/*'] }]), stripBasic, { handle: [proxy('web.makapix-dev:3000')] }]) })),
     check: 'EB behind basic auth',
     detail: /has no basic auth/,
   },
   { name: 'an EB host missing from the Caddyfile', edit: (i) => void (i.dev.cfg = envConfig('dev', { VAULT_DOMAIN: 'vault-eb.makapix.club' })), check: 'EB behind basic auth', detail: /vault-eb\.makapix\.club has no site/, also: ['EB noindex', 'edge vault folders'] },
   {
     name: 'noindex only deferred (a 401 would miss it)',
-    edit: (i) => void (i.caddy = caddy({ ebVault: site('vault-dev.makapix.club', [{ handle: [noindex[1], auth('tv1', 'h'), ...files('/srv/vault-dev')] }]) })),
+    edit: (i) => void (i.caddy = caddy({ ebVault: site('vault-dev.makapix.club', [{ handle: [noindex[1], auth('tv1', 'h'), dropAuthorization, ...files('/srv/vault-dev')] }]) })),
     check: 'EB noindex',
     detail: /vault-dev\.makapix\.club does not set X-Robots-Tag/,
   },
   {
     name: 'a developer account on plain-HTTP vault-dev',
-    edit: (i) => void (i.caddy = caddy({ ebVault: site('vault-dev.makapix.club', [{ handle: [...noindex, auth('alice', '$2b$dev'), ...files('/srv/vault-dev')] }]) })),
+    edit: (i) => void (i.caddy = caddy({ ebVault: site('vault-dev.makapix.club', [{ handle: [...noindex, auth('alice', '$2b$dev'), dropAuthorization, ...files('/srv/vault-dev')] }]) })),
     check: 'EB credentials on plain HTTP',
     detail: /developer account alice also open vault-dev/,
+  },
+  {
+    name: "the plain-HTTP catch-all once Caddy's redirects are off (it would answer for EB's site)",
+    edit: (i) => {
+      const c = caddy();
+      (c.apps.http.servers.srv0 as Record<string, unknown>).automatic_https = { disable_redirects: true };
+      i.caddy = c;
+    },
+    check: 'EB behind basic auth',
+    detail: /development\.makapix\.club answers without credentials: static_response 421/,
+    also: ['EB credentials on plain HTTP'],
+  },
+  {
+    name: "EB's site on Caddy's basicauth, which passes the password on",
+    edit: (i) => void (i.caddy = caddy({ ebSite: site('development.makapix.club', [{ handle: [...noindex, auth('alice', '$2b$dev'), proxy('web.makapix-dev:3000')] }]) })),
+    check: 'EB passwords to upstreams',
+    detail: /development\.makapix\.club passes a Basic credential \(a password\) on to web\.makapix-dev:3000/,
+  },
+  {
+    name: 'Basic removed only on protected paths (an exempt path would get the browser\'s cached password)',
+    edit: (i) => void (i.caddy = caddy({ ebSite: site('development.makapix.club', [{ handle: [...noindex] }, sub([{ handle: [sessionCheck()] }, stripBasic], [{ not: [{ path: ['makapix-none', '/open/*'] }] }]), { handle: [proxy('web.makapix-dev:3000')] }]) })),
+    check: 'EB passwords to upstreams',
+    detail: /on to web\.makapix-dev:3000/,
+  },
+  {
+    name: 'Authorization removed only when it is Bearer (the password still goes on)',
+    edit: (i) => void (i.caddy = caddy({ ebSite: site('development.makapix.club', [{ handle: [...noindex, sessionCheck()] }, { match: [{ header_regexp: { Authorization: { pattern: '^Bearer ' } } }], handle: [dropAuthorization] }, { handle: [proxy('web.makapix-dev:3000')] }]) })),
+    check: 'EB passwords to upstreams',
+    detail: /on to web\.makapix-dev:3000/,
+  },
+  {
+    name: 'a check whose 2xx answer is written to the client is no authentication',
+    edit: (i) => void (i.caddy = caddy({ ebSite: site('development.makapix.club', [{ handle: [...noindex, sessionCheck('edge-auth.makapix-edge:9180', [{ handler: 'static_response', status_code: 200 }]), dropAuthorization, proxy('web.makapix-dev:3000')] }]) })),
+    check: 'EB behind basic auth',
+    detail: /development\.makapix\.club has no basic auth; development\.makapix\.club answers without credentials: reverse_proxy edge-auth\.makapix-edge:9180, reverse_proxy web\.makapix-dev:3000/,
+    // Such a check service is an ordinary upstream, and it does receive the password.
+    also: ['EB passwords to upstreams'],
+  },
+  {
+    name: "a developer of developers.caddy also on vault-dev's device list",
+    edit: (i) => void (i.caddy = caddy({ ebVault: site('vault-dev.makapix.club', [{ handle: [...noindex, auth('tv1', 'h'), auth('alice', '$2b$dev'), dropAuthorization, ...files('/srv/vault-dev')] }]) })),
+    check: 'EB credentials on plain HTTP',
+    detail: /developer account alice also open vault-dev/,
+  },
+  {
+    name: 'the developer session check on plain-HTTP vault-dev',
+    edit: (i) => void (i.caddy = caddy({ ebVault: site('vault-dev.makapix.club', [{ handle: [...noindex, sessionCheck(), dropAuthorization, ...files('/srv/vault-dev')] }]) })),
+    check: 'EB credentials on plain HTTP',
+    detail: /vault-dev\.makapix\.club, which is plain HTTP, asks a session check \(edge-auth\.makapix-edge:9180\)/,
   },
 ];
 
@@ -238,7 +305,7 @@ test('an exempt EB path is reported as a warning, not hidden and not a failure',
   const rows = auditIsolation(
     input((i) => {
       i.caddy = caddy({
-        ebSite: site('development.makapix.club', [{ handle: [...noindex, { handler: 'subroute', routes: [sub([{ handle: [auth('alice', 'h')] }], [{ not: [{ path: ['makapix-none', '/api/provision/*'] }] }]), { handle: [proxy('web.makapix-dev:3000')] }] }] }]),
+        ebSite: site('development.makapix.club', [{ handle: [...noindex, { handler: 'subroute', routes: [sub([{ handle: [sessionCheck()] }], [{ not: [{ path: ['makapix-none', '/api/provision/*'] }] }]), stripBasic, { handle: [proxy('web.makapix-dev:3000')] }] }] }]),
       });
     }),
   );
@@ -246,6 +313,13 @@ test('an exempt EB path is reported as a warning, not hidden and not a failure',
   const exempt = rows.find((r) => r.check === 'EB auth exemptions')!;
   assert.is(exempt.status, 'warn');
   assert.is(exempt.detail, 'open without credentials: development.makapix.club/api/provision/*');
+});
+
+test("EB's image URLs: on the EB site under /vault, else a warning (a browser would not show them)", () => {
+  assert.equal(auditIsolation(input()).find((r) => r.check === 'EB image URLs')!.status, 'ok');
+  const row = auditIsolation(input((i) => void (i.dev.cfg = envConfig('dev', { VAULT_PUBLIC_BASE_URL: 'https://vault-dev.makapix.club' })))).find((r) => r.check === 'EB image URLs')!;
+  assert.is(row.status, 'warn');
+  assert.match(row.detail, /not https:\/\/development\.makapix\.club\/vault/);
 });
 
 test('workers that read the edge logs: ok; a worker that does not mount them: a warning', () => {
@@ -264,7 +338,9 @@ test('a missing CA is a warning until make mqtt-certs ran', () => {
 
 test('host analysis: the plain-HTTP listener, exemptions and accounts', () => {
   const a = analyzeCaddyHost(caddy(), 'vault-dev.makapix.club');
-  assert.equal({ served: a.served, plainHttp: a.plainHttp, authenticated: a.authenticated, noindex: a.noindex, unprotected: a.unprotected, exemptPaths: a.exemptPaths }, { served: true, plainHttp: true, authenticated: true, noindex: true, unprotected: [], exemptPaths: [] });
+  assert.equal({ served: a.served, plainHttp: a.plainHttp, authenticated: a.authenticated, noindex: a.noindex, unprotected: a.unprotected, exemptPaths: a.exemptPaths, forwardAuth: a.forwardAuth, basicForwardedTo: a.basicForwardedTo }, { served: true, plainHttp: true, authenticated: true, noindex: true, unprotected: [], exemptPaths: [], forwardAuth: [], basicForwardedTo: [] });
+  const eb = analyzeCaddyHost(caddy(), 'development.makapix.club');
+  assert.equal({ authenticated: eb.authenticated, forwardAuth: eb.forwardAuth, basicForwardedTo: eb.basicForwardedTo, unprotected: eb.unprotected, accounts: eb.accounts }, { authenticated: true, forwardAuth: ['edge-auth.makapix-edge:9180'], basicForwardedTo: [], unprotected: [], accounts: [] });
   assert.equal(a.accounts.map((x) => x.username), ['tv1', 'tv1']);
   assert.equal(a.serves, ['file_server /srv/vault-dev']);
   const app = analyzeCaddyHost(caddy(), 'app-dev.makapix.club');
