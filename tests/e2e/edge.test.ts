@@ -55,6 +55,8 @@ test.before(async () => {
   const edge = await w.script('stack.ts', ['up-edge'], edgeEnv(ports, w.images, w.root));
   assert.is(edge.code, 0, `up-edge: ${edge.stderr}`);
   for (let i = 0; i < 60 && (await get(ports.https, 'makapix.club', '/api/health')).status !== 200; i++) await new Promise((r) => setTimeout(r, 500));
+  // EB's check (edge-auth, a Node process) starts a few seconds after Caddy; until then EB answers 502.
+  for (let i = 0; i < 60 && (await get(ports.https, 'development.makapix.club', '/')).status === 502; i++) await new Promise((r) => setTimeout(r, 500));
 });
 
 test("EA: the page calls /api/... on the origin it was built with, and that call succeeds through the edge", async () => {
