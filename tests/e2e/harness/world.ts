@@ -2,7 +2,7 @@
 // images, free loopback ports and throwaway volumes, and the fixture app as a git repository with an
 // origin and two checkouts (EA's and EB's). Everything it creates is removed when the process ends.
 import { spawnSync } from 'node:child_process';
-import { chmodSync, cpSync, mkdirSync, mkdtempSync, readFileSync, writeFileSync, existsSync } from 'node:fs';
+import { chmodSync, cpSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync, existsSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { randomBytes } from 'node:crypto';
@@ -12,12 +12,14 @@ import { composeDir, projectRoot } from '../../../lib/core/paths.ts';
 import { freePort } from '../../../dev/ports.ts';
 import { imageTag, withEnvValue } from '../../../lib/jobs/deploy.ts';
 import { onExit } from '../../../dev/cleanup.ts';
+import { acquireLock } from '../../../lib/core/lock.ts';
 import { ensureEngine } from './engine.ts';
 import { baseAlias, ensureStandInImages, type StandIn } from './images.ts';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const fixtureApp = path.join(here, '..', 'fixture-app');
 const projects = ['makapix-prod', 'makapix-dev', 'makapix-edge'];
+const worldLock = path.join(tmpdir(), 'makapix-e2e-world.lock');
 /** Volumes the stacks and the edge create under fixed names (never the machine's own: this engine is the test's). */
 const fixedVolumes = ['makapix-prod_broker_data', 'makapix-prod_mqtt_passwords', 'makapix-dev_broker_data', 'makapix-dev_mqtt_passwords', 'makapix-edge-caddy-data', 'makapix-edge-caddy-config', 'makapix-stack_caddy_data', 'makapix-stack_caddy_config'];
 
@@ -81,6 +83,11 @@ export class World {
   /** Engine up, images ready, leftovers purged, fixture repo at v1, env files written, certificates made. */
   static async create(): Promise<World> {
     await ensureEngine();
+    // One world at a time on the engine: the stacks, the edge, caddy_net and the fixed volumes have
+    // fixed names, and create() purges them. A second test process (TEST_JOBS=2) waits here instead
+    // of purging a running world; the lock goes with the process (a dead holder's lock is stale).
+    await acquireLock(worldLock, 'e2e world', { waitMs: 30 * 60_000 });
+    onExit(() => rmSync(worldLock, { force: true }));
     const w = new World();
     purgeProjects([]);
     onExit(() => {
