@@ -23,14 +23,17 @@ import { startCaddy, type Edge } from '../harness/caddy.ts';
 import { brokerUid, makeCerts, startMosquitto, type Broker } from '../harness/mosquitto.ts';
 import { startSandbox, type TestSandbox } from '../harness/sandbox.ts';
 import { onExit } from '../../dev/cleanup.ts';
+import { startEdgeAuth, type EdgeAuthServer } from '../../lib/jobs/edge-auth.ts';
+import { ensureSessionKey } from '../../lib/tools/caddy.ts';
 import { writeBackupSet } from '../harness/backups.ts';
 
 const root = mkdtempSync(path.join(tmpdir(), 'verify-'));
 chmodSync(root, 0o755); // the brokers' own user reads the certificate folders below
 onExit(() => rmSync(root, { recursive: true, force: true }));
 const servers: http.Server[] = [];
-test.after(() => {
+test.after(async () => {
   servers.forEach((s) => s.close());
+  await edgeAuth?.close();
   edge?.stop();
   Object.values(brokers).forEach((b) => b.stop());
 });
@@ -42,6 +45,8 @@ const developer = { user: 'alice', password: new Secret('alice-correct-horse-14'
 const device = { user: 'tv1', password: new Secret('tv-device-password-1') };
 const artwork = `24/07/${randomUUID()}.png`;
 let edge: Edge;
+// EB's developer check, as the edge compose runs it next to Caddy.
+let edgeAuth: EdgeAuthServer | undefined;
 const brokers: Partial<Record<'prod' | 'dev', Broker>> = {};
 const mqttPorts = { prod: 0, dev: 0 };
 
@@ -121,9 +126,12 @@ test('setup: the sandbox, certificates, credentials, upstreams, two brokers and 
   await cred('devices', device);
   const app = await listen(http.createServer((req, res) => (req.url === '/health' ? res.writeHead(200, { 'content-type': 'application/json' }).end('{"status":"ok"}') : res.writeHead(200, { 'content-type': 'text/html' }).end('<html>makapix</html>'))));
   const up = (port: number) => `127.0.0.1:${port}`;
+  const keyFile = (await ensureSessionKey(dirs.creds))!;
+  edgeAuth = await startEdgeAuth({ host: '127.0.0.1', port: 0, credentialsDir: dirs.creds, key: new Secret(readFileSync(keyFile, 'utf8').trim()), sessionSeconds: 3600, log: () => {} });
   edge = await startCaddy(
     {
       credentialsDir: dirs.creds,
+      ebAuthUpstream: up(edgeAuth.port),
       eaHost: hosts.ea,
       eaVaultHost: hosts.eaVault,
       ebHost: hosts.eb,
@@ -163,9 +171,9 @@ test('verify passes on a correct setup, every line', async () => {
   assert.match(r.checks.find((c) => c.check.startsWith('dev mqtt') && c.check.endsWith('accepts a dev device'))!.detail, /connected, published and received/);
 });
 
-test('basic auth removed from the EB host → its "needs credentials" lines fail', async () => {
+test('the developer check removed from the EB host → its "needs credentials" lines fail', async () => {
   await withEditedCaddyfile(
-    (t) => t.replace(/^\s*import eb_developers_auth\n/m, ''),
+    (t) => t.replace(/^\s*import eb_developer_session\n/m, ''),
     async () => {
       const r = await runVerify(options({ targets: ['dev'] }));
       assert.not.ok(r.ok);
