@@ -96,12 +96,17 @@ export class Ui {
     if (this.verbose) this.#line('debug', message);
   }
 
+  // The Ui has already decided it talks to a terminal; ora's own guess would read $CI and stay silent.
+  #spinner(label: string): Ora {
+    return ora!({ text: label, stream: this.#out as NodeJS.WriteStream, isEnabled: true });
+  }
+
   /** A named step: a spinner on a terminal, a start and an end line (with its duration) otherwise. */
   step(label: string): Step {
     const started = this.#now();
     const took = () => formatDuration(this.#now() - started);
     if (this.tty && ora) {
-      const spinner: Ora = ora({ text: label, stream: this.#out as NodeJS.WriteStream }).start();
+      const spinner = this.#spinner(label).start();
       return {
         succeed: (detail) => spinner.succeed(`${label}${detail ? `: ${detail}` : ''} (${took()})`),
         fail: (detail) => spinner.fail(`${label}${detail ? `: ${detail}` : ''} (${took()})`),
@@ -132,7 +137,7 @@ export class Ui {
     const started = this.#now();
     let done = 0;
     let lastPrint = started;
-    const spinner = this.tty && ora ? ora({ text: label, stream: this.#out as NodeJS.WriteStream }).start() : undefined;
+    const spinner = this.tty && ora ? this.#spinner(label).start() : undefined;
     const render = () => `${label}: ${describeProgress(done, total, unit, this.#now() - started)}`;
     return {
       tick: (amount = 1) => {
