@@ -58,7 +58,7 @@ function writeEnv(dir: string, env: 'prod' | 'dev', c: Cluster, db: string): voi
 }
 
 /** Runs the tool as cron would; peak RSS from the kernel's high-water mark of the process. */
-function runTool(envDir: string, args: string[]): Promise<{ ms: number; peakRss: number; report: SampleDataReport }> {
+function runTool(envDir: string, args: string[]): Promise<{ ms: number; peakRss: number; report: SampleDataReport; steps: string[] }> {
   return new Promise((resolve, reject) => {
     const started = performance.now();
     const child = spawn(path.join(projectRoot, 'scripts/sample-data-to-dev.ts'), ['--pct', String(PCT), '--seed', '1', '--yes', '--json', ...configArgs, ...args], {
@@ -82,7 +82,7 @@ function runTool(envDir: string, args: string[]): Promise<{ ms: number; peakRss:
       clearInterval(poll);
       const ms = performance.now() - started;
       if (code !== 0) reject(new Error(`sample-data-to-dev exited ${code}: ${err}`));
-      else resolve({ ms, peakRss, report: JSON.parse(out) as SampleDataReport });
+      else resolve({ ms, peakRss, report: JSON.parse(out) as SampleDataReport, steps: err.split('\n').filter((l) => /: done/.test(l)) });
     });
   });
 }
@@ -155,6 +155,8 @@ try {
   await quiesce();
   const tool = await runTool(envDir, []);
   const tables = tool.report.tables.filter((x) => x.mode !== 'keep').map((x) => x.table);
+  // Where the tool's time goes: its own step lines (each with its duration).
+  for (const l of tool.steps) log(`  tool step: ${l.replace(/^\S+ info /, '')}`);
 
   // The exact rows the tool loaded, placed in a database of EA's cluster (not timed).
   t = performance.now();

@@ -133,6 +133,8 @@ export interface OffsiteStatus {
   lastSnapshot?: { id: string; time: string; dump: string };
   /** The last backup attempt, successful or not. */
   lastBackup?: { at: string; ok: boolean; error?: string; warnings?: number };
+  /** Set while a backup's offsite step runs: still there, the run was killed. */
+  running?: { since: string; pid: number };
   lastCheck?: { at: string; ok: boolean; subset: string; detail: string };
   lastForget?: { at: string; ok: boolean; removed: number; kept: number; detail: string };
 }
@@ -153,6 +155,28 @@ export interface OffsiteItem {
 }
 
 /** Parses the status file; anything unreadable is undefined (monitor says so). */
+/** What the offsite step does before its snapshot, from what the last run recorded. */
+export interface OffsitePreparation {
+  /** The last clean run's snapshot: tonight's parent without asking the repository. */
+  parent?: string;
+  /** Look the parent up (`restic snapshots`): no clean run of ours is recorded for this repository. */
+  lookUpParent: boolean;
+  /** Clear stale locks first: our last run failed or was killed, and its restic may have left one. */
+  clearLocks: boolean;
+}
+
+/**
+ * Each restic call pays a key derivation of about half a second, so the run asks the repository
+ * only what the status file cannot tell: after a clean run, nothing. A lock that blocks the
+ * snapshot anyway (another tool's killed prune) is cleared when restic reports it, then retried.
+ */
+export function prepareOffsite(status: OffsiteStatus | undefined, repository: string): OffsitePreparation {
+  if (!status || status.repository !== repository) return { lookUpParent: true, clearLocks: false };
+  const failed = !!status.running || status.lastBackup?.ok === false;
+  const parent = !failed && status.lastBackup?.ok ? status.lastSnapshot?.id : undefined;
+  return { ...(parent && { parent }), lookUpParent: !parent, clearLocks: failed };
+}
+
 export function parseOffsiteStatus(text: string): OffsiteStatus | undefined {
   try {
     const v = JSON.parse(text) as Partial<OffsiteStatus>;

@@ -93,12 +93,13 @@ export const resticArgs = {
 
 // ---- running -----------------------------------------------------------------------------
 
-export type ResticFailure = 'wrong-password' | 'no-repository' | 'unreachable' | 'locked' | 'other';
+export type ResticFailure = 'wrong-password' | 'no-repository' | 'unreachable' | 'locked' | 'unknown-snapshot' | 'other';
 
 /** What a failed restic run means, from its message (restic 0.14's wording). */
 export function classifyFailure(stderr: string): ResticFailure {
   if (/wrong password or no key found|an empty password is not a password|password is empty/i.test(stderr)) return 'wrong-password';
   if (/unable to create lock|repository is already locked/i.test(stderr)) return 'locked';
+  if (/invalid id ".*": no matching ID found/i.test(stderr)) return 'unknown-snapshot';
   if (/Is there a repository at the following location|unable to open config file/i.test(stderr)) {
     // A remote that cannot be reached says the same as a missing repository; the cause tells them apart.
     return /connection|dial|timeout|timed out|no route|network|refused|resolve|lookup|ssh|EOF/i.test(stderr) ? 'unreachable' : 'no-repository';
@@ -110,20 +111,29 @@ export function classifyFailure(stderr: string): ResticFailure {
 /** The repository as shown in messages: credentials in a URL are masked. */
 export const describeRepo = (repo: ResticRepo) => redact(repo.repository);
 
-export function failureError(repo: ResticRepo, what: string, r: RunResult): JobError {
+/** A failed restic run, with what its message means (a caller may retry a lock or a gone parent). */
+export class ResticError extends JobError {
+  constructor(readonly failure: ResticFailure, message: string, hint: string) {
+    super(message, hint);
+  }
+}
+
+export function failureError(repo: ResticRepo, what: string, r: RunResult): ResticError {
   const why = redact(tail(r.stderr || r.stdout, 3), Object.values(repo.backendEnv)) || `exit status ${r.exitCode}`;
   const where = describeRepo(repo);
-  switch (classifyFailure(r.stderr)) {
+  const failure = classifyFailure(r.stderr);
+  const error = (message: string, hint: string) => new ResticError(failure, message, hint);
+  switch (failure) {
     case 'wrong-password':
-      return new JobError(`restic ${what}: the password in ${repo.passwordFile} does not open the repository ${where}; nothing was changed there.`, 'Put the repository\'s password (from the password manager) into that file and run again.');
+      return error(`restic ${what}: the password in ${repo.passwordFile} does not open the repository ${where}; nothing was changed there.`, 'Put the repository\'s password (from the password manager) into that file and run again.');
     case 'no-repository':
-      return new JobError(`restic ${what}: there is no restic repository at ${where} (${why}).`, 'Check RESTIC_REPOSITORY; a new one is made once with: backup-prod --init-offsite.');
+      return error(`restic ${what}: there is no restic repository at ${where} (${why}).`, 'Check RESTIC_REPOSITORY; a new one is made once with: backup-prod --init-offsite.');
     case 'unreachable':
-      return new JobError(`restic ${what}: the repository ${where} cannot be reached (${why}).`, 'Check the network, the backend\'s keys and the ssh access; the next run catches up.');
+      return error(`restic ${what}: the repository ${where} cannot be reached (${why}).`, 'Check the network, the backend\'s keys and the ssh access; the next run catches up.');
     case 'locked':
-      return new JobError(`restic ${what}: the repository ${where} is locked by another run (${why}).`, 'Wait for it to end; a lock whose holder is gone is cleared by the next run.');
+      return error(`restic ${what}: the repository ${where} is locked by another run (${why}).`, 'Wait for it to end; a lock whose holder is gone is cleared by the next run.');
     default:
-      return new JobError(`restic ${what} failed on ${where} with exit status ${r.exitCode}: ${why}.`, 'Run it by hand with the same variables to see the whole output.');
+      return error(`restic ${what} failed on ${where} with exit status ${r.exitCode}: ${why}.`, 'Run it by hand with the same variables to see the whole output.');
   }
 }
 

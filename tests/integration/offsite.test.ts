@@ -9,6 +9,7 @@ import { mkdir, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promis
 import { readdirSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { randomBytes } from 'node:crypto';
+import { once } from 'node:events';
 import path from 'node:path';
 import { projectRoot } from '../../lib/core/paths.ts';
 import { Ui } from '../../lib/core/ui.ts';
@@ -148,6 +149,42 @@ test('one snapshot holds the verified dump, its manifest, roles, the vault, the 
   assert.ok((await resticCheck(repo, true)).ok);
 });
 
+test("the nightly: the last clean run's snapshot is the parent; a forgotten parent or a stale exclusive lock costs one retry, not the copy", async () => {
+  const repo = await localRepo();
+  const dir = path.join(sb.dir, 'b-nightly');
+  const nightly = async () => {
+    lines.length = 0;
+    const r = await backupDatabase(sb.prodCfg, { mode: 'direct', ui, dir, offsite: offsiteFor(repo) });
+    assert.ok(r.offsite, 'no offsite result');
+    return r.offsite;
+  };
+  const vaultFiles = (await readdir(sb.vaultProd, { recursive: true, withFileTypes: true })).filter((e) => e.isFile()).length;
+  const first = await nightly();
+  assert.is(first.filesUnmodified, 0);
+  // Without a parent restic would read every vault file again: unmodified counts them only with one.
+  const second = await nightly();
+  assert.ok(second.filesUnmodified >= vaultFiles, `the second run read the vault again (${second.filesUnmodified} unmodified of ${vaultFiles})`);
+
+  await run(resticCommand(repo, ['forget', second.snapshotId]));
+  const third = await nightly();
+  assert.ok(third.filesUnmodified >= vaultFiles, 'the run did not fall back to the newest snapshot still there as its parent');
+
+  // A check killed while it held the repository: an exclusive lock whose process is gone.
+  const check = spawn('restic', ['check', '--read-data'], { env: { ...process.env, ...resticCommand(repo, []).env }, stdio: 'ignore' });
+  await waitFor('the check to take its lock', async () => ((await readdir(path.join(repo.files, 'locks')).catch(() => [])).length ? true : undefined), 30_000);
+  check.kill('SIGKILL');
+  await once(check, 'close');
+  assert.ok((await readdir(path.join(repo.files, 'locks'))).length > 0, 'the killed check left no lock (the test proves nothing)');
+  const fourth = await nightly();
+  assert.equal(fourth.locksCleared.length, 1);
+  assert.match(lines.join(''), /Cleared the stale restic exclusive lock \w+ of pid \d+/);
+  assert.equal(await readdir(path.join(repo.files, 'locks')), []);
+  assert.is((await snapshots(repo)).length, 3);
+  const status = parseOffsiteStatus(await readFile(offsitePaths(dir).status, 'utf8'))!;
+  assert.is(status.lastSnapshot?.id, fourth.snapshotId);
+  assert.is(status.running, undefined);
+});
+
 test('--dry-run prints the very steps a run executes, the restic command with its variables named, never their values', async () => {
   const repo = await localRepo();
   const envDir = await envDirFor(repo);
@@ -159,7 +196,7 @@ test('--dry-run prints the very steps a run executes, the restic command with it
   const printed = dry.stdout.trim().split('\n');
   assert.is(printed.length, titles.length);
   titles.forEach((t, i) => assert.ok(printed[i]!.startsWith(`${i + 1}. ${t}: `), `${printed[i]} is not step ${t}`));
-  assert.match(dry.stdout, /RESTIC_REPOSITORY=… RESTIC_PASSWORD_FILE=… .*restic backup --json --quiet --host \S+ --parent '<newest makapix-ops snapshot of this host>' --tag makapix-ops --tag host=\S+ --tag env=prod --tag dump=makapix-\d{8}-\d{6}/);
+  assert.match(dry.stdout, /RESTIC_REPOSITORY=… RESTIC_PASSWORD_FILE=… .*restic backup --json --quiet --host \S+ --parent '<that parent>' --tag makapix-ops --tag host=\S+ --tag env=prod --tag dump=makapix-\d{8}-\d{6}/);
   assert.not.ok(dry.stdout.includes((await readFile(repo.passwordFile, 'utf8')).trim()));
   assert.is((await snapshots(repo)).length, 0, 'a dry run wrote a snapshot');
   assert.equal(renderPlan(plan.steps).length, titles.length);
@@ -181,7 +218,7 @@ test('sftp: repository on an OpenSSH server; unreachable → the local backup an
     const down = await script('backup-prod', ['--direct', '--json', '--dir', dir, '--keep', '1'], envDir);
     assert.is(down.code, 1, down.stderr);
     const error = JSON.parse(down.stdout.trim().split('\n').at(-1)!) as { error: string };
-    assert.match(error.error, /^The local backup makapix-\d{8}-\d{6} is made and rotated, but its offsite copy to sftp:root@127\.0\.0\.1:\S+ is missing: restic list locks: the repository .* cannot be reached/);
+    assert.match(error.error, /^The local backup makapix-\d{8}-\d{6} is made and rotated, but its offsite copy to sftp:root@127\.0\.0\.1:\S+ is missing: restic backup: the repository .* cannot be reached/);
     assert.not.match(error.error, /\n/);
     // The local backup is there and the rotation ran (keep 1: the first one is gone).
     const local = await listBackups(dir);
@@ -294,7 +331,14 @@ test('the vault changing during the snapshot is reported, not fatal', async () =
     const plan = await planBackup(sb.prodCfg, { mode: 'direct', ui, dir, offsite: offsiteFor(repo) });
     const me = process.pid;
     let touched = false;
-    const watcher = waitFor('restic to run', () => (descendants(me).some((d) => d.comm === 'restic' && !touched) ? true : undefined)).then(async () => {
+    const backingUp = (pid: number) => {
+      try {
+        return readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0').includes('backup');
+      } catch {
+        return false; // gone meanwhile
+      }
+    };
+    const watcher = waitFor('restic backup to run', () => (descendants(me).some((d) => d.comm === 'restic' && !touched && backingUp(d.pid)) ? true : undefined)).then(async () => {
       touched = true;
       await writeFile(path.join(bulk, 'new-upload.png'), 'arrived during the snapshot');
     });

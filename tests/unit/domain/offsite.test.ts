@@ -1,7 +1,7 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import {
-  evaluateOffsite, defaultOffsiteThresholds, forgetArgs, lockHolderGone, planIncludes, samplePaths, snapshotTags, tagValue, toolkitTag, vaultProblems, type OffsiteStatus,
+  evaluateOffsite, defaultOffsiteThresholds, forgetArgs, lockHolderGone, prepareOffsite, planIncludes, samplePaths, snapshotTags, tagValue, toolkitTag, vaultProblems, type OffsiteStatus,
 } from '../../../lib/domain/offsite.ts';
 import { classifyFailure, parseBackupOutput, parseCheckOutput, parseSnapshots, resticArgs, resticCommand } from '../../../lib/tools/restic.ts';
 import { renderCommand } from '../../../lib/core/exec.ts';
@@ -122,6 +122,25 @@ test("restic's output: backup summary and errors, snapshots, check figures, forg
   assert.is(classifyFailure('Fatal: unable to open config file: stat /x/config: no such file or directory\nIs there a repository at the following location?'), 'no-repository');
   assert.is(classifyFailure('subprocess ssh: ssh: connect to host 127.0.0.1 port 2222: Connection refused\nFatal: unable to open repository at sftp:...: unable to start the sftp session, error: EOF'), 'unreachable');
   assert.is(classifyFailure('Fatal: unable to create lock in backend: repository is already locked exclusively by PID 7'), 'locked');
+  assert.is(classifyFailure('Fatal: invalid id "0a1b2c3d": no matching ID found for prefix "0a1b2c3d"'), 'unknown-snapshot');
+});
+
+test("before the snapshot: after a clean run nothing is asked of the repository; after a failed or killed one, stale locks are cleared", () => {
+  const clean: OffsiteStatus = {
+    version: 1, repository: '/srv/restic',
+    lastSnapshot: { id: 'aa11', time: '2026-11-24T03:30:00Z', dump: 'makapix-20261124-033000' },
+    lastBackup: { at: '2026-11-24T03:31:00Z', ok: true },
+  };
+  const failed = { at: clean.lastBackup!.at, ok: false, error: 'killed' };
+  const cases: [string, OffsiteStatus | undefined, ReturnType<typeof prepareOffsite>][] = [
+    ['the last run ended cleanly', clean, { parent: 'aa11', lookUpParent: false, clearLocks: false }],
+    ['no status file yet (nothing of ours can be left there)', undefined, { lookUpParent: true, clearLocks: false }],
+    ['another repository', { ...clean, repository: 'sftp:backup@host:/restic' }, { lookUpParent: true, clearLocks: false }],
+    ['the last run failed (its restic may have left a lock)', { ...clean, lastBackup: failed }, { lookUpParent: true, clearLocks: true }],
+    ['a run was killed while it ran', { ...clean, running: { since: '2026-11-25T03:30:00Z', pid: 4242 } }, { lookUpParent: true, clearLocks: true }],
+    ['only a check recorded', { version: 1, repository: '/srv/restic', lastCheck: { at: clean.lastBackup!.at, ok: true, subset: '10%', detail: '' } }, { lookUpParent: true, clearLocks: false }],
+  ];
+  for (const [what, status, expected] of cases) assert.equal(prepareOffsite(status, '/srv/restic'), expected, what);
 });
 
 test.run();
