@@ -28,6 +28,11 @@ export interface DemuxHooks {
   idle?(): Promise<boolean>;
 }
 
+const copyEscapes: Record<string, string> = { n: '\n', t: '\t', r: '\r', b: '\b', f: '\f', v: '\v' };
+
+/** One field of COPY text as its value: COPY TO writes a backslash before these characters. */
+export const decodeCopyField = (field: string): string => (field.includes('\\') ? field.replace(/\\(.)/g, (_, c: string) => copyEscapes[c] ?? c) : field);
+
 /** Rows read from EA but not yet loaded into EB, at most: EA runs ahead while EB digests, in bounded memory. */
 const QUEUE_BYTES = 32 * 1024 * 1024;
 

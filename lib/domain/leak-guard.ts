@@ -4,11 +4,13 @@
 // checks their result independently, on the bytes EB receives.
 //
 // How: EA's secret values are cut into tokens by the same tokenizer that reads the outgoing stream,
-// and held in a set; every token of every outgoing row is looked up in it. Tokens are found from
+// and held as keyed hashes in a table; every token of every outgoing row is looked up in it. Tokens are found from
 // anchors the engine searches natively (an `@`, the dashes of a UUID, the dots of an IPv4 address,
 // the colons of an IPv6 one, a `/` before digits, a PEM header) and widened to the whole address,
 // which keeps the scan a fraction of the COPY's own cost. docs/sample-data.md says what it covers
 // and what it cannot.
+
+import { randomInt } from 'node:crypto';
 
 /** The kinds of token; the guard only looks for the kinds its secrets have. */
 type Kind = 'email' | 'uuid' | 'ipv4' | 'ipv6' | 'digits' | 'pem';
@@ -113,27 +115,116 @@ export class LeakFound extends Error {
   }
 }
 
-/** The guard's memory: EA's secret tokens (never printed), each with the column it came from. */
+/** A 32-bit hash of a token, murmur3's mixing per character and its finaliser; `seed` keys it. */
+function hash32(s: string, seed: number, k: number): number {
+  let h = seed ^ s.length;
+  for (let i = 0; i < s.length; i++) {
+    h = Math.imul(h ^ s.charCodeAt(i), k);
+    h = (h << 13) | (h >>> 19);
+  }
+  h ^= h >>> 16;
+  h = Math.imul(h, 0x85ebca6b);
+  h ^= h >>> 13;
+  h = Math.imul(h, 0xc2b2ae35);
+  return (h ^ (h >>> 16)) >>> 0;
+}
+
+/**
+ * EA's secret tokens as keyed 64-bit hashes in one open-addressing table: about 20 bytes a token,
+ * where a Map of strings took five times that, so the guard's memory stays small as EA grows (a
+ * million secret tokens: 20 MiB). The key is random per run. Two tokens sharing a hash (odds about
+ * 1e-7 at a million secrets and ten million lookups) could only stop a run, never let a value by.
+ */
+class TokenTable {
+  readonly #seeds: [number, number];
+  #hi = new Uint32Array(1024);
+  #lo = new Uint32Array(1024);
+  #source = new Uint16Array(1024);
+  #size = 0;
+
+  constructor(seeds: [number, number]) {
+    this.#seeds = seeds;
+  }
+
+  get size(): number {
+    return this.#size;
+  }
+
+  #hash(token: string): [number, number] {
+    const hi = hash32(token, this.#seeds[0], 0xcc9e2d51);
+    const lo = hash32(token, this.#seeds[1], 0x1b873593);
+    return hi === 0 && lo === 0 ? [0, 1] : [hi, lo]; // (0, 0) marks an empty slot
+  }
+
+  /** The slot holding (hi, lo), or the empty one where it would go. */
+  #slot(hi: number, lo: number): number {
+    const mask = this.#hi.length - 1;
+    let i = (hi ^ lo) & mask;
+    while ((this.#hi[i] !== 0 || this.#lo[i] !== 0) && (this.#hi[i] !== hi || this.#lo[i] !== lo)) i = (i + 1) & mask;
+    return i;
+  }
+
+  add(token: string, source: number): void {
+    const [hi, lo] = this.#hash(token);
+    const i = this.#slot(hi, lo);
+    if (this.#hi[i] === 0 && this.#lo[i] === 0) {
+      this.#hi[i] = hi;
+      this.#lo[i] = lo;
+      if (++this.#size * 2 > this.#hi.length) this.#grow();
+    }
+    this.#source[this.#slot(hi, lo)] = source;
+  }
+
+  /** The source index of a token, or -1. */
+  get(token: string): number {
+    const [hi, lo] = this.#hash(token);
+    const i = this.#slot(hi, lo);
+    return this.#hi[i] === 0 && this.#lo[i] === 0 ? -1 : this.#source[i]!;
+  }
+
+  #grow(): void {
+    const [hi, lo, source] = [this.#hi, this.#lo, this.#source];
+    this.#hi = new Uint32Array(hi.length * 2);
+    this.#lo = new Uint32Array(hi.length * 2);
+    this.#source = new Uint16Array(hi.length * 2);
+    for (let j = 0; j < hi.length; j++) {
+      if (hi[j] === 0 && lo[j] === 0) continue;
+      const i = this.#slot(hi[j]!, lo[j]!);
+      this.#hi[i] = hi[j]!;
+      this.#lo[i] = lo[j]!;
+      this.#source[i] = source[j]!;
+    }
+  }
+}
+
+/** The guard's memory: EA's secret tokens (as keyed hashes, never the values), each with the column it came from. */
 export class LeakGuard {
-  readonly #tokens = new Map<string, string>();
+  readonly #tokens = new TokenTable([randomInt(2 ** 32), randomInt(2 ** 32)]);
+  readonly #sources: string[] = [];
   readonly #kinds = new Set<Kind>();
+
+  #sourceIndex(source: string): number {
+    const i = this.#sources.indexOf(source);
+    return i >= 0 ? i : this.#sources.push(source) - 1;
+  }
 
   /** Adds one EA value of the secret column `source` (`table.column`). */
   add(value: string, source: string): void {
+    const from = this.#sourceIndex(source);
     let any = false;
     // Key material gives its base64 lines only: what else its text happens to hold (`/123` in
     // base64) would match innocent rows.
     scanTokens(value, value.includes('-----BEGIN') ? pemOnly : valueKinds, (kind, token) => {
       any = true;
       this.#kinds.add(kind);
-      this.#tokens.set(token, source);
+      this.#tokens.add(token, from);
       return false;
     });
     // A value with no shape of its own (a numeric provider id) is looked for after a `/` (in a URL).
     const whole = value.trim();
     if (!any && /^[0-9]{3,}$/.test(whole)) {
       this.#kinds.add('digits');
-      this.#tokens.set(whole, source);
+      this.#tokens.add(whole, from);
     }
   }
 
@@ -152,8 +243,8 @@ export class LeakGuard {
     let hit: { source: string; at: number } | undefined;
     scanTokens(s, this.#kinds, (_kind, token, at) => {
       const source = this.#tokens.get(token);
-      if (source === undefined) return false;
-      hit = { source, at };
+      if (source < 0) return false;
+      hit = { source: this.#sources[source]!, at };
       return true;
     });
     if (!hit) return;

@@ -24,7 +24,7 @@ import { PlanError, UnruledColumnsError, combinedCopy, planSampling, type Sampli
 import { LeakFound, LeakGuard } from '../domain/leak-guard.ts';
 import type { PgPlace } from '../tools/pgtools.ts';
 import { readCatalog, type Catalog } from '../tools/catalog.ts';
-import { TableDemux } from '../domain/demux.ts';
+import { TableDemux, decodeCopyField } from '../domain/demux.ts';
 
 export interface SampleDataOptions {
   /** EA: where rows are read (read-only snapshot). */
@@ -281,8 +281,14 @@ async function leakGuard(ea: pg.Client, catalog: Catalog, secrets: readonly stri
     const c = catalog.get(table)!.columns.find((x) => x.name === column)!;
     // host() for addresses: inet's text form would add a mask.
     const expr = c.type === 'inet' || c.type === 'cidr' ? `host(${q(column)})` : `${q(column)}::text`;
-    const { rows } = await ea.query<{ v: string }>(`SELECT DISTINCT ${expr} AS v FROM ${q(table)} WHERE ${q(column)} IS NOT NULL`);
-    for (const r of rows) guard.add(r.v, key);
+    // Streamed: a million addresses must not become a million row objects at once.
+    let rest: Buffer = Buffer.alloc(0);
+    for await (const chunk of ea.query(copyTo(`COPY (SELECT DISTINCT ${expr} FROM ${q(table)} WHERE ${q(column)} IS NOT NULL) TO STDOUT`)) as AsyncIterable<Buffer>) {
+      const data = rest.length ? Buffer.concat([rest, chunk]) : chunk;
+      const end = data.lastIndexOf(10) + 1;
+      for (const line of data.toString('utf8', 0, end).split('\n')) if (line) guard.add(decodeCopyField(line), key);
+      rest = data.subarray(end);
+    }
   }
   return guard;
 }
@@ -402,7 +408,7 @@ export async function sampleDataToDev(opts: SampleDataOptions): Promise<SampleDa
     const skipped = (p: TablePlan): TableReport => ({ table: p.table, mode: p.mode, rows: 0, sampled: 0, referenced: 0, nulled: {}, repointed: {}, invariantDropped: 0, bytes: 0, ms: 0 });
 
     const copied = plan.tables.filter((p) => p.query);
-    const guard = await ui.run('reading EA\'s secret values for the leak guard', () => leakGuard(ea, catalog, config.secrets));
+    const guard = await ui.run('reading EA\'s secret values for the leak guard', () => leakGuard(ea, catalog, config.secrets), (g) => `${g.size.toLocaleString('en-US')} tokens`);
     const merge = (done: TableReport[]) => plan.tables.map((p) => done.find((t) => t.table === p.table) ?? skipped(p));
 
     if (opts.dryRun) {
