@@ -98,7 +98,8 @@ export type ResticFailure = 'wrong-password' | 'no-repository' | 'unreachable' |
 /** What a failed restic run means, from its message (restic 0.14's wording). */
 export function classifyFailure(stderr: string): ResticFailure {
   if (/wrong password or no key found|an empty password is not a password|password is empty/i.test(stderr)) return 'wrong-password';
-  if (/unable to create lock|repository is already locked/i.test(stderr)) return 'locked';
+  // "unable to create lock in backend" alone is a backend that failed mid-way (a dropped ssh), not another holder.
+  if (/repository is already locked/i.test(stderr)) return 'locked';
   if (/invalid id ".*": no matching ID found/i.test(stderr)) return 'unknown-snapshot';
   if (/Is there a repository at the following location|unable to open config file/i.test(stderr)) {
     // A remote that cannot be reached says the same as a missing repository; the cause tells them apart.

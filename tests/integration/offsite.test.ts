@@ -218,7 +218,7 @@ test('sftp: repository on an OpenSSH server; unreachable → the local backup an
     const down = await script('backup-prod', ['--direct', '--json', '--dir', dir, '--keep', '1'], envDir);
     assert.is(down.code, 1, down.stderr);
     const error = JSON.parse(down.stdout.trim().split('\n').at(-1)!) as { error: string };
-    assert.match(error.error, /^The local backup makapix-\d{8}-\d{6} is made and rotated, but its offsite copy to sftp:root@127\.0\.0\.1:\S+ is missing: restic backup: the repository .* cannot be reached/, error.error);
+    assert.match(error.error, /^The local backup makapix-\d{8}-\d{6} is made and rotated, but its offsite copy to sftp:root@127\.0\.0\.1:\S+ is missing: restic (backup|list locks): the repository .* cannot be reached/, error.error);
     assert.not.match(error.error, /\n/);
     // The local backup is there and the rotation ran (keep 1: the first one is gone).
     const local = await listBackups(dir);

@@ -122,6 +122,7 @@ test("restic's output: backup summary and errors, snapshots, check figures, forg
   assert.is(classifyFailure('Fatal: unable to open config file: stat /x/config: no such file or directory\nIs there a repository at the following location?'), 'no-repository');
   assert.is(classifyFailure('subprocess ssh: ssh: connect to host 127.0.0.1 port 2222: Connection refused\nFatal: unable to open repository at sftp:...: unable to start the sftp session, error: EOF'), 'unreachable');
   assert.is(classifyFailure('Fatal: unable to create lock in backend: repository is already locked exclusively by PID 7'), 'locked');
+  assert.is(classifyFailure('Fatal: unable to create lock in backend: Save(<lock/1f2e>): connection lost'), 'unreachable');
   assert.is(classifyFailure('Fatal: invalid id "0a1b2c3d": no matching ID found for prefix "0a1b2c3d"'), 'unknown-snapshot');
 });
 
