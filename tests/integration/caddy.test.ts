@@ -5,7 +5,7 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { createServer, request as httpRequest, type Server } from 'node:http';
+import { createServer, type Server } from 'node:http';
 import { request as httpsRequest } from 'node:https';
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync, existsSync } from 'node:fs';
 import { randomUUID } from 'node:crypto';
@@ -20,6 +20,7 @@ import { renderCredentials } from '../../lib/domain/credentials.ts';
 import { startEdgeAuth, type EdgeAuthServer } from '../../lib/jobs/edge-auth.ts';
 import { Secret } from '../../lib/core/secret.ts';
 import { onExit } from '../../dev/cleanup.ts';
+import { send, type Answer } from '../harness/http.ts';
 
 const work = mkdtempSync(path.join(tmpdir(), 'caddy-test-'));
 const credentials = path.join(work, 'credentials');
@@ -96,32 +97,11 @@ let ports: { http: number; https: number; admin: number };
 let settings: EdgeSettings;
 const env = (s: EdgeSettings) => ({ ...process.env, HOME: work, XDG_DATA_HOME: path.join(work, 'data'), XDG_CONFIG_HOME: path.join(work, 'config'), ...edgeEnvironment(s) });
 
-interface Answer {
-  status: number;
-  headers: Record<string, string | string[] | undefined>;
-  body: string;
-}
-
 function get(scheme: 'http' | 'https', host: string, urlPath: string, creds?: { user: string; password: string }): Promise<Answer> {
-  const headers: Record<string, string> = { host };
+  const headers: Record<string, string> = {};
   if (creds) headers.authorization = `Basic ${Buffer.from(`${creds.user}:${creds.password}`).toString('base64')}`;
-  // A fresh connection per request: a reload closes Caddy's idle keep-alive connections.
-  const common = { host: '127.0.0.1', path: urlPath, headers, timeout: 20_000, agent: false };
-  return new Promise((resolve, reject) => {
-    const done = (res: import('node:http').IncomingMessage) => {
-      let body = '';
-      res.setEncoding('utf8');
-      res.on('data', (d: string) => (body += d));
-      res.on('end', () => resolve({ status: res.statusCode ?? 0, headers: res.headers, body }));
-    };
-    const req =
-      scheme === 'http'
-        ? httpRequest({ ...common, port: ports.http }, done)
-        : httpsRequest({ ...common, port: ports.https, servername: host, ca: readFileSync(path.join(work, 'data/caddy/pki/authorities/local/root.crt')) }, done);
-    req.on('timeout', () => req.destroy(new Error(`${scheme}://${host}${urlPath} timed out`)));
-    req.on('error', reject);
-    req.end();
-  });
+  const to = scheme === 'http' ? { scheme, port: ports.http } : { scheme, port: ports.https, ca: readFileSync(path.join(work, 'data/caddy/pki/authorities/local/root.crt')) };
+  return send(to, host, urlPath, { headers });
 }
 
 async function eventually<T>(what: string, fn: () => Promise<T>, ok: (v: T) => boolean, ms = 30_000): Promise<T> {

@@ -4,8 +4,7 @@
 // receives is recorded, so "EB's upstream never sees a developer's password" is checked on all of them.
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { createServer, request as httpRequest, type IncomingHttpHeaders, type Server } from 'node:http';
-import { request as httpsRequest } from 'node:https';
+import { createServer, type IncomingHttpHeaders, type Server } from 'node:http';
 import { connect } from 'node:net';
 import { mkdirSync, mkdtempSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -20,6 +19,7 @@ import { ensureSessionKey } from '../../lib/tools/caddy.ts';
 import { sessionCookieName } from '../../lib/domain/edge-session.ts';
 import { Secret } from '../../lib/core/secret.ts';
 import { runCommand } from '../harness/server.ts';
+import { send as sendTo, type Answer } from '../harness/http.ts';
 
 const work = mkdtempSync(path.join(tmpdir(), 'edge-auth-test-'));
 const credentials = path.join(work, 'credentials');
@@ -73,30 +73,9 @@ function writeDevelopers(users: { user: string; hash: string }[]): void {
   renameSync(path.join(credentials, 'developers.caddy.tmp'), path.join(credentials, 'developers.caddy'));
 }
 
-interface Answer {
-  status: number;
-  headers: IncomingHttpHeaders;
-  body: string;
-}
-
 /** One HTTP(S) request to the edge, with a fresh connection. */
-function send(scheme: 'http' | 'https', host: string, urlPath: string, opts: { method?: string; headers?: Record<string, string>; body?: string } = {}): Promise<Answer> {
-  const headers: Record<string, string> = { host, ...opts.headers };
-  if (opts.body !== undefined) headers['content-length'] = String(Buffer.byteLength(opts.body));
-  const common = { host: '127.0.0.1', path: urlPath, method: opts.method ?? 'GET', headers, timeout: 20_000, agent: false };
-  return new Promise((resolve, reject) => {
-    const done = (res: import('node:http').IncomingMessage) => {
-      let body = '';
-      res.setEncoding('utf8');
-      res.on('data', (d: string) => (body += d));
-      res.on('end', () => resolve({ status: res.statusCode ?? 0, headers: res.headers, body }));
-    };
-    const req = scheme === 'http' ? httpRequest({ ...common, port: edge.httpPort }, done) : httpsRequest({ ...common, port: edge.httpsPort, servername: host, ca: edge.rootCa }, done);
-    req.on('timeout', () => req.destroy(new Error(`${scheme}://${host}${urlPath} timed out`)));
-    req.on('error', reject);
-    req.end(opts.body);
-  });
-}
+const send = (scheme: 'http' | 'https', host: string, urlPath: string, opts: Parameters<typeof sendTo>[3] = {}): Promise<Answer> =>
+  sendTo(scheme === 'http' ? { scheme, port: edge.httpPort } : { scheme, port: edge.httpsPort, ca: edge.rootCa }, host, urlPath, opts);
 
 /**
  * What a browser does for one origin: keeps cookies as RFC 6265bis says for `__Host-` (only from a
