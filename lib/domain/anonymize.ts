@@ -11,7 +11,7 @@ import type { Column, Table } from '../tools/catalog.ts';
  * - fake-email: another e-mail address, replaced by a hashed stand-in at dev.makapix.local
  * - hash: a hashed stand-in of the column's type (text, uuid, bytea, integers), equal inputs give
  *   equal outputs within one run (a per-run salt, so EA values cannot be recovered by guessing)
- * - ip: a hashed stand-in address in 10.0.0.0/8 (text or inet column)
+ * - ip: a hashed stand-in address in 240.0.0.0/8 (text or inet column)
  * - password: the bcrypt hash of DEV_LOGIN_PASSWORD, or of a random password nobody knows
  * - null: emptied (nullable columns only)
  * - sql: any SQL expression over the row's (already re-pointed) column names, e.g. `'{}'::jsonb`
@@ -194,8 +194,10 @@ export function columnExpression(table: Table, col: Column, rule: Rule | undefin
       return orNull(v);
     }
     case 'ip': {
-      // One digest per row: its first 24 bits pick an address in 10.0.0.0/8.
-      const addr = `('10.0.0.0'::inet + ('x' || left(${digest(col.name, ctx)}, 6))::bit(24)::integer)`;
+      // One digest per row: its first 24 bits pick an address in 240.0.0.0/8, reserved (RFC 1112), so
+      // no client has one: a stand-in never equals a real address (10/8 could, behind a private
+      // network), and the leak guard never mistakes one for EA's.
+      const addr = `('240.0.0.0'::inet + ('x' || left(${digest(col.name, ctx)}, 6))::bit(24)::integer)`;
       if (col.type === 'inet') return orNull(addr);
       if (col.type === 'cidr') return orNull(`${addr}::cidr`);
       if (!isText(col.type)) throw new Error(`${where} is ${col.type}: the ip rule fits text, inet and cidr columns`);

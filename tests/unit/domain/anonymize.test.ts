@@ -76,7 +76,7 @@ test('the SQL each rule becomes, keeping NULL as NULL', () => {
     ['email', hashed, /md5\('pepper' \|\| "email"::text\)/],
     ['code', hashed, /^CASE .* left\(md5\('pepper' \|\| "code"::text\), 6\) END$/],
     ['key', hashed, /::uuid END$/],
-    ['ip', ipAddress, /^CASE .* \('10\.0\.0\.0'::inet \+ \('x' \|\| left\(md5\('pepper' \|\| "ip"::text\), 6\)\)::bit\(24\)::integer\) END$/],
+    ['ip', ipAddress, /^CASE .* \('240\.0\.0\.0'::inet \+ \('x' \|\| left\(md5\('pepper' \|\| "ip"::text\), 6\)\)::bit\(24\)::integer\) END$/],
     ['email', password, /'\$2a\$10\$abcdefghijklmnopqrstuv'/],
     ['email', nulled, /^NULL::character varying\(255\)$/],
     ['meta', sql(`'{}'::jsonb`), /ELSE \('\{\}'::jsonb\) END$/],
