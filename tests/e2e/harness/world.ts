@@ -191,6 +191,15 @@ export class World {
     return r.exitCode === 0 ? (JSON.parse(r.stdout) as { version: string }).version : undefined;
   }
 
+  /** The api's version once it answers: a container just (re)created may still be starting (migrations first), up to 30 s. */
+  async versionOnceUp(env: 'prod' | 'dev'): Promise<string | undefined> {
+    for (const until = Date.now() + 30_000; ; ) {
+      const v = await this.version(env);
+      if (v !== undefined || Date.now() > until) return v;
+      await new Promise((r) => setTimeout(r, 500));
+    }
+  }
+
   existsBackup(file: string): boolean {
     return existsSync(file) && existsSync(`${file}.sha256`);
   }
