@@ -4,11 +4,11 @@
 // checks their result independently, on the bytes EB receives.
 //
 // How: EA's secret values are cut into tokens by the same tokenizer that reads the outgoing stream,
-// and held as keyed hashes in a table; every token of every outgoing row is looked up in it. Tokens are found from
-// anchors the engine searches natively (an `@`, the dashes of a UUID, the dots of an IPv4 address,
-// the colons of an IPv6 one, a `/` before digits, a PEM header) and widened to the whole address,
-// which keeps the scan a fraction of the COPY's own cost. docs/sample-data.md says what it covers
-// and what it cannot.
+// and held as keyed hashes in a table; every token of every outgoing row is looked up in it. Tokens
+// are found from anchors the engine searches natively (an `@`, the dashes of a UUID, the dots of an
+// IPv4 address, the colons of an IPv6 one, a `/` before digits, a PEM header) and widened to the
+// whole address, which keeps the scan a fraction of the COPY's own cost. docs/sample-data.md says
+// what it covers and what it cannot.
 
 import { randomInt } from 'node:crypto';
 

@@ -154,7 +154,6 @@ export interface OffsiteItem {
   detail: string;
 }
 
-/** Parses the status file; anything unreadable is undefined (monitor says so). */
 /** What the offsite step does before its snapshot, from what the last run recorded. */
 export interface OffsitePreparation {
   /** The last clean run's snapshot: tonight's parent without asking the repository. */
@@ -177,6 +176,7 @@ export function prepareOffsite(status: OffsiteStatus | undefined, repository: st
   return { ...(parent && { parent }), lookUpParent: !parent, clearLocks: failed };
 }
 
+/** Parses the status file; anything unreadable is undefined (monitor says so). */
 export function parseOffsiteStatus(text: string): OffsiteStatus | undefined {
   try {
     const v = JSON.parse(text) as Partial<OffsiteStatus>;

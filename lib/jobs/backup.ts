@@ -2,20 +2,18 @@
 // one offsite restic snapshot of it and of everything else that cannot be recreated; and the
 // offsite upkeep (retention, the integrity check) on its own schedule. Every run is a list of typed
 // steps (lib/core/exec.ts): `--dry-run` prints them, the runner executes the very same ones.
-import { mkdir, readdir, readFile, stat } from 'node:fs/promises';
-import { availableParallelism } from 'node:os';
+import { mkdir, readFile, stat } from 'node:fs/promises';
 import path from 'node:path';
-import { once } from 'node:events';
-import { createInterface } from 'node:readline';
 import type { EnvConfig, Environment } from '../core/config.ts';
 import type { DumpFormat } from '../domain/backup-files.ts';
 import { JobError, OpsError } from '../core/errors.ts';
 import { acquireLock, isAlive, type Lock } from '../core/lock.ts';
 import { writeFileAtomic } from '../core/atomic-file.ts';
-import { renderCommand, run, start, tail, type Step } from '../core/exec.ts';
+import { renderCommand, run, tail, type Step } from '../core/exec.ts';
 import { redact } from '../core/secret.ts';
 import { formatBytes, formatDuration, type Ui } from '../core/ui.ts';
 import type { ComposeFlavor } from '../tools/compose.ts';
+import { changedSince } from '../tools/find.ts';
 import { planLocalBackup, type BackupOptions, type BackupPlan, type BackupResult } from '../tools/backup-store.ts';
 import {
   classifyFailure, clearStaleLocks, describeLock, describeRepo, failureError, parseBackupOutput, parseCheckOutput, parseSnapshots, resticArgs, resticCommand, runRestic, ResticError,
@@ -61,35 +59,6 @@ export async function updateOffsiteStatus(file: string, repository: string, chan
   const current = parseOffsiteStatus(await readFile(file, 'utf8').catch(() => '')) ?? { version: 1 as const, repository };
   await mkdir(path.dirname(file), { recursive: true, mode: 0o700 });
   await writeFileAtomic(file, `${JSON.stringify(change({ ...current, repository }), null, 2)}\n`);
-}
-
-/**
- * Vault files modified while the snapshot ran (mtime or ctime after its start): restic reads each
- * file once, so such a file may be in the snapshot in either state; it is whole in the next one.
- * The walk is all stat calls over tens of thousands of small files in two-level shards: GNU find
- * does them at a third of Node's cost, one find per core over the top-level shards.
- */
-async function changedSince(root: string, since: number, limit = 5): Promise<{ count: number; examples: string[] }> {
-  const at = `@${(since / 1000).toFixed(3)}`;
-  const top = await readdir(root).catch(() => [] as string[]);
-  // Past a few thousand top-level names one find takes the root (argv stays small).
-  const ways = top.length > 4096 ? 1 : Math.max(1, Math.min(availableParallelism(), top.length));
-  const starts = ways === 1 ? [[root]] : Array.from({ length: ways }, (_, k) => top.filter((_, i) => i % ways === k).map((e) => path.join(root, e)));
-  let count = 0;
-  const examples: string[] = [];
-  await Promise.all(
-    starts.map(async (from) => {
-      const child = start({ cmd: 'find', argv: [...from, '-xdev', '!', '-type', 'd', '(', '-newermt', at, '-o', '-newerct', at, ')', '-print'] }, ['ignore', 'pipe', 'ignore']);
-      // A vault that vanished or a file removed mid-walk makes find exit 1: what it printed still counts.
-      const closed = once(child, 'close');
-      for await (const line of createInterface({ input: child.stdout! })) {
-        count++;
-        if (examples.length < limit) examples.push(path.relative(root, line));
-      }
-      await closed;
-    }),
-  );
-  return { count, examples };
 }
 
 /** The include list of an offsite snapshot for this backup, with absent optional paths set aside. */
@@ -224,6 +193,7 @@ async function offsiteSteps(
         if (!summary?.snapshotId) throw new JobError(`restic backup printed no snapshot id (${tail(r.stderr || r.stdout, 2)}).`, 'Run restic snapshots to see whether the snapshot exists.');
         const warnings = errors.map((e) => `unreadable while copying: ${e}`);
         if (r.exitCode === 3 && !errors.length) warnings.push(`restic could not read some files: ${tail(r.stderr, 2)}`);
+        // Vault files modified while restic ran may be in the snapshot in either state; the next one has them whole.
         const changed = await changedSince(cfg.vars.VAULT_HOST_PATH, startedAt - 1000).catch((err: Error) => {
           warnings.push(`the vault could not be checked for files changed during the snapshot (${err.message})`);
           return { count: 0, examples: [] };
